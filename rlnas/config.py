@@ -1,0 +1,177 @@
+"""Typed run configuration: YAML + ``--set key.path=value`` overrides, validated at load time.
+
+Unknown keys and bad values fail with the key path, the bad value and what is allowed. YAML is parsed
+with ``yaml.safe_load``; user text is never evaluated.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from rlnas.errors import ConfigError
+from rlnas.space.spec import SpaceSpec, builtin_space
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class DatasetConfig(_Section):
+    name: Literal["digits", "mnist", "fashion_mnist", "cifar10"] = "digits"
+    data_dir: str = "data"
+    download: bool = False
+    val_fraction: float = Field(0.15, gt=0.0, lt=1.0)
+    test_fraction: float = Field(0.2, gt=0.0, lt=1.0)
+    split_seed: int = 0
+
+
+class TrainingConfig(_Section):
+    """How each child is trained during the search (the proxy fidelity)."""
+
+    epochs: int = Field(5, ge=1)
+    data_fraction: float = Field(1.0, gt=0.0, le=1.0)
+    batch_size: int = Field(64, ge=1)
+    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
+    learning_rate: float = Field(1e-3, gt=0.0)
+    weight_decay: float = Field(0.0, ge=0.0)
+    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?|mps)$")
+    max_minutes_per_child: float | None = Field(None, gt=0.0)
+
+
+class ObjectiveConfig(_Section):
+    """reward = val_accuracy - lambda * complexity / max complexity of the space."""
+
+    complexity: Literal["params", "flops", "latency"] = "params"
+    lambda_: float = Field(0.02, ge=0.0, alias="lambda")
+    failure_reward: float = 0.0
+
+
+class BudgetConfig(_Section):
+    evaluations: int = Field(30, ge=1)
+    minutes: float | None = Field(None, gt=0.0)
+
+
+class PPOConfig(_Section):
+    """MaskablePPO settings; an update uses ``episodes_per_update`` whole architectures."""
+
+    learning_rate: float = Field(3e-3, gt=0.0)
+    episodes_per_update: int = Field(8, ge=1)
+    n_epochs: int = Field(4, ge=1)
+    minibatches: int = Field(1, ge=1)
+    gamma: float = Field(1.0, gt=0.0, le=1.0)
+    gae_lambda: float = Field(1.0, ge=0.0, le=1.0)
+    clip_range: float = Field(0.2, gt=0.0)
+    ent_coef: float = Field(0.01, ge=0.0)
+    vf_coef: float = Field(0.5, ge=0.0)
+    max_grad_norm: float = Field(0.5, gt=0.0)
+    net_arch: list[int] = Field(default_factory=lambda: [64, 64])
+    normalize_reward: bool = True
+
+
+class StrategyConfig(_Section):
+    name: Literal["ppo", "random"] = "ppo"
+    ppo: PPOConfig = PPOConfig()
+
+
+class ExportConfig(_Section):
+    enabled: bool = True
+    epochs: int = Field(20, ge=1)
+    formats: list[Literal["onnx", "pt2"]] = Field(default_factory=lambda: ["onnx", "pt2"])
+
+
+class LoggingConfig(_Section):
+    tensorboard: bool = True
+    graph: bool = True
+
+
+class RunConfig(_Section):
+    seed: int = 0
+    runs_root: str = "runs"
+    dataset: DatasetConfig = DatasetConfig()
+    space: SpaceSpec
+    training: TrainingConfig = TrainingConfig()
+    objective: ObjectiveConfig = ObjectiveConfig()
+    budget: BudgetConfig = BudgetConfig()
+    strategy: StrategyConfig = StrategyConfig()
+    export: ExportConfig = ExportConfig()
+    logging: LoggingConfig = LoggingConfig()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _space_by_name(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("space"), str):
+            data = {**data, "space": builtin_space(data["space"])}
+        return data
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json", by_alias=True), sort_keys=False)
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``"training.epochs=3"`` -> (["training", "epochs"], 3); the value is parsed as YAML."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} must look like key.path=value (e.g. training.epochs=3)")
+    path, raw = text.split("=", 1)
+    keys = [k for k in path.strip().split(".")]
+    if not all(keys):
+        raise ConfigError(f"override {text!r}: empty key in {path!r}")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as err:
+        raise ConfigError(f"override {text!r}: the value is not valid YAML ({err})") from None
+    return keys, value
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    for text in overrides:
+        keys, value = parse_override(text)
+        if keys[0] == "space" and isinstance(data.get("space"), str):
+            data["space"] = builtin_space(data["space"])
+        node = data
+        for i, key in enumerate(keys[:-1]):
+            child = node.setdefault(key, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"override {text!r}: {'.'.join(keys[: i + 1])} is not a section")
+            node = child
+        node[keys[-1]] = value
+    return data
+
+
+def _format_errors(err: ValidationError, source: str) -> str:
+    lines = []
+    for e in err.errors():
+        path = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key (check the spelling; see configs/default.yaml for every key)"
+        bad = e.get("input")
+        scalar = isinstance(bad, (str, int, float, bool, type(None)))
+        shown = f" (got {bad!r})" if scalar and e["type"] not in ("extra_forbidden", "missing") else ""
+        lines.append(f"{path}: {msg}{shown}")
+    return f"invalid configuration in {source}: " + "; ".join(lines)
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
+    """Load a YAML config (or the defaults), apply overrides and validate."""
+    source = "the defaults" if path is None else str(path)
+    data: Any = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file {p} does not exist; pass an existing YAML file to --config")
+        try:
+            data = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as err:
+            raise ConfigError(f"config file {p} is not valid YAML: {err}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"config file {p} must hold a mapping of sections, got {type(data).__name__}")
+    data.setdefault("space", "cnn")
+    data = apply_overrides(data, list(overrides or []))
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(_format_errors(err, source)) from None

@@ -1,0 +1,48 @@
+"""What evaluating an architecture returns, and the evaluator interface the env and driver use."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from rlnas.space.core import Architecture, SearchSpace
+
+COMPLETE = "COMPLETE"
+FAILED = "FAILED"
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """The outcome of one architecture: its reward and every measured metric."""
+
+    reward: float
+    status: str = COMPLETE
+    metrics: Mapping[str, float] = field(default_factory=dict)
+    error: str | None = None
+    cached: bool = False
+
+
+class Evaluator(Protocol):
+    """Anything that scores an architecture: real training, a cache, a lookup table, a fake."""
+
+    def evaluate(self, arch: Architecture) -> Evaluation: ...
+
+
+class SyntheticEvaluator:
+    """A fake evaluator whose score comes from the architecture: the fraction of decisions that match
+    ``target`` (inactive decisions count as mismatches). Instant; for tests and controller benchmarks."""
+
+    def __init__(self, space: SearchSpace, target: Architecture | None = None, seed: int = 0) -> None:
+        self.space = space
+        self.target = target if target is not None else space.sample(np.random.default_rng(seed))
+        self.calls = 0
+
+    def evaluate(self, arch: Architecture) -> Evaluation:
+        self.calls += 1
+        names = set(self.target) | set(arch)
+        hits = sum(1 for n in names if n in arch and n in self.target and arch[n] == self.target[n])
+        score = hits / len(names)
+        return Evaluation(reward=score, metrics={"val_accuracy": score, "params": 0.0})

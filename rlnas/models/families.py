@@ -1,0 +1,210 @@
+"""Model families: how a family's decisions are declared and how an architecture becomes a network.
+
+A family names the decisions a space of that family may declare (with defaults for optional ones), an
+optional constraint that masks impossible choices, and a pure ``build`` function.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from rlnas.errors import InvalidArchitecture
+from rlnas.models.ops import ACTIVATIONS, OPTIMIZERS, POOLING
+from rlnas.space.core import Architecture, Choice, Constraint, Decision
+
+Shape = tuple[int, ...]
+Builder = Callable[[Architecture, Shape, int], nn.Module]
+
+# Decisions every family may declare under ``training``; absent ones come from the training config.
+TRAINING_DECISIONS: dict[str, tuple[Choice, ...] | None] = {
+    "learning_rate": None,
+    "batch_size": None,
+    "optimizer": None,
+    "weight_decay": None,
+}
+def _is_int(v: Choice) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v: Choice) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+# role -> (check, what is expected): every choice of that role must pass the check.
+VALUE_CHECKS: dict[str, tuple[Callable[[Choice], bool], str]] = {
+    "filters": (lambda v: _is_int(v) and v >= 1, "positive integers"),
+    "kernel_size": (lambda v: _is_int(v) and v >= 1 and v % 2 == 1, "odd positive integers"),
+    "units": (lambda v: _is_int(v) and v >= 1, "positive integers"),
+    "hidden_units": (lambda v: _is_int(v) and v >= 1, "positive integers"),
+    "batch_norm": (lambda v: isinstance(v, bool), "true/false"),
+    "dropout": (lambda v: _is_number(v) and 0.0 <= v < 1.0, "numbers in [0, 1)"),
+    "learning_rate": (lambda v: _is_number(v) and v > 0, "positive numbers"),
+    "weight_decay": (lambda v: _is_number(v) and v >= 0, "non-negative numbers"),
+    "batch_size": (lambda v: _is_int(v) and v >= 1, "positive integers"),
+}
+ALLOWED_VALUES: dict[str, tuple[str, ...]] = {
+    "activation": tuple(ACTIVATIONS),
+    "pooling": tuple(POOLING),
+    "optimizer": OPTIMIZERS,
+}
+
+
+@dataclass(frozen=True)
+class Family:
+    """How spaces of one model family are declared and built.
+
+    ``per_layer``/``head`` map a decision role to its default choices (None: the space must declare it).
+    """
+
+    name: str
+    depth_name: str
+    layer_prefix: str
+    per_layer: Mapping[str, tuple[Choice, ...] | None]
+    head: Mapping[str, tuple[Choice, ...] | None]
+    build: Builder
+    make_constraint: Callable[[Shape], Constraint | None] = field(default=lambda shape: None)
+
+
+def _act(name: str) -> nn.Module:
+    try:
+        return ACTIVATIONS[name]()
+    except KeyError:
+        raise InvalidArchitecture(f"unknown activation {name!r}; allowed: {sorted(ACTIVATIONS)}") from None
+
+
+def _pool(name: str) -> nn.Module:
+    try:
+        return POOLING[name]()
+    except KeyError:
+        raise InvalidArchitecture(f"unknown pooling {name!r}; allowed: {sorted(POOLING)}") from None
+
+
+def layer_name(family: Family, k: int, role: str) -> str:
+    return f"{family.layer_prefix}{k}.{role}"
+
+
+def _check_image(input_shape: Shape) -> tuple[int, int, int]:
+    if len(input_shape) != 3:
+        raise InvalidArchitecture(f"the cnn family needs (channels, height, width) inputs, got {input_shape}")
+    c, h, w = input_shape
+    return int(c), int(h), int(w)
+
+
+def build_cnn(arch: Architecture, input_shape: Shape, num_classes: int) -> nn.Module:
+    """``[Conv2d -> act -> [BatchNorm] -> Pool] x depth -> Flatten -> Linear -> act -> Dropout -> Linear``."""
+    channels, height, width = _check_image(input_shape)
+    layers: list[nn.Module] = []
+    for k in range(1, int(arch["num_blocks"]) + 1):
+        filters = int(arch[f"block{k}.filters"])
+        kernel = int(arch[f"block{k}.kernel_size"])
+        layers += [nn.Conv2d(channels, filters, kernel, padding=kernel // 2), _act(arch[f"block{k}.activation"])]
+        if arch[f"block{k}.batch_norm"]:
+            layers.append(nn.BatchNorm2d(filters))
+        pooling = arch[f"block{k}.pooling"]
+        if pooling != "none":
+            if min(height, width) < 2:
+                raise InvalidArchitecture(f"block{k} pools a {height}x{width} feature map")
+            height, width = height // 2, width // 2
+        layers.append(_pool(pooling))
+        channels = filters
+    hidden = int(arch["hidden_units"])
+    layers += [
+        nn.Flatten(),
+        nn.Linear(channels * height * width, hidden),
+        _act(arch["head_activation"]),
+        nn.Dropout(float(arch["dropout"])),
+        nn.Linear(hidden, num_classes),
+    ]
+    return nn.Sequential(*layers)
+
+
+def cnn_constraint(input_shape: Shape) -> Constraint:
+    """Mask pooling choices that would shrink the feature map below 1x1."""
+    _, height, width = _check_image(input_shape)
+
+    def allowed(values: Mapping[str, Choice], decision: Decision, choice: Choice) -> bool:
+        if decision.role != "pooling" or choice == "none":
+            return True
+        pools = sum(1 for name, v in values.items() if name.endswith(".pooling") and v != "none")
+        return min(height, width) >> pools >= 2
+
+    return allowed
+
+
+def build_mlp(arch: Architecture, input_shape: Shape, num_classes: int) -> nn.Module:
+    """``Flatten -> [Linear -> act -> Dropout] x depth -> Linear``."""
+    features = 1
+    for size in input_shape:
+        features *= int(size)
+    layers: list[nn.Module] = [nn.Flatten()]
+    for k in range(1, int(arch["num_layers"]) + 1):
+        units = int(arch[f"layer{k}.units"])
+        layers += [nn.Linear(features, units), _act(arch[f"layer{k}.activation"]), nn.Dropout(float(arch["dropout"]))]
+        features = units
+    layers.append(nn.Linear(features, num_classes))
+    return nn.Sequential(*layers)
+
+
+FAMILIES: dict[str, Family] = {
+    "cnn": Family(
+        name="cnn",
+        depth_name="num_blocks",
+        layer_prefix="block",
+        per_layer={
+            "filters": None,
+            "kernel_size": None,
+            "activation": ("relu",),
+            "batch_norm": (True,),
+            "pooling": ("max",),
+        },
+        head={"hidden_units": None, "head_activation": ("relu",), "dropout": (0.0,)},
+        build=build_cnn,
+        make_constraint=cnn_constraint,
+    ),
+    "mlp": Family(
+        name="mlp",
+        depth_name="num_layers",
+        layer_prefix="layer",
+        per_layer={"units": None, "activation": ("relu",)},
+        head={"dropout": (0.0,)},
+        build=build_mlp,
+    ),
+}
+
+
+def build_model(arch: Architecture, family: str, input_shape: Shape, num_classes: int) -> nn.Module:
+    """Build the PyTorch network of ``arch`` (pure: same inputs, same module structure)."""
+    try:
+        builder = FAMILIES[family].build
+    except KeyError:
+        raise InvalidArchitecture(f"unknown model family {family!r}; known: {sorted(FAMILIES)}") from None
+    try:
+        return builder(arch, tuple(input_shape), int(num_classes))
+    except KeyError as err:
+        raise InvalidArchitecture(f"architecture of family {family!r} lacks decision {err}") from None
+
+
+class Normalize(nn.Module):
+    """Per-channel input normalization, stored in the model so exports take raw [0, 1] pixels."""
+
+    def __init__(self, mean: list[float], std: list[float]) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+
+def with_normalization(model: nn.Module, mean: list[float], std: list[float]) -> nn.Sequential:
+    return nn.Sequential(Normalize(mean, std), model)
+
+
+def describe_family(family: str) -> dict[str, Any]:
+    fam = FAMILIES[family]
+    return {"per_layer": dict(fam.per_layer), "head": dict(fam.head), "training": dict(TRAINING_DECISIONS)}

@@ -1,0 +1,167 @@
+"""Declarative search spaces: the YAML ``space:`` section, its validation and the built-in spaces.
+
+A space is declared per model family::
+
+    space:
+      name: my_cnn
+      family: cnn
+      depth: [1, 2, 3]                 # the per-layer decisions of layer k exist only if depth >= k
+      per_layer: {filters: [16, 32], kernel_size: [3, 5], pooling: [max, none]}
+      head: {hidden_units: [64, 128], dropout: [0.0, 0.5]}
+      training: {learning_rate: [0.001, 0.003]}
+
+Decisions a family knows but the space leaves out take the family's default (a single fixed choice).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from rlnas.errors import SpaceError
+from rlnas.models.families import ALLOWED_VALUES, FAMILIES, VALUE_CHECKS, TRAINING_DECISIONS, Family, Shape, layer_name
+from rlnas.space.core import Choice, Condition, Decision, SearchSpace
+
+ChoiceList = list[bool | int | float | str]
+
+
+class SpaceSpec(BaseModel):
+    """The validated ``space:`` section of a config."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    family: str
+    depth: list[int] = Field(min_length=1)
+    per_layer: dict[str, ChoiceList] = Field(default_factory=dict)
+    head: dict[str, ChoiceList] = Field(default_factory=dict)
+    training: dict[str, ChoiceList] = Field(default_factory=dict)
+
+    @field_validator("family")
+    @classmethod
+    def _known_family(cls, value: str) -> str:
+        if value not in FAMILIES:
+            raise ValueError(f"unknown family {value!r}; allowed: {sorted(FAMILIES)}")
+        return value
+
+    @field_validator("depth")
+    @classmethod
+    def _positive_depth(cls, value: list[int]) -> list[int]:
+        if any(d < 1 for d in value):
+            raise ValueError(f"depth choices must be >= 1, got {value}")
+        if len(set(value)) != len(value):
+            raise ValueError(f"depth choices repeat a value: {value}")
+        return sorted(value)
+
+    @model_validator(mode="after")
+    def _check_sections(self) -> SpaceSpec:
+        try:
+            _sections(self)
+        except SpaceError as err:
+            raise ValueError(str(err)) from None
+        return self
+
+
+BUILTIN_SPACES: dict[str, dict[str, Any]] = {
+    "cnn": {
+        "name": "cnn",
+        "family": "cnn",
+        "depth": [1, 2, 3, 4],
+        "per_layer": {
+            "filters": [16, 32, 64],
+            "kernel_size": [3, 5],
+            "activation": ["relu", "elu", "leaky_relu"],
+            "batch_norm": [True, False],
+            "pooling": ["max", "avg", "none"],
+        },
+        "head": {"hidden_units": [32, 64, 128], "dropout": [0.0, 0.25, 0.5]},
+        "training": {"learning_rate": [0.0003, 0.001, 0.003]},
+    },
+    "mlp": {
+        "name": "mlp",
+        "family": "mlp",
+        "depth": [1, 2, 3],
+        "per_layer": {"units": [32, 64, 128, 256], "activation": ["relu", "tanh", "elu"]},
+        "head": {"dropout": [0.0, 0.2, 0.4]},
+        "training": {"learning_rate": [0.0003, 0.001, 0.003, 0.01]},
+    },
+}
+
+
+def builtin_space(name: str) -> dict[str, Any]:
+    try:
+        return copy.deepcopy(BUILTIN_SPACES[name])
+    except KeyError:
+        raise SpaceError(
+            f"unknown built-in space {name!r}; choose one of {sorted(BUILTIN_SPACES)} or declare the space "
+            "as a mapping (see README, 'Writing a search space')"
+        ) from None
+
+
+def _section(
+    where: str, given: Mapping[str, list[Choice]], known: Mapping[str, tuple[Choice, ...] | None]
+) -> dict[str, tuple[Choice, ...]]:
+    unknown = sorted(set(given) - set(known))
+    if unknown:
+        raise SpaceError(f"space.{where}: unknown decision(s) {unknown}; allowed: {sorted(known)}")
+    out: dict[str, tuple[Choice, ...]] = {}
+    for role, default in known.items():
+        if role in given:
+            choices = tuple(given[role])
+            if not choices:
+                raise SpaceError(f"space.{where}.{role}: the choice list is empty; give at least one choice")
+            allowed = ALLOWED_VALUES.get(role)
+            bad = [c for c in choices if allowed is not None and c not in allowed]
+            if bad:
+                raise SpaceError(f"space.{where}.{role}: {bad} not allowed; choose from {list(allowed or ())}")
+            check = VALUE_CHECKS.get(role)
+            wrong = [c for c in choices if check is not None and not check[0](c)]
+            if check is not None and wrong:
+                raise SpaceError(f"space.{where}.{role}: {wrong} are not valid; the choices must be {check[1]}")
+            out[role] = choices
+        elif default is not None:
+            out[role] = default
+        elif where != "training":
+            raise SpaceError(f"space.{where}.{role} is required for this family; give a list of choices")
+    return out
+
+
+def _sections(spec: SpaceSpec) -> tuple[dict[str, tuple[Choice, ...]], ...]:
+    family = FAMILIES[spec.family]
+    return (
+        _section("per_layer", spec.per_layer, family.per_layer),
+        _section("head", spec.head, family.head),
+        _section("training", spec.training, TRAINING_DECISIONS),
+    )
+
+
+def build_space(spec: SpaceSpec, input_shape: Shape) -> SearchSpace:
+    """Expand a spec into ordered decisions: depth, per-layer decisions, head, training."""
+    family: Family = FAMILIES[spec.family]
+    per_layer, head, training = _sections(spec)
+    decisions = [Decision(family.depth_name, tuple(spec.depth), role="depth")]
+    for k in range(1, max(spec.depth) + 1):
+        condition = None if k <= min(spec.depth) else Condition(family.depth_name, k)
+        for role, choices in per_layer.items():
+            decisions.append(Decision(layer_name(family, k, role), choices, condition, role=role))
+    decisions += [Decision(role, choices, role=role) for role, choices in head.items()]
+    decisions += [Decision(role, choices, role=role) for role, choices in training.items()]
+    _check_pooling(spec, per_layer, input_shape)
+    return SearchSpace(spec.name, spec.family, decisions, family.make_constraint(input_shape))
+
+
+def _check_pooling(spec: SpaceSpec, per_layer: Mapping[str, tuple[Choice, ...]], input_shape: Shape) -> None:
+    pooling = per_layer.get("pooling")
+    if pooling is None or "none" in pooling or len(input_shape) != 3:
+        return
+    size = min(int(input_shape[1]), int(input_shape[2]))
+    deepest = max(spec.depth)
+    if size >> (deepest - 1) < 2:
+        raise SpaceError(
+            f"space.per_layer.pooling={list(pooling)} pools at every one of up to {deepest} blocks, but the "
+            f"input is only {input_shape[1]}x{input_shape[2]}: add 'none' to the pooling choices or reduce "
+            "the depth"
+        )
