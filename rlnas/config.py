@@ -51,8 +51,11 @@ class ObjectiveConfig(_Section):
 
 
 class BudgetConfig(_Section):
-    evaluations: int = Field(30, ge=1)
+    """The search stops after ``evaluations`` unique child evaluations (or ``minutes``)."""
+
+    evaluations: int = Field(60, ge=1)
     minutes: float | None = Field(None, gt=0.0)
+    max_consecutive_failures: int = Field(10, ge=1)
 
 
 class PPOConfig(_Section):

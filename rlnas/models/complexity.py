@@ -11,7 +11,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from rlnas.models.families import build_model
-from rlnas.space.core import SearchSpace
+from rlnas.space.core import Architecture, SearchSpace
 
 
 def count_params(model: nn.Module) -> int:
@@ -49,40 +49,43 @@ def cpu_latency_ms(model: nn.Module, input_shape: Sequence[int], repeats: int = 
     return float(np.median(times) * 1000.0)
 
 
-def max_params(space: SearchSpace, input_shape: Sequence[int], num_classes: int) -> int:
-    """Parameter count of the largest architecture of the space.
+def largest_architecture(
+    space: SearchSpace, input_shape: Sequence[int], num_classes: int, measure: str = "params"
+) -> tuple[Architecture, int]:
+    """The architecture of the space with the most parameters (or FLOPs), and that count.
 
-    Coordinate ascent over decisions (models are built on the meta device, so this is cheap): start from
-    a sampled architecture and repeatedly set each decision to the choice that maximizes the parameter
-    count given the others, until nothing changes. Exact for the built-in families, where the count is
-    monotone in each decision; a lower bound in general.
+    Coordinate ascent over decisions, on models built on the meta device (cheap): start from the deepest
+    architecture and set each decision to the choice that maximizes the count given the others, until
+    nothing changes. Exact for the built-in families, where the count is monotone in each decision.
     """
     rng = np.random.default_rng(0)
-    best = space.sample(rng)
-    best_count = _meta_params(space, best, input_shape, num_classes)
-    values = best.to_dict()
-    # deepest first, so per-layer decisions of every block are active
+    values = space.sample(rng).to_dict()
     depth = space.decisions[0]
     if depth.role == "depth":
         values[depth.name] = max(depth.choices)
+    best = space._repair(values, rng)
+    best_count = _meta_measure(space, best, input_shape, num_classes, measure)
     improved = True
     while improved:
         improved = False
         for decision in space.decisions:
             for choice in decision.choices:
-                trial = {**values, decision.name: choice}
-                try:
-                    arch = space._repair(trial, rng)
-                except Exception:  # noqa: BLE001 - an invalid combination simply is not a candidate
-                    continue
+                arch = space._repair({**best.to_dict(), decision.name: choice}, rng)
                 if arch.get(decision.name) != choice:
-                    continue
-                count = _meta_params(space, arch, input_shape, num_classes)
+                    continue  # inactive or masked here
+                count = _meta_measure(space, arch, input_shape, num_classes, measure)
                 if count > best_count:
-                    best, best_count, values, improved = arch, count, arch.to_dict(), True
-    return best_count
+                    best, best_count, improved = arch, count, True
+    return best, best_count
 
 
-def _meta_params(space: SearchSpace, arch, input_shape: Sequence[int], num_classes: int) -> int:  # type: ignore[no-untyped-def]
+def _meta_measure(
+    space: SearchSpace, arch: Architecture, input_shape: Sequence[int], num_classes: int, measure: str
+) -> int:
     with torch.device("meta"):
-        return count_params(build_model(arch, space.family, tuple(input_shape), num_classes))
+        model = build_model(arch, space.family, tuple(input_shape), num_classes)
+        if measure == "params":
+            return count_params(model)
+        with FlopCounterMode(display=False) as counter:
+            model(torch.zeros(1, *input_shape))
+        return int(counter.get_total_flops())

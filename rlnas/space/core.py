@@ -54,7 +54,7 @@ def _same_number(a: Choice, b: Choice) -> bool:
     )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Architecture:
     """An immutable architecture: the values of the active decisions of one space, by name.
 
@@ -64,13 +64,24 @@ class Architecture:
 
     space: str
     items: tuple[tuple[str, Choice], ...]
-    _lookup: dict[str, Choice] = field(init=False, repr=False, compare=False, hash=False)
+    _lookup: dict[str, Choice] = field(init=False, repr=False)
+    _key: str = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_lookup", dict(self.items))
+        canonical = json.dumps(
+            {"space": self.space, "decisions": sorted(self.items)}, sort_keys=True, separators=(",", ":")
+        )
+        object.__setattr__(self, "_key", hashlib.sha1(canonical.encode()).hexdigest()[:16])
 
     def __getitem__(self, name: str) -> Choice:
         return self._lookup[name]
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Architecture) and self.key == other.key
+
+    def __hash__(self) -> int:
+        return hash(self.key)
 
     def __contains__(self, name: object) -> bool:
         return name in self._lookup
@@ -85,7 +96,7 @@ class Architecture:
         return dict(self.items)
 
     def to_json(self) -> str:
-        return json.dumps({"space": self.space, "decisions": self.to_dict()}, sort_keys=True)
+        return json.dumps({"space": self.space, "decisions": self.to_dict()})
 
     @classmethod
     def from_json(cls, text: str | Mapping[str, Any]) -> Architecture:
@@ -95,10 +106,7 @@ class Architecture:
     @property
     def key(self) -> str:
         """Canonical key: the same network (inactive decisions ignored) gives the same key."""
-        canonical = json.dumps(
-            {"space": self.space, "decisions": sorted(self.items)}, sort_keys=True, separators=(",", ":")
-        )
-        return hashlib.sha1(canonical.encode()).hexdigest()[:16]
+        return self._key
 
     def describe(self) -> str:
         return ", ".join(f"{k}={v}" for k, v in self.items)

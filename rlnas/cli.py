@@ -1,0 +1,189 @@
+"""Command-line interface: ``rlnas search | export | evaluate | trials``.
+
+Only this module prints. User mistakes (bad config, missing data, unknown run directory) end with a
+one-paragraph message on stderr and exit code 2, without a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from rlnas import __version__
+from rlnas.errors import UserError
+
+EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130
+
+
+def _search(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from rlnas.config import load_config
+    from rlnas.driver import Search
+    from rlnas.export import export_run
+
+    overrides = list(args.set or [])
+    for flag, key in (("budget", "budget.evaluations"), ("seed", "seed"), ("strategy", "strategy.name")):
+        if getattr(args, flag) is not None:
+            overrides.append(f"{key}={getattr(args, flag)}")
+    if args.no_export:
+        overrides.append("export.enabled=false")
+    config = load_config(args.config, overrides)
+    search = Search(config, args.run_dir)
+    print(f"run directory: {search.run_dir}", file=sys.stderr)
+    bar = tqdm(total=config.budget.evaluations, unit="child", desc="search", file=sys.stderr, disable=args.quiet)
+
+    def progress(done: int, total: int, record: Any) -> None:
+        bar.update(done - bar.n)
+        bar.set_postfix(best=f"{search.logger.best_reward:.4f}", last=f"{record.reward:.4f}")
+
+    search.progress = progress
+    try:
+        result = search.run()
+    finally:
+        bar.close()
+        search.close()
+    print(f"search finished: {result.evaluations} children evaluated in {result.seconds:.0f} s ({result.stop_reason})")
+    if result.best is None:
+        print("no child trained successfully; nothing to export")
+        return 1
+    best = result.best
+    print(
+        f"best trial {best.number}: reward {best.reward:.4f}, proxy val accuracy "
+        f"{best.metrics.get('val_accuracy', float('nan')):.4f}, params {int(best.metrics.get('params', 0))}"
+    )
+    print(f"  {best.architecture.describe()}")
+    if config.export.enabled:
+        print(f"final training of the best architecture ({config.export.epochs} epochs on train+validation)...")
+        metrics = export_run(result.run_dir)
+        print(
+            f"exported to {result.run_dir / 'export'}: final test accuracy {metrics['test_accuracy']:.4f} "
+            f"(proxy val accuracy during search {metrics['val_accuracy']:.4f})"
+        )
+    print(f"TensorBoard: tensorboard --logdir {result.run_dir / 'tensorboard'}")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from rlnas.export import export_run
+
+    metrics = export_run(args.run, epochs=args.epochs, data_dir=args.data_dir)
+    print(json.dumps(metrics, indent=1) if args.json else f"final test accuracy {metrics['test_accuracy']:.4f}")
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from rlnas.data import load_dataset
+    from rlnas.evaluation.train import accuracy
+    from rlnas.export import load_export_info, load_model
+
+    info = load_export_info(args.export)
+    settings = dict(info["dataset"])
+    name = args.dataset or settings["name"]
+    data_dir = args.data_dir or settings["data_dir"]
+    dataset = load_dataset(
+        name, data_dir, False, settings["val_fraction"], settings["test_fraction"], settings["split_seed"]
+    )
+    if list(dataset.input_shape) != list(info["input_shape"]):
+        raise UserError(
+            f"the model takes inputs of shape {info['input_shape']} but dataset {name!r} has "
+            f"{list(dataset.input_shape)}; evaluate on the dataset the model was searched on"
+        )
+    acc = accuracy(load_model(args.export), dataset.split(args.split))
+    if args.json:
+        print(json.dumps({"accuracy": acc, "dataset": name, "split": args.split, "examples": len(dataset.split(args.split))}))
+    else:
+        print(f"{name} {args.split} accuracy: {acc:.4f}")
+    return 0
+
+
+def _trials(args: argparse.Namespace) -> int:
+    from rlnas.driver import open_run
+
+    _, store = open_run(args.run)
+    with store:
+        records = store.top_k(args.top) if args.top else store.trials()
+    rows = [r.flat() for r in records]
+    if args.json:
+        print(json.dumps(rows, indent=1))
+        return 0
+    columns = ["number", "status", "reward", "val_accuracy", "params", "flops", "latency_ms", "duration_s"]
+    print(" ".join(f"{c:>12}" for c in columns) + "  architecture")
+    for record, row in zip(records, rows):
+        cells = []
+        for c in columns:
+            v = row.get(c, "")
+            if c in ("params", "flops") and isinstance(v, float):
+                v = int(v)
+            cells.append(f"{v:>12.4f}" if isinstance(v, float) else f"{v!s:>12}")
+        print(" ".join(cells) + "  " + record.architecture.describe())
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rlnas", description="Neural architecture search with a MaskablePPO controller."
+    )
+    parser.add_argument("--version", action="version", version=f"rlnas {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log every trial")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("search", help="run a search, then export the best architecture")
+    p.add_argument("--config", type=Path, help="YAML config (default: the built-in defaults, = configs/default.yaml)")
+    p.add_argument("--set", action="append", metavar="KEY.PATH=VALUE", help="override a config value (repeatable)")
+    p.add_argument("--run-dir", type=Path, help="run directory (default: RUNS_ROOT/<space>__<strategy>__<seed>__<time>)")
+    p.add_argument("--budget", type=int, help="number of child evaluations (budget.evaluations)")
+    p.add_argument("--seed", type=int, help="random seed")
+    p.add_argument("--strategy", help="search strategy (strategy.name): ppo, random")
+    p.add_argument("--no-export", action="store_true", help="skip the final retraining and export")
+    p.set_defaults(func=_search)
+
+    p = sub.add_parser("export", help="retrain the best architecture of a run and export it to RUN/export")
+    p.add_argument("run", type=Path, help="run directory")
+    p.add_argument("--epochs", type=int, help="final training epochs (default: export.epochs of the run)")
+    p.add_argument("--data-dir", help="dataset directory, if it moved since the search")
+    p.add_argument("--json", action="store_true", help="print metrics.json")
+    p.set_defaults(func=_export)
+
+    p = sub.add_parser("evaluate", help="accuracy of an exported model on a dataset split")
+    p.add_argument("export", type=Path, help="RUN/export or RUN/export/model.pt")
+    p.add_argument("--dataset", help="dataset name (default: the one the model was searched on)")
+    p.add_argument("--data-dir", help="dataset directory (default: the one used by the search)")
+    p.add_argument("--split", choices=["train", "val", "test"], default="test")
+    p.add_argument("--json", action="store_true", help='print {"accuracy": ...} as JSON')
+    p.set_defaults(func=_evaluate)
+
+    p = sub.add_parser("trials", help="list the trials of a run")
+    p.add_argument("run", type=Path, help="run directory")
+    p.add_argument("--top", type=int, help="only the K best by reward")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=_trials)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    logging.getLogger("rlnas").setLevel(logging.INFO if args.verbose else logging.WARNING)
+    try:
+        return int(args.func(args))
+    except UserError as err:
+        print(f"rlnas {args.command}: error: {err}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print(f"rlnas {args.command}: interrupted; finished trials are saved in the run directory", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

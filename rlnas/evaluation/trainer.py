@@ -1,0 +1,136 @@
+"""The real evaluator: build the child, train it on the training split, score it on validation."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from dataclasses import replace
+
+import torch
+from torch import nn
+
+from rlnas.config import ObjectiveConfig, TrainingConfig
+from rlnas.data import Dataset
+from rlnas.errors import ChildFailure, InvalidArchitecture
+from rlnas.evaluation.base import COMPLETE, FAILED, Evaluation
+from rlnas.evaluation.train import TrainSettings, accuracy, resolve_device, train_model
+from rlnas.models.complexity import count_flops, count_params, cpu_latency_ms, largest_architecture
+from rlnas.models.families import build_model, with_normalization
+from rlnas.space.core import Architecture, SearchSpace
+
+log = logging.getLogger(__name__)
+
+_METRIC_OF = {"params": "params", "flops": "flops", "latency": "latency_ms"}
+
+
+def child_seed(run_seed: int, arch: Architecture) -> int:
+    """The seed a child is trained with: fixed by the run seed and the architecture."""
+    digest = hashlib.sha256(f"{run_seed}:{arch.key}".encode()).digest()
+    return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
+
+
+def settings_for(arch: Architecture, training: TrainingConfig, epochs: int | None = None) -> TrainSettings:
+    """Training settings: the config's, overridden by the architecture's training decisions."""
+    max_seconds = None if training.max_minutes_per_child is None else training.max_minutes_per_child * 60.0
+    return TrainSettings(
+        epochs=epochs if epochs is not None else training.epochs,
+        data_fraction=training.data_fraction,
+        batch_size=int(arch.get("batch_size", training.batch_size)),
+        optimizer=str(arch.get("optimizer", training.optimizer)),
+        learning_rate=float(arch.get("learning_rate", training.learning_rate)),
+        weight_decay=float(arch.get("weight_decay", training.weight_decay)),
+        device=str(resolve_device(training.device)),
+        max_seconds=max_seconds,
+    )
+
+
+class Objective:
+    """``reward = val_accuracy - lambda * complexity / max complexity of the space``."""
+
+    def __init__(self, config: ObjectiveConfig, max_complexity: float) -> None:
+        self.config = config
+        self.metric = _METRIC_OF[config.complexity]
+        self.max_complexity = max(float(max_complexity), 1e-12)
+
+    def __call__(self, metrics: dict[str, float]) -> float:
+        penalty = self.config.lambda_ * float(metrics[self.metric]) / self.max_complexity
+        return float(metrics["val_accuracy"]) - penalty
+
+    @classmethod
+    def for_space(
+        cls, config: ObjectiveConfig, space: SearchSpace, input_shape: tuple[int, ...], num_classes: int
+    ) -> Objective:
+        measure = "params" if config.complexity == "params" else "flops"
+        arch, count = largest_architecture(space, input_shape, num_classes, measure)
+        if config.complexity == "latency":
+            model = build_model(arch, space.family, input_shape, num_classes)
+            count = cpu_latency_ms(model, input_shape)  # type: ignore[assignment]
+        log.info("largest architecture of the space: %s = %s", config.complexity, count)
+        return cls(config, count)
+
+
+class ChildTrainer:
+    """Builds and trains child networks of one space on one dataset."""
+
+    def __init__(self, space: SearchSpace, dataset: Dataset, training: TrainingConfig) -> None:
+        self.space = space
+        self.dataset = dataset
+        self.training = training
+
+    def build(self, arch: Architecture) -> nn.Module:
+        """The child network, input normalization included."""
+        model = build_model(arch, self.space.family, self.dataset.input_shape, self.dataset.num_classes)
+        return with_normalization(model, self.dataset.mean, self.dataset.std)
+
+    def train(
+        self, arch: Architecture, seed: int, epochs: int | None = None, on_train_and_val: bool = False
+    ) -> tuple[nn.Module, dict[str, float]]:
+        """Build and train a child with an isolated, seeded torch RNG; returns the trained model."""
+        settings = settings_for(arch, self.training, epochs)
+        data = self.dataset.train
+        if on_train_and_val:
+            val = self.dataset.val
+            data = replace(data, x=torch.cat([data.x, val.x]), y=torch.cat([data.y, val.y]))
+            settings = replace(settings, data_fraction=1.0)
+        devices = [torch.device(settings.device)] if settings.device.startswith("cuda") else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(seed)
+            model = self.build(arch)
+            stats = train_model(model, data, settings, seed)
+        return model, stats
+
+
+class TrainingEvaluator:
+    """Evaluates an architecture by real training; failures become FAILED evaluations."""
+
+    def __init__(self, trainer: ChildTrainer, objective: Objective, seed: int) -> None:
+        self.trainer = trainer
+        self.objective = objective
+        self.seed = seed
+
+    def evaluate(self, arch: Architecture) -> Evaluation:
+        seed = child_seed(self.seed, arch)
+        dataset = self.trainer.dataset
+        start = time.perf_counter()
+        try:
+            model, stats = self.trainer.train(arch, seed)
+            metrics = {
+                "val_accuracy": accuracy(model, dataset.val),
+                "params": float(count_params(model)),
+                "flops": float(count_flops(model, dataset.input_shape)),
+                "latency_ms": cpu_latency_ms(model, dataset.input_shape),
+                **stats,
+                "seed": float(seed),
+            }
+        except (ChildFailure, InvalidArchitecture, RuntimeError, ValueError) as err:
+            # RuntimeError covers out-of-memory and shape errors inside torch
+            log.warning("child %s failed: %s", arch.key, err)
+            return Evaluation(
+                reward=self.objective.config.failure_reward,
+                status=FAILED,
+                metrics={"seed": float(seed), "duration_s": time.perf_counter() - start},
+                error=f"{type(err).__name__}: {err}",
+            )
+        metrics["duration_s"] = time.perf_counter() - start
+        return Evaluation(reward=self.objective(metrics), status=COMPLETE, metrics=metrics)

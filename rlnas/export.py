@@ -1,0 +1,191 @@
+"""Final retraining of the best architecture, self-describing export, and loading it back.
+
+``RUN/export/`` holds:
+
+* ``architecture.json`` - the architecture (space, family, decisions), input shape, classes;
+* ``model.pt`` - a plain dict of tensors and JSON-able values (architecture, normalization, versions,
+  ``state_dict``); ``load_model`` rebuilds the network through ``build_model`` and loads it with
+  ``weights_only=True``; no module is pickled;
+* ``model.onnx`` (dynamic batch dimension) and ``model.pt2`` (``torch.export``), which load without
+  rlnas; every format takes raw images scaled to [0, 1] (normalization is inside) and returns logits;
+* ``metrics.json`` - final test accuracy, the search-time (proxy) validation accuracy, params, FLOPs,
+  latency; ``config.yaml``; ``README.md``, a model card.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import platform
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+import rlnas
+from rlnas.driver import open_run, prepare
+from rlnas.errors import RunDirError
+from rlnas.evaluation.train import accuracy
+from rlnas.evaluation.trainer import child_seed
+from rlnas.models.complexity import count_flops, count_params, cpu_latency_ms
+from rlnas.models.families import build_model, with_normalization
+from rlnas.space.core import Architecture
+
+log = logging.getLogger(__name__)
+
+FORMAT = "rlnas-model-1"
+EXPORT_DIR = "export"
+
+
+def export_run(
+    run_dir: str | Path, epochs: int | None = None, formats: list[str] | None = None, data_dir: str | None = None
+) -> dict[str, Any]:
+    """Retrain the best architecture of a run on train+validation, test it once, write ``RUN/export``."""
+    run = Path(run_dir)
+    config, store = open_run(run)
+    with store:
+        best = store.top_k(1)
+    if not best:
+        raise RunDirError(f"{run} has no successful trial to export; run or resume the search first")
+    record = best[0]
+    if data_dir is not None:
+        config = config.model_copy(update={"dataset": config.dataset.model_copy(update={"data_dir": data_dir})})
+    prepared = prepare(config)
+    dataset, arch = prepared.dataset, prepared.space.validate(record.architecture)
+    epochs = epochs if epochs is not None else config.export.epochs
+    seed = child_seed(config.seed, arch)
+    log.info("final training of trial %d for %d epochs on train+validation", record.number, epochs)
+    model, stats = prepared.trainer.train(arch, seed, epochs=epochs, on_train_and_val=True)
+    model = model.to("cpu").eval()
+    metrics = {
+        "test_accuracy": accuracy(model, dataset.test),
+        "val_accuracy": float(record.metrics.get("val_accuracy", float("nan"))),
+        "val_accuracy_kind": "proxy: search-time training on the training split, scored on validation",
+        "test_accuracy_kind": f"final: retrained {epochs} epochs on train+validation, scored once on test",
+        "params": count_params(model),
+        "flops": count_flops(model, dataset.input_shape),
+        "latency_ms": cpu_latency_ms(model, dataset.input_shape),
+        "final_train_loss": stats["train_loss"],
+        "final_train_seconds": stats["train_seconds"],
+        "trial": record.number,
+        "search_reward": record.reward,
+        "epochs": epochs,
+        "seed": seed,
+        "dataset": dataset.name,
+    }
+    out = run / EXPORT_DIR
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir()
+    info = {
+        "format": FORMAT,
+        "architecture": json.loads(arch.to_json()),
+        "family": prepared.space.family,
+        "input_shape": list(dataset.input_shape),
+        "num_classes": dataset.num_classes,
+        "mean": dataset.mean,
+        "std": dataset.std,
+        "dataset": config.dataset.model_dump(),
+        "versions": {"rlnas": rlnas.__version__, "torch": str(torch.__version__), "python": platform.python_version()},
+    }
+    (out / "architecture.json").write_text(json.dumps(info, indent=1))
+    torch.save({**info, "state_dict": model.state_dict()}, out / "model.pt")
+    (out / "config.yaml").write_text(config.to_yaml())
+    for fmt in formats if formats is not None else config.export.formats:
+        try:
+            WRITERS[fmt](model, dataset.input_shape, out)
+            metrics[f"{fmt}_file"] = str(out / f"model.{FILE_SUFFIX[fmt]}")
+        except Exception as err:  # noqa: BLE001 - keep the other formats and the weights
+            log.error("could not export %s: %s", fmt, err)
+            metrics[f"{fmt}_error"] = f"{type(err).__name__}: {err}"
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    (out / "README.md").write_text(_model_card(arch, metrics, info))
+    log.info("exported to %s: test accuracy %.4f", out, metrics["test_accuracy"])
+    return metrics
+
+
+def _write_onnx(model: nn.Module, input_shape: tuple[int, ...], out: Path) -> None:
+    batch = torch.export.Dim("batch", min=1, max=1 << 16)
+    example = torch.zeros(2, *input_shape)
+    with contextlib.redirect_stdout(io.StringIO()):  # the exporter prints progress lines
+        torch.onnx.export(
+            model, (example,), str(out / "model.onnx"), input_names=["image"], output_names=["logits"],
+            dynamic_shapes=({0: batch},), dynamo=True, verbose=False, external_data=False,
+        )
+
+
+def _write_pt2(model: nn.Module, input_shape: tuple[int, ...], out: Path) -> None:
+    batch = torch.export.Dim("batch", min=1, max=1 << 16)
+    program = torch.export.export(model, (torch.zeros(2, *input_shape),), dynamic_shapes=({0: batch},))
+    torch.export.save(program, str(out / "model.pt2"))
+
+
+WRITERS = {"onnx": _write_onnx, "pt2": _write_pt2}
+FILE_SUFFIX = {"onnx": "onnx", "pt2": "pt2"}
+
+
+def _model_card(arch: Architecture, metrics: dict[str, Any], info: dict[str, Any]) -> str:
+    rows = "\n".join(f"| {k} | {v} |" for k, v in arch.items)
+    return f"""# rlnas model: {info['family']} on {metrics['dataset']}
+
+| metric | value |
+|---|---|
+| test accuracy (final: retrained on train+validation, {metrics['epochs']} epochs) | {metrics['test_accuracy']:.4f} |
+| validation accuracy (proxy: search-time training) | {metrics['val_accuracy']:.4f} |
+| parameters | {metrics['params']} |
+| FLOPs per image | {metrics['flops']} |
+| CPU latency per image (batch 1, 1 thread) | {metrics['latency_ms']:.3f} ms |
+
+Input: float images of shape (N, {', '.join(map(str, info['input_shape']))}) with pixel values in [0, 1]
+(normalization is part of the model). Output: {info['num_classes']} logits (apply softmax for probabilities).
+
+## Architecture
+| decision | choice |
+|---|---|
+{rows}
+
+## Loading
+```python
+import rlnas
+model = rlnas.load_model("path/to/export")          # nn.Module, eval mode
+
+import torch                                        # without rlnas
+program = torch.export.load("path/to/export/model.pt2").module()
+
+import onnxruntime                                  # without torch
+session = onnxruntime.InferenceSession("path/to/export/model.onnx")
+logits = session.run(None, {{"image": images}})[0]
+```
+Versions: {json.dumps(info['versions'])}
+"""
+
+
+def _model_file(path: str | Path) -> Path:
+    p = Path(path)
+    if p.is_dir():
+        p = p / "model.pt" if (p / "model.pt").exists() else p / EXPORT_DIR / "model.pt"
+    if not p.is_file():
+        raise RunDirError(f"no exported model at {path}; pass RUN/export or its model.pt (run `rlnas export RUN`)")
+    return p
+
+
+def load_export_info(path: str | Path) -> dict[str, Any]:
+    """The metadata of an export (architecture, shapes, normalization, dataset settings)."""
+    return json.loads((_model_file(path).parent / "architecture.json").read_text())
+
+
+def load_model(path: str | Path, map_location: str = "cpu") -> nn.Module:
+    """Rebuild an exported model through ``build_model`` and load its weights (``weights_only=True``)."""
+    file = _model_file(path)
+    data = torch.load(file, map_location=map_location, weights_only=True)
+    if data.get("format") != FORMAT:
+        raise RunDirError(f"{file} is not an rlnas model export (format {data.get('format')!r})")
+    arch = Architecture.from_json(data["architecture"])
+    model = build_model(arch, data["family"], tuple(data["input_shape"]), int(data["num_classes"]))
+    model = with_normalization(model, data["mean"], data["std"])
+    model.load_state_dict(data["state_dict"])
+    return model.eval()

@@ -1,0 +1,177 @@
+"""Durable, append-only trial store (SQLite in WAL mode): every trial of a run, in order.
+
+Each trial is committed as soon as it finishes, so a killed search loses nothing that had finished.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sqlite3
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rlnas.errors import RunDirError
+from rlnas.evaluation.base import COMPLETE, Evaluation
+from rlnas.space.core import Architecture
+
+SCHEMA_VERSION = 1
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS trials (
+    number INTEGER PRIMARY KEY,
+    key TEXT NOT NULL,
+    architecture TEXT NOT NULL,
+    status TEXT NOT NULL,
+    reward REAL NOT NULL,
+    metrics TEXT NOT NULL,
+    error TEXT,
+    strategy TEXT NOT NULL,
+    started_at REAL NOT NULL,
+    duration_s REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS trials_key ON trials (key);
+"""
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    number: int
+    key: str
+    architecture: Architecture
+    status: str
+    reward: float
+    metrics: dict[str, float]
+    error: str | None
+    strategy: str
+    started_at: float
+    duration_s: float
+
+    def evaluation(self, cached: bool = True) -> Evaluation:
+        return Evaluation(self.reward, self.status, dict(self.metrics), self.error, cached=cached)
+
+    def flat(self) -> dict[str, Any]:
+        """One flat row: number, status, reward, metrics, then the decisions."""
+        row: dict[str, Any] = {
+            "number": self.number,
+            "key": self.key,
+            "status": self.status,
+            "reward": self.reward,
+            **self.metrics,
+            "strategy": self.strategy,
+            "duration_s": self.duration_s,
+            "error": self.error or "",
+        }
+        row.update(self.architecture.to_dict())
+        return row
+
+
+class TrialStore:
+    """SQLite-backed store of one run's trials."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        try:
+            self._db = sqlite3.connect(self.path, timeout=30.0)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.executescript(_SCHEMA)
+            version = self.get_meta("schema_version")
+        except sqlite3.DatabaseError as err:
+            raise RunDirError(
+                f"{self.path} is not an rlnas trial store or is corrupted ({err}); "
+                "move it away or start a new run directory"
+            ) from None
+        if version is None:
+            self.set_meta("schema_version", str(SCHEMA_VERSION))
+        elif version != str(SCHEMA_VERSION):
+            raise RunDirError(f"{self.path} has store schema {version}, this rlnas reads {SCHEMA_VERSION}")
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> TrialStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- meta ------------------------------------------------------------------------------------
+    def get_meta(self, key: str) -> str | None:
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self._db:
+            self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+    # -- trials ----------------------------------------------------------------------------------
+    def append(
+        self, arch: Architecture, evaluation: Evaluation, strategy: str, started_at: float | None = None
+    ) -> TrialRecord:
+        """Commit one finished trial and return its record (numbered from 0)."""
+        started = time.time() if started_at is None else started_at
+        duration = float(evaluation.metrics.get("duration_s", 0.0))
+        with self._db:
+            cur = self._db.execute(
+                "INSERT INTO trials (key, architecture, status, reward, metrics, error, strategy, started_at,"
+                " duration_s) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    arch.key,
+                    arch.to_json(),
+                    evaluation.status,
+                    float(evaluation.reward),
+                    json.dumps(dict(evaluation.metrics)),
+                    evaluation.error,
+                    strategy,
+                    started,
+                    duration,
+                ),
+            )
+        number = int(cur.lastrowid or 0) - 1
+        return TrialRecord(
+            number, arch.key, arch, evaluation.status, float(evaluation.reward), dict(evaluation.metrics),
+            evaluation.error, strategy, started, duration,
+        )
+
+    def __iter__(self) -> Iterator[TrialRecord]:
+        for row in self._db.execute(
+            "SELECT number, key, architecture, status, reward, metrics, error, strategy, started_at, duration_s"
+            " FROM trials ORDER BY number"
+        ):
+            yield TrialRecord(
+                int(row[0]) - 1, row[1], Architecture.from_json(row[2]), row[3], float(row[4]),
+                json.loads(row[5]), row[6], row[7], float(row[8]), float(row[9]),
+            )
+
+    def trials(self) -> list[TrialRecord]:
+        return list(self)
+
+    def __len__(self) -> int:
+        return int(self._db.execute("SELECT COUNT(*) FROM trials").fetchone()[0])
+
+    def lookup(self, key: str) -> TrialRecord | None:
+        for record in self:
+            if record.key == key:
+                return record
+        return None
+
+    def top_k(self, k: int = 1, by: str = "reward") -> list[TrialRecord]:
+        done = [t for t in self if t.status == COMPLETE]
+        value = (lambda t: t.reward) if by == "reward" else (lambda t: float(t.metrics.get(by, float("-inf"))))
+        return sorted(done, key=lambda t: (-value(t), t.number))[:k]
+
+    def to_csv(self, path: str | Path) -> Path:
+        rows = [t.flat() for t in self]
+        columns: list[str] = []
+        for row in rows:
+            columns += [c for c in row if c not in columns]
+        out = Path(path)
+        with out.open("w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=columns)
+            writer.writeheader()
+            writer.writerows(rows)
+        return out

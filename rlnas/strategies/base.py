@@ -1,0 +1,68 @@
+"""The strategy interface: ask for an architecture, tell its evaluation. One loop (the driver) serves all."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from rlnas.config import RunConfig
+from rlnas.evaluation.base import Evaluation
+from rlnas.space.core import Architecture, SearchSpace
+from rlnas.tracking import RunLogger
+
+
+class StrategyExhausted(Exception):
+    """The strategy has nothing more to propose."""
+
+
+@dataclass
+class StrategyContext:
+    space: SearchSpace
+    config: RunConfig
+    seed: int
+    run_dir: Path | None
+    logger: RunLogger
+
+
+class Strategy:
+    """Base class: ``ask`` proposes, ``tell`` receives the evaluation of the last proposal."""
+
+    name = "base"
+
+    def __init__(self, ctx: StrategyContext) -> None:
+        self.ctx = ctx
+        self.space = ctx.space
+        self.rng = np.random.default_rng(ctx.seed)
+
+    def ask(self) -> Architecture:
+        raise NotImplementedError
+
+    def tell(self, arch: Architecture, evaluation: Evaluation) -> None:
+        """Default: nothing to learn."""
+
+    def save(self) -> None:
+        """Checkpoint the strategy's state into the run directory (if it has any)."""
+
+    def close(self) -> None:
+        """Release threads and files."""
+
+
+class RandomSearch(Strategy):
+    """Uniform random sampling from the space, never proposing the same architecture twice."""
+
+    name = "random"
+    max_tries = 1000
+
+    def __init__(self, ctx: StrategyContext) -> None:
+        super().__init__(ctx)
+        self.seen: set[str] = set()
+
+    def ask(self) -> Architecture:
+        for _ in range(self.max_tries):
+            arch = self.space.sample(self.rng)
+            if arch.key not in self.seen:
+                self.seen.add(arch.key)
+                return arch
+        raise StrategyExhausted(f"no new architecture in {self.max_tries} samples: the space is exhausted")

@@ -1,0 +1,205 @@
+"""The reinforcement-learning controller: sb3-contrib MaskablePPO on the architecture-search env.
+
+SB3's ``learn()`` runs in a worker thread; the env's evaluator is a bridge that hands each finished
+architecture to the driver (``ask``) and waits for its evaluation (``tell``). So PPO uses the same
+search loop, budget, cache, store and logging as every other strategy, and the driver, not SB3
+timesteps, decides when the search stops. The two threads never run at the same time: every hand-off
+blocks one side, which keeps runs deterministic for a given seed.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import queue
+import threading
+from typing import Any
+
+import numpy as np
+import torch
+from sb3_contrib import MaskablePPO
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.logger import Logger, TensorBoardOutputFormat
+from stable_baselines3.common.monitor import Monitor
+
+from rlnas.evaluation.base import Evaluation
+from rlnas.space.core import Architecture
+from rlnas.strategies.base import Strategy, StrategyContext, StrategyExhausted
+from rlnas_envs.architecture_search import ArchitectureSearchEnv
+
+log = logging.getLogger(__name__)
+
+_STOP = object()
+
+
+class _StopLearning(Exception):
+    """Raised inside the env to end ``learn()`` when the driver closes the strategy."""
+
+
+class _Bridge:
+    """The env's evaluator in the PPO thread: hands the architecture over and waits for the reward."""
+
+    def __init__(self) -> None:
+        self.proposals: queue.Queue[tuple[str, Any]] = queue.Queue()
+        self.results: queue.Queue[Any] = queue.Queue()
+
+    def evaluate(self, arch: Architecture) -> Evaluation:
+        self.proposals.put(("ask", arch))
+        result = self.results.get()
+        if result is _STOP:
+            raise _StopLearning
+        return result  # type: ignore[no-any-return]
+
+
+class _NoEvaluation:
+    def evaluate(self, arch: Architecture) -> Evaluation:
+        return Evaluation(reward=0.0)
+
+
+class _RunningStats:
+    """Welford mean / std of the rewards seen so far, for reward standardization."""
+
+    def __init__(self) -> None:
+        self.n, self.mean, self.m2 = 0, 0.0, 0.0
+
+    def update(self, x: float) -> None:
+        self.n += 1
+        delta = x - self.mean
+        self.mean += delta / self.n
+        self.m2 += delta * (x - self.mean)
+
+    @property
+    def std(self) -> float:
+        return math.sqrt(self.m2 / (self.n - 1)) if self.n > 1 else 0.0
+
+    def normalize(self, x: float) -> float:
+        std = self.std
+        return (x - self.mean) / std if std > 1e-8 else x - self.mean
+
+
+class _AfterUpdate(BaseCallback):
+    """After each PPO update: log the policy and checkpoint the controller."""
+
+    def __init__(self, strategy: PPOStrategy) -> None:
+        super().__init__()
+        self.strategy = strategy
+        self.updates = 0
+
+    def _on_rollout_start(self) -> None:
+        if self.num_timesteps > 0:
+            self.updates += 1
+            self.strategy.after_update(self.updates)
+
+    def _on_step(self) -> bool:
+        return True
+
+
+class PPOStrategy(Strategy):
+    name = "ppo"
+
+    def __init__(self, ctx: StrategyContext) -> None:
+        super().__init__(ctx)
+        cfg = ctx.config.strategy.ppo
+        self.cfg = cfg
+        self._bridge = _Bridge()
+        self._stats = _RunningStats()
+        self.env = ArchitectureSearchEnv(self.space, evaluator=self._bridge)
+        self.episode_steps = sum(1 for d in self.space.decisions if len(d.choices) > 1) or 1
+        n_steps = cfg.episodes_per_update * self.episode_steps
+        self.model = MaskablePPO(
+            "MlpPolicy",
+            Monitor(self.env),
+            learning_rate=cfg.learning_rate,
+            n_steps=n_steps,
+            batch_size=max(1, n_steps // cfg.minibatches),
+            n_epochs=cfg.n_epochs,
+            gamma=cfg.gamma,
+            gae_lambda=cfg.gae_lambda,
+            clip_range=cfg.clip_range,
+            ent_coef=cfg.ent_coef,
+            vf_coef=cfg.vf_coef,
+            max_grad_norm=cfg.max_grad_norm,
+            policy_kwargs={"net_arch": list(cfg.net_arch)},
+            seed=ctx.seed,
+            device="cpu",
+            verbose=0,
+        )
+        self.checkpoint = None if ctx.run_dir is None else ctx.run_dir / "controller" / "ppo.zip"
+        if self.checkpoint is not None and self.checkpoint.exists():
+            self.model.set_parameters(str(self.checkpoint), device="cpu")
+            log.info("controller restored from %s", self.checkpoint)
+        tb_dir = ctx.logger.logdir
+        outputs = [] if tb_dir is None else [TensorBoardOutputFormat(str(tb_dir))]
+        self.model.set_logger(Logger(folder=None if tb_dir is None else str(tb_dir), output_formats=outputs))
+        self._thread: threading.Thread | None = None
+        self.trials_told = 0
+
+    # -- the PPO thread ----------------------------------------------------------------------------
+    def _learn(self) -> None:
+        try:
+            self.model.learn(total_timesteps=2**62, callback=_AfterUpdate(self), reset_num_timesteps=False)
+        except _StopLearning:
+            self._bridge.proposals.put(("stopped", None))
+        except BaseException as err:  # noqa: BLE001 - handed to the driver's thread, which re-raises
+            self._bridge.proposals.put(("error", err))
+        else:
+            self._bridge.proposals.put(("stopped", None))
+
+    def after_update(self, updates: int) -> None:
+        arch, probability, table = self.policy_mode()
+        self.ctx.logger.policy(self.trials_told, table, probability)
+        log.debug("update %d: mode architecture p=%.3f %s", updates, probability, arch.describe())
+        self.save()
+
+    # -- strategy interface ------------------------------------------------------------------------
+    def ask(self) -> Architecture:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._learn, name="rlnas-ppo", daemon=True)
+            self._thread.start()
+        kind, payload = self._bridge.proposals.get()
+        if kind == "error":
+            raise RuntimeError(f"the PPO controller failed: {payload!r}") from payload
+        if kind != "ask":
+            raise StrategyExhausted("the PPO controller stopped")
+        return payload  # type: ignore[no-any-return]
+
+    def tell(self, arch: Architecture, evaluation: Evaluation) -> None:
+        self.trials_told += 1
+        reward = float(evaluation.reward)
+        if self.cfg.normalize_reward:
+            self._stats.update(reward)
+            reward = self._stats.normalize(reward)
+        self._bridge.results.put(Evaluation(reward, evaluation.status, evaluation.metrics, evaluation.error))
+
+    def policy_mode(self) -> tuple[Architecture, float, dict[str, dict[str, float]]]:
+        """The controller's most probable architecture, its probability, and the choice probabilities
+        of every decision along it."""
+        env = ArchitectureSearchEnv(self.space, evaluator=_NoEvaluation())
+        obs, _ = env.reset()
+        probability = 1.0
+        table: dict[str, dict[str, float]] = {}
+        info: dict[str, Any] = {}
+        while env.position is not None:
+            decision = self.space.decisions[env.position]
+            mask = env.action_masks()
+            with torch.no_grad():
+                obs_t = torch.as_tensor(obs[None], dtype=torch.float32)
+                dist = self.model.policy.get_distribution(obs_t, action_masks=mask[None])
+                probs = dist.distribution.probs[0].cpu().numpy()
+            table[decision.name] = {str(decision.choices[i]): float(probs[i]) for i in np.flatnonzero(mask)}
+            action = int(np.argmax(np.where(mask, probs, -1.0)))
+            probability *= float(probs[action])
+            obs, _, _, _, info = env.step(action)
+        return info["architecture"], probability, table
+
+    def save(self) -> None:
+        if self.checkpoint is not None:
+            self.checkpoint.parent.mkdir(parents=True, exist_ok=True)
+            self.model.save(str(self.checkpoint))
+
+    def close(self) -> None:
+        if self._thread is not None and self._thread.is_alive():
+            self._bridge.results.put(_STOP)
+            self._thread.join(timeout=60)
+        self._thread = None
+        self.save()
