@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gymnasium
-
 from rlnas_envs.architecture_search import ArchitectureSearchEnv
 
 ENV_ID = "rlnas/ArchitectureSearch-v0"

@@ -97,7 +97,8 @@ def _evaluate(args: argparse.Namespace) -> int:
         )
     acc = accuracy(load_model(args.export), dataset.split(args.split))
     if args.json:
-        print(json.dumps({"accuracy": acc, "dataset": name, "split": args.split, "examples": len(dataset.split(args.split))}))
+        examples = len(dataset.split(args.split))
+        print(json.dumps({"accuracy": acc, "dataset": name, "split": args.split, "examples": examples}))
     else:
         print(f"{name} {args.split} accuracy: {acc:.4f}")
     return 0
@@ -115,7 +116,7 @@ def _trials(args: argparse.Namespace) -> int:
         return 0
     columns = ["number", "status", "reward", "val_accuracy", "params", "flops", "latency_ms", "duration_s"]
     print(" ".join(f"{c:>12}" for c in columns) + "  architecture")
-    for record, row in zip(records, rows):
+    for record, row in zip(records, rows, strict=True):
         cells = []
         for c in columns:
             v = row.get(c, "")
@@ -136,9 +137,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("search", help="run a search, then export the best architecture")
-    p.add_argument("--config", type=Path, help="YAML config (default: the built-in defaults, = configs/default.yaml)")
+    p.add_argument("--config", type=Path, help="YAML config (default: the built-in defaults = configs/default.yaml)")
     p.add_argument("--set", action="append", metavar="KEY.PATH=VALUE", help="override a config value (repeatable)")
-    p.add_argument("--run-dir", type=Path, help="run directory (default: RUNS_ROOT/<space>__<strategy>__<seed>__<time>)")
+    p.add_argument(
+        "--run-dir", type=Path, help="run directory (default: RUNS_ROOT/<space>__<strategy>__<seed>__<time>)"
+    )
     p.add_argument("--budget", type=int, help="number of child evaluations (budget.evaluations)")
     p.add_argument("--seed", type=int, help="random seed")
     p.add_argument("--strategy", help="search strategy (strategy.name): ppo, random")

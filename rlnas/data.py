@@ -100,9 +100,7 @@ DATASETS: dict[str, RawLoader] = {
 }
 
 
-def _stratified_split(
-    y: np.ndarray, fraction: float, rng: np.random.Generator
-) -> tuple[np.ndarray, np.ndarray]:
+def _stratified_split(y: np.ndarray, fraction: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Indices (kept, held_out), held_out holding ``fraction`` of every class."""
     held: list[np.ndarray] = []
     kept: list[np.ndarray] = []
@@ -149,6 +147,11 @@ def load_dataset(
     num_classes = int(max(int(y.max()), int(test[1].max())) + 1)
     log.info(
         "dataset %s: %d train, %d val, %d test, shape %s, %d classes",
-        name, len(train), len(val), len(test_split), tuple(train.x.shape[1:]), num_classes,
+        name,
+        len(train),
+        len(val),
+        len(test_split),
+        tuple(train.x.shape[1:]),
+        num_classes,
     )
     return Dataset(name, train, val, test_split, num_classes, mean, std)

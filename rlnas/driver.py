@@ -155,9 +155,7 @@ class Search:
                 self.logger.trial(record)
                 self.strategy.tell(arch, evaluation)
                 failures = 0 if record.status == COMPLETE else failures + 1
-                log.info(
-                    "trial %d %s reward %.4f %s", record.number, record.status, record.reward, arch.describe()
-                )
+                log.info("trial %d %s reward %.4f %s", record.number, record.status, record.reward, arch.describe())
                 if self.progress is not None:
                     self.progress(evaluations, budget.evaluations, record)
                 if failures >= budget.max_consecutive_failures:
@@ -168,7 +166,8 @@ class Search:
             self.strategy.close()
             self.logger.flush()
         best = self.store.top_k(1)
-        result = SearchResult(self.run_dir, evaluations, best[0] if best else None, stop_reason, time.monotonic() - start)
+        seconds = time.monotonic() - start
+        result = SearchResult(self.run_dir, evaluations, best[0] if best else None, stop_reason, seconds)
         self._finish(result)
         return result
 
@@ -187,6 +186,22 @@ class Search:
             "pid": os.getpid(),
         }
         (self.run_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=1))
+        c = self.config
+        hparams = {
+            "strategy": c.strategy.name,
+            "space": c.space.name,
+            "dataset": c.dataset.name,
+            "seed": c.seed,
+            "budget": c.budget.evaluations,
+            "epochs": c.training.epochs,
+            "data_fraction": c.training.data_fraction,
+            "complexity": c.objective.complexity,
+            "lambda": c.objective.lambda_,
+        }
+        if best is not None:
+            self.logger.hparams(
+                hparams, {"best_reward": best.reward, "best_proxy_val_accuracy": best.metrics.get("val_accuracy", 0.0)}
+            )
         self.logger.flush()
 
     def close(self) -> None:

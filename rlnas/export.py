@@ -27,6 +27,8 @@ import torch
 from torch import nn
 
 import rlnas
+from rlnas.config import RunConfig
+from rlnas.data import Dataset
 from rlnas.driver import open_run, prepare
 from rlnas.errors import RunDirError
 from rlnas.evaluation.train import accuracy
@@ -41,9 +43,7 @@ FORMAT = "rlnas-model-1"
 EXPORT_DIR = "export"
 
 
-def export_run(
-    run_dir: str | Path, epochs: int | None = None, formats: list[str] | None = None, data_dir: str | None = None
-) -> dict[str, Any]:
+def export_run(run_dir: str | Path, epochs: int | None = None, data_dir: str | None = None) -> dict[str, Any]:
     """Retrain the best architecture of a run on train+validation, test it once, write ``RUN/export``."""
     run = Path(run_dir)
     config, store = open_run(run)
@@ -77,14 +77,29 @@ def export_run(
         "seed": seed,
         "dataset": dataset.name,
     }
-    out = run / EXPORT_DIR
+    write_export(run / EXPORT_DIR, model, arch, prepared.space.family, dataset, config, metrics)
+    log.info("exported to %s: test accuracy %.4f", run / EXPORT_DIR, metrics["test_accuracy"])
+    return metrics
+
+
+def write_export(
+    out: Path,
+    model: nn.Module,
+    arch: Architecture,
+    family: str,
+    dataset: Dataset,
+    config: RunConfig,
+    metrics: dict[str, Any],
+) -> None:
+    """Write a trained model (normalization included) and its description into ``out``."""
     if out.exists():
         shutil.rmtree(out)
-    out.mkdir()
+    out.mkdir(parents=True)
+    model = model.to("cpu").eval()
     info = {
         "format": FORMAT,
         "architecture": json.loads(arch.to_json()),
-        "family": prepared.space.family,
+        "family": family,
         "input_shape": list(dataset.input_shape),
         "num_classes": dataset.num_classes,
         "mean": dataset.mean,
@@ -95,17 +110,15 @@ def export_run(
     (out / "architecture.json").write_text(json.dumps(info, indent=1))
     torch.save({**info, "state_dict": model.state_dict()}, out / "model.pt")
     (out / "config.yaml").write_text(config.to_yaml())
-    for fmt in formats if formats is not None else config.export.formats:
+    for fmt in config.export.formats:
         try:
             WRITERS[fmt](model, dataset.input_shape, out)
-            metrics[f"{fmt}_file"] = str(out / f"model.{FILE_SUFFIX[fmt]}")
+            metrics[f"{fmt}_file"] = f"model.{fmt}"
         except Exception as err:  # noqa: BLE001 - keep the other formats and the weights
             log.error("could not export %s: %s", fmt, err)
             metrics[f"{fmt}_error"] = f"{type(err).__name__}: {err}"
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
     (out / "README.md").write_text(_model_card(arch, metrics, info))
-    log.info("exported to %s: test accuracy %.4f", out, metrics["test_accuracy"])
-    return metrics
 
 
 def _write_onnx(model: nn.Module, input_shape: tuple[int, ...], out: Path) -> None:
@@ -113,8 +126,15 @@ def _write_onnx(model: nn.Module, input_shape: tuple[int, ...], out: Path) -> No
     example = torch.zeros(2, *input_shape)
     with contextlib.redirect_stdout(io.StringIO()):  # the exporter prints progress lines
         torch.onnx.export(
-            model, (example,), str(out / "model.onnx"), input_names=["image"], output_names=["logits"],
-            dynamic_shapes=({0: batch},), dynamo=True, verbose=False, external_data=False,
+            model,
+            (example,),
+            str(out / "model.onnx"),
+            input_names=["image"],
+            output_names=["logits"],
+            dynamic_shapes=({0: batch},),
+            dynamo=True,
+            verbose=False,
+            external_data=False,
         )
 
 
@@ -125,23 +145,22 @@ def _write_pt2(model: nn.Module, input_shape: tuple[int, ...], out: Path) -> Non
 
 
 WRITERS = {"onnx": _write_onnx, "pt2": _write_pt2}
-FILE_SUFFIX = {"onnx": "onnx", "pt2": "pt2"}
 
 
 def _model_card(arch: Architecture, metrics: dict[str, Any], info: dict[str, Any]) -> str:
     rows = "\n".join(f"| {k} | {v} |" for k, v in arch.items)
-    return f"""# rlnas model: {info['family']} on {metrics['dataset']}
+    return f"""# rlnas model: {info["family"]} on {metrics["dataset"]}
 
 | metric | value |
 |---|---|
-| test accuracy (final: retrained on train+validation, {metrics['epochs']} epochs) | {metrics['test_accuracy']:.4f} |
-| validation accuracy (proxy: search-time training) | {metrics['val_accuracy']:.4f} |
-| parameters | {metrics['params']} |
-| FLOPs per image | {metrics['flops']} |
-| CPU latency per image (batch 1, 1 thread) | {metrics['latency_ms']:.3f} ms |
+| test accuracy (final: retrained on train+validation, {metrics["epochs"]} epochs) | {metrics["test_accuracy"]:.4f} |
+| validation accuracy (proxy: search-time training) | {metrics["val_accuracy"]:.4f} |
+| parameters | {metrics["params"]} |
+| FLOPs per image | {metrics["flops"]} |
+| CPU latency per image (batch 1, 1 thread) | {metrics["latency_ms"]:.3f} ms |
 
-Input: float images of shape (N, {', '.join(map(str, info['input_shape']))}) with pixel values in [0, 1]
-(normalization is part of the model). Output: {info['num_classes']} logits (apply softmax for probabilities).
+Input: float images of shape (N, {", ".join(map(str, info["input_shape"]))}) with pixel values in [0, 1]
+(normalization is part of the model). Output: {info["num_classes"]} logits (apply softmax for probabilities).
 
 ## Architecture
 | decision | choice |
@@ -160,7 +179,7 @@ import onnxruntime                                  # without torch
 session = onnxruntime.InferenceSession("path/to/export/model.onnx")
 logits = session.run(None, {{"image": images}})[0]
 ```
-Versions: {json.dumps(info['versions'])}
+Versions: {json.dumps(info["versions"])}
 """
 
 

@@ -133,8 +133,16 @@ class TrialStore:
             )
         number = int(cur.lastrowid or 0) - 1
         return TrialRecord(
-            number, arch.key, arch, evaluation.status, float(evaluation.reward), dict(evaluation.metrics),
-            evaluation.error, strategy, started, duration,
+            number,
+            arch.key,
+            arch,
+            evaluation.status,
+            float(evaluation.reward),
+            dict(evaluation.metrics),
+            evaluation.error,
+            strategy,
+            started,
+            duration,
         )
 
     def __iter__(self) -> Iterator[TrialRecord]:
@@ -143,8 +151,16 @@ class TrialStore:
             " FROM trials ORDER BY number"
         ):
             yield TrialRecord(
-                int(row[0]) - 1, row[1], Architecture.from_json(row[2]), row[3], float(row[4]),
-                json.loads(row[5]), row[6], row[7], float(row[8]), float(row[9]),
+                int(row[0]) - 1,
+                row[1],
+                Architecture.from_json(row[2]),
+                row[3],
+                float(row[4]),
+                json.loads(row[5]),
+                row[6],
+                row[7],
+                float(row[8]),
+                float(row[9]),
             )
 
     def trials(self) -> list[TrialRecord]:

@@ -73,7 +73,9 @@ class RunLogger:
                 self._writer.add_scalar(f"policy/{decision}/{choice}", float(p), step)
         self._writer.add_scalar("policy/mode_architecture_probability", mode_probability, step)
 
-    def best_child(self, record: TrialRecord, model: nn.Module | None, input_shape: tuple[int, ...], graph: bool) -> None:
+    def best_child(
+        self, record: TrialRecord, model: nn.Module | None, input_shape: tuple[int, ...], graph: bool
+    ) -> None:
         """The best child's architecture as a text table, and its graph."""
         if not self.enabled:
             return

@@ -27,6 +27,8 @@ TRAINING_DECISIONS: dict[str, tuple[Choice, ...] | None] = {
     "optimizer": None,
     "weight_decay": None,
 }
+
+
 def _is_int(v: Choice) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 

@@ -38,9 +38,7 @@ class Decision:
         for i, choice in enumerate(self.choices):
             if choice == value and type(choice) is type(value) or _same_number(choice, value):
                 return i
-        raise InvalidArchitecture(
-            f"{value!r} is not a choice of decision {self.name!r}; allowed: {list(self.choices)}"
-        )
+        raise InvalidArchitecture(f"{value!r} is not a choice of decision {self.name!r}; allowed: {list(self.choices)}")
 
 
 def _same_number(a: Choice, b: Choice) -> bool:
@@ -207,9 +205,7 @@ class SearchSpace:
                 raise InvalidArchitecture(f"architecture misses active decision {decision.name!r}")
             index = decision.index(values[decision.name])
             if index not in self.valid_indices(position, chosen):
-                raise InvalidArchitecture(
-                    f"{decision.name}={values[decision.name]!r} is not allowed after {chosen}"
-                )
+                raise InvalidArchitecture(f"{decision.name}={values[decision.name]!r} is not allowed after {chosen}")
             chosen[decision.name] = decision.choices[index]
         return Architecture(space=self.name, items=tuple(chosen.items()))
 
@@ -232,11 +228,7 @@ class SearchSpace:
     def mutate(self, arch: Architecture, rng: np.random.Generator) -> Architecture:
         """Change one active decision to another valid choice; later decisions are repaired."""
         values = arch.to_dict()
-        positions = [
-            i
-            for i, d in enumerate(self.decisions)
-            if d.name in values and len(d.choices) > 1
-        ]
+        positions = [i for i, d in enumerate(self.decisions) if d.name in values and len(d.choices) > 1]
         if not positions:
             return arch
         for _ in range(10):

@@ -22,7 +22,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from rlnas.errors import SpaceError
-from rlnas.models.families import ALLOWED_VALUES, FAMILIES, VALUE_CHECKS, TRAINING_DECISIONS, Family, Shape, layer_name
+from rlnas.models.families import ALLOWED_VALUES, FAMILIES, TRAINING_DECISIONS, VALUE_CHECKS, Family, Shape, layer_name
 from rlnas.space.core import Choice, Condition, Decision, SearchSpace
 
 ChoiceList = list[bool | int | float | str]

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from rlnas_envs.architecture_search import ArchitectureSearchEnv
 from sb3_contrib import MaskablePPO
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import Logger, TensorBoardOutputFormat
@@ -25,7 +26,6 @@ from stable_baselines3.common.monitor import Monitor
 from rlnas.evaluation.base import Evaluation
 from rlnas.space.core import Architecture
 from rlnas.strategies.base import Strategy, StrategyContext, StrategyExhausted
-from rlnas_envs.architecture_search import ArchitectureSearchEnv
 
 log = logging.getLogger(__name__)
 
@@ -42,10 +42,16 @@ class _Bridge:
     def __init__(self) -> None:
         self.proposals: queue.Queue[tuple[str, Any]] = queue.Queue()
         self.results: queue.Queue[Any] = queue.Queue()
+        # held by the PPO thread while it computes; released while it waits for an evaluation
+        self.busy = threading.RLock()
 
     def evaluate(self, arch: Architecture) -> Evaluation:
-        self.proposals.put(("ask", arch))
-        result = self.results.get()
+        self.busy.release()
+        try:
+            self.proposals.put(("ask", arch))
+            result = self.results.get()
+        finally:
+            self.busy.acquire()
         if result is _STOP:
             raise _StopLearning
         return result  # type: ignore[no-any-return]
@@ -136,14 +142,16 @@ class PPOStrategy(Strategy):
 
     # -- the PPO thread ----------------------------------------------------------------------------
     def _learn(self) -> None:
-        try:
-            self.model.learn(total_timesteps=2**62, callback=_AfterUpdate(self), reset_num_timesteps=False)
-        except _StopLearning:
-            self._bridge.proposals.put(("stopped", None))
-        except BaseException as err:  # noqa: BLE001 - handed to the driver's thread, which re-raises
-            self._bridge.proposals.put(("error", err))
-        else:
-            self._bridge.proposals.put(("stopped", None))
+        with self._bridge.busy:
+            try:
+                self.model.learn(total_timesteps=2**62, callback=_AfterUpdate(self), reset_num_timesteps=False)
+            except _StopLearning:
+                message: tuple[str, Any] = ("stopped", None)
+            except BaseException as err:  # noqa: BLE001 - handed to the driver's thread, which re-raises
+                message = ("error", err)
+            else:
+                message = ("stopped", None)
+        self._bridge.proposals.put(message)
 
     def after_update(self, updates: int) -> None:
         arch, probability, table = self.policy_mode()
@@ -173,7 +181,11 @@ class PPOStrategy(Strategy):
 
     def policy_mode(self) -> tuple[Architecture, float, dict[str, dict[str, float]]]:
         """The controller's most probable architecture, its probability, and the choice probabilities
-        of every decision along it."""
+        of every decision along it. Waits until the PPO thread is idle."""
+        with self._bridge.busy:
+            return self._policy_mode()
+
+    def _policy_mode(self) -> tuple[Architecture, float, dict[str, dict[str, float]]]:
         env = ArchitectureSearchEnv(self.space, evaluator=_NoEvaluation())
         obs, _ = env.reset()
         probability = 1.0
@@ -194,8 +206,9 @@ class PPOStrategy(Strategy):
 
     def save(self) -> None:
         if self.checkpoint is not None:
-            self.checkpoint.parent.mkdir(parents=True, exist_ok=True)
-            self.model.save(str(self.checkpoint))
+            with self._bridge.busy:
+                self.checkpoint.parent.mkdir(parents=True, exist_ok=True)
+                self.model.save(str(self.checkpoint))
 
     def close(self) -> None:
         if self._thread is not None and self._thread.is_alive():
@@ -203,3 +216,4 @@ class PPOStrategy(Strategy):
             self._thread.join(timeout=60)
         self._thread = None
         self.save()
+        self.model.logger.close()

@@ -1,0 +1,64 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from rlnas.config import load_config
+from rlnas.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_default_yaml_is_the_builtin_default() -> None:
+    assert load_config(ROOT / "configs" / "default.yaml") == load_config(None)
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "configs").glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_configs_are_valid(path: Path) -> None:
+    load_config(path)
+
+
+def test_overrides_are_typed_yaml_values() -> None:
+    cfg = load_config(None, ["training.epochs=3", "objective.lambda=0.5", "space.depth=[1, 2]", "seed=7"])
+    assert cfg.training.epochs == 3 and cfg.objective.lambda_ == 0.5 and cfg.seed == 7
+    assert cfg.space.depth == [1, 2] and cfg.space.name == "cnn"
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("training.epoch=3", r"training\.epoch: unknown key"),
+        ("training.epochs=0", r"training\.epochs: .*greater than or equal to 1 \(got 0\)"),
+        ("objective.complexity=energy", r"objective\.complexity: .*'params', 'flops' or 'latency'"),
+        ("strategy.name=hillclimb", r"strategy\.name"),
+        ("space=resnet", "unknown built-in space 'resnet'"),
+        ("dataset.name=imagenet", r"dataset\.name"),
+        ("budget.evaluations=many", r"budget\.evaluations"),
+        ("epochs", "key.path=value"),
+        ("training.epochs.max=3", r"training\.epochs: .*valid integer"),
+    ],
+)
+def test_bad_values_fail_at_load_naming_the_key(override: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, [override])
+
+
+def test_malformed_and_missing_files(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("training: {epochs: 3\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "missing.yaml")
+    scalar = tmp_path / "scalar.yaml"
+    scalar.write_text("just a string\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        load_config(scalar)
+
+
+def test_resolved_config_round_trips_through_yaml(tmp_path: Path) -> None:
+    cfg = load_config(None, ["objective.lambda=0.1", "space=mlp"])
+    path = tmp_path / "config.yaml"
+    path.write_text(cfg.to_yaml())
+    assert load_config(path) == cfg

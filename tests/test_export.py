@@ -1,0 +1,88 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnxruntime
+import pytest
+import torch
+
+import rlnas
+from rlnas.driver import Search, prepare
+from rlnas.evaluation.train import accuracy
+from rlnas.export import export_run, write_export
+from tests.conftest import tiny_config
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory):
+    config = tiny_config()
+    prepared = prepare(config)
+    arch = prepared.space.sample(np.random.default_rng(4))
+    model, _ = prepared.trainer.train(arch, seed=1, epochs=2)
+    out = tmp_path_factory.mktemp("export") / "export"
+    metrics = {
+        "test_accuracy": accuracy(model, prepared.dataset.test),
+        "val_accuracy": 0.5,
+        "params": 1,
+        "flops": 1,
+        "latency_ms": 0.1,
+        "epochs": 2,
+        "dataset": "digits",
+    }
+    write_export(out, model, arch, prepared.space.family, prepared.dataset, config, metrics)
+    return model.eval(), out, prepared.dataset
+
+
+def test_loaded_model_matches_the_in_memory_model(trained) -> None:
+    model, out, dataset = trained
+    loaded = rlnas.load_model(out)
+    x = dataset.test.x[:64]
+    with torch.no_grad():
+        assert torch.equal(loaded(x), model(x))
+    assert not loaded.training
+    assert rlnas.load_model(out / "model.pt") is not None
+
+
+def test_onnx_with_dynamic_batch_matches_torch(trained) -> None:
+    model, out, dataset = trained
+    session = onnxruntime.InferenceSession(str(out / "model.onnx"))
+    for n in (1, 7, 64):
+        x = dataset.test.x[:n]
+        got = session.run(None, {"image": x.numpy()})[0]
+        with torch.no_grad():
+            np.testing.assert_allclose(got, model(x).numpy(), rtol=1e-4, atol=1e-4)
+
+
+def test_pt2_loads_without_rlnas_and_matches(trained) -> None:
+    model, out, dataset = trained
+    program = torch.export.load(str(out / "model.pt2")).module()
+    x = dataset.test.x[:5]
+    with torch.no_grad():
+        torch.testing.assert_close(program(x), model(x), rtol=1e-5, atol=1e-5)
+
+
+def test_export_is_self_describing(trained) -> None:
+    _, out, _ = trained
+    info = json.loads((out / "architecture.json").read_text())
+    assert info["format"] == "rlnas-model-1" and info["input_shape"] == [1, 8, 8]
+    assert {"rlnas", "torch", "python"} <= set(info["versions"])
+    assert "test accuracy" in (out / "README.md").read_text()
+    data = torch.load(out / "model.pt", weights_only=True)  # plain tensors and values, no pickled module
+    assert "state_dict" in data
+
+
+def test_export_run_retrains_the_best_trial(tmp_path: Path) -> None:
+    config = tiny_config("strategy.name=random", "budget.evaluations=2", "logging.tensorboard=false")
+    search = Search(config, tmp_path / "run")
+    result = search.run()
+    search.close()
+    metrics = export_run(tmp_path / "run")
+    assert metrics["trial"] == result.best.number
+    assert metrics["val_accuracy"] == pytest.approx(result.best.metrics["val_accuracy"])
+    assert 0.1 < metrics["test_accuracy"] <= 1.0
+    on_disk = json.loads((tmp_path / "run" / "export" / "metrics.json").read_text())
+    assert on_disk["test_accuracy"] == metrics["test_accuracy"]
+    model = rlnas.load_model(tmp_path / "run")  # a run directory works too
+    assert accuracy(model, prepare(config).dataset.test) == pytest.approx(metrics["test_accuracy"])

@@ -1,0 +1,83 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from rlnas.config import ObjectiveConfig
+from rlnas.errors import InvalidArchitecture
+from rlnas.evaluation.trainer import Objective
+from rlnas.models import build_model
+from rlnas.models.complexity import count_flops, count_params, cpu_latency_ms, largest_architecture
+from rlnas.space import Architecture, SearchSpace, SpaceSpec, build_space, builtin_space
+
+
+def _every_choice(space: SearchSpace):
+    """For every decision and choice, one valid architecture that uses it (deepest depth)."""
+    rng = np.random.default_rng(0)
+    for decision in space.decisions:
+        for choice in decision.choices:
+            values = space.sample(rng).to_dict()
+            values[space.decisions[0].name] = max(space.decisions[0].choices)
+            values[decision.name] = choice
+            if decision.role == "pooling":  # keep the other blocks from pooling the map away
+                for other in space.decisions:
+                    if other.role == "pooling" and other.name != decision.name:
+                        values[other.name] = "none"
+            arch = space._repair(values, rng)
+            if arch.get(decision.name) == choice:
+                yield decision.name, choice, arch
+
+
+@pytest.mark.parametrize("space_name", ["cnn", "mlp"])
+@pytest.mark.parametrize("shape", [(1, 8, 8), (3, 32, 32)])
+def test_every_choice_builds_and_runs(space_name: str, shape: tuple[int, int, int]) -> None:
+    space = build_space(SpaceSpec(**builtin_space(space_name)), shape)
+    covered = set()
+    for name, choice, arch in _every_choice(space):
+        model = build_model(arch, space.family, shape, 10)
+        out = model.eval()(torch.rand(3, *shape))
+        assert out.shape == (3, 10), (name, choice)
+        covered.add((name, repr(choice)))
+    expected = {(d.name, repr(c)) for d in space.decisions for c in d.choices}
+    assert covered == expected
+
+
+def test_build_is_pure_and_rejects_incomplete_architectures(cnn_space: SearchSpace) -> None:
+    arch = cnn_space.sample(np.random.default_rng(1))
+    a, b = build_model(arch, "cnn", (1, 8, 8), 10), build_model(arch, "cnn", (1, 8, 8), 10)
+    assert str(a) == str(b) and count_params(a) == count_params(b)
+    broken = Architecture("cnn", tuple((k, v) for k, v in arch.items if k != "hidden_units"))
+    with pytest.raises(InvalidArchitecture, match="hidden_units"):
+        build_model(broken, "cnn", (1, 8, 8), 10)
+    with pytest.raises(InvalidArchitecture, match="unknown model family"):
+        build_model(arch, "vit", (1, 8, 8), 10)
+
+
+def test_largest_architecture_bounds_every_sample(cnn_space: SearchSpace) -> None:
+    _, biggest = largest_architecture(cnn_space, (1, 8, 8), 10)
+    rng = np.random.default_rng(2)
+    sizes = [count_params(build_model(cnn_space.sample(rng), "cnn", (1, 8, 8), 10)) for _ in range(300)]
+    assert max(sizes) <= biggest
+    # the known maximum: 4 blocks of 64 5x5 filters, no pooling, 128 hidden units
+    expected = (1 * 64 * 25 + 64) + 3 * (64 * 64 * 25 + 64) + 4 * 2 * 64 + (64 * 64 * 128 + 128) + (128 * 10 + 10)
+    assert biggest == expected
+
+
+def test_flops_and_latency_are_measured() -> None:
+    space = build_space(SpaceSpec(**builtin_space("mlp")), (1, 8, 8))
+    arch = space.make(
+        {"num_layers": 1, "layer1.units": 32, "layer1.activation": "relu", "dropout": 0.0, "learning_rate": 0.001}
+    )
+    model = build_model(arch, "mlp", (1, 8, 8), 10)
+    assert count_flops(model, (1, 8, 8)) == 2 * (64 * 32 + 32 * 10)
+    assert cpu_latency_ms(model, (1, 8, 8), repeats=5) > 0
+
+
+def test_objective_is_accuracy_minus_weighted_relative_complexity() -> None:
+    objective = Objective(ObjectiveConfig(complexity="params", **{"lambda": 0.5}), max_complexity=1000)
+    assert objective({"val_accuracy": 0.9, "params": 200}) == pytest.approx(0.9 - 0.5 * 0.2)
+    flops = Objective(ObjectiveConfig(complexity="flops", **{"lambda": 0.1}), max_complexity=50)
+    assert flops({"val_accuracy": 0.8, "params": 1e9, "flops": 50}) == pytest.approx(0.7)
+    latency = Objective(ObjectiveConfig(complexity="latency", **{"lambda": 1.0}), max_complexity=4)
+    assert latency({"val_accuracy": 1.0, "latency_ms": 1.0}) == pytest.approx(0.75)

@@ -1,0 +1,109 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from rlnas.driver import Search, prepare
+from rlnas.errors import RunDirError
+from rlnas.evaluation import COMPLETE, FAILED, SyntheticEvaluator
+from rlnas.strategies import STRATEGIES
+from rlnas.strategies.base import Strategy
+from tests.conftest import tiny_config
+
+
+@pytest.mark.parametrize("strategy", sorted(STRATEGIES))
+def test_budget_counts_unique_evaluations_exactly(tmp_path: Path, strategy: str) -> None:
+    config = tiny_config(f"strategy.name={strategy}", "budget.evaluations=25", "logging.tensorboard=false")
+    prepared = prepare(config)
+    evaluator = SyntheticEvaluator(prepared.space)
+    search = Search(config, tmp_path / "run", evaluator=evaluator, prepared=prepared)
+    result = search.run()
+    trials = search.store.trials()
+    search.close()
+    assert result.evaluations == 25 == len(trials) == evaluator.calls
+    assert len({t.key for t in trials}) == 25
+    assert result.best is not None and result.best.reward == max(t.reward for t in trials)
+    summary = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert summary["evaluations"] == 25
+
+
+def test_reproposed_architectures_come_from_the_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tiny_config("strategy.name=random", "budget.evaluations=3", "logging.tensorboard=false")
+    prepared = prepare(config)
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    a, b, c = (prepared.space.sample(rng) for _ in range(3))
+    told: list[tuple[str, bool]] = []
+
+    class Repeater(Strategy):
+        name = "random"
+        order = [a, a, b, a, b, c]
+
+        def ask(self):
+            return self.order.pop(0)
+
+        def tell(self, arch, evaluation):
+            told.append((arch.key, evaluation.cached))
+
+    monkeypatch.setitem(STRATEGIES, "random", Repeater)
+    evaluator = SyntheticEvaluator(prepared.space)
+    search = Search(config, tmp_path / "run", evaluator=evaluator, prepared=prepared)
+    result = search.run()
+    search.close()
+    assert evaluator.calls == 3 and result.evaluations == 3
+    assert [cached for _, cached in told] == [False, True, False, True, True, False]
+
+
+def test_failing_children_are_failed_trials_and_stop_the_search_when_consecutive(tmp_path: Path) -> None:
+    config = tiny_config(
+        "strategy.name=random",
+        "budget.evaluations=10",
+        "budget.max_consecutive_failures=3",
+        "training.max_minutes_per_child=0.0000001",
+        "objective.failure_reward=-0.5",
+        "logging.tensorboard=false",
+    )
+    search = Search(config, tmp_path / "run")
+    result = search.run()
+    trials = search.store.trials()
+    search.close()
+    assert [t.status for t in trials] == [FAILED] * 3
+    assert all(t.reward == -0.5 and "per-child limit" in (t.error or "") for t in trials)
+    assert "3 children failed in a row" in result.stop_reason and result.best is None
+
+
+def test_real_training_search_records_every_metric(tmp_path: Path) -> None:
+    config = tiny_config("strategy.name=random", "budget.evaluations=3", "logging.tensorboard=false")
+    search = Search(config, tmp_path / "run")
+    search.run()
+    trials = search.store.trials()
+    search.close()
+    for t in trials:
+        assert t.status == COMPLETE
+        for metric in ("val_accuracy", "params", "flops", "latency_ms", "seed", "duration_s", "train_loss"):
+            assert metric in t.metrics
+        assert 0.0 <= t.metrics["val_accuracy"] <= 1.0 and t.metrics["params"] > 0
+
+
+def test_existing_run_directory_is_refused(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "precious.txt").write_text("do not touch")
+    with pytest.raises(RunDirError, match="not empty"):
+        Search(tiny_config(), run)
+    assert (run / "precious.txt").read_text() == "do not touch"
+
+
+def test_evaluation_is_reproducible_for_a_seed(tmp_path: Path) -> None:
+    def keys_and_accuracies(name: str) -> list[tuple[str, float]]:
+        config = tiny_config("strategy.name=ppo", "budget.evaluations=4", "logging.tensorboard=false")
+        search = Search(config, tmp_path / name)
+        search.run()
+        out = [(t.key, t.metrics["val_accuracy"]) for t in search.store.trials()]
+        search.close()
+        return out
+
+    assert keys_and_accuracies("a") == keys_and_accuracies("b")
