@@ -29,7 +29,7 @@ def _every_choice(space: SearchSpace):
                 yield decision.name, choice, arch
 
 
-@pytest.mark.parametrize("space_name", ["cnn", "mlp"])
+@pytest.mark.parametrize("space_name", ["cnn", "mlp", "nb201"])
 @pytest.mark.parametrize("shape", [(1, 8, 8), (3, 32, 32)])
 def test_every_choice_builds_and_runs(space_name: str, shape: tuple[int, int, int]) -> None:
     space = build_space(SpaceSpec(**builtin_space(space_name)), shape)

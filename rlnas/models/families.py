@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from rlnas.errors import InvalidArchitecture
+from rlnas.models import nb201
 from rlnas.models.ops import ACTIVATIONS, OPTIMIZERS, POOLING
 from rlnas.space.core import Architecture, Choice, Constraint, Decision
 
@@ -53,6 +54,7 @@ ALLOWED_VALUES: dict[str, tuple[str, ...]] = {
     "activation": tuple(ACTIVATIONS),
     "pooling": tuple(POOLING),
     "optimizer": OPTIMIZERS,
+    "operation": nb201.OPERATIONS,
 }
 
 
@@ -70,6 +72,7 @@ class Family:
     head: Mapping[str, tuple[Choice, ...] | None]
     build: Builder
     make_constraint: Callable[[Shape], Constraint | None] = field(default=lambda shape: None)
+    cell: Mapping[str, tuple[Choice, ...]] = field(default_factory=dict)  # cell decision -> default choices
 
 
 def _act(name: str) -> nn.Module:
@@ -175,6 +178,15 @@ FAMILIES: dict[str, Family] = {
         per_layer={"units": None, "activation": ("relu",)},
         head={"dropout": (0.0,)},
         build=build_mlp,
+    ),
+    "nb201": Family(
+        name="nb201",
+        depth_name="",
+        layer_prefix="",
+        per_layer={},
+        head={},
+        build=nb201.build_nb201,
+        cell={name: nb201.OPERATIONS for name in nb201.EDGE_NAMES},
     ),
 }
 

@@ -22,6 +22,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from rlnas.errors import SpaceError
+from rlnas.models import nb201
 from rlnas.models.families import ALLOWED_VALUES, FAMILIES, TRAINING_DECISIONS, VALUE_CHECKS, Family, Shape, layer_name
 from rlnas.space.core import Choice, Condition, Decision, SearchSpace
 
@@ -35,7 +36,8 @@ class SpaceSpec(BaseModel):
 
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
     family: str
-    depth: list[int] = Field(min_length=1)
+    depth: list[int] | None = None
+    cell: dict[str, ChoiceList] = Field(default_factory=dict)
     per_layer: dict[str, ChoiceList] = Field(default_factory=dict)
     head: dict[str, ChoiceList] = Field(default_factory=dict)
     training: dict[str, ChoiceList] = Field(default_factory=dict)
@@ -49,7 +51,11 @@ class SpaceSpec(BaseModel):
 
     @field_validator("depth")
     @classmethod
-    def _positive_depth(cls, value: list[int]) -> list[int]:
+    def _positive_depth(cls, value: list[int] | None) -> list[int] | None:
+        if value is None:
+            return None
+        if not value:
+            raise ValueError("depth needs at least one choice")
         if any(d < 1 for d in value):
             raise ValueError(f"depth choices must be >= 1, got {value}")
         if len(set(value)) != len(value):
@@ -80,6 +86,7 @@ BUILTIN_SPACES: dict[str, dict[str, Any]] = {
         "head": {"hidden_units": [32, 64, 128], "dropout": [0.0, 0.25, 0.5]},
         "training": {"learning_rate": [0.0003, 0.001, 0.003]},
     },
+    "nb201": {"name": "nb201", "family": "nb201", "cell": {"operations": list(nb201.OPERATIONS)}},
     "mlp": {
         "name": "mlp",
         "family": "mlp",
@@ -102,8 +109,12 @@ def builtin_space(name: str) -> dict[str, Any]:
 
 
 def _section(
-    where: str, given: Mapping[str, list[Choice]], known: Mapping[str, tuple[Choice, ...] | None]
+    where: str,
+    given: Mapping[str, list[Choice]],
+    known: Mapping[str, tuple[Choice, ...] | None],
+    kind: str | None = None,
 ) -> dict[str, tuple[Choice, ...]]:
+    """Validate one section; ``kind`` names the value check when it is not the decision's own name."""
     unknown = sorted(set(given) - set(known))
     if unknown:
         raise SpaceError(f"space.{where}: unknown decision(s) {unknown}; allowed: {sorted(known)}")
@@ -113,11 +124,11 @@ def _section(
             choices = tuple(given[role])
             if not choices:
                 raise SpaceError(f"space.{where}.{role}: the choice list is empty; give at least one choice")
-            allowed = ALLOWED_VALUES.get(role)
+            allowed = ALLOWED_VALUES.get(kind or role)
             bad = [c for c in choices if allowed is not None and c not in allowed]
             if bad:
                 raise SpaceError(f"space.{where}.{role}: {bad} not allowed; choose from {list(allowed or ())}")
-            check = VALUE_CHECKS.get(role)
+            check = VALUE_CHECKS.get(kind or role)
             wrong = [c for c in choices if check is not None and not check[0](c)]
             if check is not None and wrong:
                 raise SpaceError(f"space.{where}.{role}: {wrong} are not valid; the choices must be {check[1]}")
@@ -131,22 +142,49 @@ def _section(
 
 def _sections(spec: SpaceSpec) -> tuple[dict[str, tuple[Choice, ...]], ...]:
     family = FAMILIES[spec.family]
+    if family.depth_name and spec.depth is None:
+        raise SpaceError(f"space.depth is required for family {spec.family!r}: a list of depths, e.g. [1, 2, 3]")
+    if not family.depth_name and spec.depth is not None:
+        raise SpaceError(f"family {spec.family!r} has no depth; remove space.depth")
+    if spec.cell and not family.cell:
+        raise SpaceError(f"family {spec.family!r} has no cell; remove space.cell")
     return (
         _section("per_layer", spec.per_layer, family.per_layer),
         _section("head", spec.head, family.head),
         _section("training", spec.training, TRAINING_DECISIONS),
+        _cell(spec, family),
     )
+
+
+def _cell(spec: SpaceSpec, family: Family) -> dict[str, tuple[Choice, ...]]:
+    """``cell: {operations: [...]}`` sets every edge; ``cell: {edge_2_1: [...]}`` one edge."""
+    if not family.cell:
+        return {}
+    given = dict(spec.cell)
+    operations = given.pop("operations", None)
+    defaults = {name: tuple(operations) if operations is not None else choices for name, choices in family.cell.items()}
+    if operations is not None and not operations:
+        raise SpaceError("space.cell.operations: the choice list is empty; give at least one operation")
+    return {
+        name: choices
+        for name, choices in _section(
+            "cell", {**{k: list(v) for k, v in defaults.items()}, **given}, defaults, kind="operation"
+        ).items()
+    }
 
 
 def build_space(spec: SpaceSpec, input_shape: Shape) -> SearchSpace:
     """Expand a spec into ordered decisions: depth, per-layer decisions, head, training."""
     family: Family = FAMILIES[spec.family]
-    per_layer, head, training = _sections(spec)
-    decisions = [Decision(family.depth_name, tuple(spec.depth), role="depth")]
-    for k in range(1, max(spec.depth) + 1):
-        condition = None if k <= min(spec.depth) else Condition(family.depth_name, k)
-        for role, choices in per_layer.items():
-            decisions.append(Decision(layer_name(family, k, role), choices, condition, role=role))
+    per_layer, head, training, cell = _sections(spec)
+    decisions = []
+    if spec.depth is not None:
+        decisions.append(Decision(family.depth_name, tuple(spec.depth), role="depth"))
+        for k in range(1, max(spec.depth) + 1):
+            condition = None if k <= min(spec.depth) else Condition(family.depth_name, k)
+            for role, choices in per_layer.items():
+                decisions.append(Decision(layer_name(family, k, role), choices, condition, role=role))
+    decisions += [Decision(name, choices, role="operation") for name, choices in cell.items()]
     decisions += [Decision(role, choices, role=role) for role, choices in head.items()]
     decisions += [Decision(role, choices, role=role) for role, choices in training.items()]
     _check_pooling(spec, per_layer, input_shape)
@@ -155,7 +193,7 @@ def build_space(spec: SpaceSpec, input_shape: Shape) -> SearchSpace:
 
 def _check_pooling(spec: SpaceSpec, per_layer: Mapping[str, tuple[Choice, ...]], input_shape: Shape) -> None:
     pooling = per_layer.get("pooling")
-    if pooling is None or "none" in pooling or len(input_shape) != 3:
+    if pooling is None or spec.depth is None or "none" in pooling or len(input_shape) != 3:
         return
     size = min(int(input_shape[1]), int(input_shape[2]))
     deepest = max(spec.depth)

@@ -1,0 +1,96 @@
+"""Tabular benchmarks: answer evaluations from a table instead of training.
+
+The table is a CSV with columns ``arch,valid_acc_12ep,test_acc_200ep`` (NAS-Bench-201 architecture
+strings, accuracies in percent), like ``shared/benchmarks/nb201_cifar10.csv``. The search sees only the
+validation accuracy; the test accuracy is available through :meth:`TableEvaluator.test_accuracy` for
+reporting the architecture a search selected, and never enters an :class:`Evaluation`.
+"""
+
+from __future__ import annotations
+
+import csv
+from functools import cache
+from pathlib import Path
+
+from rlnas.errors import DataError, InvalidArchitecture
+from rlnas.evaluation.base import Evaluation
+from rlnas.models.complexity import _meta_measure, largest_architecture
+from rlnas.models.nb201 import arch_string, parse_arch_string
+from rlnas.space.core import Architecture, SearchSpace
+
+REQUIRED_COLUMNS = ("arch", "valid_acc_12ep", "test_acc_200ep")
+INPUT_SHAPE, NUM_CLASSES = (3, 32, 32), 10  # the networks NAS-Bench-201 trained (CIFAR-10)
+
+
+class BenchmarkTable:
+    """An in-memory NAS-Bench-201-format table: arch string -> (validation %, test %)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise DataError(f"benchmark table {self.path} does not exist; pass a CSV with columns {REQUIRED_COLUMNS}")
+        with self.path.open(newline="") as fh:
+            reader = csv.DictReader(fh)
+            missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
+            if missing:
+                raise DataError(f"benchmark table {self.path} lacks column(s) {missing}; it needs {REQUIRED_COLUMNS}")
+            self.rows: dict[str, tuple[float, float]] = {}
+            for line, row in enumerate(reader, start=2):
+                try:
+                    parse_arch_string(row["arch"])
+                    self.rows[row["arch"]] = (float(row["valid_acc_12ep"]), float(row["test_acc_200ep"]))
+                except (ValueError, KeyError, InvalidArchitecture) as err:
+                    raise DataError(f"benchmark table {self.path}, line {line}: {err}") from None
+        if not self.rows:
+            raise DataError(f"benchmark table {self.path} has no rows")
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def optimum(self) -> tuple[str, float, float]:
+        """The architecture with the best validation accuracy: (arch, validation %, test %)."""
+        arch = max(self.rows, key=lambda a: (self.rows[a][0], -len(a)))
+        return arch, *self.rows[arch]
+
+    def best_test(self) -> float:
+        return max(test for _, test in self.rows.values())
+
+
+class TableEvaluator:
+    """Evaluates NAS-Bench-201 cell architectures by table lookup; reward = validation accuracy (fraction)
+    minus ``lam`` * params / max params (params counted on the meta device when ``lam`` > 0)."""
+
+    def __init__(self, space: SearchSpace, table: BenchmarkTable, lam: float = 0.0) -> None:
+        self.space = space
+        self.table = table
+        self.lam = lam
+        self.calls = 0
+        self._max_params = 0.0
+        if lam > 0:
+            self._max_params = float(largest_architecture(space, INPUT_SHAPE, NUM_CLASSES)[1])
+
+    @cache  # noqa: B019 - evaluators live for one run
+    def _params(self, arch: Architecture) -> int:
+        return _meta_measure(self.space, arch, INPUT_SHAPE, NUM_CLASSES, "params")
+
+    def _row(self, arch: Architecture) -> tuple[float, float]:
+        key = arch_string(arch)
+        try:
+            return self.table.rows[key]
+        except KeyError:
+            raise DataError(f"architecture {key} is not in the benchmark table {self.table.path}") from None
+
+    def evaluate(self, arch: Architecture) -> Evaluation:
+        self.calls += 1
+        valid = self._row(arch)[0] / 100.0
+        metrics = {"val_accuracy": valid}
+        reward = valid
+        if self.lam > 0:
+            params = float(self._params(arch))
+            metrics["params"] = params
+            reward -= self.lam * params / self._max_params
+        return Evaluation(reward=reward, metrics=metrics)
+
+    def test_accuracy(self, arch: Architecture) -> float:
+        """The table's test accuracy (%) of ``arch``: for reporting a selected architecture only."""
+        return self._row(arch)[1]
