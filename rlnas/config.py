@@ -75,9 +75,54 @@ class PPOConfig(_Section):
     normalize_reward: bool = True
 
 
+class EvolutionConfig(_Section):
+    """Regularized (aging) evolution; ``crossover: true`` makes it a genetic algorithm."""
+
+    population_size: int = Field(20, ge=2)
+    sample_size: int = Field(5, ge=1)
+    crossover: bool = False
+
+
+class BayesianConfig(_Section):
+    """Optuna Bayesian optimization over the same space (conditional decisions are asked only when active)."""
+
+    sampler: Literal["tpe", "gp"] = "tpe"
+    n_startup: int = Field(10, ge=1)
+    random_fraction: float = Field(0.3, gt=0.0, lt=1.0)  # random-then-bayesian: share of the budget
+
+
+class HyperbandConfig(_Section):
+    """Hyperband over the training epochs: fidelity = fraction of training.epochs."""
+
+    eta: int = Field(3, ge=2)
+    min_fidelity: float = Field(1 / 9, gt=0.0, le=1.0)
+
+
+class ParetoConfig(_Section):
+    """NSGA-II over (validation accuracy, complexity); complexity is objective.complexity."""
+
+    population_size: int = Field(20, ge=2)
+
+
+class PredictorConfig(_Section):
+    """A neural performance predictor (MLP on the one-hot encoding) picks which candidate to evaluate."""
+
+    initial: int = Field(10, ge=2)
+    candidates: int = Field(200, ge=1)
+    hidden: list[int] = Field(default_factory=lambda: [64, 64])
+    train_steps: int = Field(200, ge=1)
+
+
 class StrategyConfig(_Section):
-    name: Literal["ppo", "random"] = "ppo"
+    name: Literal[
+        "ppo", "random", "evolution", "genetic", "bayesian", "random-then-bayesian", "hyperband", "pareto", "predictor"
+    ] = "ppo"
     ppo: PPOConfig = PPOConfig()
+    evolution: EvolutionConfig = EvolutionConfig()
+    bayesian: BayesianConfig = BayesianConfig()
+    hyperband: HyperbandConfig = HyperbandConfig()
+    pareto: ParetoConfig = ParetoConfig()
+    predictor: PredictorConfig = PredictorConfig()
 
 
 class ExportConfig(_Section):

@@ -24,7 +24,7 @@ from rlnas.evaluation.base import COMPLETE, Evaluator
 from rlnas.evaluation.trainer import ChildTrainer, Objective, TrainingEvaluator
 from rlnas.space import SearchSpace, build_space
 from rlnas.store import TrialRecord, TrialStore
-from rlnas.strategies import StrategyContext, StrategyExhausted, make_strategy
+from rlnas.strategies import Proposal, StrategyContext, StrategyExhausted, make_strategy
 from rlnas.tracking import RunLogger
 
 log = logging.getLogger(__name__)
@@ -82,6 +82,27 @@ def _create_run_dir(path: Path) -> None:
         raise RunDirError(f"cannot write to run directory {path} ({err}); choose a writable --run-dir") from None
 
 
+def _cache_key(arch_key: str, fidelity: float) -> str:
+    return arch_key if fidelity >= 1.0 else f"{arch_key}@{fidelity:.4g}"
+
+
+def pareto_front(records: list[TrialRecord], metric: str) -> list[TrialRecord]:
+    """Completed trials not dominated in (validation accuracy: higher, ``metric``: lower)."""
+    points = [r for r in records if r.status == COMPLETE and metric in r.metrics and "val_accuracy" in r.metrics]
+    front = []
+    for r in points:
+        acc, cost = r.metrics["val_accuracy"], r.metrics[metric]
+        dominated = any(
+            o.metrics["val_accuracy"] >= acc
+            and o.metrics[metric] <= cost
+            and (o.metrics["val_accuracy"] > acc or o.metrics[metric] < cost)
+            for o in points
+        )
+        if not dominated:
+            front.append(r)
+    return sorted(front, key=lambda r: r.metrics[metric])
+
+
 @dataclass
 class SearchResult:
     run_dir: Path
@@ -99,59 +120,83 @@ class Search:
         self,
         config: RunConfig,
         run_dir: str | Path | None = None,
+        *,
+        space: SearchSpace | None = None,
         evaluator: Evaluator | None = None,
-        prepared: Prepared | None = None,
         progress: Progress | None = None,
+        persist: bool = True,
     ) -> None:
+        """``evaluator`` (with its ``space``) replaces real training, e.g. a table or a fake; with
+        ``persist=False`` nothing is written (in-memory store, no TensorBoard): for benchmarks."""
         self.config = config
-        self.prepared = prepared if prepared is not None else prepare(config)
-        self.run_dir = Path(run_dir) if run_dir is not None else default_run_dir(config)
-        self.progress = progress
-        _create_run_dir(self.run_dir)
-        (self.run_dir / CONFIG_FILE).write_text(config.to_yaml())
-        (self.run_dir / "space.json").write_text(json.dumps(self.prepared.space.to_dict(), indent=1))
-        self.store = TrialStore(self.run_dir / STORE_FILE)
-        tb = self.run_dir / TENSORBOARD_DIR if config.logging.tensorboard else None
-        self.logger = RunLogger(tb)
+        self.prepared: Prepared | None = None
         if evaluator is None:
+            self.prepared = prepare(config)
+            space = self.prepared.space
+        elif space is None:
+            raise ValueError("an evaluator needs the space it evaluates")
+        self.space: SearchSpace = space
+        self.progress = progress
+        self.run_dir: Path | None = None
+        if persist:
+            self.run_dir = Path(run_dir) if run_dir is not None else default_run_dir(config)
+            _create_run_dir(self.run_dir)
+            (self.run_dir / CONFIG_FILE).write_text(config.to_yaml())
+            (self.run_dir / "space.json").write_text(json.dumps(space.to_dict(), indent=1))
+        self.store = TrialStore(":memory:" if self.run_dir is None else self.run_dir / STORE_FILE)
+        tensorboard = self.run_dir is not None and config.logging.tensorboard
+        self.logger = RunLogger(self.run_dir / TENSORBOARD_DIR if tensorboard and self.run_dir else None)
+        if evaluator is None:
+            assert self.prepared is not None
             p = self.prepared
             objective = Objective.for_space(config.objective, p.space, p.dataset.input_shape, p.dataset.num_classes)
             self.store.set_meta("max_complexity", str(objective.max_complexity))
             evaluator = TrainingEvaluator(p.trainer, objective, config.seed)
         self.evaluator = evaluator
-        ctx = StrategyContext(self.prepared.space, config, config.seed, self.run_dir, self.logger)
+        ctx = StrategyContext(space, config, config.seed, self.run_dir, self.logger)
         self.strategy = make_strategy(config.strategy.name, ctx)
 
     def run(self) -> SearchResult:
         budget = self.config.budget
         start = time.monotonic()
-        cache: dict[str, TrialRecord] = {t.key: t for t in self.store}
+        multi_fidelity = bool(getattr(self.evaluator, "supports_fidelity", False))
+        cache: dict[str, TrialRecord] = {_cache_key(t.key, t.metrics.get("fidelity", 1.0)): t for t in self.store}
         evaluations = len(cache)
+        spent = sum(float(t.metrics.get("fidelity", 1.0)) for t in cache.values())
         repeats = failures = 0
         stop_reason = "budget of evaluations spent"
         try:
-            while evaluations < budget.evaluations:
+            while spent < budget.evaluations - 1e-9:
                 if budget.minutes is not None and time.monotonic() - start > budget.minutes * 60:
                     stop_reason = f"time budget of {budget.minutes} minutes spent"
                     break
                 try:
-                    arch = self.strategy.ask()
+                    proposal = self.strategy.ask()
                 except StrategyExhausted as err:
                     stop_reason = f"strategy exhausted: {err}"
                     break
-                if arch.key in cache:
+                arch, fidelity = (
+                    (proposal.arch, proposal.fidelity) if isinstance(proposal, Proposal) else (proposal, 1.0)
+                )
+                fidelity = fidelity if multi_fidelity else 1.0
+                key = _cache_key(arch.key, fidelity)
+                if key in cache:
                     repeats += 1
-                    self.strategy.tell(arch, cache[arch.key].evaluation(cached=True))
+                    self.strategy.tell(arch, cache[key].evaluation(cached=True))
                     if repeats >= MAX_CONSECUTIVE_REPEATS:
                         stop_reason = f"{repeats} proposals in a row were already evaluated (converged)"
                         break
                     continue
                 repeats = 0
                 started = time.time()
-                evaluation = self.evaluator.evaluate(arch)
+                if multi_fidelity:
+                    evaluation = self.evaluator.evaluate(arch, fidelity)  # type: ignore[call-arg]
+                else:
+                    evaluation = self.evaluator.evaluate(arch)
                 record = self.store.append(arch, evaluation, self.strategy.name, started)
-                cache[arch.key] = record
+                cache[key] = record
                 evaluations += 1
+                spent += fidelity
                 self.logger.trial(record)
                 self.strategy.tell(arch, evaluation)
                 failures = 0 if record.status == COMPLETE else failures + 1
@@ -173,9 +218,11 @@ class Search:
 
     def _finish(self, result: SearchResult) -> None:
         best = result.best
-        if best is not None and isinstance(self.evaluator, TrainingEvaluator):
+        if best is not None and self.prepared is not None:
             model = self.prepared.trainer.build(best.architecture)
             self.logger.best_child(best, model, self.prepared.dataset.input_shape, self.config.logging.graph)
+        if self.run_dir is None:
+            return
         summary = {
             "evaluations": result.evaluations,
             "stop_reason": result.stop_reason,
@@ -185,6 +232,11 @@ class Search:
             "best_proxy_val_accuracy": None if best is None else best.metrics.get("val_accuracy"),
             "pid": os.getpid(),
         }
+        metric = {"params": "params", "flops": "flops", "latency": "latency_ms"}[self.config.objective.complexity]
+        summary["pareto_front"] = [
+            {"trial": r.number, "proxy_val_accuracy": r.metrics["val_accuracy"], metric: r.metrics[metric]}
+            for r in pareto_front(self.store.trials(), metric)
+        ]
         (self.run_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=1))
         c = self.config
         hparams = {

@@ -57,7 +57,7 @@ def test_ppo_is_reproducible_for_a_seed(toy_space: SearchSpace) -> None:
 def test_controller_is_checkpointed_into_the_run_dir(tmp_path: Path) -> None:
     config = tiny_config("budget.evaluations=6", "logging.tensorboard=false")
     prepared = prepare(config)
-    search = Search(config, tmp_path / "run", evaluator=SyntheticEvaluator(prepared.space), prepared=prepared)
+    search = Search(config, tmp_path / "run", evaluator=SyntheticEvaluator(prepared.space), space=prepared.space)
     search.run()
     search.close()
     checkpoint = tmp_path / "run" / "controller" / "ppo.zip"

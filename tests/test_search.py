@@ -18,7 +18,7 @@ def test_budget_counts_unique_evaluations_exactly(tmp_path: Path, strategy: str)
     config = tiny_config(f"strategy.name={strategy}", "budget.evaluations=25", "logging.tensorboard=false")
     prepared = prepare(config)
     evaluator = SyntheticEvaluator(prepared.space)
-    search = Search(config, tmp_path / "run", evaluator=evaluator, prepared=prepared)
+    search = Search(config, tmp_path / "run", evaluator=evaluator, space=prepared.space)
     result = search.run()
     trials = search.store.trials()
     search.close()
@@ -50,7 +50,7 @@ def test_reproposed_architectures_come_from_the_cache(tmp_path: Path, monkeypatc
 
     monkeypatch.setitem(STRATEGIES, "random", Repeater)
     evaluator = SyntheticEvaluator(prepared.space)
-    search = Search(config, tmp_path / "run", evaluator=evaluator, prepared=prepared)
+    search = Search(config, tmp_path / "run", evaluator=evaluator, space=prepared.space)
     result = search.run()
     search.close()
     assert evaluator.calls == 3 and result.evaluations == 3

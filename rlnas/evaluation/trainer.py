@@ -102,19 +102,25 @@ class ChildTrainer:
 
 
 class TrainingEvaluator:
-    """Evaluates an architecture by real training; failures become FAILED evaluations."""
+    """Evaluates an architecture by real training; failures become FAILED evaluations.
+
+    ``fidelity`` (in (0, 1]) scales the training epochs, for multi-fidelity strategies (Hyperband).
+    """
+
+    supports_fidelity = True
 
     def __init__(self, trainer: ChildTrainer, objective: Objective, seed: int) -> None:
         self.trainer = trainer
         self.objective = objective
         self.seed = seed
 
-    def evaluate(self, arch: Architecture) -> Evaluation:
+    def evaluate(self, arch: Architecture, fidelity: float = 1.0) -> Evaluation:
         seed = child_seed(self.seed, arch)
         dataset = self.trainer.dataset
+        epochs = max(1, round(fidelity * self.trainer.training.epochs))
         start = time.perf_counter()
         try:
-            model, stats = self.trainer.train(arch, seed)
+            model, stats = self.trainer.train(arch, seed, epochs=epochs)
             metrics = {
                 "val_accuracy": accuracy(model, dataset.val),
                 "params": float(count_params(model)),
@@ -122,6 +128,8 @@ class TrainingEvaluator:
                 "latency_ms": cpu_latency_ms(model, dataset.input_shape),
                 **stats,
                 "seed": float(seed),
+                "fidelity": float(fidelity),
+                "epochs": float(epochs),
             }
         except (ChildFailure, InvalidArchitecture, RuntimeError, ValueError) as err:
             # RuntimeError covers out-of-memory and shape errors inside torch

@@ -243,6 +243,15 @@ class SearchSpace:
                 return self._repair(values, rng)
         return arch
 
+    def crossover(self, a: Architecture, b: Architecture, rng: np.random.Generator) -> Architecture:
+        """Uniform crossover: every decision from one parent or the other; the result is repaired."""
+        values = {}
+        for decision in self.decisions:
+            donors = [p for p in (a, b) if decision.name in p]
+            if donors:
+                values[decision.name] = donors[int(rng.integers(len(donors)))][decision.name]
+        return self._repair(values, rng)
+
     def _repair(self, values: Mapping[str, Choice], rng: np.random.Generator) -> Architecture:
         """Keep what is still valid, sample what became active or invalid."""
         chosen: dict[str, Choice] = {}

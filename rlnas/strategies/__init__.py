@@ -5,18 +5,30 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from rlnas.errors import ConfigError
-from rlnas.strategies.base import RandomSearch, Strategy, StrategyContext, StrategyExhausted
+from rlnas.strategies.base import Proposal, RandomSearch, Strategy, StrategyContext, StrategyExhausted
 
 
-def _ppo(ctx: StrategyContext) -> Strategy:
-    from rlnas.strategies.ppo import PPOStrategy
+def _lazy(module: str, cls: str) -> Callable[[StrategyContext], Strategy]:
+    """A factory importing its module only when the strategy is selected."""
 
-    return PPOStrategy(ctx)
+    def factory(ctx: StrategyContext) -> Strategy:
+        import importlib
+
+        return getattr(importlib.import_module(f"rlnas.strategies.{module}"), cls)(ctx)  # type: ignore[no-any-return]
+
+    return factory
 
 
 STRATEGIES: dict[str, Callable[[StrategyContext], Strategy]] = {
-    "ppo": _ppo,
+    "ppo": _lazy("ppo", "PPOStrategy"),
     "random": RandomSearch,
+    "evolution": _lazy("evolution", "RegularizedEvolution"),
+    "genetic": _lazy("evolution", "GeneticAlgorithm"),
+    "bayesian": _lazy("bayesian", "BayesianOptimization"),
+    "random-then-bayesian": _lazy("bayesian", "RandomThenBayesian"),
+    "pareto": _lazy("bayesian", "ParetoSearch"),
+    "hyperband": _lazy("hyperband", "Hyperband"),
+    "predictor": _lazy("predictor", "PredictorSearch"),
 }
 
 
@@ -28,4 +40,4 @@ def make_strategy(name: str, ctx: StrategyContext) -> Strategy:
     return factory(ctx)
 
 
-__all__ = ["STRATEGIES", "Strategy", "StrategyContext", "StrategyExhausted", "make_strategy"]
+__all__ = ["STRATEGIES", "Proposal", "Strategy", "StrategyContext", "StrategyExhausted", "make_strategy"]

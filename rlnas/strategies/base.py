@@ -17,6 +17,14 @@ class StrategyExhausted(Exception):
     """The strategy has nothing more to propose."""
 
 
+@dataclass(frozen=True)
+class Proposal:
+    """An architecture to evaluate at a fidelity (fraction of the full training budget, in (0, 1])."""
+
+    arch: Architecture
+    fidelity: float = 1.0
+
+
 @dataclass
 class StrategyContext:
     space: SearchSpace
@@ -36,7 +44,7 @@ class Strategy:
         self.space = ctx.space
         self.rng = np.random.default_rng(ctx.seed)
 
-    def ask(self) -> Architecture:
+    def ask(self) -> Architecture | Proposal:
         raise NotImplementedError
 
     def tell(self, arch: Architecture, evaluation: Evaluation) -> None:
@@ -60,6 +68,9 @@ class RandomSearch(Strategy):
         self.seen: set[str] = set()
 
     def ask(self) -> Architecture:
+        return self.sample_new()
+
+    def sample_new(self) -> Architecture:
         for _ in range(self.max_tries):
             arch = self.space.sample(self.rng)
             if arch.key not in self.seen:

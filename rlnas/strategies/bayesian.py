@@ -1,0 +1,136 @@
+"""Optuna-based strategies on the rlnas space: Bayesian optimization (TPE or GP), random search followed
+by Bayesian optimization, and NSGA-II multi-objective (Pareto) search.
+
+Conditional decisions are suggested only when they are active (define-by-run), so Optuna never sees the
+parameters of unused layers; a masked choice (e.g. pooling a 1x1 map) is replaced by a valid one.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import optuna
+from optuna.distributions import CategoricalDistribution
+from optuna.trial import TrialState
+
+from rlnas.evaluation.base import COMPLETE, Evaluation
+from rlnas.space.core import Architecture, Choice, SearchSpace
+from rlnas.strategies.base import RandomSearch, StrategyContext
+
+COMPLEXITY_METRIC = {"params": "params", "flops": "flops", "latency": "latency_ms"}
+
+
+def suggest_architecture(trial: optuna.trial.BaseTrial, space: SearchSpace, rng: Any) -> Architecture:
+    """Walk the space's active decisions, asking the trial for each choice index."""
+    values: dict[str, Choice] = {}
+    position = space.next_position(0, values)
+    while position is not None:
+        decision = space.decisions[position]
+        index = int(trial.suggest_categorical(decision.name, list(range(len(decision.choices)))))
+        valid = space.valid_indices(position, values)
+        if index not in valid:
+            index = valid[int(rng.integers(len(valid)))]
+        values[decision.name] = decision.choices[index]
+        position = space.next_position(position + 1, values)
+    return Architecture(space.name, tuple(values.items()))
+
+
+def _params_of(space: SearchSpace, arch: Architecture) -> tuple[dict[str, int], dict[str, CategoricalDistribution]]:
+    params, dists = {}, {}
+    for decision in space.decisions:
+        if decision.name in arch:
+            params[decision.name] = decision.index(arch[decision.name])
+            dists[decision.name] = CategoricalDistribution(list(range(len(decision.choices))))
+    return params, dists
+
+
+class BayesianOptimization(RandomSearch):
+    """Optuna TPE (multivariate, grouped for conditional spaces) or GP sampler; maximizes the reward."""
+
+    name = "bayesian"
+
+    def __init__(self, ctx: StrategyContext) -> None:
+        super().__init__(ctx)
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        self.cfg = ctx.config.strategy.bayesian
+        self.study = self._create_study(self.cfg.n_startup)
+        self._pending: optuna.trial.Trial | None = None
+
+    def _create_study(self, n_startup: int) -> optuna.Study:
+        seed = int(self.rng.integers(2**31))
+        sampler: optuna.samplers.BaseSampler
+        if self.cfg.sampler == "gp":
+            sampler = optuna.samplers.GPSampler(seed=seed, n_startup_trials=n_startup)
+        else:
+            sampler = optuna.samplers.TPESampler(
+                seed=seed, n_startup_trials=n_startup, multivariate=True, group=True
+            )
+        return optuna.create_study(direction="maximize", sampler=sampler)
+
+    def ask(self) -> Architecture:
+        self._pending = self.study.ask()
+        arch = suggest_architecture(self._pending, self.space, self.rng)
+        self.seen.add(arch.key)
+        return arch
+
+    def tell(self, arch: Architecture, evaluation: Evaluation) -> None:
+        if self._pending is not None:
+            self.study.tell(self._pending, float(evaluation.reward))
+            self._pending = None
+
+
+class RandomThenBayesian(BayesianOptimization):
+    """Random search for ``random_fraction`` of the budget, then TPE/GP started from everything seen
+    (the random trials are added to the study, so the model starts from the best configurations)."""
+
+    name = "random-then-bayesian"
+
+    def __init__(self, ctx: StrategyContext) -> None:
+        super().__init__(ctx)
+        self.random_trials = max(2, math.ceil(self.cfg.random_fraction * ctx.config.budget.evaluations))
+        self.study = self._create_study(n_startup=1)
+        self._random_arch: Architecture | None = None
+        self.told = 0
+
+    def ask(self) -> Architecture:
+        if self.told < self.random_trials:
+            self._random_arch = self.sample_new()
+            return self._random_arch
+        return super().ask()
+
+    def tell(self, arch: Architecture, evaluation: Evaluation) -> None:
+        self.told += 1
+        if self._random_arch is not None:
+            params, dists = _params_of(self.space, arch)
+            trial = optuna.trial.create_trial(params=params, distributions=dists, value=float(evaluation.reward))
+            self.study.add_trial(trial)
+            self._random_arch = None
+            return
+        super().tell(arch, evaluation)
+
+
+class ParetoSearch(BayesianOptimization):
+    """NSGA-II over (validation accuracy: maximize, complexity: minimize)."""
+
+    name = "pareto"
+
+    def __init__(self, ctx: StrategyContext) -> None:
+        RandomSearch.__init__(self, ctx)
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        self.metric = COMPLEXITY_METRIC[ctx.config.objective.complexity]
+        sampler = optuna.samplers.NSGAIISampler(
+            population_size=ctx.config.strategy.pareto.population_size, seed=int(self.rng.integers(2**31))
+        )
+        self.study = optuna.create_study(directions=["maximize", "minimize"], sampler=sampler)
+        self._pending = None
+
+    def tell(self, arch: Architecture, evaluation: Evaluation) -> None:
+        if self._pending is None:
+            return
+        metrics = evaluation.metrics
+        if evaluation.status != COMPLETE or self.metric not in metrics:
+            self.study.tell(self._pending, state=TrialState.FAIL)
+        else:
+            self.study.tell(self._pending, [float(metrics["val_accuracy"]), float(metrics[self.metric])])
+        self._pending = None

@@ -1,0 +1,55 @@
+"""Regularized (aging) evolution with tournament selection; with crossover, a genetic algorithm."""
+
+from __future__ import annotations
+
+from collections import deque
+
+from rlnas.evaluation.base import Evaluation
+from rlnas.space.core import Architecture
+from rlnas.strategies.base import RandomSearch, StrategyContext
+
+
+class RegularizedEvolution(RandomSearch):
+    """Real et al. 2019: keep the ``population_size`` youngest; the child of the best of ``sample_size``
+    random members replaces the oldest. Fitness = reward (validation accuracy - lambda * complexity)."""
+
+    name = "evolution"
+    crossover = False
+
+    def __init__(self, ctx: StrategyContext) -> None:
+        super().__init__(ctx)
+        self.cfg = ctx.config.strategy.evolution
+        self.crossover = self.cfg.crossover or type(self).crossover
+        self.population: deque[tuple[Architecture, float]] = deque()
+
+    def _tournament(self) -> Architecture:
+        size = min(self.cfg.sample_size, len(self.population))
+        picks = self.rng.choice(len(self.population), size=size, replace=False)
+        return max((self.population[int(i)] for i in picks), key=lambda member: member[1])[0]
+
+    def ask(self) -> Architecture:
+        if len(self.population) < self.cfg.population_size:
+            return self.sample_new()
+        for _ in range(100):
+            parent = self._tournament()
+            if self.crossover:
+                parent = self.space.crossover(parent, self._tournament(), self.rng)
+            child = self.space.mutate(parent, self.rng)
+            if child.key not in self.seen:
+                self.seen.add(child.key)
+                return child
+        return self.sample_new()  # the neighbourhood is exhausted: explore
+
+    def tell(self, arch: Architecture, evaluation: Evaluation) -> None:
+        if evaluation.cached:
+            return
+        self.population.append((arch, float(evaluation.reward)))
+        if len(self.population) > self.cfg.population_size:
+            self.population.popleft()  # aging: the oldest dies, whatever its fitness
+
+
+class GeneticAlgorithm(RegularizedEvolution):
+    """Regularized evolution with uniform crossover of two tournament winners before mutation."""
+
+    name = "genetic"
+    crossover = True
