@@ -9,13 +9,11 @@ reporting the architecture a search selected, and never enters an :class:`Evalua
 from __future__ import annotations
 
 import csv
-from functools import cache
 from pathlib import Path
 
 from rlnas.errors import DataError, InvalidArchitecture
 from rlnas.evaluation.base import Evaluation
-from rlnas.models.complexity import _meta_measure, largest_architecture
-from rlnas.models.nb201 import arch_string, parse_arch_string
+from rlnas.models.nb201 import EDGE_NAMES, arch_string, count_nb201_params, parse_arch_string
 from rlnas.space.core import Architecture, SearchSpace
 
 REQUIRED_COLUMNS = ("arch", "valid_acc_12ep", "test_acc_200ep")
@@ -60,18 +58,18 @@ class TableEvaluator:
     """Evaluates NAS-Bench-201 cell architectures by table lookup; reward = validation accuracy (fraction)
     minus ``lam`` * params / max params (params counted on the meta device when ``lam`` > 0)."""
 
-    def __init__(self, space: SearchSpace, table: BenchmarkTable, lam: float = 0.0) -> None:
+    def __init__(self, space: SearchSpace, table: BenchmarkTable, lam: float = 0.0, with_params: bool = False) -> None:
         self.space = space
         self.table = table
         self.lam = lam
+        self.with_params = with_params or lam > 0
         self.calls = 0
         self._max_params = 0.0
         if lam > 0:
-            self._max_params = float(largest_architecture(space, INPUT_SHAPE, NUM_CLASSES)[1])
+            self._max_params = float(self._params(space.make(dict.fromkeys(EDGE_NAMES, "nor_conv_3x3"))))
 
-    @cache  # noqa: B019 - evaluators live for one run
     def _params(self, arch: Architecture) -> int:
-        return _meta_measure(self.space, arch, INPUT_SHAPE, NUM_CLASSES, "params")
+        return count_nb201_params(arch, INPUT_SHAPE[0], NUM_CLASSES)
 
     def _row(self, arch: Architecture) -> tuple[float, float]:
         key = arch_string(arch)
@@ -85,10 +83,10 @@ class TableEvaluator:
         valid = self._row(arch)[0] / 100.0
         metrics = {"val_accuracy": valid}
         reward = valid
+        if self.with_params:
+            metrics["params"] = float(self._params(arch))
         if self.lam > 0:
-            params = float(self._params(arch))
-            metrics["params"] = params
-            reward -= self.lam * params / self._max_params
+            reward -= self.lam * metrics["params"] / self._max_params
         return Evaluation(reward=reward, metrics=metrics)
 
     def test_accuracy(self, arch: Architecture) -> float:

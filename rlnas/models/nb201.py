@@ -98,6 +98,19 @@ class _Reduction(nn.Module):
         return self.b(self.a(x)) + self.shortcut(x)
 
 
+def count_nb201_params(arch: Architecture, input_channels: int, num_classes: int, channels: int = 16, cells: int = 5) -> int:
+    """Parameter count of :func:`build_nb201`'s network, computed without building it."""
+    c3 = (channels, 2 * channels, 4 * channels)
+    stem = input_channels * channels * 9 + 2 * channels
+    reductions = sum(c * 2 * c * 9 + 2 * 2 * c + 2 * c * 2 * c * 9 + 2 * 2 * c + c * 2 * c for c in c3[:2])
+    head = 2 * c3[2] + c3[2] * num_classes + num_classes
+    per_op = {"nor_conv_3x3": 9, "nor_conv_1x1": 1}
+    edges = sum(
+        cells * (c * c * per_op[str(arch[name])] + 2 * c) for name in EDGE_NAMES if arch[name] in per_op for c in c3
+    )
+    return stem + reductions + head + edges
+
+
 def build_nb201(
     arch: Architecture, input_shape: tuple[int, ...], num_classes: int, channels: int = 16, cells: int = 5
 ) -> nn.Module:
