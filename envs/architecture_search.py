@@ -10,6 +10,8 @@
   decisions with a single valid choice (filled in automatically): every step is a real decision.
 * Reward is 0 until the last decision; then ``terminated=True`` and the reward is
   ``evaluator.evaluate(architecture).reward``. ``info`` then holds ``architecture`` and ``evaluation``.
+* ``exclude`` (optional): choices whose every completion was evaluated already are masked too, so a
+  converged policy proposes new architectures next to its favourite instead of repeating it.
 * Invalid action (masked, or out of range): the episode ends at once with ``terminated=True``, reward
   ``invalid_action_reward`` and ``info["invalid_action"] = True``; nothing is evaluated. Maskable
   agents never take such actions; unmasked agents learn to avoid them.
@@ -23,7 +25,7 @@ import gymnasium as gym
 import numpy as np
 
 from rlnas.evaluation.base import Evaluator
-from rlnas.space.core import Architecture, Choice, SearchSpace
+from rlnas.space.core import Architecture, Choice, EvaluatedPrefixes, SearchSpace
 
 
 class ArchitectureSearchEnv(gym.Env[np.ndarray, np.int64]):
@@ -35,9 +37,11 @@ class ArchitectureSearchEnv(gym.Env[np.ndarray, np.int64]):
         evaluator: Evaluator,
         invalid_action_reward: float = -1.0,
         render_mode: str | None = None,
+        exclude: EvaluatedPrefixes | None = None,
     ) -> None:
         self.space = space
         self.evaluator = evaluator
+        self.exclude = exclude
         self.invalid_action_reward = float(invalid_action_reward)
         self.render_mode = render_mode
         n = len(space)
@@ -81,7 +85,14 @@ class ArchitectureSearchEnv(gym.Env[np.ndarray, np.int64]):
         if self._position is None:
             mask[0] = True  # nothing to decide; keep one action valid so maskable samplers do not fail
             return mask
-        mask[self.space.valid_indices(self._position, self._values)] = True
+        valid = self.space.valid_indices(self._position, self._values)
+        if self.exclude is not None:
+            name, choices = self.space.decisions[self._position].name, self.space.decisions[self._position].choices
+            fresh = [
+                i for i in valid if not self.exclude.exhausted({**self._values, name: choices[i]}, self._position + 1)
+            ]
+            valid = fresh or valid  # everything below was evaluated: allow a repeat (answered by the cache)
+        mask[valid] = True
         return mask
 
     # -- gymnasium API ---------------------------------------------------------------------------

@@ -36,6 +36,7 @@ class RunCurve:
     seed: int
     test_at: list[float]  # test accuracy (%) of the selected architecture after 1..n unique evaluations
     seconds: float
+    proposals: int  # architectures proposed, re-proposals answered by the cache included
 
 
 @lru_cache(maxsize=2)
@@ -43,7 +44,9 @@ def _table(path: str) -> BenchmarkTable:
     return BenchmarkTable(path)
 
 
-def run_on_table(strategy: str, seed: int, table_path: str | Path, budget: int, overrides: Sequence[str] = ()) -> RunCurve:
+def run_on_table(
+    strategy: str, seed: int, table_path: str | Path, budget: int, overrides: Sequence[str] = ()
+) -> RunCurve:
     """One search of ``budget`` unique evaluations on the table; the anytime test-accuracy curve."""
     config = load_config(
         None,
@@ -63,7 +66,7 @@ def run_on_table(strategy: str, seed: int, table_path: str | Path, budget: int, 
     evaluator = TableEvaluator(space, table, lam=config.objective.lambda_, with_params=strategy == "pareto")
     start = time.perf_counter()
     search = Search(config, space=space, evaluator=evaluator, persist=False)
-    search.run()
+    proposals = search.run().proposals
     trials = search.store.trials()
     search.close()
     seconds = time.perf_counter() - start
@@ -73,7 +76,14 @@ def run_on_table(strategy: str, seed: int, table_path: str | Path, budget: int, 
         if val > best_val:
             best_val, best_test = val, evaluator.test_accuracy(trial.architecture)
         curve.append(best_test)
-    return RunCurve(strategy, seed, curve, seconds)
+    return RunCurve(strategy, seed, curve, seconds, proposals)
+
+
+def _single_threaded() -> None:
+    """Runs are parallel across processes; tiny tensors run fastest on one thread per process."""
+    import torch
+
+    torch.set_num_threads(1)
 
 
 def _job(args: tuple[str, int, str, int, tuple[str, ...]]) -> RunCurve:
@@ -98,7 +108,7 @@ def compare(
     jobs = [(s, seed, str(table_path), budget, tuple(overrides)) for s in strategies for seed in range(seeds)]
     curves: dict[str, list[RunCurve]] = {s: [] for s in strategies}
     if workers > 1:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
+        with ProcessPoolExecutor(max_workers=workers, initializer=_single_threaded) as pool:
             results = pool.map(_job, jobs, chunksize=max(1, len(jobs) // (workers * 8)))
             for result in results:
                 curves[result.strategy].append(result)
@@ -120,10 +130,11 @@ def compare(
                 "std": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
                 "n": int(len(values)),
             }
-        summary[strategy]["seconds_per_run"] = float(np.mean([r.seconds for r in runs]))
     optimum = table.optimum()
     return {
         "summary": summary,
+        "seconds_per_run": {s: float(np.mean([r.seconds for r in runs])) for s, runs in curves.items()},
+        "proposals_per_run": {s: float(np.mean([r.proposals for r in runs])) for s, runs in curves.items()},
         "optimum": {"arch": optimum[0], "valid_acc_12ep": optimum[1], "test_acc_200ep": optimum[2]},
         "best_test": table.best_test(),
         "curves": {s: [r.test_at for r in runs] for s, runs in curves.items()},

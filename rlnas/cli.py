@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -127,6 +128,47 @@ def _trials(args: argparse.Namespace) -> int:
     return 0
 
 
+def _int_list(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a list of integers like 25,50,100") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: give positive integers, e.g. 25,50,100")
+    return values
+
+
+def _benchmark(args: argparse.Namespace) -> int:
+    from rlnas.benchmark import compare, plot_curves
+
+    strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
+    total = len(strategies) * args.seeds
+    done = 0
+
+    def progress(run: Any) -> None:
+        nonlocal done
+        done += 1
+        if not args.quiet:
+            print(f"\r{done}/{total} runs", end="", file=sys.stderr, flush=True)
+
+    result = compare(args.table, strategies, args.budgets, args.seeds, args.workers, args.set or [], progress)
+    if not args.quiet:
+        print(file=sys.stderr)
+    budgets = [str(b) for b in args.budgets]
+    print(f"{'strategy':<22}" + "".join(f"{b:>16}" for b in budgets) + f"{'s/run':>8}")
+    for strategy, row in result["summary"].items():
+        cells = "".join(f"{row[b]['mean']:>9.2f} ± {row[b]['std']:<4.2f}" for b in budgets)
+        print(f"{strategy:<22}{cells}{result['seconds_per_run'][strategy]:>8.2f}")
+    optimum = result["optimum"]
+    print(f"optimum of the table: test {optimum['test_acc_200ep']:.2f} ({optimum['arch']}); n = {args.seeds} seeds")
+    if args.json:
+        Path(args.json).write_text(json.dumps(result["summary"], indent=1))
+        print(f"JSON: {args.json}")
+    if args.plot:
+        print(f"plot: {plot_curves(result, args.plot)}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rlnas", description="Neural architecture search with a MaskablePPO controller."
@@ -162,6 +204,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", choices=["train", "val", "test"], default="test")
     p.add_argument("--json", action="store_true", help='print {"accuracy": ...} as JSON')
     p.set_defaults(func=_evaluate)
+
+    p = sub.add_parser("benchmark", help="compare strategies on a tabular benchmark (NAS-Bench-201 format)")
+    p.add_argument("--table", required=True, type=Path, help="CSV with columns arch,valid_acc_12ep,test_acc_200ep")
+    p.add_argument("--strategies", default="ppo,random,evolution", help="comma-separated strategy names")
+    p.add_argument("--budgets", type=_int_list, default=[25, 50, 100, 200, 300], help="e.g. 25,50,100,200,300")
+    p.add_argument("--seeds", type=int, default=10, help="runs per strategy (seeds 0..N-1)")
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="parallel processes")
+    p.add_argument("--set", action="append", metavar="KEY.PATH=VALUE", help="config override for every run")
+    p.add_argument("--json", type=Path, help="write {strategy: {budget: {mean, std, n}}} here")
+    p.add_argument("--plot", type=Path, default=Path("benchmark.png"), help="PNG of the best-so-far curves")
+    p.set_defaults(func=_benchmark)
 
     p = sub.add_parser("trials", help="list the trials of a run")
     p.add_argument("run", type=Path, help="run directory")

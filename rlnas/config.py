@@ -72,7 +72,8 @@ class PPOConfig(_Section):
     vf_coef: float = Field(0.5, ge=0.0)
     max_grad_norm: float = Field(0.5, gt=0.0)
     net_arch: list[int] = Field(default_factory=lambda: [64, 64])
-    normalize_reward: bool = True
+    reward_normalization: Literal["rank", "standardize", "none"] = "rank"
+    mask_evaluated: bool = True  # mask choices whose every completion was already evaluated
 
 
 class EvolutionConfig(_Section):
@@ -110,7 +111,8 @@ class PredictorConfig(_Section):
     initial: int = Field(10, ge=2)
     candidates: int = Field(200, ge=1)
     hidden: list[int] = Field(default_factory=lambda: [64, 64])
-    train_steps: int = Field(200, ge=1)
+    train_steps: int = Field(100, ge=1)
+    refit_every: int = Field(5, ge=1)  # evaluations between refits of the predictor
 
 
 class StrategyConfig(_Section):

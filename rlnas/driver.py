@@ -15,7 +15,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 from rlnas.config import RunConfig, load_config
 from rlnas.data import Dataset, load_dataset
@@ -110,7 +109,7 @@ class SearchResult:
     best: TrialRecord | None
     stop_reason: str
     seconds: float
-    export: dict[str, Any] | None = None
+    proposals: int = 0  # asks answered, cached re-proposals included
 
 
 class Search:
@@ -163,7 +162,7 @@ class Search:
         cache: dict[str, TrialRecord] = {_cache_key(t.key, t.metrics.get("fidelity", 1.0)): t for t in self.store}
         evaluations = len(cache)
         spent = sum(float(t.metrics.get("fidelity", 1.0)) for t in cache.values())
-        repeats = failures = 0
+        repeats = failures = proposals = 0
         stop_reason = "budget of evaluations spent"
         try:
             while spent < budget.evaluations - 1e-9:
@@ -175,6 +174,7 @@ class Search:
                 except StrategyExhausted as err:
                     stop_reason = f"strategy exhausted: {err}"
                     break
+                proposals += 1
                 arch, fidelity = (
                     (proposal.arch, proposal.fidelity) if isinstance(proposal, Proposal) else (proposal, 1.0)
                 )
@@ -212,7 +212,7 @@ class Search:
             self.logger.flush()
         best = self.store.top_k(1)
         seconds = time.monotonic() - start
-        result = SearchResult(self.run_dir, evaluations, best[0] if best else None, stop_reason, seconds)
+        result = SearchResult(self.run_dir, evaluations, best[0] if best else None, stop_reason, seconds, proposals)
         self._finish(result)
         return result
 
@@ -227,6 +227,7 @@ class Search:
             "evaluations": result.evaluations,
             "stop_reason": result.stop_reason,
             "search_seconds": result.seconds,
+            "proposals": result.proposals,
             "best_trial": None if best is None else best.number,
             "best_reward": None if best is None else best.reward,
             "best_proxy_val_accuracy": None if best is None else best.metrics.get("val_accuracy"),

@@ -90,3 +90,33 @@ def test_invalid_action_ends_the_episode_with_the_penalty(cnn_space: SearchSpace
         env.step(0)
     env.reset()  # and the env is usable again
     assert env.position is not None
+
+
+def test_exclude_masks_choices_whose_completions_were_all_evaluated(toy_space: SearchSpace) -> None:
+    from rlnas.space.core import EvaluatedPrefixes
+
+    evaluated = EvaluatedPrefixes(toy_space)
+    env = ArchitectureSearchEnv(toy_space, Recorder(), exclude=evaluated)
+    rng = np.random.default_rng(0)
+    # evaluate every architecture that starts with depth 1 and 8 units: 4*3*3*3... ask the space
+    prefix = {"num_layers": 1, "layer1.units": 8}
+    position = [d.name for d in toy_space.decisions].index("layer1.activation")
+    total = toy_space.completions(prefix, position)
+    seen = set()
+    while len(seen) < total:
+        arch = toy_space.make({**toy_space.sample(rng).to_dict(), **prefix, "num_layers": 1})
+        seen.add(arch.key)
+        evaluated.add(arch)
+    assert evaluated.exhausted(prefix, position)
+    env.reset()
+    env.step(0)  # num_layers = 1
+    units = toy_space["layer1.units"]
+    assert not env.action_masks()[units.index(8)]  # all of its completions were evaluated
+    assert env.action_masks()[units.index(16)]
+    # with exclusion, a full random walk never yields an evaluated architecture until none is left
+    for _ in range(50):
+        env.reset()
+        terminated = False
+        while not terminated:
+            _, _, terminated, _, info = env.step(int(rng.choice(np.flatnonzero(env.action_masks()))))
+        assert info["architecture"].key not in seen

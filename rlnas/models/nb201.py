@@ -98,7 +98,9 @@ class _Reduction(nn.Module):
         return self.b(self.a(x)) + self.shortcut(x)
 
 
-def count_nb201_params(arch: Architecture, input_channels: int, num_classes: int, channels: int = 16, cells: int = 5) -> int:
+def count_nb201_params(
+    arch: Architecture, input_channels: int, num_classes: int, channels: int = 16, cells: int = 5
+) -> int:
     """Parameter count of :func:`build_nb201`'s network, computed without building it."""
     c3 = (channels, 2 * channels, 4 * channels)
     stem = input_channels * channels * 9 + 2 * channels

@@ -279,6 +279,40 @@ class SearchSpace:
         """Number of distinct architectures (ignoring the constraint), for reports."""
         return _count(self, 0, {})
 
+    def completions(self, values: Mapping[str, Choice], position: int) -> int:
+        """Number of architectures (ignoring the constraint) that extend ``values``, decided up to before
+        ``position``."""
+        return _count(self, position, dict(values))
+
+
+class EvaluatedPrefixes:
+    """Which partial architectures have every completion evaluated already.
+
+    Lets a sequential proposer (the PPO environment) mask choices that can only lead to architectures
+    that were evaluated, so a converged policy keeps proposing new ones near its mode.
+    """
+
+    def __init__(self, space: SearchSpace) -> None:
+        self.space = space
+        self.keys: set[str] = set()
+        self.counts: dict[tuple[tuple[str, Choice], ...], int] = {}
+
+    def add(self, arch: Architecture) -> None:
+        if arch.key in self.keys:
+            return
+        self.keys.add(arch.key)
+        prefix: list[tuple[str, Choice]] = []
+        for decision in self.space.decisions:
+            if decision.name in arch:
+                prefix.append((decision.name, arch[decision.name]))
+                key = tuple(prefix)
+                self.counts[key] = self.counts.get(key, 0) + 1
+
+    def exhausted(self, values: Mapping[str, Choice], next_position: int) -> bool:
+        """Whether every completion of ``values`` (decided before ``next_position``) was evaluated."""
+        done = self.counts.get(tuple(values.items()), 0)
+        return done > 0 and done >= self.space.completions(values, next_position)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,

@@ -8,6 +8,7 @@ parameters of unused layers; a masked choice (e.g. pooling a 1x1 map) is replace
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
 
 import optuna
@@ -63,9 +64,11 @@ class BayesianOptimization(RandomSearch):
         if self.cfg.sampler == "gp":
             sampler = optuna.samplers.GPSampler(seed=seed, n_startup_trials=n_startup)
         else:
-            sampler = optuna.samplers.TPESampler(
-                seed=seed, n_startup_trials=n_startup, multivariate=True, group=True
-            )
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                sampler = optuna.samplers.TPESampler(
+                    seed=seed, n_startup_trials=n_startup, multivariate=True, group=True
+                )
         return optuna.create_study(direction="maximize", sampler=sampler)
 
     def ask(self) -> Architecture:

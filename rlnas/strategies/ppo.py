@@ -9,8 +9,8 @@ blocks one side, which keeps runs deterministic for a given seed.
 
 from __future__ import annotations
 
+import bisect
 import logging
-import math
 import queue
 import threading
 from typing import Any
@@ -24,7 +24,7 @@ from stable_baselines3.common.logger import Logger, TensorBoardOutputFormat
 from stable_baselines3.common.monitor import Monitor
 
 from rlnas.evaluation.base import Evaluation
-from rlnas.space.core import Architecture
+from rlnas.space.core import Architecture, EvaluatedPrefixes
 from rlnas.strategies.base import Strategy, StrategyContext, StrategyExhausted
 
 log = logging.getLogger(__name__)
@@ -62,25 +62,30 @@ class _NoEvaluation:
         return Evaluation(reward=0.0)
 
 
-class _RunningStats:
-    """Welford mean / std of the rewards seen so far, for reward standardization."""
+class RewardShaper:
+    """Maps raw rewards to what PPO learns from, using the rewards of the unique evaluations so far.
 
-    def __init__(self) -> None:
-        self.n, self.mean, self.m2 = 0, 0.0, 0.0
+    ``rank``: the reward's quantile among them, scaled to [-1, 1] (robust to outliers such as diverged
+    children, and to the scale of the objective); ``standardize``: (r - mean) / std; ``none``: raw.
+    """
 
-    def update(self, x: float) -> None:
-        self.n += 1
-        delta = x - self.mean
-        self.mean += delta / self.n
-        self.m2 += delta * (x - self.mean)
+    def __init__(self, mode: str) -> None:
+        self.mode = mode
+        self.seen: list[float] = []
 
-    @property
-    def std(self) -> float:
-        return math.sqrt(self.m2 / (self.n - 1)) if self.n > 1 else 0.0
+    def add(self, reward: float) -> None:
+        bisect.insort(self.seen, reward)
 
-    def normalize(self, x: float) -> float:
-        std = self.std
-        return (x - self.mean) / std if std > 1e-8 else x - self.mean
+    def __call__(self, reward: float) -> float:
+        if self.mode == "none" or not self.seen:
+            return reward
+        if self.mode == "rank":
+            below = bisect.bisect_left(self.seen, reward)
+            ties = bisect.bisect_right(self.seen, reward) - below
+            return 2.0 * (below + 0.5 * ties) / len(self.seen) - 1.0
+        values = np.asarray(self.seen)
+        std = float(values.std())
+        return (reward - float(values.mean())) / std if std > 1e-8 else reward - float(values.mean())
 
 
 class _AfterUpdate(BaseCallback):
@@ -108,8 +113,9 @@ class PPOStrategy(Strategy):
         cfg = ctx.config.strategy.ppo
         self.cfg = cfg
         self._bridge = _Bridge()
-        self._stats = _RunningStats()
-        self.env = ArchitectureSearchEnv(self.space, evaluator=self._bridge)
+        self._shaper = RewardShaper(cfg.reward_normalization)
+        self.evaluated = EvaluatedPrefixes(self.space) if cfg.mask_evaluated else None
+        self.env = ArchitectureSearchEnv(self.space, evaluator=self._bridge, exclude=self.evaluated)
         self.episode_steps = sum(1 for d in self.space.decisions if len(d.choices) > 1) or 1
         n_steps = cfg.episodes_per_update * self.episode_steps
         self.model = MaskablePPO(
@@ -174,9 +180,11 @@ class PPOStrategy(Strategy):
     def tell(self, arch: Architecture, evaluation: Evaluation) -> None:
         self.trials_told += 1
         reward = float(evaluation.reward)
-        if self.cfg.normalize_reward:
-            self._stats.update(reward)
-            reward = self._stats.normalize(reward)
+        if not evaluation.cached:
+            self._shaper.add(reward)
+        if self.evaluated is not None:
+            self.evaluated.add(arch)
+        reward = self._shaper(reward)
         self._bridge.results.put(Evaluation(reward, evaluation.status, evaluation.metrics, evaluation.error))
 
     def policy_mode(self) -> tuple[Architecture, float, dict[str, dict[str, float]]]:

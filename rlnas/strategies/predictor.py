@@ -20,6 +20,8 @@ class PredictorSearch(RandomSearch):
         self.cfg = ctx.config.strategy.predictor
         self.history: list[tuple[Architecture, float]] = []
         self.seed = ctx.seed
+        self._model: nn.Module | None = None
+        self._fitted_on = 0
 
     def _fit(self) -> nn.Module:
         x = torch.as_tensor(np.stack([self.space.encode(a) for a, _ in self.history]))
@@ -59,7 +61,9 @@ class PredictorSearch(RandomSearch):
         candidates = self._candidates()
         if not candidates:
             return self.sample_new()
-        model = self._fit()
+        if self._model is None or len(self.history) - self._fitted_on >= self.cfg.refit_every:
+            self._model, self._fitted_on = self._fit(), len(self.history)
+        model = self._model
         with torch.no_grad():
             scores = model(torch.as_tensor(np.stack([self.space.encode(a) for a in candidates]))).squeeze(1)
         best = candidates[int(torch.argmax(scores))]

@@ -1,0 +1,124 @@
+"""Every strategy of the registry, on a fake evaluator and on the NAS-Bench-201 table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rlnas.benchmark import compare, plot_curves, run_on_table
+from rlnas.config import load_config
+from rlnas.driver import Search
+from rlnas.errors import DataError, InvalidArchitecture
+from rlnas.evaluation import SyntheticEvaluator
+from rlnas.evaluation.table import BenchmarkTable, TableEvaluator
+from rlnas.models.nb201 import arch_string, parse_arch_string
+from rlnas.space import SearchSpace, SpaceSpec, build_space
+from rlnas.strategies import STRATEGIES
+from tests.conftest import SHARED
+
+TABLE = SHARED / "benchmarks" / "nb201_cifar10.csv"
+needs_table = pytest.mark.skipif(not TABLE.is_file(), reason=f"NAS-Bench-201 table not present at {TABLE}")
+BLIND = {"random", "hyperband"}  # hyperband is random search when the evaluator has a single fidelity
+
+
+def _space() -> SearchSpace:
+    """4096 architectures: 6 decisions of 4 choices (an MLP: 2 layers of units/activation, dropout, lr)."""
+    spec = SpaceSpec(
+        name="small",
+        family="mlp",
+        depth=[2],
+        per_layer={"units": [8, 16, 32, 64], "activation": ["relu", "tanh", "elu", "gelu"]},
+        head={"dropout": [0.0, 0.1, 0.2, 0.3]},
+        training={"learning_rate": [0.001, 0.002, 0.003, 0.004]},
+    )
+    return build_space(spec, (1, 8, 8))
+
+
+def _found_optimum(strategy: str, seed: int, budget: int) -> bool:
+    space = _space()
+    evaluator = SyntheticEvaluator(space, seed=1000 + seed)
+    config = load_config(None, [f"strategy.name={strategy}", f"budget.evaluations={budget}", f"seed={seed}"])
+    search = Search(config, space=space, evaluator=evaluator, persist=False)
+    result = search.run()
+    search.close()
+    return result.best is not None and result.best.architecture == evaluator.target
+
+
+@pytest.mark.parametrize("strategy", sorted(STRATEGIES))
+def test_strategy_finds_the_optimum_far_more_often_than_chance(strategy: str) -> None:
+    budget, seeds = 60, 12
+    chance = budget / _space().cardinality()  # 1.5%: the probability that random search finds it
+    hits = sum(_found_optimum(strategy, seed, budget) for seed in range(seeds))
+    if strategy in BLIND:
+        assert hits <= 3  # P(>3 hits | p=1.5%, n=12) < 1e-4
+    else:
+        assert hits >= 3 and hits / seeds >= 10 * chance, f"{strategy}: {hits}/{seeds}"  # P(>=3) < 1e-3 by chance
+
+
+@pytest.mark.parametrize("strategy", sorted(STRATEGIES))
+def test_strategy_runs_are_reproducible(strategy: str) -> None:
+    def keys(seed: int) -> list[str]:
+        space = _space()
+        config = load_config(None, [f"strategy.name={strategy}", "budget.evaluations=15", f"seed={seed}"])
+        search = Search(config, space=space, evaluator=SyntheticEvaluator(space, seed=5), persist=False)
+        search.run()
+        out = [t.key for t in search.store.trials()]
+        search.close()
+        return out
+
+    assert keys(1) == keys(1)
+    assert keys(1) != keys(2)
+
+
+@needs_table
+@pytest.mark.parametrize("strategy", sorted(STRATEGIES))
+def test_strategy_on_the_table(strategy: str) -> None:
+    curve = run_on_table(strategy, seed=0, table_path=TABLE, budget=12)
+    assert len(curve.test_at) == 12
+    assert 10.0 < curve.test_at[-1] <= 94.38
+
+
+@needs_table
+def test_compare_summarizes_and_plots(tmp_path: Path) -> None:
+    result = compare(TABLE, ["random", "evolution"], [5, 10], seeds=2)
+    assert set(result["summary"]) == {"random", "evolution"}
+    cell = result["summary"]["random"]["10"]
+    assert cell["n"] == 2 and 10.0 < cell["mean"] <= 94.38 and cell["std"] >= 0
+    assert result["optimum"]["test_acc_200ep"] == pytest.approx(94.373333)
+    assert plot_curves(result, tmp_path / "c.png").stat().st_size > 1000
+
+
+@needs_table
+def test_table_search_never_sees_test_accuracy() -> None:
+    table = BenchmarkTable(TABLE)
+    space = build_space(SpaceSpec(name="nb201", family="nb201"), (3, 32, 32))
+    evaluator = TableEvaluator(space, table)
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        arch = space.sample(rng)
+        valid, test = table.rows[arch_string(arch)]
+        evaluation = evaluator.evaluate(arch)
+        assert evaluation.metrics == {"val_accuracy": valid / 100} and evaluation.reward == valid / 100
+        assert evaluator.test_accuracy(arch) == test
+
+
+def test_table_format_errors_name_the_problem(tmp_path: Path) -> None:
+    bad = tmp_path / "t.csv"
+    bad.write_text("arch,valid\n|none~0|,1\n")
+    with pytest.raises(DataError, match="lacks column"):
+        BenchmarkTable(bad)
+    bad.write_text("arch,valid_acc_12ep,test_acc_200ep\n|conv~0|+|x|,1,2\n")
+    with pytest.raises(DataError, match="line 2"):
+        BenchmarkTable(bad)
+    with pytest.raises(DataError, match="does not exist"):
+        BenchmarkTable(tmp_path / "missing.csv")
+
+
+def test_nb201_strings_round_trip() -> None:
+    space = build_space(SpaceSpec(name="nb201", family="nb201"), (3, 32, 32))
+    arch = space.sample(np.random.default_rng(3))
+    assert space.make(parse_arch_string(arch_string(arch))) == arch
+    with pytest.raises(InvalidArchitecture):
+        parse_arch_string("|nor_conv_3x3~0|")
