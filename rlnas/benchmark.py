@@ -1,9 +1,10 @@
 """Strategy comparison on a tabular benchmark (NAS-Bench-201 format).
 
-Each (strategy, seed) is one search on the table up to the largest budget, through the same driver as
-any search (nothing written to disk). For every budget b, the architecture selected is the one with the
-best validation accuracy among the first b unique evaluations; its table test accuracy is the result
-(the NAS-Bench-201 protocol). Runs are spread over processes.
+Each (strategy, seed, budget) is one search on the table with that budget of unique evaluations, through
+the same driver as any search (nothing written to disk): strategies may plan with their budget. The
+architecture a search selects is the one with the best validation accuracy it evaluated; its table test
+accuracy is the result (the NAS-Bench-201 protocol). The best-so-far curves come from the runs with the
+largest budget. Runs are spread over processes.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ log = logging.getLogger(__name__)
 class RunCurve:
     strategy: str
     seed: int
+    budget: int
     test_at: list[float]  # test accuracy (%) of the selected architecture after 1..n unique evaluations
     seconds: float
     proposals: int  # architectures proposed, re-proposals answered by the cache included
@@ -76,7 +78,7 @@ def run_on_table(
         if val > best_val:
             best_val, best_test = val, evaluator.test_accuracy(trial.architecture)
         curve.append(best_test)
-    return RunCurve(strategy, seed, curve, seconds, proposals)
+    return RunCurve(strategy, seed, budget, curve, seconds, proposals)
 
 
 def _single_threaded() -> None:
@@ -104,40 +106,40 @@ def compare(
     if unknown:
         raise ConfigError(f"unknown strategies {unknown}; choose from {sorted(STRATEGIES)}")
     table = _table(str(table_path))
-    budget = max(budgets)
-    jobs = [(s, seed, str(table_path), budget, tuple(overrides)) for s in strategies for seed in range(seeds)]
-    curves: dict[str, list[RunCurve]] = {s: [] for s in strategies}
-    if workers > 1:
-        with ProcessPoolExecutor(max_workers=workers, initializer=_single_threaded) as pool:
-            results = pool.map(_job, jobs, chunksize=max(1, len(jobs) // (workers * 8)))
-            for result in results:
-                curves[result.strategy].append(result)
-                if on_result:
-                    on_result(result)
-    else:
-        for job in jobs:
-            result = _job(job)
-            curves[result.strategy].append(result)
+    jobs = [
+        (s, seed, str(table_path), b, tuple(overrides)) for s in strategies for b in budgets for seed in range(seeds)
+    ]
+    runs: dict[tuple[str, int], list[RunCurve]] = {(s, b): [] for s in strategies for b in budgets}
+    results: Any
+    pool = ProcessPoolExecutor(max_workers=workers, initializer=_single_threaded) if workers > 1 else None
+    try:
+        results = pool.map(_job, jobs, chunksize=max(1, len(jobs) // (workers * 8))) if pool else map(_job, jobs)
+        for result in results:
+            runs[(result.strategy, result.budget)].append(result)
             if on_result:
                 on_result(result)
+    finally:
+        if pool is not None:
+            pool.shutdown()
     summary: dict[str, Any] = {}
-    for strategy, runs in curves.items():
+    for strategy in strategies:
         summary[strategy] = {}
         for b in budgets:
-            values = np.array([r.test_at[min(b, len(r.test_at)) - 1] for r in runs if r.test_at])
+            values = np.array([r.test_at[-1] for r in runs[(strategy, b)] if r.test_at])
             summary[strategy][str(b)] = {
                 "mean": float(values.mean()),
                 "std": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
                 "n": int(len(values)),
             }
+    curves = {s: runs[(s, max(budgets))] for s in strategies}
     optimum = table.optimum()
     return {
         "summary": summary,
-        "seconds_per_run": {s: float(np.mean([r.seconds for r in runs])) for s, runs in curves.items()},
-        "proposals_per_run": {s: float(np.mean([r.proposals for r in runs])) for s, runs in curves.items()},
+        "seconds_per_run": {s: float(np.mean([r.seconds for r in rs])) for s, rs in curves.items()},
+        "proposals_per_run": {s: float(np.mean([r.proposals for r in rs])) for s, rs in curves.items()},
         "optimum": {"arch": optimum[0], "valid_acc_12ep": optimum[1], "test_acc_200ep": optimum[2]},
         "best_test": table.best_test(),
-        "curves": {s: [r.test_at for r in runs] for s, runs in curves.items()},
+        "curves": {s: [r.test_at for r in rs] for s, rs in curves.items()},
         "budgets": list(budgets),
     }
 

@@ -142,7 +142,7 @@ def _benchmark(args: argparse.Namespace) -> int:
     from rlnas.benchmark import compare, plot_curves
 
     strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
-    total = len(strategies) * args.seeds
+    total = len(strategies) * args.seeds * len(args.budgets)
     done = 0
 
     def progress(run: Any) -> None:

@@ -73,6 +73,7 @@ class PPOConfig(_Section):
     max_grad_norm: float = Field(0.5, gt=0.0)
     net_arch: list[int] = Field(default_factory=lambda: [64, 64])
     reward_normalization: Literal["rank", "standardize", "none"] = "rank"
+    rank_exponent: float = Field(1.0, gt=0.0)
     mask_evaluated: bool = True  # mask choices whose every completion was already evaluated
 
 

@@ -65,12 +65,14 @@ class _NoEvaluation:
 class RewardShaper:
     """Maps raw rewards to what PPO learns from, using the rewards of the unique evaluations so far.
 
-    ``rank``: the reward's quantile among them, scaled to [-1, 1] (robust to outliers such as diverged
-    children, and to the scale of the objective); ``standardize``: (r - mean) / std; ``none``: raw.
+    ``rank``: the reward's quantile q among them, as ``2 q**exponent - 1`` in [-1, 1] (robust to outliers
+    such as diverged children and to the scale of the objective; an exponent > 1 stresses the very best);
+    ``standardize``: (r - mean) / std; ``none``: raw.
     """
 
-    def __init__(self, mode: str) -> None:
+    def __init__(self, mode: str, exponent: float = 1.0) -> None:
         self.mode = mode
+        self.exponent = exponent
         self.seen: list[float] = []
 
     def add(self, reward: float) -> None:
@@ -82,7 +84,8 @@ class RewardShaper:
         if self.mode == "rank":
             below = bisect.bisect_left(self.seen, reward)
             ties = bisect.bisect_right(self.seen, reward) - below
-            return 2.0 * (below + 0.5 * ties) / len(self.seen) - 1.0
+            quantile = (below + 0.5 * ties) / len(self.seen)
+            return 2.0 * quantile**self.exponent - 1.0
         values = np.asarray(self.seen)
         std = float(values.std())
         return (reward - float(values.mean())) / std if std > 1e-8 else reward - float(values.mean())
@@ -113,7 +116,7 @@ class PPOStrategy(Strategy):
         cfg = ctx.config.strategy.ppo
         self.cfg = cfg
         self._bridge = _Bridge()
-        self._shaper = RewardShaper(cfg.reward_normalization)
+        self._shaper = RewardShaper(cfg.reward_normalization, cfg.rank_exponent)
         self.evaluated = EvaluatedPrefixes(self.space) if cfg.mask_evaluated else None
         self.env = ArchitectureSearchEnv(self.space, evaluator=self._bridge, exclude=self.evaluated)
         self.episode_steps = sum(1 for d in self.space.decisions if len(d.choices) > 1) or 1
