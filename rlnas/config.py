@@ -61,19 +61,19 @@ class BudgetConfig(_Section):
 class PPOConfig(_Section):
     """MaskablePPO settings; an update uses ``episodes_per_update`` whole architectures."""
 
-    learning_rate: float = Field(3e-3, gt=0.0)
+    learning_rate: float = Field(6e-3, gt=0.0)
     episodes_per_update: int = Field(8, ge=1)
     n_epochs: int = Field(4, ge=1)
     minibatches: int = Field(1, ge=1)
     gamma: float = Field(1.0, gt=0.0, le=1.0)
     gae_lambda: float = Field(1.0, ge=0.0, le=1.0)
     clip_range: float = Field(0.2, gt=0.0)
-    ent_coef: float = Field(0.01, ge=0.0)
+    ent_coef: float = Field(0.02, ge=0.0)
     vf_coef: float = Field(0.5, ge=0.0)
     max_grad_norm: float = Field(0.5, gt=0.0)
     net_arch: list[int] = Field(default_factory=lambda: [64, 64])
     reward_normalization: Literal["rank", "standardize", "none"] = "rank"
-    rank_exponent: float = Field(1.0, gt=0.0)
+    rank_exponent: float = Field(2.0, gt=0.0)
     mask_evaluated: bool = True  # mask choices whose every completion was already evaluated
 
 

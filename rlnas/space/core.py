@@ -221,7 +221,7 @@ class SearchSpace:
         while position is not None:
             valid = self.valid_indices(position, values)
             decision = self.decisions[position]
-            values[decision.name] = decision.choices[int(rng.choice(valid))]
+            values[decision.name] = decision.choices[valid[int(rng.integers(len(valid)))]]
             position = self.next_position(position + 1, values)
         return Architecture(space=self.name, items=tuple(values.items()))
 
@@ -262,7 +262,7 @@ class SearchSpace:
             current = values.get(decision.name)
             index = decision.index(current) if current is not None else None
             if index is None or index not in valid:
-                index = int(rng.choice(valid))
+                index = valid[int(rng.integers(len(valid)))]
             chosen[decision.name] = decision.choices[index]
             position = self.next_position(position + 1, chosen)
         return Architecture(space=self.name, items=tuple(chosen.items()))
