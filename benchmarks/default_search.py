@@ -33,7 +33,9 @@ def main() -> None:
     summary = json.loads((run / "run.json").read_text())
     evaluated = subprocess.run(
         [*rlnas, "evaluate", str(run / "export"), "--dataset", "digits", "--split", "test", "--json"],
-        check=True, capture_output=True, text=True,
+        check=True,
+        capture_output=True,
+        text=True,
     )
     accuracy = json.loads(evaluated.stdout)["accuracy"]
     print(

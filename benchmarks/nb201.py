@@ -47,8 +47,10 @@ def main() -> None:
         seconds = result["seconds_per_run"][s]
         print(f"| {s} | {cells} | {seconds:.2f} | {result['proposals_per_run'][s]:.0f} | {1000 * seconds / 300:.1f} |")
     optimum = result["optimum"]
-    print(f"\noptimum {optimum['test_acc_200ep']:.2f}; n = {args.seeds} seeds per strategy; {wall:.0f} s wall on "
-          f"{os.cpu_count()} cores ({platform.machine()}), {args.workers} worker processes")
+    print(
+        f"\noptimum {optimum['test_acc_200ep']:.2f}; n = {args.seeds} seeds per strategy; {wall:.0f} s wall on "
+        f"{os.cpu_count()} cores ({platform.machine()}), {args.workers} worker processes"
+    )
 
 
 if __name__ == "__main__":

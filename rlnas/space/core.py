@@ -284,6 +284,22 @@ class SearchSpace:
         ``position``."""
         return _count(self, position, dict(values))
 
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "family": self.family,
+            "decisions": [
+                {
+                    "name": d.name,
+                    "choices": list(d.choices),
+                    "condition": None
+                    if d.condition is None
+                    else {"decision": d.condition.decision, "min_value": d.condition.min_value},
+                }
+                for d in self.decisions
+            ],
+        }
+
 
 class EvaluatedPrefixes:
     """Which partial architectures have every completion evaluated already.
@@ -312,22 +328,6 @@ class EvaluatedPrefixes:
         """Whether every completion of ``values`` (decided before ``next_position``) was evaluated."""
         done = self.counts.get(tuple(values.items()), 0)
         return done > 0 and done >= self.space.completions(values, next_position)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "family": self.family,
-            "decisions": [
-                {
-                    "name": d.name,
-                    "choices": list(d.choices),
-                    "condition": None
-                    if d.condition is None
-                    else {"decision": d.condition.decision, "min_value": d.condition.min_value},
-                }
-                for d in self.decisions
-            ],
-        }
 
 
 def _count(space: SearchSpace, position: int, values: dict[str, Choice]) -> int:
