@@ -87,7 +87,14 @@ def _cache_key(arch_key: str, fidelity: float) -> str:
 
 def pareto_front(records: list[TrialRecord], metric: str) -> list[TrialRecord]:
     """Completed trials not dominated in (validation accuracy: higher, ``metric``: lower)."""
-    points = [r for r in records if r.status == COMPLETE and metric in r.metrics and "val_accuracy" in r.metrics]
+    points = [
+        r
+        for r in records
+        if r.status == COMPLETE
+        and metric in r.metrics
+        and "val_accuracy" in r.metrics
+        and r.metrics.get("fidelity", 1.0) >= 1.0
+    ]
     front = []
     for r in points:
         acc, cost = r.metrics["val_accuracy"], r.metrics[metric]
@@ -178,7 +185,7 @@ class Search:
                 arch, fidelity = (
                     (proposal.arch, proposal.fidelity) if isinstance(proposal, Proposal) else (proposal, 1.0)
                 )
-                fidelity = fidelity if multi_fidelity else 1.0
+                fidelity = self.evaluator.effective_fidelity(fidelity) if multi_fidelity else 1.0  # type: ignore[attr-defined]
                 key = _cache_key(arch.key, fidelity)
                 if key in cache:
                     repeats += 1

@@ -177,6 +177,8 @@ class TrialStore:
 
     def top_k(self, k: int = 1, by: str = "reward") -> list[TrialRecord]:
         done = [t for t in self if t.status == COMPLETE]
+        full = [t for t in done if t.metrics.get("fidelity", 1.0) >= 1.0]
+        done = full or done  # low-fidelity (Hyperband) results rank only when nothing was fully trained
         value = (lambda t: t.reward) if by == "reward" else (lambda t: float(t.metrics.get(by, float("-inf"))))
         return sorted(done, key=lambda t: (-value(t), t.number))[:k]
 

@@ -107,3 +107,19 @@ def test_evaluation_is_reproducible_for_a_seed(tmp_path: Path) -> None:
         return out
 
     assert keys_and_accuracies("a") == keys_and_accuracies("b")
+
+
+def test_hyperband_trains_at_lower_fidelity_and_pays_pro_rata(tmp_path: Path) -> None:
+    config = tiny_config(
+        "strategy.name=hyperband", "budget.evaluations=2", "training.epochs=3", "logging.tensorboard=false"
+    )
+    search = Search(config, tmp_path / "run")
+    result = search.run()
+    trials = search.store.trials()
+    search.close()
+    epochs = [t.metrics["epochs"] for t in trials]
+    assert set(epochs) <= {1.0, 3.0} and 1.0 in epochs
+    spent = [e / 3 for e in epochs]  # the budget is counted in full trainings
+    assert sum(spent) >= 2 - 1e-9 and sum(spent[:-1]) < 2 - 1e-9
+    assert len(trials) > 2  # cheap rungs cost a third of an evaluation each
+    assert result.evaluations == len(trials)

@@ -114,10 +114,16 @@ class TrainingEvaluator:
         self.objective = objective
         self.seed = seed
 
+    def effective_fidelity(self, fidelity: float) -> float:
+        """The fidelity actually trained: a whole number of epochs, at least one."""
+        full = self.trainer.training.epochs
+        return max(1, round(fidelity * full)) / full
+
     def evaluate(self, arch: Architecture, fidelity: float = 1.0) -> Evaluation:
         seed = child_seed(self.seed, arch)
         dataset = self.trainer.dataset
-        epochs = max(1, round(fidelity * self.trainer.training.epochs))
+        fidelity = self.effective_fidelity(fidelity)
+        epochs = round(fidelity * self.trainer.training.epochs)
         start = time.perf_counter()
         try:
             model, stats = self.trainer.train(arch, seed, epochs=epochs)
