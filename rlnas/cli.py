@@ -22,21 +22,40 @@ EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
 
 
-def _search(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
-    from rlnas.config import load_config
-    from rlnas.driver import Search
-    from rlnas.export import export_run
-
+def _overrides(args: argparse.Namespace, flags: dict[str, str]) -> list[str]:
     overrides = list(args.set or [])
-    for flag, key in (("budget", "budget.evaluations"), ("seed", "seed"), ("strategy", "strategy.name")):
-        if getattr(args, flag) is not None:
+    for flag, key in flags.items():
+        if getattr(args, flag, None) is not None:
             overrides.append(f"{key}={getattr(args, flag)}")
     if args.no_export:
         overrides.append("export.enabled=false")
-    config = load_config(args.config, overrides)
-    search = Search(config, args.run_dir)
+    return overrides
+
+
+def _search(args: argparse.Namespace) -> int:
+    from rlnas.config import load_config
+    from rlnas.driver import Search
+
+    if args.resume is not None:
+        return _resume(argparse.Namespace(**{**vars(args), "run": args.resume}))
+    flags = {"budget": "budget.evaluations", "seed": "seed", "strategy": "strategy.name"}
+    config = load_config(args.config, _overrides(args, flags))
+    return _run(Search(config, args.run_dir), args)
+
+
+def _resume(args: argparse.Namespace) -> int:
+    from rlnas.driver import Search
+
+    return _run(Search.resume(args.run, _overrides(args, {"budget": "budget.evaluations"})), args)
+
+
+def _run(search: Any, args: argparse.Namespace) -> int:
+    """Run a prepared search with a progress bar, report it, export the best architecture."""
+    from tqdm import tqdm
+
+    from rlnas.export import export_run
+
+    config = search.config
     print(f"run directory: {search.run_dir}", file=sys.stderr)
     bar = tqdm(total=config.budget.evaluations, unit="child", desc="search", file=sys.stderr, disable=args.quiet)
 
@@ -47,6 +66,13 @@ def _search(args: argparse.Namespace) -> int:
     search.progress = progress
     try:
         result = search.run()
+    except KeyboardInterrupt:
+        print(
+            f"\ninterrupted: {len(search.store)} finished trials are saved and the controller is checkpointed; "
+            f"continue with: rlnas resume {search.run_dir}",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
     finally:
         bar.close()
         search.close()
@@ -188,7 +214,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, help="random seed")
     p.add_argument("--strategy", help="search strategy (strategy.name): ppo, random")
     p.add_argument("--no-export", action="store_true", help="skip the final retraining and export")
+    p.add_argument("--resume", type=Path, metavar="RUN", help="continue the search in RUN (= rlnas resume RUN)")
     p.set_defaults(func=_search)
+
+    p = sub.add_parser("resume", help="continue a killed or interrupted search; finished trials are kept")
+    p.add_argument("run", type=Path, help="run directory")
+    p.add_argument("--budget", type=int, help="a new budget of evaluations (e.g. to extend a finished run)")
+    p.add_argument("--set", action="append", metavar="KEY.PATH=VALUE", help="budget.*, export.* or logging.* only")
+    p.add_argument("--no-export", action="store_true", help="skip the final retraining and export")
+    p.set_defaults(func=_resume)
 
     p = sub.add_parser("export", help="retrain the best architecture of a run and export it to RUN/export")
     p.add_argument("run", type=Path, help="run directory")

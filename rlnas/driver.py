@@ -18,7 +18,7 @@ from pathlib import Path
 
 from rlnas.config import RunConfig, load_config
 from rlnas.data import Dataset, load_dataset
-from rlnas.errors import RunDirError
+from rlnas.errors import ConfigError, RunDirError
 from rlnas.evaluation.base import COMPLETE, Evaluator
 from rlnas.evaluation.trainer import ChildTrainer, Objective, TrainingEvaluator
 from rlnas.space import SearchSpace, build_space
@@ -67,6 +67,15 @@ def open_run(run_dir: str | Path) -> tuple[RunConfig, TrialStore]:
             "pass the directory a search created, e.g. runs/<space>__<strategy>__<seed>__<time>"
         )
     return load_config(path / CONFIG_FILE), TrialStore(path / STORE_FILE)
+
+
+RESUMABLE = ("budget.", "export.", "logging.")
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
 
 
 def _create_run_dir(path: Path) -> None:
@@ -131,6 +140,7 @@ class Search:
         evaluator: Evaluator | None = None,
         progress: Progress | None = None,
         persist: bool = True,
+        resume: bool = False,
     ) -> None:
         """``evaluator`` (with its ``space``) replaces real training, e.g. a table or a fake; with
         ``persist=False`` nothing is written (in-memory store, no TensorBoard): for benchmarks."""
@@ -146,9 +156,10 @@ class Search:
         self.run_dir: Path | None = None
         if persist:
             self.run_dir = Path(run_dir) if run_dir is not None else default_run_dir(config)
-            _create_run_dir(self.run_dir)
-            (self.run_dir / CONFIG_FILE).write_text(config.to_yaml())
-            (self.run_dir / "space.json").write_text(json.dumps(space.to_dict(), indent=1))
+            if not resume:
+                _create_run_dir(self.run_dir)
+                (self.run_dir / "space.json").write_text(json.dumps(space.to_dict(), indent=1))
+            _write_atomic(self.run_dir / CONFIG_FILE, config.to_yaml())
         self.store = TrialStore(":memory:" if self.run_dir is None else self.run_dir / STORE_FILE)
         tensorboard = self.run_dir is not None and config.logging.tensorboard
         self.logger = RunLogger(self.run_dir / TENSORBOARD_DIR if tensorboard and self.run_dir else None)
@@ -161,6 +172,32 @@ class Search:
         self.evaluator = evaluator
         ctx = StrategyContext(space, config, config.seed, self.run_dir, self.logger)
         self.strategy = make_strategy(config.strategy.name, ctx)
+        if resume:
+            done = self.store.trials()
+            self.strategy.warm_start(done)
+            for record in done:
+                self.logger.trial(record, write=False)  # best-so-far curves continue where they were
+            log.info("resuming %s with %d finished trials", self.run_dir, len(done))
+
+    @classmethod
+    def resume(
+        cls, run_dir: str | Path, overrides: list[str] | None = None, progress: Progress | None = None
+    ) -> Search:
+        """Continue a killed or interrupted search: finished trials are kept and never retrained, the
+        controller restarts from its checkpoint. Only ``budget.*``, ``export.*`` and ``logging.*`` may
+        change (e.g. a larger budget)."""
+        path = Path(run_dir)
+        config, store = open_run(path)
+        store.close()
+        changed = [o for o in overrides or [] if not o.startswith(RESUMABLE)]
+        if changed:
+            raise ConfigError(
+                f"cannot change {', '.join(changed)} when resuming {path}: only budget.*, export.* and "
+                "logging.* may change; start a new run for a different search"
+            )
+        if overrides:
+            config = load_config(path / CONFIG_FILE, overrides)
+        return cls(config, path, progress=progress, resume=True)
 
     def run(self) -> SearchResult:
         budget = self.config.budget

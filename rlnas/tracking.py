@@ -39,13 +39,14 @@ class RunLogger:
     def enabled(self) -> bool:
         return self._writer is not None
 
-    def trial(self, record: TrialRecord) -> None:
-        """Per child: reward, proxy validation accuracy, params, FLOPs, latency; best-so-far curves."""
+    def trial(self, record: TrialRecord, write: bool = True) -> None:
+        """Per child: reward, proxy validation accuracy, params, FLOPs, latency; best-so-far curves.
+        ``write=False`` only updates the best-so-far values (when resuming)."""
         step = record.number
         if record.status == COMPLETE:
             self.best_reward = max(self.best_reward, record.reward)
             self.best_accuracy = max(self.best_accuracy, float(record.metrics.get("val_accuracy", 0.0)))
-        if not self.enabled:
+        if not self.enabled or not write:
             return
         w = self._writer
         w.add_scalar("search/reward", record.reward, step)

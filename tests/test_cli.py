@@ -27,11 +27,14 @@ TINY = [
 ]
 
 
+def command() -> list[str]:
+    script = Path(sys.executable).parent / "rlnas"  # the installed console script, as a user runs it
+    return [str(script)] if script.exists() else [sys.executable, "-m", "rlnas.cli"]
+
+
 def rlnas(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    script = Path(sys.executable).parent / "rlnas"  # the installed console script, as a user runs it
-    command = [str(script)] if script.exists() else [sys.executable, "-m", "rlnas.cli"]
-    return subprocess.run([*command, *args], cwd=cwd, capture_output=True, text=True, timeout=600, env=env)
+    return subprocess.run([*command(), *args], cwd=cwd, capture_output=True, text=True, timeout=600, env=env)
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,7 @@ import numpy as np
 from rlnas.config import RunConfig
 from rlnas.evaluation.base import Evaluation
 from rlnas.space.core import Architecture, SearchSpace
+from rlnas.store import TrialRecord
 from rlnas.tracking import RunLogger
 
 
@@ -50,6 +51,9 @@ class Strategy:
     def tell(self, arch: Architecture, evaluation: Evaluation) -> None:
         """Default: nothing to learn."""
 
+    def warm_start(self, records: list[TrialRecord]) -> None:
+        """Take in the trials of an interrupted run (when resuming); default: nothing to restore."""
+
     def save(self) -> None:
         """Checkpoint the strategy's state into the run directory (if it has any)."""
 
@@ -66,6 +70,11 @@ class RandomSearch(Strategy):
     def __init__(self, ctx: StrategyContext) -> None:
         super().__init__(ctx)
         self.seen: set[str] = set()
+
+    def warm_start(self, records: list[TrialRecord]) -> None:
+        self.seen.update(r.key for r in records)
+        for record in records:
+            self.tell(record.architecture, record.evaluation(cached=False))
 
     def ask(self) -> Architecture:
         return self.sample_new()

@@ -17,6 +17,7 @@ from optuna.trial import TrialState
 
 from rlnas.evaluation.base import COMPLETE, Evaluation
 from rlnas.space.core import Architecture, Choice, SearchSpace
+from rlnas.store import TrialRecord
 from rlnas.strategies.base import RandomSearch, StrategyContext
 
 COMPLEXITY_METRIC = {"params": "params", "flops": "flops", "latency": "latency_ms"}
@@ -71,6 +72,21 @@ class BayesianOptimization(RandomSearch):
                 )
         return optuna.create_study(direction="maximize", sampler=sampler)
 
+    def _value(self, evaluation: Evaluation) -> float | list[float] | None:
+        """What the study is told; None for a failed trial."""
+        return float(evaluation.reward)
+
+    def warm_start(self, records: list[TrialRecord]) -> None:
+        """Add the finished trials of an interrupted run to the study."""
+        self.seen.update(r.key for r in records)
+        for record in records:
+            params, dists = _params_of(self.space, record.architecture)
+            value = self._value(record.evaluation(cached=False))
+            if value is None:
+                continue
+            values = value if isinstance(value, list) else [value]
+            self.study.add_trial(optuna.trial.create_trial(params=params, distributions=dists, values=values))
+
     def ask(self) -> Architecture:
         self._pending = self.study.ask()
         arch = suggest_architecture(self._pending, self.space, self.rng)
@@ -78,9 +94,14 @@ class BayesianOptimization(RandomSearch):
         return arch
 
     def tell(self, arch: Architecture, evaluation: Evaluation) -> None:
-        if self._pending is not None:
-            self.study.tell(self._pending, float(evaluation.reward))
-            self._pending = None
+        if self._pending is None:
+            return
+        value = self._value(evaluation)
+        if value is None:
+            self.study.tell(self._pending, state=TrialState.FAIL)
+        else:
+            self.study.tell(self._pending, value)
+        self._pending = None
 
 
 class RandomThenBayesian(BayesianOptimization):
@@ -101,6 +122,10 @@ class RandomThenBayesian(BayesianOptimization):
             self._random_arch = self.sample_new()
             return self._random_arch
         return super().ask()
+
+    def warm_start(self, records: list[TrialRecord]) -> None:
+        super().warm_start(records)
+        self.told = len(records)
 
     def tell(self, arch: Architecture, evaluation: Evaluation) -> None:
         self.told += 1
@@ -128,12 +153,8 @@ class ParetoSearch(BayesianOptimization):
         self.study = optuna.create_study(directions=["maximize", "minimize"], sampler=sampler)
         self._pending = None
 
-    def tell(self, arch: Architecture, evaluation: Evaluation) -> None:
-        if self._pending is None:
-            return
+    def _value(self, evaluation: Evaluation) -> float | list[float] | None:
         metrics = evaluation.metrics
         if evaluation.status != COMPLETE or self.metric not in metrics:
-            self.study.tell(self._pending, state=TrialState.FAIL)
-        else:
-            self.study.tell(self._pending, [float(metrics["val_accuracy"]), float(metrics[self.metric])])
-        self._pending = None
+            return None
+        return [float(metrics["val_accuracy"]), float(metrics[self.metric])]

@@ -12,6 +12,7 @@ from collections import deque
 
 from rlnas.evaluation.base import Evaluation
 from rlnas.space.core import Architecture
+from rlnas.store import TrialRecord
 from rlnas.strategies.base import Proposal, RandomSearch, StrategyContext
 
 
@@ -49,6 +50,10 @@ class Hyperband(RandomSearch):
         self.queue = deque(Proposal(arch, self.fidelity) for arch, _ in best)
         self.rung_size = keep
         self.results = []
+
+    def warm_start(self, records: list[TrialRecord]) -> None:
+        """Brackets start afresh after a resume; evaluated architectures are not proposed again."""
+        self.seen.update(r.key for r in records)
 
     def ask(self) -> Proposal:
         while not self.queue:

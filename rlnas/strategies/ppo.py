@@ -25,6 +25,7 @@ from stable_baselines3.common.monitor import Monitor
 
 from rlnas.evaluation.base import Evaluation
 from rlnas.space.core import Architecture, EvaluatedPrefixes
+from rlnas.store import TrialRecord
 from rlnas.strategies.base import Strategy, StrategyContext, StrategyExhausted
 
 log = logging.getLogger(__name__)
@@ -189,6 +190,14 @@ class PPOStrategy(Strategy):
             self.evaluated.add(arch)
         reward = self._shaper(reward)
         self._bridge.results.put(Evaluation(reward, evaluation.status, evaluation.metrics, evaluation.error))
+
+    def warm_start(self, records: list[TrialRecord]) -> None:
+        """After a resume: the policy comes from the checkpoint; reward ranks and masks from the trials."""
+        for record in records:
+            self._shaper.add(float(record.reward))
+            if self.evaluated is not None:
+                self.evaluated.add(record.architecture)
+        self.trials_told = len(records)
 
     def policy_mode(self) -> tuple[Architecture, float, dict[str, dict[str, float]]]:
         """The controller's most probable architecture, its probability, and the choice probabilities

@@ -1,0 +1,77 @@
+"""Crash-safe resume: a search killed with SIGKILL (or interrupted) continues without losing or retraining."""
+
+from __future__ import annotations
+
+import signal
+import sqlite3
+import subprocess
+import time
+from pathlib import Path
+
+from tests.test_cli import TINY, command, rlnas
+
+
+def _trials(run: Path) -> list[tuple[int, str, str]]:
+    db = sqlite3.connect(f"file:{run / 'trials.sqlite'}?mode=ro", uri=True)
+    try:
+        return [tuple(row) for row in db.execute("SELECT number, key, metrics FROM trials ORDER BY number")]
+    except sqlite3.OperationalError:
+        return []
+    finally:
+        db.close()
+
+
+def _start(run: Path, budget: int) -> subprocess.Popen[str]:
+    args = [*command(), "-q", "search", *TINY, "--run-dir", str(run), "--budget", str(budget), "--no-export"]
+    return subprocess.Popen(args, cwd=run.parent, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for_trials(run: Path, count: int, proc: subprocess.Popen[str]) -> None:
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        if (run / "trials.sqlite").exists() and len(_trials(run)) >= count:
+            return
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.1)
+    raise AssertionError("the search made no progress")
+
+
+def test_resume_after_sigkill_keeps_every_trial_and_honours_the_budget(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    proc = _start(run, budget=10)
+    _wait_for_trials(run, 3, proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    before = _trials(run)
+    assert 3 <= len(before) < 10
+
+    result = rlnas("resume", str(run), "--no-export", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    after = _trials(run)
+    assert len(after) == 10  # the budget exactly, counting the trials from before the kill
+    assert after[: len(before)] == before  # nothing lost, nothing retrained or renumbered
+    assert len({key for _, key, _ in after}) == 10  # no architecture trained twice
+    assert (run / "controller" / "ppo.zip").is_file()
+
+    again = rlnas("resume", str(run), "--no-export", "--budget", "12", cwd=tmp_path)  # extend the budget
+    assert again.returncode == 0, again.stderr
+    assert len(_trials(run)) == 12 and _trials(run)[:10] == after
+
+
+def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    proc = _start(run, budget=50)
+    _wait_for_trials(run, 2, proc)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130
+    assert f"rlnas resume {run}" in stderr and "Traceback" not in stderr
+    assert len(_trials(run)) >= 2 and (run / "controller" / "ppo.zip").is_file()
+
+
+def test_resume_refuses_an_incompatible_change(tmp_path: Path) -> None:
+    result = rlnas("search", *TINY, "--run-dir", "run", "--budget", "2", "--no-export", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    refused = rlnas("resume", "run", "--set", "training.epochs=9", cwd=tmp_path)
+    assert refused.returncode == 2 and "training.epochs" in refused.stderr and "new run" in refused.stderr
+    assert rlnas("resume", "nowhere", cwd=tmp_path).returncode == 2
