@@ -121,6 +121,9 @@ def test_bad_arguments_exit_2(tmp_path: Path) -> None:
     assert rlnas("frobnicate", cwd=tmp_path).returncode == 2
     result = rlnas("evaluate", str(tmp_path), cwd=tmp_path)
     assert result.returncode == 2 and "no exported model" in result.stderr
+    (tmp_path / "a_file").write_text("")
+    unwritable = rlnas("search", "--run-dir", str(tmp_path / "a_file" / "run"), cwd=tmp_path)
+    assert unwritable.returncode == 2 and "cannot write to run directory" in unwritable.stderr
 
 
 def test_evaluate_refuses_a_dataset_of_another_shape(run: Path) -> None:
