@@ -59,7 +59,9 @@ class BudgetConfig(_Section):
 
 
 class PPOConfig(_Section):
-    """MaskablePPO settings; an update uses ``episodes_per_update`` whole architectures."""
+    """MaskablePPO settings. A rollout holds ``episodes_per_update`` x (longest episode) steps, so every
+    update sees at least ``episodes_per_update`` whole architectures (an episode cut at the end of a rollout
+    is bootstrapped by the value function); gamma = 1 since the only reward comes at the end."""
 
     learning_rate: float = Field(6e-3, gt=0.0)
     episodes_per_update: int = Field(8, ge=1)
