@@ -131,6 +131,18 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _predict(args: argparse.Namespace) -> int:
+    from rlnas.predict import predict
+
+    predictions = predict(args.export, list(args.images), invert=args.invert)
+    if args.json:
+        print(json.dumps([p.__dict__ for p in predictions], indent=1))
+    else:
+        for p in predictions:
+            print(f"{p.path}: {p.label} (p = {p.probability:.3f})")
+    return 0
+
+
 def _trials(args: argparse.Namespace) -> int:
     from rlnas.driver import open_run
 
@@ -249,6 +261,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", type=Path, help="write {strategy: {budget: {mean, std, n}}} here")
     p.add_argument("--plot", type=Path, default=Path("benchmark.png"), help="PNG of the best-so-far curves")
     p.set_defaults(func=_benchmark)
+
+    p = sub.add_parser("predict", help="classify image files (PNG/JPEG) with an exported model")
+    p.add_argument("export", type=Path, help="RUN/export or RUN/export/model.pt")
+    p.add_argument("images", nargs="+", type=Path, help="image files")
+    p.add_argument("--invert", action="store_true", help="dark digits on a light background (MNIST is light on dark)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=_predict)
 
     p = sub.add_parser("trials", help="list the trials of a run")
     p.add_argument("run", type=Path, help="run directory")

@@ -140,3 +140,31 @@ def test_help_lists_the_commands(tmp_path: Path) -> None:
     assert result.returncode == 0
     for command in ("search", "export", "evaluate", "trials"):
         assert command in result.stdout
+
+
+def test_predict_classifies_image_files_like_the_test_split(run: Path, tmp_path: Path) -> None:
+    from PIL import Image
+
+    from rlnas.data import load_dataset
+
+    test = load_dataset("digits").test
+    paths = []
+    for i in range(5):
+        pixels = (test.x[i, 0].numpy() * 255).round().astype("uint8")
+        path = tmp_path / f"digit{i}.png"
+        Image.fromarray(pixels, mode="L").save(path)
+        paths.append(str(path))
+    result = rlnas("predict", str(run / "export"), *paths, "--json", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    predictions = json.loads(result.stdout)
+    import torch
+
+    import rlnas as lib
+
+    model = lib.load_model(run / "export")
+    with torch.no_grad():
+        expected = model(test.x[:5]).argmax(1).tolist()
+    assert [p["label"] for p in predictions] == expected
+    assert all(abs(sum(p["probabilities"]) - 1) < 1e-4 for p in predictions)
+    bad = rlnas("predict", str(run / "export"), str(tmp_path / "missing.png"), cwd=tmp_path)
+    assert bad.returncode == 2 and "cannot read image" in bad.stderr
