@@ -131,6 +131,16 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _report(args: argparse.Namespace) -> int:
+    from rlnas.report import report
+
+    if len(args.runs) > 1 and args.out is None:
+        raise UserError("comparing several runs needs --out DIR for the report")
+    target = report(args.runs, args.out)
+    print(f"report: {target / 'index.html'}")
+    return 0
+
+
 def _predict(args: argparse.Namespace) -> int:
     from rlnas.predict import predict
 
@@ -261,6 +271,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", type=Path, help="write {strategy: {budget: {mean, std, n}}} here")
     p.add_argument("--plot", type=Path, default=Path("benchmark.png"), help="PNG of the best-so-far curves")
     p.set_defaults(func=_benchmark)
+
+    p = sub.add_parser("report", help="CSV, Excel, plots and index.html of a run (or compare several)")
+    p.add_argument("runs", nargs="+", type=Path, help="run directories")
+    p.add_argument("--out", type=Path, help="output folder (default RUN/report; required for several runs)")
+    p.set_defaults(func=_report)
 
     p = sub.add_parser("predict", help="classify image files (PNG/JPEG) with an exported model")
     p.add_argument("export", type=Path, help="RUN/export or RUN/export/model.pt")

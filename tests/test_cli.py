@@ -168,3 +168,20 @@ def test_predict_classifies_image_files_like_the_test_split(run: Path, tmp_path:
     assert all(abs(sum(p["probabilities"]) - 1) < 1e-4 for p in predictions)
     bad = rlnas("predict", str(run / "export"), str(tmp_path / "missing.png"), cwd=tmp_path)
     assert bad.returncode == 2 and "cannot read image" in bad.stderr
+
+
+def test_report_writes_tables_plots_and_an_index(run: Path, tmp_path: Path) -> None:
+    from openpyxl import load_workbook
+
+    result = rlnas("report", str(run), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    report = run / "report"
+    for name in ("trials.csv", "trials.xlsx", "scores.png", "pareto_params.png", "policy.png", "index.html"):
+        assert (report / name).is_file(), name
+    sheet = load_workbook(report / "trials.xlsx")["trials"]
+    assert sheet.max_row == 6 and "val_accuracy" in [c.value for c in sheet[1]]
+    page = (report / "index.html").read_text()
+    assert "scores.png" in page and "policy.png" in page and "proxy" in page
+    both = rlnas("report", str(run), str(run), "--out", str(tmp_path / "cmp"), cwd=tmp_path)
+    assert both.returncode == 0 and (tmp_path / "cmp" / "runs.png").is_file()
+    assert rlnas("report", str(run), str(run), cwd=tmp_path).returncode == 2
