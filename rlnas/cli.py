@@ -93,6 +93,11 @@ def _run(search: Any, args: argparse.Namespace) -> int:
             f"exported to {result.run_dir / 'export'}: final test accuracy {metrics['test_accuracy']:.4f} "
             f"(proxy val accuracy during search {metrics['val_accuracy']:.4f})"
         )
+        if len(metrics["test_accuracy_repeats"]) > 1:
+            print(
+                f"  over {len(metrics['test_accuracy_repeats'])} final trainings: "
+                f"{metrics['test_accuracy_mean']:.4f} ± {metrics['test_accuracy_std']:.4f}"
+            )
     print(f"TensorBoard: tensorboard --logdir {result.run_dir / 'tensorboard'}")
     return 0
 

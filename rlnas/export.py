@@ -23,6 +23,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -36,6 +37,7 @@ from rlnas.evaluation.trainer import child_seed
 from rlnas.models.complexity import count_flops, count_params, cpu_latency_ms
 from rlnas.models.families import build_model, with_normalization
 from rlnas.space.core import Architecture
+from rlnas.store import TrialRecord
 
 log = logging.getLogger(__name__)
 
@@ -47,22 +49,38 @@ def export_run(run_dir: str | Path, epochs: int | None = None, data_dir: str | N
     """Retrain the best architecture of a run on train+validation, test it once, write ``RUN/export``."""
     run = Path(run_dir)
     config, store = open_run(run)
-    with store:
-        best = store.top_k(1)
-    if not best:
-        raise RunDirError(f"{run} has no successful trial to export; run or resume the search first")
-    record = best[0]
+    store.close()
     if data_dir is not None:
         config = config.model_copy(update={"dataset": config.dataset.model_copy(update={"data_dir": data_dir})})
     prepared = prepare(config)
-    dataset, arch = prepared.dataset, prepared.space.validate(record.architecture)
+    dataset = prepared.dataset
+    record, rescored = _rescore(prepared, store_path=run, k=config.export.rescore_top_k)
+    arch = prepared.space.validate(record.architecture)
     epochs = epochs if epochs is not None else config.export.epochs
     seed = child_seed(config.seed, arch)
-    log.info("final training of trial %d for %d epochs on train+validation", record.number, epochs)
-    model, stats = prepared.trainer.train(arch, seed, epochs=epochs, on_train_and_val=True)
-    model = model.to("cpu").eval()
+    repeats = []
+    for r in range(config.export.repeats):
+        log.info(
+            "final training %d/%d of trial %d for %d epochs on train+validation",
+            r + 1,
+            config.export.repeats,
+            record.number,
+            epochs,
+        )
+        trained, stats = prepared.trainer.train(arch, seed + r, epochs=epochs, on_train_and_val=True)
+        trained = trained.to("cpu").eval()
+        repeats.append((accuracy(trained, dataset.test), seed + r, trained, stats))
+    test_accuracy, seed, model, stats = max(repeats, key=lambda item: item[0])
+    accuracies = np.array([item[0] for item in repeats])
     metrics = {
-        "test_accuracy": accuracy(model, dataset.test),
+        "test_accuracy": test_accuracy,
+        "test_accuracy_mean": float(accuracies.mean()),
+        "test_accuracy_std": float(accuracies.std(ddof=1)) if len(accuracies) > 1 else 0.0,
+        "test_accuracy_repeats": [{"seed": item[1], "test_accuracy": item[0]} for item in repeats],
+        "exported_repeat": "the best of the repeats on the test split (optimistic; the mean is unbiased)"
+        if len(repeats) > 1
+        else "the only training",
+        "rescored": rescored,
         "val_accuracy": float(record.metrics.get("val_accuracy", float("nan"))),
         "val_accuracy_kind": "proxy: search-time training on the training split, scored on validation",
         "test_accuracy_kind": f"final: retrained {epochs} epochs on train+validation, scored once on test",
@@ -80,6 +98,36 @@ def export_run(run_dir: str | Path, epochs: int | None = None, data_dir: str | N
     write_export(run / EXPORT_DIR, model, arch, prepared.space.family, dataset, config, metrics)
     log.info("exported to %s: test accuracy %.4f", run / EXPORT_DIR, metrics["test_accuracy"])
     return metrics
+
+
+def _rescore(prepared: Any, store_path: Path, k: int) -> tuple[TrialRecord, list[dict[str, Any]]]:
+    """The best trial by proxy reward, or with k > 1 the best of the top k re-trained at a higher fidelity
+    (``export.rescore_epochs`` on the training split, scored on validation)."""
+    _, store = open_run(store_path)
+    with store:
+        top = store.top_k(k)
+    if not top:
+        raise RunDirError(f"{store_path} has no successful trial to export; run or resume the search first")
+    if k == 1 or len(top) == 1:
+        return top[0], []
+    config = prepared.config
+    epochs = config.export.rescore_epochs or 2 * config.training.epochs
+    rows = []
+    for record in top:
+        arch = prepared.space.validate(record.architecture)
+        model, _ = prepared.trainer.train(arch, child_seed(config.seed, arch), epochs=epochs)
+        score = accuracy(model, prepared.dataset.val)
+        rows.append(
+            {
+                "trial": record.number,
+                "proxy_val_accuracy": record.metrics.get("val_accuracy"),
+                "rescored_val_accuracy": score,
+                "rescore_epochs": epochs,
+            }
+        )
+        log.info("re-scored trial %d: val accuracy %.4f at %d epochs", record.number, score, epochs)
+    best = max(range(len(top)), key=lambda i: (rows[i]["rescored_val_accuracy"], -i))
+    return top[best], rows
 
 
 def write_export(
@@ -149,11 +197,18 @@ WRITERS = {"onnx": _write_onnx, "pt2": _write_pt2}
 
 def _model_card(arch: Architecture, metrics: dict[str, Any], info: dict[str, Any]) -> str:
     rows = "\n".join(f"| {k} | {v} |" for k, v in arch.items)
+    repeats = metrics.get("test_accuracy_repeats", [])
+    repeats_row = (
+        f"\n| test accuracy over {len(repeats)} final trainings: mean ± std | "
+        f"{metrics['test_accuracy_mean']:.4f} ± {metrics['test_accuracy_std']:.4f} |"
+        if len(repeats) > 1
+        else ""
+    )
     return f"""# rlnas model: {info["family"]} on {metrics["dataset"]}
 
 | metric | value |
 |---|---|
-| test accuracy (final: retrained on train+validation, {metrics["epochs"]} epochs) | {metrics["test_accuracy"]:.4f} |
+| test accuracy (final: {metrics["epochs"]} epochs on train+val) | {metrics["test_accuracy"]:.4f} |{repeats_row}
 | validation accuracy (proxy: search-time training) | {metrics["val_accuracy"]:.4f} |
 | parameters | {metrics["params"]} |
 | FLOPs per image | {metrics["flops"]} |

@@ -86,3 +86,30 @@ def test_export_run_retrains_the_best_trial(tmp_path: Path) -> None:
     assert on_disk["test_accuracy"] == metrics["test_accuracy"]
     model = rlnas.load_model(tmp_path / "run")  # a run directory works too
     assert accuracy(model, prepare(config).dataset.test) == pytest.approx(metrics["test_accuracy"])
+
+
+def test_export_rescores_the_top_k_and_repeats_the_final_training(tmp_path: Path) -> None:
+    config = tiny_config(
+        "strategy.name=random",
+        "budget.evaluations=3",
+        "logging.tensorboard=false",
+        "export.rescore_top_k=2",
+        "export.rescore_epochs=2",
+        "export.repeats=3",
+        "export.formats=[]",
+    )
+    search = Search(config, tmp_path / "run")
+    search.run()
+    top2 = [t.number for t in search.store.top_k(2)]
+    search.close()
+    metrics = export_run(tmp_path / "run")
+    assert [row["trial"] for row in metrics["rescored"]] == top2
+    assert metrics["trial"] in top2
+    chosen = max(metrics["rescored"], key=lambda row: row["rescored_val_accuracy"])
+    assert metrics["trial"] == chosen["trial"]
+    repeats = [r["test_accuracy"] for r in metrics["test_accuracy_repeats"]]
+    assert len(repeats) == 3 and len({r["seed"] for r in metrics["test_accuracy_repeats"]}) == 3
+    assert metrics["test_accuracy"] == max(repeats)
+    assert metrics["test_accuracy_mean"] == pytest.approx(float(np.mean(repeats)))
+    loaded = rlnas.load_model(tmp_path / "run")  # the exported weights are the best repeat's
+    assert accuracy(loaded, prepare(config).dataset.test) == pytest.approx(metrics["test_accuracy"])
