@@ -46,7 +46,8 @@ class ArchitectureSearchEnv(gym.Env[np.ndarray, np.int64]):
         self.render_mode = render_mode
         n = len(space)
         self._enc_size = n * space.max_choices
-        self.observation_space = gym.spaces.Box(0.0, 1.0, shape=(self._enc_size + n + 1,), dtype=np.float32)
+        self._obs_size = self._enc_size + n + 1
+        self.observation_space = gym.spaces.Box(0.0, 1.0, shape=(self._obs_size,), dtype=np.float32)
         self.action_space = gym.spaces.Discrete(space.max_choices)
         self._values: dict[str, Choice] = {}
         self._position: int | None = None
@@ -65,7 +66,7 @@ class ArchitectureSearchEnv(gym.Env[np.ndarray, np.int64]):
         self._position = position
 
     def _obs(self) -> np.ndarray:
-        obs = np.zeros(self.observation_space.shape, dtype=np.float32)
+        obs = np.zeros(self._obs_size, dtype=np.float32)
         obs[: self._enc_size] = self.space.encode(self._values)
         slot = len(self.space) if self._position is None else self._position
         obs[self._enc_size + slot] = 1.0

@@ -130,6 +130,10 @@ class StrategyConfig(_Section):
     predictor: PredictorConfig = PredictorConfig()
 
 
+ExportFormat = Literal["onnx", "pt2"]
+EXPORT_FORMATS: tuple[ExportFormat, ...] = ("onnx", "pt2")
+
+
 class ExportConfig(_Section):
     """From proxy to final: re-score the top-k at a higher fidelity, retrain the winner ``repeats`` times."""
 
@@ -138,7 +142,7 @@ class ExportConfig(_Section):
     rescore_top_k: int = Field(1, ge=1)  # > 1: retrain the k best for rescore_epochs, keep the best on validation
     rescore_epochs: int | None = Field(None, ge=1)  # default: 2 x training.epochs
     repeats: int = Field(1, ge=1)  # final trainings with different seeds; mean and std are reported
-    formats: list[Literal["onnx", "pt2"]] = Field(default_factory=lambda: ["onnx", "pt2"])
+    formats: list[ExportFormat] = Field(default_factory=lambda: list(EXPORT_FORMATS))
 
 
 class LoggingConfig(_Section):

@@ -120,7 +120,7 @@ def pareto_front(records: list[TrialRecord], metric: str) -> list[TrialRecord]:
 
 @dataclass
 class SearchResult:
-    run_dir: Path
+    run_dir: Path | None
     evaluations: int
     best: TrialRecord | None
     stop_reason: str

@@ -32,8 +32,9 @@ def load_image(path: str | Path, input_shape: tuple[int, int, int], invert: bool
     channels, height, width = input_shape
     try:
         with Image.open(path) as image:
-            image = image.convert("L" if channels == 1 else "RGB").resize((width, height), Image.BILINEAR)
-            array = np.asarray(image, dtype=np.float32) / 255.0
+            mode = "L" if channels == 1 else "RGB"
+            resized = image.convert(mode).resize((width, height), Image.Resampling.BILINEAR)
+            array = np.asarray(resized, dtype=np.float32) / 255.0
     except (FileNotFoundError, UnidentifiedImageError, OSError) as err:
         raise DataError(f"cannot read image {path}: {err}; pass PNG or JPEG files") from None
     if invert:

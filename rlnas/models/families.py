@@ -206,6 +206,9 @@ def build_model(arch: Architecture, family: str, input_shape: Shape, num_classes
 class Normalize(nn.Module):
     """Per-channel input normalization, stored in the model so exports take raw [0, 1] pixels."""
 
+    mean: torch.Tensor
+    std: torch.Tensor
+
     def __init__(self, mean: list[float], std: list[float]) -> None:
         super().__init__()
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))

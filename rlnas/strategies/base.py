@@ -76,7 +76,7 @@ class RandomSearch(Strategy):
         for record in records:
             self.tell(record.architecture, record.evaluation(cached=False))
 
-    def ask(self) -> Architecture:
+    def ask(self) -> Architecture | Proposal:
         return self.sample_new()
 
     def sample_new(self) -> Architecture:

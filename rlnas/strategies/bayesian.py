@@ -12,7 +12,7 @@ import warnings
 from typing import Any
 
 import optuna
-from optuna.distributions import CategoricalDistribution
+from optuna.distributions import BaseDistribution, CategoricalDistribution
 from optuna.trial import TrialState
 
 from rlnas.evaluation.base import COMPLETE, Evaluation
@@ -38,8 +38,9 @@ def suggest_architecture(trial: optuna.trial.BaseTrial, space: SearchSpace, rng:
     return Architecture(space.name, tuple(values.items()))
 
 
-def _params_of(space: SearchSpace, arch: Architecture) -> tuple[dict[str, int], dict[str, CategoricalDistribution]]:
-    params, dists = {}, {}
+def _params_of(space: SearchSpace, arch: Architecture) -> tuple[dict[str, Any], dict[str, BaseDistribution]]:
+    params: dict[str, Any] = {}
+    dists: dict[str, BaseDistribution] = {}
     for decision in space.decisions:
         if decision.name in arch:
             params[decision.name] = decision.index(arch[decision.name])

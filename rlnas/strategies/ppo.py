@@ -20,7 +20,7 @@ import torch
 from rlnas_envs.architecture_search import ArchitectureSearchEnv
 from sb3_contrib import MaskablePPO
 from stable_baselines3.common.callbacks import BaseCallback
-from stable_baselines3.common.logger import Logger, TensorBoardOutputFormat
+from stable_baselines3.common.logger import KVWriter, Logger, TensorBoardOutputFormat
 from stable_baselines3.common.monitor import Monitor
 
 from rlnas.evaluation.base import Evaluation
@@ -145,7 +145,7 @@ class PPOStrategy(Strategy):
             self.model.set_parameters(str(self.checkpoint), device="cpu")
             log.info("controller restored from %s", self.checkpoint)
         tb_dir = ctx.logger.logdir
-        outputs = [] if tb_dir is None else [TensorBoardOutputFormat(str(tb_dir))]
+        outputs: list[KVWriter] = [] if tb_dir is None else [TensorBoardOutputFormat(str(tb_dir))]
         self.model.set_logger(Logger(folder=None if tb_dir is None else str(tb_dir), output_formats=outputs))
         self._thread: threading.Thread | None = None
         self.trials_told = 0
@@ -217,7 +217,7 @@ class PPOStrategy(Strategy):
             with torch.no_grad():
                 obs_t = torch.as_tensor(obs[None], dtype=torch.float32)
                 dist = self.model.policy.get_distribution(obs_t, action_masks=mask[None])
-                probs = dist.distribution.probs[0].cpu().numpy()
+                probs = dist.distribution.probs[0].cpu().numpy()  # type: ignore[union-attr]
             table[decision.name] = {str(decision.choices[i]): float(probs[i]) for i in np.flatnonzero(mask)}
             action = int(np.argmax(np.where(mask, probs, -1.0)))
             probability *= float(probs[action])
