@@ -27,6 +27,8 @@ def _overrides(args: argparse.Namespace, flags: dict[str, str]) -> list[str]:
     for flag, key in flags.items():
         if getattr(args, flag, None) is not None:
             overrides.append(f"{key}={getattr(args, flag)}")
+    if getattr(args, "ray_address", None) is not None and getattr(args, "executor", None) is None:
+        overrides.append("execution.executor=ray")
     if args.no_export:
         overrides.append("export.enabled=false")
     return overrides
@@ -38,7 +40,7 @@ def _search(args: argparse.Namespace) -> int:
 
     if args.resume is not None:
         return _resume(argparse.Namespace(**{**vars(args), "run": args.resume}))
-    flags = {"budget": "budget.evaluations", "seed": "seed", "strategy": "strategy.name"}
+    flags = {"budget": "budget.evaluations", "seed": "seed", "strategy": "strategy.name", **EXECUTION_FLAGS}
     config = load_config(args.config, _overrides(args, flags))
     return _run(Search(config, args.run_dir), args)
 
@@ -46,7 +48,25 @@ def _search(args: argparse.Namespace) -> int:
 def _resume(args: argparse.Namespace) -> int:
     from rlnas.driver import Search
 
-    return _run(Search.resume(args.run, _overrides(args, {"budget": "budget.evaluations"})), args)
+    flags = {"budget": "budget.evaluations", **EXECUTION_FLAGS}
+    return _run(Search.resume(args.run, _overrides(args, flags)), args)
+
+
+EXECUTION_FLAGS = {
+    "workers": "execution.workers",
+    "executor": "execution.executor",
+    "ray_address": "execution.ray_address",
+}
+
+
+def _add_execution_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--workers", type=int, help="children trained at the same time (execution.workers)")
+    p.add_argument(
+        "--executor", choices=["auto", "inprocess", "process", "ray"], help="where children train (execution.executor)"
+    )
+    p.add_argument(
+        "--ray-address", help="an existing Ray cluster, e.g. auto or ray://head:10001 (implies --executor ray)"
+    )
 
 
 def _run(search: Any, args: argparse.Namespace) -> int:
@@ -242,12 +262,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strategy", help="search strategy (strategy.name): ppo, random")
     p.add_argument("--no-export", action="store_true", help="skip the final retraining and export")
     p.add_argument("--resume", type=Path, metavar="RUN", help="continue the search in RUN (= rlnas resume RUN)")
+    _add_execution_flags(p)
     p.set_defaults(func=_search)
 
     p = sub.add_parser("resume", help="continue a killed or interrupted search; finished trials are kept")
     p.add_argument("run", type=Path, help="run directory")
     p.add_argument("--budget", type=int, help="a new budget of evaluations (e.g. to extend a finished run)")
-    p.add_argument("--set", action="append", metavar="KEY.PATH=VALUE", help="budget.*, export.* or logging.* only")
+    p.add_argument(
+        "--set", action="append", metavar="KEY.PATH=VALUE", help="budget.*, export.*, logging.* or execution.* only"
+    )
+    _add_execution_flags(p)
     p.add_argument("--no-export", action="store_true", help="skip the final retraining and export")
     p.set_defaults(func=_resume)
 

@@ -145,6 +145,19 @@ class ExportConfig(_Section):
     formats: list[ExportFormat] = Field(default_factory=lambda: list(EXPORT_FORMATS))
 
 
+class ExecutionConfig(_Section):
+    """Where children train: ``workers`` at a time, in the search process (``inprocess``, one worker),
+    in worker processes (``process``) or as Ray actors (``ray``); ``auto`` = inprocess for one worker,
+    process for more. Workers get ``threads_per_worker`` torch threads (default: cores / workers)."""
+
+    workers: int = Field(1, ge=1)
+    executor: Literal["auto", "inprocess", "process", "ray"] = "auto"
+    threads_per_worker: int | None = Field(None, ge=1)
+    kill_grace_seconds: float = Field(60.0, ge=0.0)  # hard kill at training.max_minutes_per_child + this
+    ray_address: str | None = None  # an existing cluster ("auto", "ray://host:10001"); none: a local instance
+    ray_temp_dir: str | None = None  # where a local Ray instance keeps its files (default: Ray's)
+
+
 class LoggingConfig(_Section):
     tensorboard: bool = True
     graph: bool = True
@@ -160,6 +173,7 @@ class RunConfig(_Section):
     budget: BudgetConfig = BudgetConfig()
     strategy: StrategyConfig = StrategyConfig()
     export: ExportConfig = ExportConfig()
+    execution: ExecutionConfig = ExecutionConfig()
     logging: LoggingConfig = LoggingConfig()
 
     @model_validator(mode="before")

@@ -21,9 +21,11 @@ from rlnas.data import Dataset, load_dataset
 from rlnas.errors import ConfigError, RunDirError
 from rlnas.evaluation.base import COMPLETE, Evaluator
 from rlnas.evaluation.trainer import ChildTrainer, Objective, TrainingEvaluator
+from rlnas.execution import EvaluatorFactory, Job, TrainingEvaluatorFactory, given, make_executor
 from rlnas.space import SearchSpace, build_space
+from rlnas.space.core import Architecture
 from rlnas.store import TrialRecord, TrialStore
-from rlnas.strategies import Proposal, StrategyContext, StrategyExhausted, make_strategy
+from rlnas.strategies import Proposal, StrategyContext, StrategyExhausted, WaitForResults, make_strategy
 from rlnas.tracking import RunLogger
 
 log = logging.getLogger(__name__)
@@ -69,7 +71,7 @@ def open_run(run_dir: str | Path) -> tuple[RunConfig, TrialStore]:
     return load_config(path / CONFIG_FILE), TrialStore(path / STORE_FILE)
 
 
-RESUMABLE = ("budget.", "export.", "logging.")
+RESUMABLE = ("budget.", "export.", "logging.", "execution.")
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -169,6 +171,9 @@ class Search:
             objective = Objective.for_space(config.objective, p.space, p.dataset.input_shape, p.dataset.num_classes)
             self.store.set_meta("max_complexity", str(objective.max_complexity))
             evaluator = TrainingEvaluator(p.trainer, objective, config.seed)
+            self.evaluator_factory: EvaluatorFactory = TrainingEvaluatorFactory(config, objective.max_complexity)
+        else:
+            self.evaluator_factory = given(evaluator)
         self.evaluator = evaluator
         ctx = StrategyContext(space, config, config.seed, self.run_dir, self.logger)
         self.strategy = make_strategy(config.strategy.name, ctx)
@@ -184,79 +189,107 @@ class Search:
         cls, run_dir: str | Path, overrides: list[str] | None = None, progress: Progress | None = None
     ) -> Search:
         """Continue a killed or interrupted search: finished trials are kept and never retrained, the
-        controller restarts from its checkpoint. Only ``budget.*``, ``export.*`` and ``logging.*`` may
-        change (e.g. a larger budget)."""
+        controller restarts from its checkpoint. Only ``budget.*``, ``export.*``, ``logging.*`` and
+        ``execution.*`` may change (e.g. a larger budget, more workers)."""
         path = Path(run_dir)
         config, store = open_run(path)
         store.close()
         changed = [o for o in overrides or [] if not o.startswith(RESUMABLE)]
         if changed:
             raise ConfigError(
-                f"cannot change {', '.join(changed)} when resuming {path}: only budget.*, export.* and "
-                "logging.* may change; start a new run for a different search"
+                f"cannot change {', '.join(changed)} when resuming {path}: only budget.*, export.*, "
+                "logging.* and execution.* may change; start a new run for a different search"
             )
         if overrides:
             config = load_config(path / CONFIG_FILE, overrides)
         return cls(config, path, progress=progress, resume=True)
 
     def run(self) -> SearchResult:
+        """``ask`` while workers are free, evaluate (or answer from the cache), ``tell`` as children finish."""
         budget = self.config.budget
         start = time.monotonic()
         multi_fidelity = bool(getattr(self.evaluator, "supports_fidelity", False))
         cache: dict[str, TrialRecord] = {_cache_key(t.key, t.metrics.get("fidelity", 1.0)): t for t in self.store}
         evaluations = len(cache)
         spent = sum(float(t.metrics.get("fidelity", 1.0)) for t in cache.values())
+        running: dict[str, tuple[Job, list[Architecture], float]] = {}  # key -> (job, re-proposals, wall time)
+        committed = 0.0  # budget of the evaluations running
         repeats = failures = proposals = 0
-        stop_reason = "budget of evaluations spent"
+        stop_reason: str | None = None
+        executor = make_executor(self.config, self.evaluator, self.evaluator_factory)
         try:
-            while spent < budget.evaluations - 1e-9:
-                if budget.minutes is not None and time.monotonic() - start > budget.minutes * 60:
-                    stop_reason = f"time budget of {budget.minutes} minutes spent"
-                    break
-                try:
-                    proposal = self.strategy.ask()
-                except StrategyExhausted as err:
-                    stop_reason = f"strategy exhausted: {err}"
-                    break
-                proposals += 1
-                arch, fidelity = (
-                    (proposal.arch, proposal.fidelity) if isinstance(proposal, Proposal) else (proposal, 1.0)
-                )
-                fidelity = self.evaluator.effective_fidelity(fidelity) if multi_fidelity else 1.0  # type: ignore[attr-defined]
-                key = _cache_key(arch.key, fidelity)
-                if key in cache:
-                    repeats += 1
-                    self.strategy.tell(arch, cache[key].evaluation(cached=True))
-                    if repeats >= MAX_CONSECUTIVE_REPEATS:
-                        stop_reason = f"{repeats} proposals in a row were already evaluated (converged)"
+            while True:
+                while stop_reason is None and len(running) < executor.capacity:
+                    if spent + committed >= budget.evaluations - 1e-9:
                         break
-                    continue
-                repeats = 0
-                started = time.time()
-                if multi_fidelity:
-                    evaluation = self.evaluator.evaluate(arch, fidelity)  # type: ignore[call-arg]
-                else:
-                    evaluation = self.evaluator.evaluate(arch)
-                record = self.store.append(arch, evaluation, self.strategy.name, started)
-                cache[key] = record
-                evaluations += 1
-                spent += fidelity
-                self.logger.trial(record)
-                self.strategy.tell(arch, evaluation)
-                failures = 0 if record.status == COMPLETE else failures + 1
-                log.info("trial %d %s reward %.4f %s", record.number, record.status, record.reward, arch.describe())
-                if self.progress is not None:
-                    self.progress(evaluations, budget.evaluations, record)
-                if failures >= budget.max_consecutive_failures:
-                    stop_reason = f"{failures} children failed in a row (last: {record.error})"
-                    log.error("stopping the search: %s", stop_reason)
+                    if budget.minutes is not None and time.monotonic() - start > budget.minutes * 60:
+                        stop_reason = f"time budget of {budget.minutes} minutes spent"
+                        break
+                    try:
+                        proposal = self.strategy.ask()
+                    except WaitForResults as err:
+                        if not running:
+                            raise RuntimeError(f"strategy {self.strategy.name} waits, but nothing is running") from err
+                        break
+                    except StrategyExhausted as err:
+                        stop_reason = f"strategy exhausted: {err}"
+                        break
+                    proposals += 1
+                    arch, fidelity = (
+                        (proposal.arch, proposal.fidelity) if isinstance(proposal, Proposal) else (proposal, 1.0)
+                    )
+                    fidelity = self.evaluator.effective_fidelity(fidelity) if multi_fidelity else 1.0  # type: ignore[attr-defined]
+                    key = _cache_key(arch.key, fidelity)
+                    if key in cache or key in running:
+                        repeats += 1
+                        if key in cache:
+                            self.strategy.tell(arch, cache[key].evaluation(cached=True))
+                        else:
+                            running[key][1].append(arch)  # told when the running evaluation finishes
+                        if repeats >= MAX_CONSECUTIVE_REPEATS:
+                            stop_reason = f"{repeats} proposals in a row were already evaluated (converged)"
+                        continue
+                    repeats = 0
+                    job = Job(key, arch, fidelity)
+                    running[key] = (job, [], time.time())
+                    executor.submit(job)
+                    committed += fidelity
+                if not running:
                     break
+                for job, evaluation in executor.wait():
+                    _, waiting, started = running.pop(job.key)
+                    committed -= job.fidelity
+                    record = self.store.append(job.arch, evaluation, self.strategy.name, started)
+                    cache[job.key] = record
+                    evaluations += 1
+                    spent += job.fidelity
+                    self.logger.trial(record)
+                    self.strategy.tell(job.arch, evaluation)
+                    for arch in waiting:
+                        self.strategy.tell(arch, record.evaluation(cached=True))
+                    failures = 0 if record.status == COMPLETE else failures + 1
+                    log.info(
+                        "trial %d %s reward %.4f %s", record.number, record.status, record.reward, job.arch.describe()
+                    )
+                    if self.progress is not None:
+                        self.progress(evaluations, budget.evaluations, record)
+                    if failures >= budget.max_consecutive_failures and stop_reason is None:
+                        stop_reason = f"{failures} children failed in a row (last: {record.error})"
+                        log.error("stopping the search: %s", stop_reason)
         finally:
+            executor.close()
             self.strategy.close()
             self.logger.flush()
         best = self.store.top_k(1)
         seconds = time.monotonic() - start
-        result = SearchResult(self.run_dir, evaluations, best[0] if best else None, stop_reason, seconds, proposals)
+        result = SearchResult(
+            self.run_dir,
+            evaluations,
+            best[0] if best else None,
+            stop_reason or "budget of evaluations spent",
+            seconds,
+            proposals,
+        )
         self._finish(result)
         return result
 

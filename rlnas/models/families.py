@@ -128,17 +128,23 @@ def build_cnn(arch: Architecture, input_shape: Shape, num_classes: int) -> nn.Mo
     return nn.Sequential(*layers)
 
 
-def cnn_constraint(input_shape: Shape) -> Constraint:
-    """Mask pooling choices that would shrink the feature map below 1x1."""
-    _, height, width = _check_image(input_shape)
+@dataclass(frozen=True)
+class PoolingLimit:
+    """Masks pooling choices that would shrink the feature map below 2x2 (picklable, for workers)."""
 
-    def allowed(values: Mapping[str, Choice], decision: Decision, choice: Choice) -> bool:
+    size: int
+
+    def __call__(self, values: Mapping[str, Choice], decision: Decision, choice: Choice) -> bool:
         if decision.role != "pooling" or choice == "none":
             return True
         pools = sum(1 for name, v in values.items() if name.endswith(".pooling") and v != "none")
-        return min(height, width) >> pools >= 2
+        return self.size >> pools >= 2
 
-    return allowed
+
+def cnn_constraint(input_shape: Shape) -> Constraint:
+    """Mask pooling choices that would shrink the feature map below 1x1."""
+    _, height, width = _check_image(input_shape)
+    return PoolingLimit(min(height, width))
 
 
 def build_mlp(arch: Architecture, input_shape: Shape, num_classes: int) -> nn.Module:

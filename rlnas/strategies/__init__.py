@@ -5,7 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from rlnas.errors import ConfigError
-from rlnas.strategies.base import Proposal, RandomSearch, Strategy, StrategyContext, StrategyExhausted
+from rlnas.strategies.base import (
+    Proposal,
+    RandomSearch,
+    Strategy,
+    StrategyContext,
+    StrategyExhausted,
+    WaitForResults,
+)
 
 
 def _lazy(module: str, cls: str) -> Callable[[StrategyContext], Strategy]:
@@ -40,4 +47,12 @@ def make_strategy(name: str, ctx: StrategyContext) -> Strategy:
     return factory(ctx)
 
 
-__all__ = ["STRATEGIES", "Proposal", "Strategy", "StrategyContext", "StrategyExhausted", "make_strategy"]
+__all__ = [
+    "STRATEGIES",
+    "Proposal",
+    "Strategy",
+    "StrategyContext",
+    "StrategyExhausted",
+    "WaitForResults",
+    "make_strategy",
+]

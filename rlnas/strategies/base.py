@@ -18,6 +18,11 @@ class StrategyExhausted(Exception):
     """The strategy has nothing more to propose."""
 
 
+class WaitForResults(Exception):
+    """The strategy cannot propose until evaluations in flight are told (e.g. the end of a PPO rollout
+    or of a successive-halving rung). Only raised while some of its proposals are still unanswered."""
+
+
 @dataclass(frozen=True)
 class Proposal:
     """An architecture to evaluate at a fidelity (fraction of the full training budget, in (0, 1])."""
@@ -36,7 +41,11 @@ class StrategyContext:
 
 
 class Strategy:
-    """Base class: ``ask`` proposes, ``tell`` receives the evaluation of the last proposal."""
+    """Base class: ``ask`` proposes, ``tell`` receives the evaluation of a proposal.
+
+    With parallel workers the driver asks again before earlier proposals are told, and tells them in the
+    order they finish; a strategy that must see results first raises ``WaitForResults``.
+    """
 
     name = "base"
 

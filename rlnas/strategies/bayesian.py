@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections import deque
 from typing import Any
 
 import optuna
@@ -58,7 +59,7 @@ class BayesianOptimization(RandomSearch):
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         self.cfg = ctx.config.strategy.bayesian
         self.study = self._create_study(self.cfg.n_startup)
-        self._pending: optuna.trial.Trial | None = None
+        self._pending: dict[str, deque[optuna.trial.Trial]] = {}  # arch key -> asked trials, not yet told
 
     def _create_study(self, n_startup: int) -> optuna.Study:
         seed = int(self.rng.integers(2**31))
@@ -89,20 +90,24 @@ class BayesianOptimization(RandomSearch):
             self.study.add_trial(optuna.trial.create_trial(params=params, distributions=dists, values=values))
 
     def ask(self) -> Architecture:
-        self._pending = self.study.ask()
-        arch = suggest_architecture(self._pending, self.space, self.rng)
+        trial = self.study.ask()
+        arch = suggest_architecture(trial, self.space, self.rng)
+        self._pending.setdefault(arch.key, deque()).append(trial)
         self.seen.add(arch.key)
         return arch
 
     def tell(self, arch: Architecture, evaluation: Evaluation) -> None:
-        if self._pending is None:
+        trials = self._pending.get(arch.key)
+        if not trials:
             return
+        trial = trials.popleft()
+        if not trials:
+            del self._pending[arch.key]
         value = self._value(evaluation)
         if value is None:
-            self.study.tell(self._pending, state=TrialState.FAIL)
+            self.study.tell(trial, state=TrialState.FAIL)
         else:
-            self.study.tell(self._pending, value)
-        self._pending = None
+            self.study.tell(trial, value)
 
 
 class RandomThenBayesian(BayesianOptimization):
@@ -115,26 +120,27 @@ class RandomThenBayesian(BayesianOptimization):
         super().__init__(ctx)
         self.random_trials = max(2, math.ceil(self.cfg.random_fraction * ctx.config.budget.evaluations))
         self.study = self._create_study(n_startup=1)
-        self._random_arch: Architecture | None = None
-        self.told = 0
+        self._random: set[str] = set()  # random proposals not yet told
+        self.asked = 0
 
     def ask(self) -> Architecture:
-        if self.told < self.random_trials:
-            self._random_arch = self.sample_new()
-            return self._random_arch
+        self.asked += 1
+        if self.asked <= self.random_trials:
+            arch = self.sample_new()
+            self._random.add(arch.key)
+            return arch
         return super().ask()
 
     def warm_start(self, records: list[TrialRecord]) -> None:
         super().warm_start(records)
-        self.told = len(records)
+        self.asked = len(records)
 
     def tell(self, arch: Architecture, evaluation: Evaluation) -> None:
-        self.told += 1
-        if self._random_arch is not None:
+        if arch.key in self._random:
+            self._random.discard(arch.key)
             params, dists = _params_of(self.space, arch)
             trial = optuna.trial.create_trial(params=params, distributions=dists, value=float(evaluation.reward))
             self.study.add_trial(trial)
-            self._random_arch = None
             return
         super().tell(arch, evaluation)
 
@@ -152,7 +158,7 @@ class ParetoSearch(BayesianOptimization):
             population_size=ctx.config.strategy.pareto.population_size, seed=int(self.rng.integers(2**31))
         )
         self.study = optuna.create_study(directions=["maximize", "minimize"], sampler=sampler)
-        self._pending = None
+        self._pending = {}
 
     def _value(self, evaluation: Evaluation) -> float | list[float] | None:
         metrics = evaluation.metrics

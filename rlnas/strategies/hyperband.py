@@ -13,7 +13,7 @@ from collections import deque
 from rlnas.evaluation.base import Evaluation
 from rlnas.space.core import Architecture
 from rlnas.store import TrialRecord
-from rlnas.strategies.base import Proposal, RandomSearch, StrategyContext
+from rlnas.strategies.base import Proposal, RandomSearch, StrategyContext, WaitForResults
 
 
 class Hyperband(RandomSearch):
@@ -56,6 +56,8 @@ class Hyperband(RandomSearch):
         self.seen.update(r.key for r in records)
 
     def ask(self) -> Proposal:
+        if not self.queue and len(self.results) < self.rung_size:
+            raise WaitForResults("successive halving needs the whole rung before promoting")
         while not self.queue:
             self._next_rung()
         return self.queue.popleft()

@@ -1,61 +1,159 @@
 """The reinforcement-learning controller: sb3-contrib MaskablePPO on the architecture-search env.
 
-SB3's ``learn()`` runs in a worker thread; the env's evaluator is a bridge that hands each finished
-architecture to the driver (``ask``) and waits for its evaluation (``tell``). So PPO uses the same
-search loop, budget, cache, store and logging as every other strategy, and the driver, not SB3
-timesteps, decides when the search stops. The two threads never run at the same time: every hand-off
-blocks one side, which keeps runs deterministic for a given seed.
+SB3's ``learn()`` runs in a worker thread. The env's evaluator is a bridge that hands each finished
+architecture to the driver (``ask``) and returns a placeholder reward: within one rollout the
+policy is fixed, so every episode of a rollout can be sampled before any of them is evaluated, and the
+driver may evaluate them in parallel (``--workers N``). Before PPO computes returns at the end of the
+rollout, the buffer waits for the real rewards (``tell``, in any order) and writes them into the terminal
+steps. With ``gamma = gae_lambda = 1`` and a reward only at the end of an episode this is exactly the
+update a blocking env would give. The driver, not SB3 timesteps, decides when the search stops.
+
+Proposals depend only on the seed and on the rewards of earlier rollouts, never on timing, so runs stay
+deterministic for a given seed whatever the number of workers (only the order of evaluation may differ).
 """
 
 from __future__ import annotations
 
 import bisect
 import logging
-import queue
 import threading
+from collections import deque
 from typing import Any
 
 import numpy as np
 import torch
 from rlnas_envs.architecture_search import ArchitectureSearchEnv
 from sb3_contrib import MaskablePPO
+from sb3_contrib.common.maskable.buffers import MaskableRolloutBuffer
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import KVWriter, Logger, TensorBoardOutputFormat
-from stable_baselines3.common.monitor import Monitor
+from stable_baselines3.common.vec_env import DummyVecEnv
 
 from rlnas.evaluation.base import Evaluation
 from rlnas.space.core import Architecture, EvaluatedPrefixes
 from rlnas.store import TrialRecord
-from rlnas.strategies.base import Strategy, StrategyContext, StrategyExhausted
+from rlnas.strategies.base import Strategy, StrategyContext, StrategyExhausted, WaitForResults
 
 log = logging.getLogger(__name__)
 
-_STOP = object()
-
 
 class _StopLearning(Exception):
-    """Raised inside the env to end ``learn()`` when the driver closes the strategy."""
+    """Raised inside the PPO thread to end ``learn()`` when the driver closes the strategy."""
 
 
 class _Bridge:
-    """The env's evaluator in the PPO thread: hands the architecture over and waits for the reward."""
+    """Hand-offs between the PPO thread (``evaluate``, ``collect``) and the driver (``ask``, ``tell``).
 
-    def __init__(self) -> None:
-        self.proposals: queue.Queue[tuple[str, Any]] = queue.Queue()
-        self.results: queue.Queue[Any] = queue.Queue()
-        # held by the PPO thread while it computes; released while it waits for an evaluation
+    The PPO thread only runs while the driver waits in ``ask`` (``demand``): the two threads never
+    compute at the same time, so a child trained in the search process never shares the global torch
+    RNG with the controller. ``busy`` is held by the PPO thread except while it waits, so ``policy_mode``
+    and ``save`` see a consistent model.
+    """
+
+    def __init__(self, exclude: EvaluatedPrefixes | None) -> None:
+        self.exclude = exclude
+        self.cond = threading.Condition()
         self.busy = threading.RLock()
+        self.demand = 0  # proposals the driver waits for
+        self.proposals: deque[Architecture] = deque()
+        self.issued: dict[str, deque[int]] = {}  # arch key -> tokens handed to the driver, not yet told
+        self.rewards: dict[int, Evaluation] = {}
+        self.rollout: list[int] = []  # tokens of this rollout's finished episodes, in order
+        self.collecting: list[int] | None = None  # tokens the PPO thread waits for at the end of a rollout
+        self.tokens = 0
+        self.stopping = False
+        self.ended: tuple[str, BaseException | None] | None = None
 
-    def evaluate(self, arch: Architecture) -> Evaluation:
+    # -- PPO thread ----------------------------------------------------------------------------------
+    def _pause_until(self, ready: Any) -> None:
+        """Wait (holding ``cond``, releasing ``busy``) until ``ready()``; raise when stopping."""
         self.busy.release()
         try:
-            self.proposals.put(("ask", arch))
-            result = self.results.get()
+            while not self.stopping and not ready():
+                self.cond.wait()
         finally:
             self.busy.acquire()
-        if result is _STOP:
+        if self.stopping:
             raise _StopLearning
-        return result  # type: ignore[no-any-return]
+
+    def evaluate(self, arch: Architecture) -> Evaluation:
+        """The env's evaluator: hand the architecture to the driver; the reward follows in ``collect``."""
+        if self.exclude is not None:
+            self.exclude.add(arch)  # pending counts as evaluated: no duplicates within a rollout
+        with self.cond:
+            token = self.tokens
+            self.tokens += 1
+            self.rollout.append(token)
+            self.issued.setdefault(arch.key, deque()).append(token)
+            self.proposals.append(arch)
+            self.demand = max(0, self.demand - 1)
+            self.cond.notify_all()
+            self._pause_until(lambda: self.demand > 0)
+        return Evaluation(reward=0.0)
+
+    def collect(self) -> list[Evaluation]:
+        """Wait for the evaluations of this rollout's episodes; returns them in episode order."""
+        with self.cond:
+            tokens, self.rollout = self.rollout, []
+            self.collecting = tokens
+            self.cond.notify_all()
+            try:
+                self._pause_until(lambda: self.demand > 0 and all(t in self.rewards for t in tokens))
+            finally:
+                self.collecting = None
+            return [self.rewards.pop(t) for t in tokens]
+
+    def end(self, kind: str, error: BaseException | None = None) -> None:
+        with self.cond:
+            self.ended = (kind, error)
+            self.cond.notify_all()
+
+    # -- driver thread -------------------------------------------------------------------------------
+    def ask(self) -> Architecture:
+        with self.cond:
+            asked = False
+            while True:
+                if self.proposals:
+                    return self.proposals.popleft()
+                if self.ended is not None:
+                    kind, error = self.ended
+                    if kind == "error":
+                        raise RuntimeError(f"the PPO controller failed: {error!r}") from error
+                    raise StrategyExhausted("the PPO controller stopped")
+                if self.collecting is not None and any(t not in self.rewards for t in self.collecting):
+                    self.demand = 0
+                    raise WaitForResults("the PPO update needs the evaluations of its rollout")
+                if not asked:
+                    self.demand += 1
+                    asked = True
+                    self.cond.notify_all()
+                self.cond.wait()
+
+    def tell(self, arch: Architecture, evaluation: Evaluation) -> None:
+        with self.cond:
+            tokens = self.issued.get(arch.key)
+            if not tokens:
+                raise RuntimeError(f"the PPO controller did not propose {arch.key} (or it was told already)")
+            self.rewards[tokens.popleft()] = evaluation
+            if not tokens:
+                del self.issued[arch.key]
+            self.cond.notify_all()
+
+    def stop(self) -> None:
+        with self.cond:
+            self.stopping = True
+            self.cond.notify_all()
+
+
+class _DeferredRewardBuffer(MaskableRolloutBuffer):
+    """A rollout buffer that fills in the terminal rewards (``fill``) before computing returns."""
+
+    fill: Any = None
+
+    def compute_returns_and_advantage(self, last_values: torch.Tensor, dones: np.ndarray) -> None:
+        if self.fill is not None:
+            self.fill(self)
+        super().compute_returns_and_advantage(last_values, dones)
 
 
 class _NoEvaluation:
@@ -93,7 +191,8 @@ class RewardShaper:
 
 
 class _AfterUpdate(BaseCallback):
-    """After each PPO update: log the policy and checkpoint the controller."""
+    """Notes where each finished episode sits in the rollout buffer; after each PPO update, logs the
+    policy and checkpoints the controller."""
 
     def __init__(self, strategy: PPOStrategy) -> None:
         super().__init__()
@@ -101,11 +200,14 @@ class _AfterUpdate(BaseCallback):
         self.updates = 0
 
     def _on_rollout_start(self) -> None:
+        self.strategy.terminal_positions = []
         if self.num_timesteps > 0:
             self.updates += 1
             self.strategy.after_update(self.updates)
 
     def _on_step(self) -> bool:
+        if self.locals["dones"][0] and "evaluation" in self.locals["infos"][0]:
+            self.strategy.terminal_positions.append(self.strategy.model.rollout_buffer.pos)
         return True
 
 
@@ -116,15 +218,16 @@ class PPOStrategy(Strategy):
         super().__init__(ctx)
         cfg = ctx.config.strategy.ppo
         self.cfg = cfg
-        self._bridge = _Bridge()
         self._shaper = RewardShaper(cfg.reward_normalization, cfg.rank_exponent)
         self.evaluated = EvaluatedPrefixes(self.space) if cfg.mask_evaluated else None
+        self._bridge = _Bridge(self.evaluated)
+        self.terminal_positions: list[int] = []
         self.env = ArchitectureSearchEnv(self.space, evaluator=self._bridge, exclude=self.evaluated)
         self.episode_steps = sum(1 for d in self.space.decisions if len(d.choices) > 1) or 1
         n_steps = cfg.episodes_per_update * self.episode_steps
         self.model = MaskablePPO(
             "MlpPolicy",
-            Monitor(self.env),
+            DummyVecEnv([lambda: self.env]),  # no Monitor: episode rewards arrive after the episode
             learning_rate=cfg.learning_rate,
             n_steps=n_steps,
             batch_size=max(1, n_steps // cfg.minibatches),
@@ -139,7 +242,9 @@ class PPOStrategy(Strategy):
             seed=ctx.seed,
             device="cpu",
             verbose=0,
+            rollout_buffer_class=_DeferredRewardBuffer,
         )
+        self.model.rollout_buffer.fill = self._fill_rewards  # type: ignore[attr-defined]
         self.checkpoint = None if ctx.run_dir is None else ctx.run_dir / "controller" / "ppo.zip"
         if self.checkpoint is not None and self.checkpoint.exists():
             self.model.set_parameters(str(self.checkpoint), device="cpu")
@@ -156,12 +261,20 @@ class PPOStrategy(Strategy):
             try:
                 self.model.learn(total_timesteps=2**62, callback=_AfterUpdate(self), reset_num_timesteps=False)
             except _StopLearning:
-                message: tuple[str, Any] = ("stopped", None)
+                self._bridge.end("stopped")
             except BaseException as err:  # noqa: BLE001 - handed to the driver's thread, which re-raises
-                message = ("error", err)
+                self._bridge.end("error", err)
             else:
-                message = ("stopped", None)
-        self._bridge.proposals.put(message)
+                self._bridge.end("stopped")
+
+    def _fill_rewards(self, buffer: MaskableRolloutBuffer) -> None:
+        """In the PPO thread, at the end of a rollout: the shaped rewards into the terminal steps."""
+        evaluations = self._bridge.collect()
+        for evaluation in evaluations:
+            if not evaluation.cached:
+                self._shaper.add(float(evaluation.reward))
+        for position, evaluation in zip(self.terminal_positions, evaluations, strict=True):
+            buffer.rewards[position, 0] = self._shaper(float(evaluation.reward))
 
     def after_update(self, updates: int) -> None:
         arch, probability, table = self.policy_mode()
@@ -174,22 +287,11 @@ class PPOStrategy(Strategy):
         if self._thread is None:
             self._thread = threading.Thread(target=self._learn, name="rlnas-ppo", daemon=True)
             self._thread.start()
-        kind, payload = self._bridge.proposals.get()
-        if kind == "error":
-            raise RuntimeError(f"the PPO controller failed: {payload!r}") from payload
-        if kind != "ask":
-            raise StrategyExhausted("the PPO controller stopped")
-        return payload  # type: ignore[no-any-return]
+        return self._bridge.ask()
 
     def tell(self, arch: Architecture, evaluation: Evaluation) -> None:
         self.trials_told += 1
-        reward = float(evaluation.reward)
-        if not evaluation.cached:
-            self._shaper.add(reward)
-        if self.evaluated is not None:
-            self.evaluated.add(arch)
-        reward = self._shaper(reward)
-        self._bridge.results.put(Evaluation(reward, evaluation.status, evaluation.metrics, evaluation.error))
+        self._bridge.tell(arch, evaluation)
 
     def warm_start(self, records: list[TrialRecord]) -> None:
         """After a resume: the policy comes from the checkpoint; reward ranks and masks from the trials."""
@@ -232,7 +334,7 @@ class PPOStrategy(Strategy):
 
     def close(self) -> None:
         if self._thread is not None and self._thread.is_alive():
-            self._bridge.results.put(_STOP)
+            self._bridge.stop()
             self._thread.join(timeout=60)
         self._thread = None
         self.save()

@@ -1,0 +1,404 @@
+"""Where child evaluations run: in the search process, in worker processes, or as Ray actors.
+
+Every executor has the same small interface the search loop drives: ``submit`` a job while fewer than
+``capacity`` are running, ``wait`` for at least one to finish. Workers build their evaluator once from a
+picklable factory (for real training: load the dataset, build the trainer) and keep it for every child.
+
+Failure isolation: in ``process`` and ``ray`` executors, a child that raises, a worker that dies (e.g. the
+kernel's OOM killer) and a child still running ``training.max_minutes_per_child`` plus
+``execution.kill_grace_seconds`` after it started all become FAILED evaluations; the worker is killed
+if needed and replaced, and the search goes on. (The in-process executor checks the time limit between
+batches only; it cannot kill a child stuck inside one step.)
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import multiprocessing
+import os
+import signal
+import tempfile
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection, wait
+from typing import Any
+
+from rlnas.config import RunConfig
+from rlnas.errors import ConfigError
+from rlnas.evaluation.base import FAILED, Evaluation, Evaluator
+from rlnas.space.core import Architecture
+
+log = logging.getLogger(__name__)
+
+EvaluatorFactory = Callable[[], Evaluator]
+
+
+def evaluate(evaluator: Evaluator, arch: Architecture, fidelity: float) -> Evaluation:
+    """One evaluation, at a fidelity if the evaluator supports it."""
+    if getattr(evaluator, "supports_fidelity", False):
+        return evaluator.evaluate(arch, fidelity)  # type: ignore[call-arg]
+    return evaluator.evaluate(arch)
+
+
+def failed(error: str, seconds: float, reward: float) -> Evaluation:
+    return Evaluation(reward=reward, status=FAILED, metrics={"duration_s": seconds}, error=error)
+
+
+def _given(evaluator: Evaluator) -> Evaluator:
+    return evaluator
+
+
+def given(evaluator: Evaluator) -> EvaluatorFactory:
+    """A picklable factory for an evaluator object that is itself picklable (tables, fakes)."""
+    return functools.partial(_given, evaluator)
+
+
+@dataclass(frozen=True)
+class TrainingEvaluatorFactory:
+    """Builds the real-training evaluator of a run in a worker (dataset loaded there, once)."""
+
+    config: RunConfig
+    max_complexity: float
+
+    def __call__(self) -> Evaluator:
+        from rlnas.driver import prepare
+        from rlnas.evaluation.trainer import Objective, TrainingEvaluator
+
+        prepared = prepare(self.config)
+        objective = Objective(self.config.objective, self.max_complexity)
+        return TrainingEvaluator(prepared.trainer, objective, self.config.seed)
+
+
+@dataclass
+class Job:
+    key: str
+    arch: Architecture
+    fidelity: float
+    started: float = field(default_factory=time.monotonic)
+
+
+class Executor:
+    """Runs up to ``capacity`` jobs at a time."""
+
+    capacity = 1
+
+    def submit(self, job: Job) -> None:
+        raise NotImplementedError
+
+    def wait(self) -> list[tuple[Job, Evaluation]]:
+        """Block until at least one submitted job has finished; return the finished ones."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Stop the workers (jobs still running are abandoned)."""
+
+
+class InProcess(Executor):
+    """Evaluates in the search process, one child at a time (deterministic, no start-up cost)."""
+
+    def __init__(self, evaluator: Evaluator) -> None:
+        self.evaluator = evaluator
+        self.job: Job | None = None
+
+    def submit(self, job: Job) -> None:
+        assert self.job is None, "the in-process executor runs one job at a time"
+        self.job = job
+
+    def wait(self) -> list[tuple[Job, Evaluation]]:
+        job, self.job = self.job, None
+        assert job is not None, "wait() without a submitted job"
+        return [(job, evaluate(self.evaluator, job.arch, job.fidelity))]
+
+
+def _set_threads(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def _evaluate_isolated(evaluator: Evaluator, arch: Architecture, fidelity: float, failure_reward: float) -> Evaluation:
+    """In a worker: any exception of a child becomes a FAILED evaluation with its traceback's last line."""
+    start = time.perf_counter()
+    try:
+        return evaluate(evaluator, arch, fidelity)
+    except Exception as err:  # noqa: BLE001 - a failing child is a failed trial, never a dead worker
+        log.warning("child %s raised:\n%s", arch.key, traceback.format_exc())
+        return failed(f"{type(err).__name__}: {err}", time.perf_counter() - start, failure_reward)
+
+
+def _worker_main(conn: Connection, factory: EvaluatorFactory, threads: int, failure_reward: float) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the search process's to handle
+    _set_threads(threads)
+    evaluator = factory()
+    conn.send("ready")
+    while True:
+        try:
+            message = conn.recv()
+        except EOFError:
+            return
+        if message is None:
+            return
+        arch, fidelity = message
+        conn.send(_evaluate_isolated(evaluator, arch, fidelity, failure_reward))
+
+
+@dataclass
+class _Worker:
+    process: Any
+    conn: Connection
+    job: Job | None = None
+
+
+class ProcessPool(Executor):
+    """``workers`` spawned processes, each evaluating one child at a time with ``threads`` torch threads."""
+
+    def __init__(
+        self, factory: EvaluatorFactory, workers: int, threads: int, time_limit: float | None, failure_reward: float
+    ) -> None:
+        self.factory = factory
+        self.failure_reward = failure_reward
+        self.threads = threads
+        self.time_limit = time_limit
+        self.capacity = workers
+        self.context = multiprocessing.get_context("spawn")  # no fork of a process with threads
+        self.workers = [self._start() for _ in range(workers)]
+        for worker in self.workers:
+            self._ready(worker)
+
+    def _start(self) -> _Worker:
+        parent, child = self.context.Pipe()
+        process = self.context.Process(
+            target=_worker_main,
+            args=(child, self.factory, self.threads, self.failure_reward),
+            name="rlnas-worker",
+            daemon=True,
+        )
+        process.start()
+        child.close()
+        return _Worker(process, parent)
+
+    def _ready(self, worker: _Worker) -> None:
+        try:
+            worker.conn.recv()
+        except EOFError:
+            worker.process.join()
+            raise RuntimeError(
+                f"a worker process could not start (exit code {worker.process.exitcode}); "
+                "see the messages above, or run with --workers 1 to see the error in the search process"
+            ) from None
+
+    def _replace(self, worker: _Worker) -> None:
+        if worker.process.is_alive():
+            worker.process.kill()
+        worker.process.join()
+        worker.conn.close()
+        index = self.workers.index(worker)
+        self.workers[index] = fresh = self._start()
+        self._ready(fresh)
+        log.warning("worker process replaced (pid %s -> %s)", worker.process.pid, fresh.process.pid)
+
+    def submit(self, job: Job) -> None:
+        worker = next(w for w in self.workers if w.job is None)
+        worker.job = job
+        job.started = time.monotonic()
+        worker.conn.send((job.arch, job.fidelity))
+
+    def wait(self) -> list[tuple[Job, Evaluation]]:
+        busy = [w for w in self.workers if w.job is not None]
+        assert busy, "wait() without a submitted job"
+        while True:
+            timeout = None
+            if self.time_limit is not None:
+                oldest = min(w.job.started for w in busy if w.job is not None)
+                timeout = max(0.0, oldest + self.time_limit - time.monotonic())
+            ready = set(wait([w.conn for w in busy] + [w.process.sentinel for w in busy], timeout))
+            done: list[tuple[Job, Evaluation]] = []
+            for worker in busy:
+                job = worker.job
+                assert job is not None
+                seconds = time.monotonic() - job.started
+                if worker.conn in ready or worker.conn.poll():  # poll: finished while another was replaced
+                    try:
+                        done.append((job, worker.conn.recv()))
+                        worker.job = None
+                        continue
+                    except (EOFError, OSError):
+                        pass  # died while answering: handled as a dead worker below
+                if worker.process.sentinel in ready or not worker.process.is_alive():
+                    worker.process.join(timeout=5)
+                    code = worker.process.exitcode
+                    error = f"worker process died (exit code {code}) while training the child"
+                    done.append((job, failed(error, seconds, self.failure_reward)))
+                elif self.time_limit is not None and seconds >= self.time_limit:
+                    error = f"killed after {seconds:.0f} s (hard time limit {self.time_limit:.0f} s)"
+                    done.append((job, failed(error, seconds, self.failure_reward)))
+                else:
+                    continue
+                worker.job = None
+                self._replace(worker)
+            if done:
+                return done
+
+    def close(self) -> None:
+        for worker in self.workers:
+            try:
+                if worker.job is None and worker.process.is_alive():
+                    worker.conn.send(None)
+            except OSError:
+                pass
+        for worker in self.workers:
+            worker.process.join(timeout=5 if worker.job is None else 0)
+            if worker.process.is_alive():
+                worker.process.kill()
+                worker.process.join()
+            worker.conn.close()
+        self.workers = []
+
+
+class _RayWorker:
+    """A Ray actor holding one evaluator."""
+
+    def __init__(self, factory: EvaluatorFactory, threads: int, failure_reward: float) -> None:
+        _set_threads(threads)
+        self.evaluator = factory()
+        self.failure_reward = failure_reward
+
+    def evaluate(self, arch: Architecture, fidelity: float) -> Evaluation:
+        return _evaluate_isolated(self.evaluator, arch, fidelity, self.failure_reward)
+
+
+class RayExecutor(Executor):
+    """``workers`` Ray actors on an existing cluster (``address``) or a local instance; each actor asks for
+    ``threads`` CPUs and, where the cluster has GPUs, one GPU."""
+
+    def __init__(
+        self,
+        factory: EvaluatorFactory,
+        workers: int,
+        threads: int,
+        time_limit: float | None,
+        address: str | None,
+        temp_dir: str | None,
+        failure_reward: float,
+    ) -> None:
+        self.failure_reward = failure_reward
+        try:
+            import ray
+        except ImportError:
+            raise ConfigError(
+                "execution.executor=ray needs Ray: pip install -e '.[ray]' (or pip install 'rlnas[ray]')"
+            ) from None
+        self.ray = ray
+        self.capacity = workers
+        self.time_limit = time_limit
+        self.started_ray = not ray.is_initialized()
+        self.link: str | None = None
+        if self.started_ray:
+            if address is None:
+                os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+                ray.init(
+                    num_cpus=workers * threads,
+                    include_dashboard=False,
+                    _temp_dir=None if temp_dir is None else self._short_path(temp_dir),
+                    log_to_driver=False,
+                    configure_logging=False,
+                )
+            else:
+                ray.init(address=address, log_to_driver=False, configure_logging=False)
+        gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
+        self.actor_class = ray.remote(num_cpus=threads, num_gpus=gpus)(_RayWorker)
+        self.factory = factory
+        self.threads = threads
+        self.actors = [self._start() for _ in range(workers)]
+        self.running: dict[Any, tuple[Any, Job]] = {}  # object ref -> (actor, job)
+        log.info("Ray: %d actors, %d CPUs and %d GPU each, cluster %s", workers, threads, gpus, ray.cluster_resources())
+
+    def _short_path(self, temp_dir: str) -> str:
+        """Ray's sockets live in ``temp_dir/session_<time>_<pid>/sockets/``, and a Unix socket path may
+        not exceed 107 bytes: a longer ``temp_dir`` is reached through a short symlink (removed at close)."""
+        path = os.path.abspath(temp_dir)
+        os.makedirs(path, exist_ok=True)
+        if len(path) + len("/session_2026-01-01_00-00-00_000000_0000000/sockets/plasma_store") <= 107:
+            return path
+        self.link = os.path.join(tempfile.gettempdir(), f"rlnas-ray-{os.getpid()}-{id(self):x}")
+        os.symlink(path, self.link)
+        return self.link
+
+    def _start(self) -> Any:
+        return self.actor_class.remote(self.factory, self.threads, self.failure_reward)
+
+    def submit(self, job: Job) -> None:
+        busy = {id(actor) for actor, _ in self.running.values()}
+        actor = next(a for a in self.actors if id(a) not in busy)
+        job.started = time.monotonic()
+        self.running[actor.evaluate.remote(job.arch, job.fidelity)] = (actor, job)
+
+    def _replace(self, actor: Any) -> None:
+        self.ray.kill(actor)
+        self.actors[self.actors.index(actor)] = self._start()
+        log.warning("Ray actor replaced")
+
+    def wait(self) -> list[tuple[Job, Evaluation]]:
+        assert self.running, "wait() without a submitted job"
+        while True:
+            timeout = None
+            if self.time_limit is not None:
+                oldest = min(job.started for _, job in self.running.values())
+                timeout = max(0.0, oldest + self.time_limit - time.monotonic())
+            ready, _ = self.ray.wait(list(self.running), num_returns=1, timeout=timeout)
+            done: list[tuple[Job, Evaluation]] = []
+            for ref in ready:
+                actor, job = self.running.pop(ref)
+                try:
+                    done.append((job, self.ray.get(ref)))
+                except self.ray.exceptions.RayError as err:
+                    seconds = time.monotonic() - job.started
+                    error = f"Ray worker failed: {type(err).__name__}: {err}"
+                    done.append((job, failed(error, seconds, self.failure_reward)))
+                    self._replace(actor)
+            if self.time_limit is not None:
+                for ref, (actor, job) in list(self.running.items()):
+                    seconds = time.monotonic() - job.started
+                    if seconds >= self.time_limit:
+                        del self.running[ref]
+                        error = f"killed after {seconds:.0f} s (hard time limit {self.time_limit:.0f} s)"
+                        done.append((job, failed(error, seconds, self.failure_reward)))
+                        self._replace(actor)
+            if done:
+                return done
+
+    def close(self) -> None:
+        for actor in self.actors:
+            self.ray.kill(actor)
+        self.actors = []
+        self.running = {}
+        if self.started_ray:
+            self.ray.shutdown()
+        if self.link is not None:
+            os.unlink(self.link)
+            self.link = None
+
+
+def make_executor(run: RunConfig, evaluator: Evaluator, factory: EvaluatorFactory) -> Executor:
+    """The executor the run's config asks for; ``factory`` rebuilds ``evaluator`` in a worker."""
+    config = run.execution
+    kind = config.executor
+    if kind == "auto":
+        kind = "inprocess" if config.workers == 1 else "process"
+    if kind == "inprocess":
+        if config.workers > 1:
+            raise ConfigError(
+                f"execution.executor=inprocess runs one child at a time, but execution.workers={config.workers}; "
+                "use executor process or ray for parallel workers"
+            )
+        return InProcess(evaluator)
+    threads = config.threads_per_worker or max(1, (os.cpu_count() or 1) // config.workers)
+    minutes = run.training.max_minutes_per_child
+    limit = None if minutes is None else minutes * 60.0 + config.kill_grace_seconds
+    reward = run.objective.failure_reward
+    if kind == "process":
+        return ProcessPool(factory, config.workers, threads, limit, reward)
+    return RayExecutor(factory, config.workers, threads, limit, config.ray_address, config.ray_temp_dir, reward)

@@ -1,0 +1,133 @@
+"""Parallel child evaluation: worker processes and Ray actors, failure isolation in workers."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from rlnas.driver import Search, prepare
+from rlnas.evaluation import COMPLETE, FAILED, SyntheticEvaluator
+from rlnas.evaluation.base import Evaluation
+from rlnas.space.core import Architecture, SearchSpace
+from rlnas.strategies import STRATEGIES
+from tests.conftest import tiny_config
+
+
+def _search(tmp_path: Path, name: str, *overrides: str, evaluator: object | None = None) -> tuple[Search, object]:
+    config = tiny_config("logging.tensorboard=false", *overrides)
+    prepared = prepare(config)
+    evaluator = evaluator if evaluator is not None else SyntheticEvaluator(prepared.space)
+    return Search(config, tmp_path / name, evaluator=evaluator, space=prepared.space), evaluator  # type: ignore[arg-type]
+
+
+def _run(tmp_path: Path, name: str, *overrides: str, evaluator: object | None = None) -> list:
+    search, _ = _search(tmp_path, name, *overrides, evaluator=evaluator)
+    result = search.run()
+    trials = search.store.trials()
+    search.close()
+    assert result.evaluations == len(trials)
+    return trials
+
+
+@pytest.mark.parametrize("strategy", sorted(STRATEGIES))
+def test_every_strategy_runs_with_two_worker_processes(tmp_path: Path, strategy: str) -> None:
+    trials = _run(tmp_path, "run", f"strategy.name={strategy}", "budget.evaluations=12", "execution.workers=2")
+    assert sum(t.metrics.get("fidelity", 1.0) for t in trials) == pytest.approx(12)
+    assert len({(t.key, t.metrics.get("fidelity", 1.0)) for t in trials}) == len(trials)
+    assert all(t.status == COMPLETE for t in trials)
+
+
+@pytest.mark.parametrize("strategy", ["ppo", "random"])
+def test_parallel_runs_propose_the_same_architectures_as_sequential_ones(tmp_path: Path, strategy: str) -> None:
+    """PPO's proposals depend on the seed and on whole rollouts only, never on which child finishes
+    first: with 2 workers the evaluated set is the one of the sequential run (the order may differ)."""
+    budget = ["budget.evaluations=16", "strategy.ppo.episodes_per_update=4", f"strategy.name={strategy}"]
+    one = _run(tmp_path, "one", *budget)
+    two = _run(tmp_path, "two", *budget, "execution.workers=2")
+    assert {t.key for t in one} == {t.key for t in two}
+    assert len(one) == len(two) == 16
+
+
+def test_real_children_train_in_two_worker_processes(tmp_path: Path) -> None:
+    config = tiny_config("execution.workers=2", "budget.evaluations=4", "strategy.name=random")
+    search = Search(config, tmp_path / "run")
+    search.run()
+    trials = search.store.trials()
+    search.close()
+    assert len(trials) == 4 and all(t.status == COMPLETE for t in trials)
+    assert all(0.0 < t.metrics["val_accuracy"] <= 1.0 and t.metrics["params"] > 0 for t in trials)
+
+
+class KillerEvaluator(SyntheticEvaluator):
+    """Kills its own worker process (like the OOM killer would) on every ``nth`` call, or hangs."""
+
+    def __init__(self, space: SearchSpace, how: str, nth: int = 3) -> None:
+        super().__init__(space)
+        self.how = how
+        self.nth = nth
+
+    def evaluate(self, arch: Architecture) -> Evaluation:
+        self.calls += 1
+        if self.calls % self.nth == 0:
+            if self.how == "kill":
+                os.kill(os.getpid(), signal.SIGKILL)
+            elif self.how == "hang":
+                time.sleep(3600)
+            else:
+                raise TypeError("a bug in the child's code")
+        return super().evaluate(arch)
+
+
+@pytest.mark.parametrize("how", ["kill", "hang", "raise"])
+def test_dead_hung_or_raising_workers_are_failed_trials_and_replaced(tmp_path: Path, how: str) -> None:
+    space = prepare(tiny_config()).space
+    overrides = [
+        "strategy.name=random",
+        "budget.evaluations=8",
+        "execution.workers=2",
+        "training.max_minutes_per_child=0.001",  # with the grace below: killed after 1.06 s
+        "execution.kill_grace_seconds=1",
+        "objective.failure_reward=-1",
+    ]
+    start = time.monotonic()
+    trials = _run(tmp_path, "run", *overrides, evaluator=KillerEvaluator(space, how))
+    assert time.monotonic() - start < 120
+    failed = [t for t in trials if t.status == FAILED]
+    assert len(trials) == 8 and 1 <= len(failed) < 8
+    expected = {"kill": "worker process died (exit code -9)", "hang": "hard time limit", "raise": "TypeError"}[how]
+    assert all(expected in (t.error or "") and t.reward == -1 for t in failed), [(t.error, t.reward) for t in failed]
+    assert all(t.status == COMPLETE for t in trials if t not in failed)
+
+
+def test_inprocess_executor_refuses_several_workers(tmp_path: Path) -> None:
+    from rlnas.errors import ConfigError
+
+    search, _ = _search(tmp_path, "run", "execution.workers=2", "execution.executor=inprocess")
+    with pytest.raises(ConfigError, match="execution.workers=2"):
+        search.run()
+    search.close()
+
+
+def test_ray_executor_on_a_local_instance(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Real children as Ray actors on a local 2-CPU instance whose files stay under tmp_path."""
+    pytest.importorskip("ray", reason="Ray is an optional extra: pip install -e '.[ray]' (CI installs it)")
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    ray_dir = tmp_path / "ray"
+    config = tiny_config(
+        "execution.executor=ray",
+        "execution.workers=2",
+        "execution.threads_per_worker=1",
+        f"execution.ray_temp_dir={ray_dir}",
+        "budget.evaluations=4",
+        "strategy.name=ppo",
+    )
+    search = Search(config, tmp_path / "run")
+    search.run()
+    trials = search.store.trials()
+    search.close()
+    assert len(trials) == 4 and all(t.status == COMPLETE for t in trials), [t.error for t in trials]
+    assert any(ray_dir.iterdir()), "Ray kept its files elsewhere"
