@@ -48,6 +48,7 @@ class ObjectiveConfig(_Section):
     complexity: Literal["params", "flops", "latency"] = "params"
     lambda_: float = Field(0.02, ge=0.0, alias="lambda")
     failure_reward: float = 0.0
+    max_params: int | None = Field(None, ge=1)  # hard limit: larger children are INFEASIBLE, never trained
 
 
 class BudgetConfig(_Section):

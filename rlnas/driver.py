@@ -19,7 +19,7 @@ from pathlib import Path
 from rlnas.config import RunConfig, load_config
 from rlnas.data import Dataset, load_dataset
 from rlnas.errors import ConfigError, RunDirError
-from rlnas.evaluation.base import COMPLETE, Evaluator
+from rlnas.evaluation.base import COMPLETE, FAILED, INFEASIBLE, Evaluator
 from rlnas.evaluation.trainer import ChildTrainer, Objective, TrainingEvaluator
 from rlnas.execution import EvaluatorFactory, Job, TrainingEvaluatorFactory, given, make_executor
 from rlnas.space import SearchSpace, build_space
@@ -210,8 +210,9 @@ class Search:
         start = time.monotonic()
         multi_fidelity = bool(getattr(self.evaluator, "supports_fidelity", False))
         cache: dict[str, TrialRecord] = {_cache_key(t.key, t.metrics.get("fidelity", 1.0)): t for t in self.store}
-        evaluations = len(cache)
-        spent = sum(float(t.metrics.get("fidelity", 1.0)) for t in cache.values())
+        trained = [t for t in cache.values() if t.status != INFEASIBLE]  # infeasible ones cost no budget
+        evaluations = len(trained)
+        spent = sum(float(t.metrics.get("fidelity", 1.0)) for t in trained)
         running: dict[str, tuple[Job, list[Architecture], float]] = {}  # key -> (job, re-proposals, wall time)
         committed = 0.0  # budget of the evaluations running
         repeats = failures = proposals = 0
@@ -247,9 +248,8 @@ class Search:
                         else:
                             running[key][1].append(arch)  # told when the running evaluation finishes
                         if repeats >= MAX_CONSECUTIVE_REPEATS:
-                            stop_reason = f"{repeats} proposals in a row were already evaluated (converged)"
+                            stop_reason = f"{repeats} proposals in a row were evaluated already or infeasible"
                         continue
-                    repeats = 0
                     job = Job(key, arch, fidelity)
                     running[key] = (job, [], time.time())
                     executor.submit(job)
@@ -261,13 +261,19 @@ class Search:
                     committed -= job.fidelity
                     record = self.store.append(job.arch, evaluation, self.strategy.name, started)
                     cache[job.key] = record
-                    evaluations += 1
-                    spent += job.fidelity
+                    if record.status == INFEASIBLE:
+                        repeats += 1  # nothing trained: guarded like a re-proposal
+                        if repeats >= MAX_CONSECUTIVE_REPEATS and stop_reason is None:
+                            stop_reason = f"{repeats} proposals in a row were evaluated already or infeasible"
+                    else:
+                        repeats = 0
+                        evaluations += 1
+                        spent += job.fidelity
                     self.logger.trial(record)
                     self.strategy.tell(job.arch, evaluation)
                     for arch in waiting:
                         self.strategy.tell(arch, record.evaluation(cached=True))
-                    failures = 0 if record.status == COMPLETE else failures + 1
+                    failures = failures + 1 if record.status == FAILED else 0
                     log.info(
                         "trial %d %s reward %.4f %s", record.number, record.status, record.reward, job.arch.describe()
                     )

@@ -123,3 +123,20 @@ def test_hyperband_trains_at_lower_fidelity_and_pays_pro_rata(tmp_path: Path) ->
     assert sum(spent) >= 2 - 1e-9 and sum(spent[:-1]) < 2 - 1e-9
     assert len(trials) > 2  # cheap rungs cost a third of an evaluation each
     assert result.evaluations == len(trials)
+
+
+def test_children_over_max_params_are_infeasible_untrained_and_cost_no_budget(tmp_path: Path) -> None:
+    from rlnas.evaluation import INFEASIBLE
+
+    config = tiny_config("strategy.name=random", "budget.evaluations=3", "objective.max_params=3000")
+    search = Search(config, tmp_path / "run")
+    result = search.run()
+    trials = search.store.trials()
+    search.close()
+    infeasible = [t for t in trials if t.status == INFEASIBLE]
+    trained = [t for t in trials if t.status == COMPLETE]
+    assert len(trained) == result.evaluations == 3
+    assert infeasible, "the tiny space has children over 3000 parameters; some should have been proposed"
+    assert all(t.metrics["params"] > 3000 and "objective.max_params=3000" in (t.error or "") for t in infeasible)
+    assert all(t.metrics["params"] <= 3000 and "train_seconds" in t.metrics for t in trained)
+    assert all("train_seconds" not in t.metrics for t in infeasible)

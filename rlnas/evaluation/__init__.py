@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from rlnas.evaluation.base import COMPLETE, FAILED, Evaluation, Evaluator, SyntheticEvaluator
+from rlnas.evaluation.base import COMPLETE, FAILED, INFEASIBLE, Evaluation, Evaluator, SyntheticEvaluator
 
-__all__ = ["COMPLETE", "FAILED", "Evaluation", "Evaluator", "SyntheticEvaluator"]
+__all__ = ["COMPLETE", "FAILED", "INFEASIBLE", "Evaluation", "Evaluator", "SyntheticEvaluator"]

@@ -12,6 +12,7 @@ from rlnas.space.core import Architecture, SearchSpace
 
 COMPLETE = "COMPLETE"
 FAILED = "FAILED"
+INFEASIBLE = "INFEASIBLE"  # violates a hard constraint (objective.max_params); rejected without training
 
 
 @dataclass(frozen=True)

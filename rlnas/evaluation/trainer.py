@@ -13,7 +13,7 @@ from torch import nn
 from rlnas.config import ObjectiveConfig, TrainingConfig
 from rlnas.data import Dataset
 from rlnas.errors import ChildFailure, InvalidArchitecture
-from rlnas.evaluation.base import COMPLETE, FAILED, Evaluation
+from rlnas.evaluation.base import COMPLETE, FAILED, INFEASIBLE, Evaluation
 from rlnas.evaluation.train import TrainSettings, accuracy, resolve_device, train_model
 from rlnas.models.complexity import count_flops, count_params, cpu_latency_ms, largest_architecture
 from rlnas.models.families import build_model, with_normalization
@@ -125,6 +125,16 @@ class TrainingEvaluator:
         fidelity = self.effective_fidelity(fidelity)
         epochs = round(fidelity * self.trainer.training.epochs)
         start = time.perf_counter()
+        limit = self.objective.config.max_params
+        if limit is not None:
+            params = count_params(self.trainer.build(arch))
+            if params > limit:
+                return Evaluation(
+                    reward=self.objective.config.failure_reward,
+                    status=INFEASIBLE,
+                    metrics={"params": float(params), "seed": float(seed), "duration_s": time.perf_counter() - start},
+                    error=f"{params} parameters > objective.max_params={limit}; not trained",
+                )
         try:
             model, stats = self.trainer.train(arch, seed, epochs=epochs)
             metrics = {
