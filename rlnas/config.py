@@ -142,6 +142,7 @@ class ExportConfig(_Section):
     epochs: int = Field(20, ge=1)
     rescore_top_k: int = Field(1, ge=1)  # > 1: retrain the k best for rescore_epochs, keep the best on validation
     rescore_epochs: int | None = Field(None, ge=1)  # default: 2 x training.epochs
+    rescore_repeats: int = Field(1, ge=1)  # trainings (seeds) per re-scored candidate; the best mean wins
     repeats: int = Field(1, ge=1)  # final trainings with different seeds; mean and std are reported
     formats: list[ExportFormat] = Field(default_factory=lambda: list(EXPORT_FORMATS))
 
@@ -162,6 +163,7 @@ class ExecutionConfig(_Section):
 class LoggingConfig(_Section):
     tensorboard: bool = True
     graph: bool = True
+    keep_children: bool = False  # save every trained child in RUN/children/<key>.pt (rlnas.load_trial)
 
 
 class RunConfig(_Section):

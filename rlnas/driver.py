@@ -19,8 +19,8 @@ from pathlib import Path
 from rlnas.config import RunConfig, load_config
 from rlnas.data import Dataset, load_dataset
 from rlnas.errors import ConfigError, RunDirError
-from rlnas.evaluation.base import COMPLETE, FAILED, INFEASIBLE, Evaluator
-from rlnas.evaluation.trainer import ChildTrainer, Objective, TrainingEvaluator
+from rlnas.evaluation.base import COMPLETE, FAILED, INFEASIBLE, Evaluator, cache_key
+from rlnas.evaluation.trainer import ChildTrainer, Objective
 from rlnas.execution import EvaluatorFactory, Job, TrainingEvaluatorFactory, given, make_executor
 from rlnas.space import SearchSpace, build_space
 from rlnas.space.core import Architecture
@@ -34,6 +34,7 @@ CONFIG_FILE = "config.yaml"
 STORE_FILE = "trials.sqlite"
 SUMMARY_FILE = "run.json"
 TENSORBOARD_DIR = "tensorboard"
+CHILDREN_DIR = "children"  # RUN/children/<cache key>.pt with logging.keep_children
 MAX_CONSECUTIVE_REPEATS = 1000  # a converged policy that proposes nothing new must not loop forever
 
 Progress = Callable[[int, int, "TrialRecord | None"], None]
@@ -90,10 +91,6 @@ def _create_run_dir(path: Path) -> None:
         probe.unlink()
     except OSError as err:
         raise RunDirError(f"cannot write to run directory {path} ({err}); choose a writable --run-dir") from None
-
-
-def _cache_key(arch_key: str, fidelity: float) -> str:
-    return arch_key if fidelity >= 1.0 else f"{arch_key}@{fidelity:.4g}"
 
 
 def pareto_front(records: list[TrialRecord], metric: str) -> list[TrialRecord]:
@@ -170,8 +167,9 @@ class Search:
             p = self.prepared
             objective = Objective.for_space(config.objective, p.space, p.dataset.input_shape, p.dataset.num_classes)
             self.store.set_meta("max_complexity", str(objective.max_complexity))
-            evaluator = TrainingEvaluator(p.trainer, objective, config.seed)
-            self.evaluator_factory: EvaluatorFactory = TrainingEvaluatorFactory(config, objective.max_complexity)
+            factory = TrainingEvaluatorFactory(config, objective.max_complexity, self.run_dir)
+            evaluator = factory.build(p.trainer)  # worker processes load the dataset themselves
+            self.evaluator_factory: EvaluatorFactory = factory
         else:
             self.evaluator_factory = given(evaluator)
         self.evaluator = evaluator
@@ -209,7 +207,7 @@ class Search:
         budget = self.config.budget
         start = time.monotonic()
         multi_fidelity = bool(getattr(self.evaluator, "supports_fidelity", False))
-        cache: dict[str, TrialRecord] = {_cache_key(t.key, t.metrics.get("fidelity", 1.0)): t for t in self.store}
+        cache: dict[str, TrialRecord] = {cache_key(t.key, t.metrics.get("fidelity", 1.0)): t for t in self.store}
         trained = [t for t in cache.values() if t.status != INFEASIBLE]  # infeasible ones cost no budget
         evaluations = len(trained)
         spent = sum(float(t.metrics.get("fidelity", 1.0)) for t in trained)
@@ -240,7 +238,7 @@ class Search:
                         (proposal.arch, proposal.fidelity) if isinstance(proposal, Proposal) else (proposal, 1.0)
                     )
                     fidelity = self.evaluator.effective_fidelity(fidelity) if multi_fidelity else 1.0  # type: ignore[attr-defined]
-                    key = _cache_key(arch.key, fidelity)
+                    key = cache_key(arch.key, fidelity)
                     if key in cache or key in running:
                         repeats += 1
                         if key in cache:

@@ -24,12 +24,16 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from rlnas.config import RunConfig
 from rlnas.errors import ConfigError
 from rlnas.evaluation.base import FAILED, Evaluation, Evaluator
 from rlnas.space.core import Architecture
+
+if TYPE_CHECKING:
+    from rlnas.evaluation.trainer import ChildTrainer
 
 log = logging.getLogger(__name__)
 
@@ -62,14 +66,21 @@ class TrainingEvaluatorFactory:
 
     config: RunConfig
     max_complexity: float
+    run_dir: Path | None
 
     def __call__(self) -> Evaluator:
         from rlnas.driver import prepare
+
+        return self.build(prepare(self.config).trainer)
+
+    def build(self, trainer: ChildTrainer) -> Evaluator:
+        from rlnas.driver import CHILDREN_DIR
         from rlnas.evaluation.trainer import Objective, TrainingEvaluator
 
-        prepared = prepare(self.config)
-        objective = Objective(self.config.objective, self.max_complexity)
-        return TrainingEvaluator(prepared.trainer, objective, self.config.seed)
+        config = self.config
+        objective = Objective(config.objective, self.max_complexity)
+        keep = self.run_dir / CHILDREN_DIR if self.run_dir is not None and config.logging.keep_children else None
+        return TrainingEvaluator(trainer, objective, config.seed, keep, config.dataset.model_dump())
 
 
 @dataclass

@@ -18,7 +18,6 @@ import contextlib
 import io
 import json
 import logging
-import platform
 import shutil
 from pathlib import Path
 from typing import Any
@@ -27,21 +26,20 @@ import numpy as np
 import torch
 from torch import nn
 
-import rlnas
 from rlnas.config import RunConfig
 from rlnas.data import Dataset
-from rlnas.driver import open_run, prepare
+from rlnas.driver import CHILDREN_DIR, open_run, prepare
 from rlnas.errors import RunDirError
+from rlnas.evaluation.base import cache_key
 from rlnas.evaluation.train import accuracy
 from rlnas.evaluation.trainer import child_seed
+from rlnas.models.checkpoint import load_model_file, model_info, save_model
 from rlnas.models.complexity import count_flops, count_params, cpu_latency_ms
-from rlnas.models.families import build_model, with_normalization
 from rlnas.space.core import Architecture
 from rlnas.store import TrialRecord
 
 log = logging.getLogger(__name__)
 
-FORMAT = "rlnas-model-1"
 EXPORT_DIR = "export"
 
 
@@ -102,7 +100,8 @@ def export_run(run_dir: str | Path, epochs: int | None = None, data_dir: str | N
 
 def _rescore(prepared: Any, store_path: Path, k: int) -> tuple[TrialRecord, list[dict[str, Any]]]:
     """The best trial by proxy reward, or with k > 1 the best of the top k re-trained at a higher fidelity
-    (``export.rescore_epochs`` on the training split, scored on validation)."""
+    (``export.rescore_epochs`` on the training split, ``export.rescore_repeats`` seeds each, scored on
+    validation; the best mean wins)."""
     _, store = open_run(store_path)
     with store:
         top = store.top_k(k)
@@ -115,17 +114,27 @@ def _rescore(prepared: Any, store_path: Path, k: int) -> tuple[TrialRecord, list
     rows = []
     for record in top:
         arch = prepared.space.validate(record.architecture)
-        model, _ = prepared.trainer.train(arch, child_seed(config.seed, arch), epochs=epochs)
-        score = accuracy(model, prepared.dataset.val)
+        seed = child_seed(config.seed, arch)
+        scores = []
+        for r in range(config.export.rescore_repeats):
+            model, _ = prepared.trainer.train(arch, seed + r, epochs=epochs)
+            scores.append(accuracy(model, prepared.dataset.val))
         rows.append(
             {
                 "trial": record.number,
                 "proxy_val_accuracy": record.metrics.get("val_accuracy"),
-                "rescored_val_accuracy": score,
+                "rescored_val_accuracy": float(np.mean(scores)),
+                "rescored_val_accuracies": scores,
                 "rescore_epochs": epochs,
             }
         )
-        log.info("re-scored trial %d: val accuracy %.4f at %d epochs", record.number, score, epochs)
+        log.info(
+            "re-scored trial %d: val accuracy %.4f (mean of %d) at %d epochs",
+            record.number,
+            rows[-1]["rescored_val_accuracy"],
+            len(scores),
+            epochs,
+        )
     best = max(range(len(top)), key=lambda i: (rows[i]["rescored_val_accuracy"], -i))
     return top[best], rows
 
@@ -144,19 +153,9 @@ def write_export(
         shutil.rmtree(out)
     out.mkdir(parents=True)
     model = model.to("cpu").eval()
-    info = {
-        "format": FORMAT,
-        "architecture": json.loads(arch.to_json()),
-        "family": family,
-        "input_shape": list(dataset.input_shape),
-        "num_classes": dataset.num_classes,
-        "mean": dataset.mean,
-        "std": dataset.std,
-        "dataset": config.dataset.model_dump(),
-        "versions": {"rlnas": rlnas.__version__, "torch": str(torch.__version__), "python": platform.python_version()},
-    }
+    info = model_info(arch, family, dataset, config.dataset.model_dump())
     (out / "architecture.json").write_text(json.dumps(info, indent=1))
-    torch.save({**info, "state_dict": model.state_dict()}, out / "model.pt")
+    save_model(out / "model.pt", model, info)
     (out / "config.yaml").write_text(config.to_yaml())
     for fmt in config.export.formats:
         try:
@@ -253,13 +252,23 @@ def load_export_info(path: str | Path) -> dict[str, Any]:
 
 
 def load_model(path: str | Path, map_location: str = "cpu") -> nn.Module:
-    """Rebuild an exported model through ``build_model`` and load its weights (``weights_only=True``)."""
-    file = _model_file(path)
-    data = torch.load(file, map_location=map_location, weights_only=True)
-    if data.get("format") != FORMAT:
-        raise RunDirError(f"{file} is not an rlnas model export (format {data.get('format')!r})")
-    arch = Architecture.from_json(data["architecture"])
-    model = build_model(arch, data["family"], tuple(data["input_shape"]), int(data["num_classes"]))
-    model = with_normalization(model, data["mean"], data["std"])
-    model.load_state_dict(data["state_dict"])
-    return model.eval()
+    """Rebuild an exported model (``RUN/export`` or its ``model.pt``) or a kept child
+    (``RUN/children/<key>.pt``) and load its weights (``weights_only=True``)."""
+    return load_model_file(_model_file(path), map_location)
+
+
+def load_trial(run_dir: str | Path, number: int, map_location: str = "cpu") -> nn.Module:
+    """The trained network of trial ``number`` of a run searched with ``logging.keep_children: true``."""
+    run = Path(run_dir)
+    _, store = open_run(run)
+    with store:
+        record = next((t for t in store.trials() if t.number == number), None)
+    if record is None:
+        raise RunDirError(f"{run} has no trial {number}; `rlnas trials {run}` lists them")
+    file = run / CHILDREN_DIR / f"{cache_key(record.key, record.metrics.get('fidelity', 1.0))}.pt"
+    if not file.is_file():
+        raise RunDirError(
+            f"the weights of trial {number} were not kept ({file} is missing); search with "
+            "--set logging.keep_children=true to keep every child"
+        )
+    return load_model_file(file, map_location)

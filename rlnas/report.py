@@ -8,6 +8,7 @@ run's TensorBoard events). Several runs: their best-so-far curves on one plot.
 from __future__ import annotations
 
 import html
+import json
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -76,6 +77,39 @@ def plot_pareto(records: Sequence[TrialRecord], metric: str, path: Path) -> Path
     ax.set_ylabel("proxy validation accuracy")
     ax.grid(alpha=0.3)
     ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_repeats(metrics: dict[str, Any], path: Path) -> Path | None:
+    """Box plots of repeated trainings: each re-scored top configuration (validation accuracy, one point
+    per seed) and the final trainings of the winner (test accuracy). None if nothing was repeated."""
+    rescored = [row for row in metrics.get("rescored", []) if len(row.get("rescored_val_accuracies", [])) > 1]
+    final = [r["test_accuracy"] for r in metrics.get("test_accuracy_repeats", [])]
+    panels = []
+    if rescored:
+        data = [row["rescored_val_accuracies"] for row in rescored]
+        labels = [f"trial {row['trial']}" for row in rescored]
+        epochs = rescored[0]["rescore_epochs"]
+        panels.append((data, labels, f"re-scoring: validation accuracy ({epochs} epochs, {len(data[0])} seeds)"))
+    if len(final) > 1:
+        panels.append(([final], [f"trial {metrics['trial']}"], f"final: test accuracy ({len(final)} seeds)"))
+    if not panels:
+        return None
+    plt = _pyplot()
+    widths = [max(2, len(p[0])) for p in panels]
+    fig, axes = plt.subplots(
+        1, len(panels), figsize=(3 + 1.2 * sum(widths), 4), squeeze=False, gridspec_kw={"width_ratios": widths}
+    )
+    rng = np.random.default_rng(0)  # jitter of the points only
+    for ax, (data, labels, title) in zip(axes[0], panels, strict=True):
+        ax.boxplot(data, tick_labels=labels)
+        for i, values in enumerate(data, start=1):
+            ax.scatter(i + rng.uniform(-0.08, 0.08, len(values)), values, s=14, color="C1", zorder=3)
+        ax.set_title(title, fontsize=9)
+        ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -179,6 +213,11 @@ def report(runs: Sequence[str | Path], out: str | Path | None = None) -> Path:
             image = plot_pareto(records, metric, target / f"pareto_{metric}.png")
             if image is not None:
                 images.append((f"Proxy accuracy vs {metric}", image))
+        metrics_file = path / "export" / "metrics.json"
+        if metrics_file.is_file():
+            boxes = plot_repeats(json.loads(metrics_file.read_text()), target / "repeats.png")
+            if boxes is not None:
+                images.append(("Repeated trainings of the top configurations", boxes))
         policy = plot_policy(policy_history(path), target / "policy.png")
         if policy is not None:
             images.append(("Controller choice probabilities", policy))
@@ -195,7 +234,8 @@ def report(runs: Sequence[str | Path], out: str | Path | None = None) -> Path:
     )
     (target / "index.html").write_text(
         f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title></head>"
-        f"<body><h1>{html.escape(title)}</h1><p>Accuracies are proxy (search-time) accuracies.</p>{links}{body}"
+        f"<body><h1>{html.escape(title)}</h1>"
+        f"<p>Accuracies are proxy (search-time) accuracies unless labelled re-scoring or final.</p>{links}{body}"
         "</body></html>"
     )
     return target

@@ -10,8 +10,10 @@ import torch
 
 import rlnas
 from rlnas.driver import Search, prepare
+from rlnas.errors import RunDirError
 from rlnas.evaluation.train import accuracy
 from rlnas.export import export_run, write_export
+from rlnas.report import report
 from tests.conftest import tiny_config
 
 
@@ -96,7 +98,9 @@ def test_export_rescores_the_top_k_and_repeats_the_final_training(tmp_path: Path
         "export.rescore_top_k=2",
         "export.rescore_epochs=2",
         "export.repeats=3",
+        "export.rescore_repeats=2",
         "export.formats=[]",
+        "logging.keep_children=true",
     )
     search = Search(config, tmp_path / "run")
     search.run()
@@ -113,3 +117,26 @@ def test_export_rescores_the_top_k_and_repeats_the_final_training(tmp_path: Path
     assert metrics["test_accuracy_mean"] == pytest.approx(float(np.mean(repeats)))
     loaded = rlnas.load_model(tmp_path / "run")  # the exported weights are the best repeat's
     assert accuracy(loaded, prepare(config).dataset.test) == pytest.approx(metrics["test_accuracy"])
+    for row in metrics["rescored"]:
+        assert len(row["rescored_val_accuracies"]) == 2
+        assert row["rescored_val_accuracy"] == pytest.approx(float(np.mean(row["rescored_val_accuracies"])))
+    out = report([tmp_path / "run"])
+    assert (out / "repeats.png").is_file() and "repeats.png" in (out / "index.html").read_text()
+
+
+def test_every_child_can_be_kept_and_reloaded(tmp_path: Path) -> None:
+    config = tiny_config("strategy.name=random", "budget.evaluations=3", "logging.keep_children=true")
+    search = Search(config, tmp_path / "run")
+    search.run()
+    trials = search.store.trials()
+    search.close()
+    val = prepare(config).dataset.val
+    assert len(list((tmp_path / "run" / "children").glob("*.pt"))) == 3
+    for trial in trials:
+        model = rlnas.load_trial(tmp_path / "run", trial.number)
+        assert accuracy(model, val) == pytest.approx(trial.metrics["val_accuracy"])
+        assert torch.load(tmp_path / "run" / "children" / f"{trial.key}.pt", weights_only=True)["seed"] == int(
+            trial.metrics["seed"]
+        )
+    with pytest.raises(RunDirError, match="no trial 99"):
+        rlnas.load_trial(tmp_path / "run", 99)

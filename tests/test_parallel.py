@@ -9,9 +9,11 @@ from pathlib import Path
 
 import pytest
 
+import rlnas
 from rlnas.driver import Search, prepare
 from rlnas.evaluation import COMPLETE, FAILED, SyntheticEvaluator
 from rlnas.evaluation.base import Evaluation
+from rlnas.evaluation.train import accuracy
 from rlnas.space.core import Architecture, SearchSpace
 from rlnas.strategies import STRATEGIES
 from tests.conftest import tiny_config
@@ -53,13 +55,19 @@ def test_parallel_runs_propose_the_same_architectures_as_sequential_ones(tmp_pat
 
 
 def test_real_children_train_in_two_worker_processes(tmp_path: Path) -> None:
-    config = tiny_config("execution.workers=2", "budget.evaluations=4", "strategy.name=random")
+    config = tiny_config(
+        "execution.workers=2", "budget.evaluations=4", "strategy.name=random", "logging.keep_children=true"
+    )
     search = Search(config, tmp_path / "run")
     search.run()
     trials = search.store.trials()
     search.close()
     assert len(trials) == 4 and all(t.status == COMPLETE for t in trials)
     assert all(0.0 < t.metrics["val_accuracy"] <= 1.0 and t.metrics["params"] > 0 for t in trials)
+    val = prepare(config).dataset.val
+    for trial in trials:  # trained in a worker, saved there, reloaded here
+        model = rlnas.load_trial(tmp_path / "run", trial.number)
+        assert accuracy(model, val) == pytest.approx(trial.metrics["val_accuracy"])
 
 
 class KillerEvaluator(SyntheticEvaluator):

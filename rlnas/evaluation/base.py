@@ -15,6 +15,11 @@ FAILED = "FAILED"
 INFEASIBLE = "INFEASIBLE"  # violates a hard constraint (objective.max_params); rejected without training
 
 
+def cache_key(arch_key: str, fidelity: float) -> str:
+    """The identity of one evaluation: the architecture, and the fidelity when below full training."""
+    return arch_key if fidelity >= 1.0 else f"{arch_key}@{fidelity:.4g}"
+
+
 @dataclass(frozen=True)
 class Evaluation:
     """The outcome of one architecture: its reward and every measured metric."""

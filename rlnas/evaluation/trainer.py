@@ -6,6 +6,8 @@ import hashlib
 import logging
 import time
 from dataclasses import replace
+from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -13,8 +15,9 @@ from torch import nn
 from rlnas.config import ObjectiveConfig, TrainingConfig
 from rlnas.data import Dataset
 from rlnas.errors import ChildFailure, InvalidArchitecture
-from rlnas.evaluation.base import COMPLETE, FAILED, INFEASIBLE, Evaluation
+from rlnas.evaluation.base import COMPLETE, FAILED, INFEASIBLE, Evaluation, cache_key
 from rlnas.evaluation.train import TrainSettings, accuracy, resolve_device, train_model
+from rlnas.models.checkpoint import model_info, save_model
 from rlnas.models.complexity import count_flops, count_params, cpu_latency_ms, largest_architecture
 from rlnas.models.families import build_model, with_normalization
 from rlnas.space.core import Architecture, SearchSpace
@@ -109,10 +112,21 @@ class TrainingEvaluator:
 
     supports_fidelity = True
 
-    def __init__(self, trainer: ChildTrainer, objective: Objective, seed: int) -> None:
+    def __init__(
+        self,
+        trainer: ChildTrainer,
+        objective: Objective,
+        seed: int,
+        keep_dir: Path | None = None,
+        dataset_config: dict[str, Any] | None = None,
+    ) -> None:
+        """With ``keep_dir``, every trained child is saved there as ``<cache key>.pt`` (weights, seed,
+        normalization, metrics), loadable with ``rlnas.load_model``."""
         self.trainer = trainer
         self.objective = objective
         self.seed = seed
+        self.keep_dir = keep_dir
+        self.dataset_config = dataset_config or {}
 
     def effective_fidelity(self, fidelity: float) -> float:
         """The fidelity actually trained: a whole number of epochs, at least one."""
@@ -156,5 +170,19 @@ class TrainingEvaluator:
                 metrics={"seed": float(seed), "duration_s": time.perf_counter() - start},
                 error=f"{type(err).__name__}: {err}",
             )
+        if self.keep_dir is not None:
+            self._keep(arch, fidelity, model, metrics)
         metrics["duration_s"] = time.perf_counter() - start
         return Evaluation(reward=self.objective(metrics), status=COMPLETE, metrics=metrics)
+
+    def _keep(self, arch: Architecture, fidelity: float, model: nn.Module, metrics: dict[str, float]) -> None:
+        assert self.keep_dir is not None
+        self.keep_dir.mkdir(parents=True, exist_ok=True)
+        info = model_info(arch, self.trainer.space.family, self.trainer.dataset, self.dataset_config)
+        save_model(
+            self.keep_dir / f"{cache_key(arch.key, fidelity)}.pt",
+            model,
+            info,
+            seed=int(metrics["seed"]),
+            metrics=metrics,
+        )
