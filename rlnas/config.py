@@ -40,6 +40,7 @@ class TrainingConfig(_Section):
     weight_decay: float = Field(0.0, ge=0.0)
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?|mps)$")
     max_minutes_per_child: float | None = Field(None, gt=0.0)
+    augment: Literal["none", "shift"] = "none"  # shift: random translations of up to 2 pixels
 
 
 class ObjectiveConfig(_Section):
@@ -144,6 +145,7 @@ class ExportConfig(_Section):
     rescore_epochs: int | None = Field(None, ge=1)  # default: 2 x training.epochs
     rescore_repeats: int = Field(1, ge=1)  # trainings (seeds) per re-scored candidate; the best mean wins
     repeats: int = Field(1, ge=1)  # final trainings with different seeds; mean and std are reported
+    augment: Literal["none", "shift"] | None = None  # data augmentation of the final training; None: training's
     formats: list[ExportFormat] = Field(default_factory=lambda: list(EXPORT_FORMATS))
 
 

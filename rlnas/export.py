@@ -65,7 +65,9 @@ def export_run(run_dir: str | Path, epochs: int | None = None, data_dir: str | N
             record.number,
             epochs,
         )
-        trained, stats = prepared.trainer.train(arch, seed + r, epochs=epochs, on_train_and_val=True)
+        trained, stats = prepared.trainer.train(
+            arch, seed + r, epochs=epochs, on_train_and_val=True, augment=config.export.augment
+        )
         trained = trained.to("cpu").eval()
         repeats.append((accuracy(trained, dataset.test), seed + r, trained, stats))
     test_accuracy, seed, model, stats = max(repeats, key=lambda item: item[0])
@@ -82,6 +84,7 @@ def export_run(run_dir: str | Path, epochs: int | None = None, data_dir: str | N
         "val_accuracy": float(record.metrics.get("val_accuracy", float("nan"))),
         "val_accuracy_kind": "proxy: search-time training on the training split, scored on validation",
         "test_accuracy_kind": f"final: retrained {epochs} epochs on train+validation, scored once on test",
+        "augment": config.export.augment or config.training.augment,
         "params": count_params(model),
         "flops": count_flops(model, dataset.input_shape),
         "latency_ms": cpu_latency_ms(model, dataset.input_shape),

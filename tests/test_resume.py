@@ -8,6 +8,8 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.test_cli import TINY, command, rlnas
 
 
@@ -21,8 +23,8 @@ def _trials(run: Path) -> list[tuple[int, str, str]]:
         db.close()
 
 
-def _start(run: Path, budget: int) -> subprocess.Popen[str]:
-    args = [*command(), "-q", "search", *TINY, "--run-dir", str(run), "--budget", str(budget), "--no-export"]
+def _start(run: Path, budget: int, *extra: str) -> subprocess.Popen[str]:
+    args = [*command(), "-q", "search", *TINY, "--run-dir", str(run), "--budget", str(budget), "--no-export", *extra]
     return subprocess.Popen(args, cwd=run.parent, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -36,16 +38,17 @@ def _wait_for_trials(run: Path, count: int, proc: subprocess.Popen[str]) -> None
     raise AssertionError("the search made no progress")
 
 
-def test_resume_after_sigkill_keeps_every_trial_and_honours_the_budget(tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_resume_after_sigkill_keeps_every_trial_and_honours_the_budget(tmp_path: Path, workers: str) -> None:
     run = tmp_path / "run"
-    proc = _start(run, budget=10)
+    proc = _start(run, 10, "--workers", workers)
     _wait_for_trials(run, 3, proc)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     before = _trials(run)
     assert 3 <= len(before) < 10
 
-    result = rlnas("resume", str(run), "--no-export", cwd=tmp_path)
+    result = rlnas("resume", str(run), "--no-export", "--workers", workers, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     after = _trials(run)
     assert len(after) == 10  # the budget exactly, counting the trials from before the kill

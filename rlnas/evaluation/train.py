@@ -26,6 +26,7 @@ class TrainSettings:
     weight_decay: float = 0.0
     device: str = "cpu"
     max_seconds: float | None = None
+    augment: str = "none"  # "shift": every image moved by up to 2 pixels in each direction, per batch
 
 
 def resolve_device(name: str) -> torch.device:
@@ -46,6 +47,19 @@ def make_optimizer(model: nn.Module, settings: TrainSettings) -> torch.optim.Opt
     if settings.optimizer == "sgd":
         return torch.optim.SGD(params, lr=lr, momentum=0.9, nesterov=True, weight_decay=wd)
     raise ChildFailure(f"unknown optimizer {settings.optimizer!r}")
+
+
+def random_shift(x: torch.Tensor, pad: int, generator: torch.Generator) -> torch.Tensor:
+    """Each image of ``x`` (N, C, H, W) translated by a random offset in [-pad, pad]^2, zeros filled in."""
+    n, c, h, w = x.shape
+    padded = nn.functional.pad(x, (pad, pad, pad, pad))
+    dy = torch.randint(0, 2 * pad + 1, (n,), generator=generator).to(x.device)
+    dx = torch.randint(0, 2 * pad + 1, (n,), generator=generator).to(x.device)
+    rows = (dy[:, None] + torch.arange(h, device=x.device))[:, None, :, None]
+    cols = (dx[:, None] + torch.arange(w, device=x.device))[:, None, None, :]
+    batch = torch.arange(n, device=x.device)[:, None, None, None]
+    channel = torch.arange(c, device=x.device)[None, :, None, None]
+    return padded[batch, channel, rows, cols]
 
 
 def train_model(model: nn.Module, train: Split, settings: TrainSettings, seed: int) -> dict[str, float]:
@@ -79,7 +93,8 @@ def train_model(model: nn.Module, train: Split, settings: TrainSettings, seed: i
             if len(idx) < 2 and len(order) > 1:
                 continue  # a batch of one breaks BatchNorm
             optimizer.zero_grad(set_to_none=True)
-            loss = loss_fn(model(x_all[idx]), y_all[idx])
+            x = x_all[idx] if settings.augment == "none" else random_shift(x_all[idx], 2, generator)
+            loss = loss_fn(model(x), y_all[idx])
             if not torch.isfinite(loss):
                 raise ChildFailure(f"non-finite training loss ({loss.item()}) in epoch {epoch + 1}")
             loss.backward()

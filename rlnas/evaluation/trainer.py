@@ -33,7 +33,9 @@ def child_seed(run_seed: int, arch: Architecture) -> int:
     return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
 
 
-def settings_for(arch: Architecture, training: TrainingConfig, epochs: int | None = None) -> TrainSettings:
+def settings_for(
+    arch: Architecture, training: TrainingConfig, epochs: int | None = None, augment: str | None = None
+) -> TrainSettings:
     """Training settings: the config's, overridden by the architecture's training decisions."""
     max_seconds = None if training.max_minutes_per_child is None else training.max_minutes_per_child * 60.0
     return TrainSettings(
@@ -45,6 +47,7 @@ def settings_for(arch: Architecture, training: TrainingConfig, epochs: int | Non
         weight_decay=float(arch.get("weight_decay", training.weight_decay)),
         device=str(resolve_device(training.device)),
         max_seconds=max_seconds,
+        augment=augment if augment is not None else training.augment,
     )
 
 
@@ -87,10 +90,15 @@ class ChildTrainer:
         return with_normalization(model, self.dataset.mean, self.dataset.std)
 
     def train(
-        self, arch: Architecture, seed: int, epochs: int | None = None, on_train_and_val: bool = False
+        self,
+        arch: Architecture,
+        seed: int,
+        epochs: int | None = None,
+        on_train_and_val: bool = False,
+        augment: str | None = None,
     ) -> tuple[nn.Module, dict[str, float]]:
         """Build and train a child with an isolated, seeded torch RNG; returns the trained model."""
-        settings = settings_for(arch, self.training, epochs)
+        settings = settings_for(arch, self.training, epochs, augment)
         data = self.dataset.train
         if on_train_and_val:
             val = self.dataset.val
