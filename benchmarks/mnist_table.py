@@ -1,0 +1,37 @@
+"""The Markdown table of docs/benchmarks.md from the run directories of benchmarks/mnist_target.sh.
+
+python benchmarks/mnist_table.py /tmp/mnistruns
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+
+def main() -> None:
+    out = Path(sys.argv[1] if len(sys.argv) > 1 else "/tmp/mnistruns")
+    walls = {}
+    for line in (out / "walls.txt").read_text().splitlines():
+        name, _, seconds, _ = line.split()
+        walls[name] = float(seconds)
+    print(
+        "| strategy | wall (search + re-scoring + final + export) | search | children trained (proposed) "
+        "| best proxy val acc | exported trial | final test acc (best / mean ± std of 2 seeds) | params | MFLOPs |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
+    for name, wall in walls.items():
+        run = json.loads((out / name / "run.json").read_text())
+        metrics = json.loads((out / name / "export" / "metrics.json").read_text())
+        print(
+            f"| {name} | {wall / 60:.1f} min | {run['search_seconds'] / 60:.1f} min "
+            f"| {run['evaluations']} ({run['proposals']}) | {run['best_proxy_val_accuracy']:.4f} "
+            f"| {metrics['trial']} | {100 * metrics['test_accuracy']:.2f} % / "
+            f"{100 * metrics['test_accuracy_mean']:.2f} ± {100 * metrics['test_accuracy_std']:.2f} % "
+            f"| {metrics['params']} | {metrics['flops'] / 1e6:.1f} |"
+        )
+
+
+if __name__ == "__main__":
+    main()
