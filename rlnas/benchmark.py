@@ -100,14 +100,19 @@ def compare(
     workers: int = 1,
     overrides: Sequence[str] = (),
     on_result: Callable[[RunCurve], None] | None = None,
+    first_seed: int = 0,
 ) -> dict[str, Any]:
-    """Run every strategy for every seed; summarize per strategy and budget."""
+    """Run every strategy for seeds ``first_seed .. first_seed + seeds - 1``; summarize per strategy and
+    budget."""
     unknown = [s for s in strategies if s not in STRATEGIES]
     if unknown:
         raise ConfigError(f"unknown strategies {unknown}; choose from {sorted(STRATEGIES)}")
     table = _table(str(table_path))
     jobs = [
-        (s, seed, str(table_path), b, tuple(overrides)) for s in strategies for b in budgets for seed in range(seeds)
+        (s, seed, str(table_path), b, tuple(overrides))
+        for s in strategies
+        for b in budgets
+        for seed in range(first_seed, first_seed + seeds)
     ]
     runs: dict[tuple[str, int], list[RunCurve]] = {(s, b): [] for s in strategies for b in budgets}
     results: Any

@@ -215,6 +215,8 @@ def _benchmark(args: argparse.Namespace) -> int:
     from rlnas.benchmark import compare, plot_curves
 
     strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
+    if args.seeds < 1 or args.first_seed < 0:
+        raise UserError(f"--seeds {args.seeds} --first-seed {args.first_seed}: give --seeds >= 1 and --first-seed >= 0")
     total = len(strategies) * args.seeds * len(args.budgets)
     done = 0
 
@@ -224,7 +226,9 @@ def _benchmark(args: argparse.Namespace) -> int:
         if not args.quiet:
             print(f"\r{done}/{total} runs", end="", file=sys.stderr, flush=True)
 
-    result = compare(args.table, strategies, args.budgets, args.seeds, args.workers, args.set or [], progress)
+    result = compare(
+        args.table, strategies, args.budgets, args.seeds, args.workers, args.set or [], progress, args.first_seed
+    )
     if not args.quiet:
         print(file=sys.stderr)
     budgets = [str(b) for b in args.budgets]
@@ -233,7 +237,8 @@ def _benchmark(args: argparse.Namespace) -> int:
         cells = "".join(f"{row[b]['mean']:>9.2f} ± {row[b]['std']:<4.2f}" for b in budgets)
         print(f"{strategy:<22}{cells}{result['seconds_per_run'][strategy]:>8.2f}")
     optimum = result["optimum"]
-    print(f"optimum of the table: test {optimum['test_acc_200ep']:.2f} ({optimum['arch']}); n = {args.seeds} seeds")
+    print(f"optimum of the table: test {optimum['test_acc_200ep']:.2f} ({optimum['arch']})")
+    print(f"n = {args.seeds} seeds per strategy and budget, from seed {args.first_seed}")
     if args.json:
         Path(args.json).write_text(json.dumps(result["summary"], indent=1))
         print(f"JSON: {args.json}")
@@ -294,7 +299,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--table", required=True, type=Path, help="CSV with columns arch,valid_acc_12ep,test_acc_200ep")
     p.add_argument("--strategies", default="ppo,random,evolution", help="comma-separated strategy names")
     p.add_argument("--budgets", type=_int_list, default=[25, 50, 100, 200, 300], help="e.g. 25,50,100,200,300")
-    p.add_argument("--seeds", type=int, default=10, help="runs per strategy (seeds 0..N-1)")
+    p.add_argument("--seeds", type=int, default=10, help="runs per strategy (seeds F..F+N-1)")
+    p.add_argument("--first-seed", type=int, default=0, help="F: the first seed (e.g. to tune on held-out seeds)")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="parallel processes")
     p.add_argument("--set", action="append", metavar="KEY.PATH=VALUE", help="config override for every run")
     p.add_argument("--json", type=Path, help="write {strategy: {budget: {mean, std, n}}} here")

@@ -75,10 +75,13 @@ class PPOConfig(_Section):
     ent_coef: float = Field(0.02, ge=0.0)
     vf_coef: float = Field(0.5, ge=0.0)
     max_grad_norm: float = Field(0.5, gt=0.0)
+    normalize_advantage: bool = True
     net_arch: list[int] = Field(default_factory=lambda: [64, 64])
     reward_normalization: Literal["rank", "standardize", "none"] = "rank"
     rank_exponent: float = Field(2.0, gt=0.0)
     mask_evaluated: bool = True  # mask choices whose every completion was already evaluated
+    self_imitation_top_k: int = Field(0, ge=0)  # after each update, imitate the k best architectures so far
+    self_imitation_coef: float = Field(1.0, ge=0.0)
 
 
 class EvolutionConfig(_Section):

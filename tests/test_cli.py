@@ -185,3 +185,27 @@ def test_report_writes_tables_plots_and_an_index(run: Path, tmp_path: Path) -> N
     both = rlnas("report", str(run), str(run), "--out", str(tmp_path / "cmp"), cwd=tmp_path)
     assert both.returncode == 0 and (tmp_path / "cmp" / "runs.png").is_file()
     assert rlnas("report", str(run), str(run), cwd=tmp_path).returncode == 2
+
+
+def test_benchmark_runs_end_to_end_on_the_table(tmp_path: Path) -> None:
+    from rlnas.benchmark import run_on_table
+    from tests.conftest import SHARED
+
+    table = SHARED / "benchmarks" / "nb201_cifar10.csv"
+    if not table.is_file():
+        pytest.skip(f"NAS-Bench-201 table not present at {table}")
+    out, png = tmp_path / "b.json", tmp_path / "b.png"
+    args = ["--table", str(table), "--strategies", "ppo,random", "--budgets", "5,10", "--workers", "2"]
+    result = rlnas(
+        "benchmark", *args, "--seeds", "2", "--first-seed", "3", "--json", str(out), "--plot", str(png), cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    assert "optimum of the table: test 94.37" in result.stdout and "from seed 3" in result.stdout
+    summary = json.loads(out.read_text())
+    assert set(summary) == {"ppo", "random"} and set(summary["ppo"]) == {"5", "10"}
+    expected = [run_on_table("random", seed, table, 10).test_at[-1] for seed in (3, 4)]  # seeds 3 and 4
+    assert summary["random"]["10"]["n"] == 2
+    assert summary["random"]["10"]["mean"] == pytest.approx(sum(expected) / 2)
+    assert png.stat().st_size > 1000
+    bad = rlnas("benchmark", *args, "--seeds", "0", cwd=tmp_path)
+    assert bad.returncode == 2 and "--seeds >= 1" in bad.stderr
