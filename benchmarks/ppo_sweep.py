@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -43,7 +44,7 @@ def main() -> None:
     seeds = f"seeds {args.first_seed}-{args.first_seed + args.seeds - 1}"
     print(f"| settings ({seeds}) | {' | '.join(str(b) for b in budgets)} | s / run |")
     print("|---|" + "---|" * (len(budgets) + 1))
-    for variant in args.variants.split(","):
+    for variant in re.split(r",(?![^\[]*\])", args.variants):  # commas inside [...] belong to a value
         result = compare(
             args.table, ["ppo"], [max(budgets)], args.seeds, args.workers, overrides(variant), None, args.first_seed
         )

@@ -67,21 +67,18 @@ class PPOConfig(_Section):
 
     learning_rate: float = Field(6e-3, gt=0.0)
     episodes_per_update: int = Field(8, ge=1)
-    n_epochs: int = Field(4, ge=1)
+    n_epochs: int = Field(6, ge=1)
     minibatches: int = Field(1, ge=1)
     gamma: float = Field(1.0, gt=0.0, le=1.0)
     gae_lambda: float = Field(1.0, ge=0.0, le=1.0)
-    clip_range: float = Field(0.2, gt=0.0)
-    ent_coef: float = Field(0.02, ge=0.0)
+    clip_range: float = Field(0.3, gt=0.0)
+    ent_coef: float = Field(0.01, ge=0.0)
     vf_coef: float = Field(0.5, ge=0.0)
     max_grad_norm: float = Field(0.5, gt=0.0)
-    normalize_advantage: bool = True
-    net_arch: list[int] = Field(default_factory=lambda: [64, 64])
+    net_arch: list[int] = Field(default_factory=lambda: [64])
     reward_normalization: Literal["rank", "standardize", "none"] = "rank"
-    rank_exponent: float = Field(2.0, gt=0.0)
+    rank_exponent: float = Field(3.0, gt=0.0)
     mask_evaluated: bool = True  # mask choices whose every completion was already evaluated
-    self_imitation_top_k: int = Field(0, ge=0)  # after each update, imitate the k best architectures so far
-    self_imitation_coef: float = Field(1.0, ge=0.0)
 
 
 class EvolutionConfig(_Section):
@@ -118,7 +115,7 @@ class PredictorConfig(_Section):
 
     initial: int = Field(10, ge=2)
     candidates: int = Field(200, ge=1)
-    hidden: list[int] = Field(default_factory=lambda: [64, 64])
+    hidden: list[int] = Field(default_factory=lambda: [64])
     train_steps: int = Field(100, ge=1)
     refit_every: int = Field(5, ge=1)  # evaluations between refits of the predictor
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import bisect
 import logging
-import math
 import threading
 from collections import deque
 from typing import Any
@@ -59,8 +58,6 @@ class _Bridge:
         self.proposals: deque[Architecture] = deque()
         self.issued: dict[str, deque[int]] = {}  # arch key -> tokens handed to the driver, not yet told
         self.rewards: dict[int, Evaluation] = {}
-        self.archs: dict[int, Architecture] = {}
-        self.collected: list[Architecture] = []  # the architectures of the last ``collect``, in order
         self.rollout: list[int] = []  # tokens of this rollout's finished episodes, in order
         self.collecting: list[int] | None = None  # tokens the PPO thread waits for at the end of a rollout
         self.tokens = 0
@@ -87,7 +84,6 @@ class _Bridge:
             token = self.tokens
             self.tokens += 1
             self.rollout.append(token)
-            self.archs[token] = arch
             self.issued.setdefault(arch.key, deque()).append(token)
             self.proposals.append(arch)
             self.demand = max(0, self.demand - 1)
@@ -105,7 +101,6 @@ class _Bridge:
                 self._pause_until(lambda: self.demand > 0 and all(t in self.rewards for t in tokens))
             finally:
                 self.collecting = None
-            self.collected = [self.archs.pop(t) for t in tokens]
             return [self.rewards.pop(t) for t in tokens]
 
     def end(self, kind: str, error: BaseException | None = None) -> None:
@@ -159,20 +154,6 @@ class _DeferredRewardBuffer(MaskableRolloutBuffer):
         if self.fill is not None:
             self.fill(self)
         super().compute_returns_and_advantage(last_values, dones)
-
-
-class _MaskablePPO(MaskablePPO):
-    """MaskablePPO that calls ``after_train`` after each PPO update (self-imitation)."""
-
-    after_train: Any = None
-
-    def _excluded_save_params(self) -> list[str]:
-        return [*super()._excluded_save_params(), "after_train"]
-
-    def train(self) -> None:
-        super().train()
-        if self.after_train is not None:
-            self.after_train()
 
 
 class _NoEvaluation:
@@ -244,7 +225,7 @@ class PPOStrategy(Strategy):
         self.env = ArchitectureSearchEnv(self.space, evaluator=self._bridge, exclude=self.evaluated)
         self.episode_steps = sum(1 for d in self.space.decisions if len(d.choices) > 1) or 1
         n_steps = cfg.episodes_per_update * self.episode_steps
-        self.model = _MaskablePPO(
+        self.model = MaskablePPO(
             "MlpPolicy",
             DummyVecEnv([lambda: self.env]),  # no Monitor: episode rewards arrive after the episode
             learning_rate=cfg.learning_rate,
@@ -257,7 +238,6 @@ class PPOStrategy(Strategy):
             ent_coef=cfg.ent_coef,
             vf_coef=cfg.vf_coef,
             max_grad_norm=cfg.max_grad_norm,
-            normalize_advantage=cfg.normalize_advantage,
             policy_kwargs={"net_arch": list(cfg.net_arch)},
             seed=ctx.seed,
             device="cpu",
@@ -265,9 +245,6 @@ class PPOStrategy(Strategy):
             rollout_buffer_class=_DeferredRewardBuffer,
         )
         self.model.rollout_buffer.fill = self._fill_rewards  # type: ignore[attr-defined]
-        self.model.after_train = self._self_imitate
-        self._elites: list[tuple[float, str, Architecture]] = []  # (-reward, key, arch) of the best so far
-        self._trajectories: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         self.checkpoint = None if ctx.run_dir is None else ctx.run_dir / "controller" / "ppo.zip"
         if self.checkpoint is not None and self.checkpoint.exists():
             self.model.set_parameters(str(self.checkpoint), device="cpu")
@@ -293,62 +270,11 @@ class PPOStrategy(Strategy):
     def _fill_rewards(self, buffer: MaskableRolloutBuffer) -> None:
         """In the PPO thread, at the end of a rollout: the shaped rewards into the terminal steps."""
         evaluations = self._bridge.collect()
-        for evaluation, arch in zip(evaluations, self._bridge.collected, strict=True):
+        for evaluation in evaluations:
             if not evaluation.cached:
-                self._remember(arch, float(evaluation.reward))
+                self._shaper.add(float(evaluation.reward))
         for position, evaluation in zip(self.terminal_positions, evaluations, strict=True):
             buffer.rewards[position, 0] = self._shaper(float(evaluation.reward))
-
-    def _remember(self, arch: Architecture, reward: float) -> None:
-        self._shaper.add(reward)
-        if self.cfg.self_imitation_top_k > 0 and math.isfinite(reward):
-            bisect.insort(self._elites, (-reward, arch.key, arch))
-            del self._elites[self.cfg.self_imitation_top_k :]
-
-    def _trajectory(self, arch: Architecture) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Observations, actions and action masks of the episode that builds ``arch``."""
-        if arch.key not in self._trajectories:
-            env = ArchitectureSearchEnv(self.space, evaluator=_NoEvaluation())
-            obs, _ = env.reset()
-            observations, actions, masks = [], [], []
-            while env.position is not None:
-                decision = self.space.decisions[env.position]
-                observations.append(obs)
-                actions.append(decision.choices.index(arch[decision.name]))
-                masks.append(env.action_masks())
-                obs, _, _, _, _ = env.step(actions[-1])
-            self._trajectories[arch.key] = (np.array(observations), np.array(actions), np.array(masks))
-        return self._trajectories[arch.key]
-
-    def _self_imitate(self) -> None:
-        """Self-imitation learning (Oh et al., 2018) after each PPO update: for the ``self_imitation_top_k``
-        best architectures evaluated so far, raise the log-probability of their decisions where their
-        (rank-shaped) reward beats the value estimate, ``-log pi(a|s) (R - V(s))+`` plus the value loss
-        ``(R - V(s))+^2 / 2``. PPO alone learns only from the current rollout; this reuses the best of the
-        whole history."""
-        if not self._elites:
-            return
-        parts = [self._trajectory(arch) for _, _, arch in self._elites]
-        returns = np.concatenate(
-            [np.full(len(p[1]), self._shaper(-neg)) for p, (neg, _, _) in zip(parts, self._elites, strict=True)]
-        )
-        policy = self.model.policy
-        obs_t = torch.as_tensor(np.concatenate([p[0] for p in parts]), dtype=torch.float32)
-        actions_t = torch.as_tensor(np.concatenate([p[1] for p in parts]), dtype=torch.long)
-        masks_t = torch.as_tensor(np.concatenate([p[2] for p in parts]))
-        returns_t = torch.as_tensor(returns, dtype=torch.float32)
-        policy.set_training_mode(True)
-        for _ in range(self.cfg.n_epochs):
-            values, log_prob, _ = policy.evaluate_actions(obs_t, actions_t, action_masks=masks_t)
-            advantage = (returns_t - values.flatten()).clamp(min=0.0)
-            loss = self.cfg.self_imitation_coef * (
-                -(log_prob * advantage.detach()).mean() + 0.5 * self.cfg.vf_coef * (advantage**2).mean()
-            )
-            policy.optimizer.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(policy.parameters(), self.cfg.max_grad_norm)
-            policy.optimizer.step()
-        policy.set_training_mode(False)
 
     def after_update(self, updates: int) -> None:
         arch, probability, table = self.policy_mode()
@@ -370,7 +296,7 @@ class PPOStrategy(Strategy):
     def warm_start(self, records: list[TrialRecord]) -> None:
         """After a resume: the policy comes from the checkpoint; reward ranks and masks from the trials."""
         for record in records:
-            self._remember(record.architecture, float(record.reward))
+            self._shaper.add(float(record.reward))
             if self.evaluated is not None:
                 self.evaluated.add(record.architecture)
         self.trials_told = len(records)
