@@ -10,7 +10,9 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -79,11 +81,22 @@ def _run(search: Any, args: argparse.Namespace) -> int:
     print(f"run directory: {search.run_dir}", file=sys.stderr)
     bar = tqdm(total=config.budget.evaluations, unit="child", desc="search", file=sys.stderr, disable=args.quiet)
 
+    interrupted = False
+
+    def on_sigint(signum: int, frame: Any) -> None:
+        nonlocal interrupted
+        interrupted = True
+        raise KeyboardInterrupt
+
     def progress(done: int, total: int, record: Any) -> None:
+        if interrupted:  # a Ctrl-C raised where Python drops exceptions (e.g. in a __del__): stop here instead
+            raise KeyboardInterrupt
         bar.update(done - bar.n)
         bar.set_postfix(best=f"{search.logger.best_reward:.4f}", last=f"{record.reward:.4f}")
 
     search.progress = progress
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, on_sigint) if main_thread else None
     try:
         result = search.run()
     except KeyboardInterrupt:
@@ -94,6 +107,8 @@ def _run(search: Any, args: argparse.Namespace) -> int:
         )
         return EXIT_INTERRUPTED
     finally:
+        if main_thread:
+            signal.signal(signal.SIGINT, previous)
         bar.close()
         search.close()
     print(f"search finished: {result.evaluations} children evaluated in {result.seconds:.0f} s ({result.stop_reason})")

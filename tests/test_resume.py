@@ -67,7 +67,7 @@ def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path: Path) -> None:
     _wait_for_trials(run, 2, proc)
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=120)
-    assert proc.returncode == 130
+    assert proc.returncode == 130, stderr
     assert f"rlnas resume {run}" in stderr and "Traceback" not in stderr
     assert len(_trials(run)) >= 2 and (run / "controller" / "ppo.zip").is_file()
 
