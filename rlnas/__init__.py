@@ -1,25 +1,67 @@
-"""rlnas: neural architecture search for image classifiers with a MaskablePPO controller."""
+"""rlnas: neural architecture search with a MaskablePPO controller, on built-in datasets or your own.
+
+The public API (imported lazily, so that ``import rlnas`` stays cheap)::
+
+    import rlnas
+    data = rlnas.data.from_folder("photos/", image_size=32)   # from_arrays(x, y), from_csv(path), from_npz(path)
+    result = rlnas.search(data, budget=40, run_dir="runs/photos")
+    rlnas.resume("runs/photos", data=data)
+    rlnas.export("runs/photos", data=data)
+    model = rlnas.load_model("runs/photos/export")
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from rlnas import data
+    from rlnas.api import RunResult, export, resume, search
+    from rlnas.data import Dataset
+
+_LAZY = {
+    "search": "rlnas.api",
+    "resume": "rlnas.api",
+    "export": "rlnas.api",
+    "RunResult": "rlnas.api",
+    "Dataset": "rlnas.data",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name == "data":
+        return importlib.import_module("rlnas.data")
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'rlnas' has no attribute {name!r}")
 
 
 def load_model(path: Any, map_location: str = "cpu") -> Any:
     """Load an exported model (``RUN/export`` or its ``model.pt``) or a kept child (``RUN/children/<key>.pt``)
     as a ready ``nn.Module`` in eval mode."""
-    from rlnas.export import load_model as _load
+    from rlnas.exporter import load_model as _load
 
     return _load(path, map_location=map_location)
 
 
 def load_trial(run_dir: Any, number: int, map_location: str = "cpu") -> Any:
     """Load the trained child of trial ``number`` of a run searched with ``logging.keep_children: true``."""
-    from rlnas.export import load_trial as _load
+    from rlnas.exporter import load_trial as _load
 
     return _load(run_dir, number, map_location=map_location)
 
 
-__all__ = ["__version__", "load_model", "load_trial"]
+__all__ = [
+    "Dataset",
+    "RunResult",
+    "__version__",
+    "data",
+    "export",
+    "load_model",
+    "load_trial",
+    "resume",
+    "search",
+]

@@ -43,8 +43,21 @@ def _search(args: argparse.Namespace) -> int:
     if args.resume is not None:
         return _resume(argparse.Namespace(**{**vars(args), "run": args.resume}))
     flags = {"budget": "budget.evaluations", "seed": "seed", "strategy": "strategy.name", **EXECUTION_FLAGS}
-    config = load_config(args.config, _overrides(args, flags))
+    config = load_config(args.config, _data_overrides(args.data) + _overrides(args, flags))
     return _run(Search(config, args.run_dir), args)
+
+
+def _data_overrides(path: Path | None) -> list[str]:
+    """``--data PATH``: a folder of class subfolders, an .npz file or a .csv table."""
+    if path is None:
+        return []
+    kind = "folder" if path.is_dir() else {".npz": "arrays", ".csv": "csv"}.get(path.suffix.lower())
+    if kind is None:
+        raise UserError(
+            f"--data {path}: give a folder of class subfolders, an .npz file or a .csv file "
+            f"({'it does not exist' if not path.exists() else 'unknown kind of file'})"
+        )
+    return [f"dataset.name={kind}", f"dataset.path={json.dumps(str(path))}"]
 
 
 def _resume(args: argparse.Namespace) -> int:
@@ -75,7 +88,7 @@ def _run(search: Any, args: argparse.Namespace) -> int:
     """Run a prepared search with a progress bar, report it, export the best architecture."""
     from tqdm import tqdm
 
-    from rlnas.export import export_run
+    from rlnas.exporter import export_run
 
     config = search.config
     print(f"run directory: {search.run_dir}", file=sys.stderr)
@@ -116,58 +129,62 @@ def _run(search: Any, args: argparse.Namespace) -> int:
         print("no child trained successfully; nothing to export")
         return 1
     best = result.best
+    score = "r2" if "val_r2" in best.metrics else "accuracy"
     print(
-        f"best trial {best.number}: reward {best.reward:.4f}, proxy val accuracy "
-        f"{best.metrics.get('val_accuracy', float('nan')):.4f}, params {int(best.metrics.get('params', 0))}"
+        f"best trial {best.number}: reward {best.reward:.4f}, proxy val {score} "
+        f"{best.metrics.get(f'val_{score}', float('nan')):.4f}, params {int(best.metrics.get('params', 0))}"
     )
     print(f"  {best.architecture.describe()}")
     if config.export.enabled:
         print(f"final training of the best architecture ({config.export.epochs} epochs on train+validation)...")
-        metrics = export_run(result.run_dir)
+        metrics = export_run(result.run_dir, data=search.prepared.dataset if search.prepared else None)
         print(
-            f"exported to {result.run_dir / 'export'}: final test accuracy {metrics['test_accuracy']:.4f} "
-            f"(proxy val accuracy during search {metrics['val_accuracy']:.4f})"
+            f"exported to {result.run_dir / 'export'}: final test {score} {metrics[f'test_{score}']:.4f} "
+            f"(proxy val {score} during search {metrics[f'val_{score}']:.4f})"
         )
-        if len(metrics["test_accuracy_repeats"]) > 1:
+        if len(metrics[f"test_{score}_repeats"]) > 1:
             print(
-                f"  over {len(metrics['test_accuracy_repeats'])} final trainings: "
-                f"{metrics['test_accuracy_mean']:.4f} ± {metrics['test_accuracy_std']:.4f}"
+                f"  over {len(metrics[f'test_{score}_repeats'])} final trainings: "
+                f"{metrics[f'test_{score}_mean']:.4f} ± {metrics[f'test_{score}_std']:.4f}"
             )
     print(f"TensorBoard: tensorboard --logdir {result.run_dir / 'tensorboard'}")
     return 0
 
 
 def _export(args: argparse.Namespace) -> int:
-    from rlnas.export import export_run
+    from rlnas.exporter import export_run
 
     metrics = export_run(args.run, epochs=args.epochs, data_dir=args.data_dir)
-    print(json.dumps(metrics, indent=1) if args.json else f"final test accuracy {metrics['test_accuracy']:.4f}")
+    score = metrics["score"]
+    print(json.dumps(metrics, indent=1) if args.json else f"final test {score} {metrics[f'test_{score}']:.4f}")
     return 0
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from rlnas.data import load_dataset
-    from rlnas.evaluation.train import accuracy
-    from rlnas.export import load_export_info, load_model
+    from rlnas.config import USER_DATASETS
+    from rlnas.data import dataset_config, load_dataset
+    from rlnas.evaluation.train import scores
+    from rlnas.exporter import load_export_info, load_model
 
     info = load_export_info(args.export)
     settings = dict(info["dataset"])
-    name = args.dataset or settings["name"]
-    data_dir = args.data_dir or settings["data_dir"]
-    dataset = load_dataset(
-        name, data_dir, False, settings["val_fraction"], settings["test_fraction"], settings["split_seed"]
-    )
+    if args.dataset:
+        settings = {k: v for k, v in settings.items() if k in ("val_fraction", "test_fraction", "split_seed")}
+        settings["name"] = args.dataset
+    if args.data_dir:
+        settings["path" if settings["name"] in USER_DATASETS else "data_dir"] = args.data_dir
+    dataset = load_dataset(dataset_config(**settings))
     if list(dataset.input_shape) != list(info["input_shape"]):
         raise UserError(
-            f"the model takes inputs of shape {info['input_shape']} but dataset {name!r} has "
+            f"the model takes inputs of shape {info['input_shape']} but dataset {dataset.name!r} has "
             f"{list(dataset.input_shape)}; evaluate on the dataset the model was searched on"
         )
-    acc = accuracy(load_model(args.export), dataset.split(args.split))
+    result = scores(load_model(args.export), dataset.split(args.split), dataset.task)
     if args.json:
         examples = len(dataset.split(args.split))
-        print(json.dumps({"accuracy": acc, "dataset": name, "split": args.split, "examples": examples}))
+        print(json.dumps({**result, "dataset": dataset.name, "split": args.split, "examples": examples}))
     else:
-        print(f"{name} {args.split} accuracy: {acc:.4f}")
+        print(f"{dataset.name} {args.split} " + ", ".join(f"{k} {v:.4f}" for k, v in result.items()))
     return 0
 
 
@@ -182,14 +199,27 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from rlnas.predict import predict
+    from rlnas.predict import predict, predict_table
 
-    predictions = predict(args.export, list(args.images), invert=args.invert)
+    files = list(args.inputs)
+    if len(files) == 1 and files[0].suffix.lower() == ".csv":
+        header, rows = predict_table(args.export, files[0])
+        import csv
+
+        out = args.out.open("w", newline="") if args.out else sys.stdout
+        writer = csv.writer(out)
+        writer.writerow(header)
+        writer.writerows(rows)
+        if args.out:
+            out.close()
+            print(f"{len(rows)} predictions written to {args.out}", file=sys.stderr)
+        return 0
+    predictions = predict(args.export, files, invert=args.invert)
     if args.json:
         print(json.dumps([p.__dict__ for p in predictions], indent=1))
     else:
         for p in predictions:
-            print(f"{p.path}: {p.label} (p = {p.probability:.3f})")
+            print(f"{p.path}: {p.name} (p = {p.probability:.3f})")
     return 0
 
 
@@ -203,7 +233,8 @@ def _trials(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, indent=1))
         return 0
-    columns = ["number", "status", "reward", "val_accuracy", "params", "flops", "latency_ms", "duration_s"]
+    score = "val_r2" if any("val_r2" in r for r in rows) else "val_accuracy"
+    columns = ["number", "status", "reward", score, "params", "flops", "latency_ms", "duration_s"]
     print(" ".join(f"{c:>12}" for c in columns) + "  architecture")
     for record, row in zip(records, rows, strict=True):
         cells = []
@@ -280,6 +311,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--budget", type=int, help="number of child evaluations (budget.evaluations)")
     p.add_argument("--seed", type=int, help="random seed")
     p.add_argument("--strategy", help="search strategy (strategy.name): ppo, random")
+    p.add_argument(
+        "--data",
+        type=Path,
+        metavar="PATH",
+        help="your data: a folder of class subfolders, an .npz file or a .csv table (dataset.name and dataset.path)",
+    )
     p.add_argument("--no-export", action="store_true", help="skip the final retraining and export")
     p.add_argument("--resume", type=Path, metavar="RUN", help="continue the search in RUN (= rlnas resume RUN)")
     _add_execution_flags(p)
@@ -298,14 +335,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export", help="retrain the best architecture of a run and export it to RUN/export")
     p.add_argument("run", type=Path, help="run directory")
     p.add_argument("--epochs", type=int, help="final training epochs (default: export.epochs of the run)")
-    p.add_argument("--data-dir", help="dataset directory, if it moved since the search")
+    p.add_argument("--data-dir", help="where the run's data lie now, if they moved (dataset.data_dir or dataset.path)")
     p.add_argument("--json", action="store_true", help="print metrics.json")
     p.set_defaults(func=_export)
 
     p = sub.add_parser("evaluate", help="accuracy of an exported model on a dataset split")
     p.add_argument("export", type=Path, help="RUN/export or RUN/export/model.pt")
     p.add_argument("--dataset", help="dataset name (default: the one the model was searched on)")
-    p.add_argument("--data-dir", help="dataset directory (default: the one used by the search)")
+    p.add_argument("--data-dir", help="where the data lie (dataset.data_dir or dataset.path; default: the search's)")
     p.add_argument("--split", choices=["train", "val", "test"], default="test")
     p.add_argument("--json", action="store_true", help='print {"accuracy": ...} as JSON')
     p.set_defaults(func=_evaluate)
@@ -327,9 +364,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help="output folder (default RUN/report; required for several runs)")
     p.set_defaults(func=_report)
 
-    p = sub.add_parser("predict", help="classify image files (PNG/JPEG) with an exported model")
+    p = sub.add_parser("predict", help="classify image files, or predict the rows of a CSV table")
     p.add_argument("export", type=Path, help="RUN/export or RUN/export/model.pt")
-    p.add_argument("images", nargs="+", type=Path, help="image files")
+    p.add_argument("inputs", nargs="+", type=Path, help="image files, or one .csv table (for a table model)")
+    p.add_argument("--out", type=Path, help="CSV input: write the predictions here (default: standard output)")
     p.add_argument("--invert", action="store_true", help="dark digits on a light background (MNIST is light on dark)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=_predict)

@@ -6,6 +6,7 @@ with ``yaml.safe_load``; user text is never evaluated.
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any, Literal
 
@@ -20,13 +21,58 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
+DATASET_NAMES = ("digits", "mnist", "fashion_mnist", "cifar10", "folder", "arrays", "csv", "memory")
+TORCHVISION_DATASETS = ("mnist", "fashion_mnist", "cifar10")
+USER_DATASETS = ("folder", "arrays", "csv")  # read from dataset.path
+Augment = Literal["none", "shift", "crop", "flip", "crop_flip"]
+
+
 class DatasetConfig(_Section):
-    name: Literal["digits", "mnist", "fashion_mnist", "cifar10"] = "digits"
-    data_dir: str = "data"
+    """Which data, and how it is split. ``memory`` marks arrays handed over from Python (``rlnas.search``)."""
+
+    name: Literal["digits", "mnist", "fashion_mnist", "cifar10", "folder", "arrays", "csv", "memory"] = "digits"
+    path: str | None = None  # folder / arrays (.npz) / csv: where the data are
+    data_dir: str | None = None  # mnist / fashion_mnist / cifar10: torchvision's layout (default: data)
     download: bool = False
     val_fraction: float = Field(0.15, gt=0.0, lt=1.0)
     test_fraction: float = Field(0.2, gt=0.0, lt=1.0)
     split_seed: int = 0
+    image_size: int | list[int] | None = None  # folder: resize every image (int: square, [height, width])
+    channels: Literal["auto", "grayscale", "rgb"] = "auto"  # folder: auto = grayscale if every image is
+    skip_corrupt: bool = False  # folder: leave unreadable images out (counted in a warning) instead of failing
+    cache_dir: str | None = None  # folder: decoded-image cache (default ~/.cache/rlnas or $RLNAS_CACHE_DIR)
+    target: str = "target"  # csv: the column to predict
+    task: Literal["auto", "classification", "regression"] = "auto"  # csv / arrays
+    layout: Literal["auto", "nhwc", "nchw"] = "auto"  # arrays: where the channels of 4-D images are
+    class_names: list[str] | None = None  # arrays: a name per class index
+
+    @model_validator(mode="after")
+    def _where_the_data_are(self) -> DatasetConfig:
+        name = self.name
+        if (
+            self.data_dir is not None
+            and name not in TORCHVISION_DATASETS
+            and not (
+                name == "digits" and self.data_dir == "data"  # the old default, in configs of earlier runs
+            )
+        ):
+            fix = "set dataset.path instead" if name in USER_DATASETS else "remove it"
+            raise ValueError(
+                f"data_dir={self.data_dir!r} is not read by dataset {name!r} (only {', '.join(TORCHVISION_DATASETS)} "
+                f"read it); {fix}"
+            )
+        if name in USER_DATASETS and not self.path:
+            what = {"folder": "a folder of class subfolders", "arrays": "an .npz file", "csv": "a .csv file"}[name]
+            raise ValueError(f"dataset {name!r} needs dataset.path: {what}")
+        if self.path is not None and name not in USER_DATASETS:
+            raise ValueError(
+                f"path={self.path!r} is not read by dataset {name!r}; use dataset.name folder, arrays or csv"
+            )
+        if isinstance(self.image_size, list) and (len(self.image_size) != 2 or min(self.image_size) < 1):
+            raise ValueError(f"image_size={self.image_size} must be one positive size or [height, width]")
+        if isinstance(self.image_size, int) and self.image_size < 1:
+            raise ValueError(f"image_size={self.image_size} must be positive")
+        return self
 
 
 class TrainingConfig(_Section):
@@ -40,7 +86,7 @@ class TrainingConfig(_Section):
     weight_decay: float = Field(0.0, ge=0.0)
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?|mps)$")
     max_minutes_per_child: float | None = Field(None, gt=0.0)
-    augment: Literal["none", "shift"] = "none"  # shift: random translations of up to 2 pixels
+    augment: Augment = "none"  # shift: +-2 px translations; crop: +-H/8 (padded random crop); flip; crop_flip
 
 
 class ObjectiveConfig(_Section):
@@ -145,7 +191,7 @@ class ExportConfig(_Section):
     rescore_epochs: int | None = Field(None, ge=1)  # default: 2 x training.epochs
     rescore_repeats: int = Field(1, ge=1)  # trainings (seeds) per re-scored candidate; the best mean wins
     repeats: int = Field(1, ge=1)  # final trainings with different seeds; mean and std are reported
-    augment: Literal["none", "shift"] | None = None  # data augmentation of the final training; None: training's
+    augment: Augment | None = None  # data augmentation of the final training; None: training's
     formats: list[ExportFormat] = Field(default_factory=lambda: list(EXPORT_FORMATS))
 
 
@@ -207,11 +253,19 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     return keys, value
 
 
+def default_space(data: dict[str, Any]) -> str:
+    """The built-in space of a config that names none: ``mlp`` for tables, ``cnn`` otherwise."""
+    dataset = data.get("dataset")
+    return "mlp" if isinstance(dataset, dict) and dataset.get("name") == "csv" else "cnn"
+
+
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     for text in overrides:
         keys, value = parse_override(text)
-        if keys[0] == "space" and isinstance(data.get("space"), str):
-            data["space"] = builtin_space(data["space"])
+        if keys[0] == "space" and len(keys) > 1:
+            data["space"] = data.get("space", default_space(data))
+            if isinstance(data["space"], str):
+                data["space"] = builtin_space(data["space"])
         node = data
         for i, key in enumerate(keys[:-1]):
             child = node.setdefault(key, {})
@@ -222,10 +276,10 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     return data
 
 
-def _format_errors(err: ValidationError, source: str) -> str:
+def format_errors(err: ValidationError, source: str, prefix: str = "") -> str:
     lines = []
     for e in err.errors():
-        path = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        path = prefix + ".".join(str(p) for p in e["loc"]) if e["loc"] else prefix.rstrip(".") or "(top level)"
         msg = e["msg"].removeprefix("Value error, ")
         if e["type"] == "extra_forbidden":
             msg = "unknown key (check the spelling; see configs/default.yaml for every key)"
@@ -236,23 +290,26 @@ def _format_errors(err: ValidationError, source: str) -> str:
     return f"invalid configuration in {source}: " + "; ".join(lines)
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
-    """Load a YAML config (or the defaults), apply overrides and validate."""
+def load_config(
+    path: str | Path | None = None, overrides: list[str] | None = None, base: dict[str, Any] | None = None
+) -> RunConfig:
+    """Load a YAML config (or start from ``base`` sections, or the defaults), apply overrides and validate."""
     source = "the defaults" if path is None else str(path)
-    data: Any = {}
+    data: Any = copy.deepcopy(base) if base is not None else {}
     if path is not None:
         p = Path(path)
         if not p.is_file():
-            raise ConfigError(f"config file {p} does not exist; pass an existing YAML file to --config")
+            what = "is a directory, not a file" if p.is_dir() else "does not exist"
+            raise ConfigError(f"config file {p} {what}; pass an existing YAML file to --config")
         try:
             data = yaml.safe_load(p.read_text()) or {}
-        except yaml.YAMLError as err:
+        except (yaml.YAMLError, UnicodeDecodeError) as err:
             raise ConfigError(f"config file {p} is not valid YAML: {err}") from None
         if not isinstance(data, dict):
             raise ConfigError(f"config file {p} must hold a mapping of sections, got {type(data).__name__}")
-    data.setdefault("space", "cnn")
     data = apply_overrides(data, list(overrides or []))
+    data.setdefault("space", default_space(data))
     try:
         return RunConfig.model_validate(data)
     except ValidationError as err:
-        raise ConfigError(_format_errors(err, source)) from None
+        raise ConfigError(format_errors(err, source)) from None

@@ -18,8 +18,8 @@ from pathlib import Path
 
 from rlnas.config import RunConfig, load_config
 from rlnas.data import Dataset, load_dataset
-from rlnas.errors import ConfigError, RunDirError
-from rlnas.evaluation.base import COMPLETE, FAILED, INFEASIBLE, Evaluator, cache_key
+from rlnas.errors import ConfigError, DataError, RunDirError
+from rlnas.evaluation.base import COMPLETE, FAILED, INFEASIBLE, Evaluator, cache_key, val_score
 from rlnas.evaluation.trainer import ChildTrainer, Objective
 from rlnas.execution import EvaluatorFactory, Job, TrainingEvaluatorFactory, given, make_executor
 from rlnas.space import SearchSpace, build_space
@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 CONFIG_FILE = "config.yaml"
 STORE_FILE = "trials.sqlite"
 SUMMARY_FILE = "run.json"
+DATASET_FILE = "dataset.json"  # the data's description and fingerprint: resume and export check them
 TENSORBOARD_DIR = "tensorboard"
 CHILDREN_DIR = "children"  # RUN/children/<cache key>.pt with logging.keep_children
 MAX_CONSECUTIVE_REPEATS = 1000  # a converged policy that proposes nothing new must not loop forever
@@ -48,12 +49,38 @@ class Prepared:
     trainer: ChildTrainer
 
 
-def prepare(config: RunConfig) -> Prepared:
-    """Load the dataset and build the space (raising user errors before anything is written)."""
-    d = config.dataset
-    dataset = load_dataset(d.name, d.data_dir, d.download, d.val_fraction, d.test_fraction, d.split_seed)
+def prepare(config: RunConfig, data: Dataset | None = None, run_dir: Path | None = None) -> Prepared:
+    """Load the dataset (or take ``data``) and build the space, raising user errors before anything is
+    written. With the ``run_dir`` of an existing run, the data must be the data that run was searched on."""
+    dataset = data if data is not None else load_dataset(config.dataset)
+    if run_dir is not None:
+        check_same_data(run_dir, dataset)
+    family = config.space.family
+    if family != "mlp" and not dataset.is_image:
+        raise ConfigError(
+            f"space {config.space.name!r} is of family {family!r}, which needs images, but dataset "
+            f"{dataset.name!r} has inputs of shape {dataset.input_shape} (a table); use --set space=mlp or a space "
+            "of family mlp"
+        )
+    augment = {config.training.augment, config.export.augment or "none"} - {"none"}
+    if augment and not dataset.is_image:
+        raise ConfigError(f"augmentation {sorted(augment)} works on images only; set training.augment=none for a table")
     space = build_space(config.space, dataset.input_shape)
     return Prepared(config, dataset, space, ChildTrainer(space, dataset, config.training))
+
+
+def check_same_data(run_dir: Path, dataset: Dataset) -> None:
+    """Refuse data whose fingerprint differs from the one recorded when the run was created."""
+    file = Path(run_dir) / DATASET_FILE
+    if not file.is_file():
+        return  # runs made before rlnas recorded their data
+    recorded = json.loads(file.read_text())
+    if recorded["fingerprint"] != dataset.fingerprint():
+        raise DataError(
+            f"the data given are not the data {run_dir} was searched on (fingerprint {dataset.fingerprint()}, "
+            f"recorded {recorded['fingerprint']}: {recorded['description']}, {recorded['examples']} examples); "
+            "pass the original data, or start a new run for new data"
+        )
 
 
 def default_run_dir(config: RunConfig) -> Path:
@@ -94,26 +121,20 @@ def _create_run_dir(path: Path) -> None:
 
 
 def pareto_front(records: list[TrialRecord], metric: str) -> list[TrialRecord]:
-    """Completed trials not dominated in (validation accuracy: higher, ``metric``: lower)."""
+    """Completed trials not dominated in (validation score: higher, ``metric``: lower)."""
     points = [
-        r
+        (r, score, float(r.metrics[metric]))
         for r in records
         if r.status == COMPLETE
         and metric in r.metrics
-        and "val_accuracy" in r.metrics
+        and (score := val_score(r.metrics)) is not None
         and r.metrics.get("fidelity", 1.0) >= 1.0
     ]
-    front = []
-    for r in points:
-        acc, cost = r.metrics["val_accuracy"], r.metrics[metric]
-        dominated = any(
-            o.metrics["val_accuracy"] >= acc
-            and o.metrics[metric] <= cost
-            and (o.metrics["val_accuracy"] > acc or o.metrics[metric] < cost)
-            for o in points
-        )
-        if not dominated:
-            front.append(r)
+    front = [
+        r
+        for r, score, cost in points
+        if not any(s >= score and c <= cost and (s > score or c < cost) for _, s, c in points)
+    ]
     return sorted(front, key=lambda r: r.metrics[metric])
 
 
@@ -140,13 +161,15 @@ class Search:
         progress: Progress | None = None,
         persist: bool = True,
         resume: bool = False,
+        data: Dataset | None = None,
     ) -> None:
-        """``evaluator`` (with its ``space``) replaces real training, e.g. a table or a fake; with
-        ``persist=False`` nothing is written (in-memory store, no TensorBoard): for benchmarks."""
+        """``data`` replaces the config's dataset (data handed over from Python); ``evaluator`` (with its
+        ``space``) replaces real training, e.g. a table or a fake; with ``persist=False`` nothing is
+        written (in-memory store, no TensorBoard): for benchmarks."""
         self.config = config
         self.prepared: Prepared | None = None
         if evaluator is None:
-            self.prepared = prepare(config)
+            self.prepared = prepare(config, data, Path(run_dir) if resume and run_dir is not None else None)
             space = self.prepared.space
         elif space is None:
             raise ValueError("an evaluator needs the space it evaluates")
@@ -158,6 +181,9 @@ class Search:
             if not resume:
                 _create_run_dir(self.run_dir)
                 (self.run_dir / "space.json").write_text(json.dumps(space.to_dict(), indent=1))
+                if self.prepared is not None:
+                    summary = self.prepared.dataset.summary()
+                    _write_atomic(self.run_dir / DATASET_FILE, json.dumps(summary, indent=1))
             _write_atomic(self.run_dir / CONFIG_FILE, config.to_yaml())
         self.store = TrialStore(":memory:" if self.run_dir is None else self.run_dir / STORE_FILE)
         tensorboard = self.run_dir is not None and config.logging.tensorboard
@@ -165,9 +191,9 @@ class Search:
         if evaluator is None:
             assert self.prepared is not None
             p = self.prepared
-            objective = Objective.for_space(config.objective, p.space, p.dataset.input_shape, p.dataset.num_classes)
+            objective = Objective.for_space(config.objective, p.space, p.dataset.input_shape, p.dataset.num_outputs)
             self.store.set_meta("max_complexity", str(objective.max_complexity))
-            factory = TrainingEvaluatorFactory(config, objective.max_complexity, self.run_dir)
+            factory = TrainingEvaluatorFactory(config, objective.max_complexity, self.run_dir, p.dataset)
             evaluator = factory.build(p.trainer)  # worker processes load the dataset themselves
             self.evaluator_factory: EvaluatorFactory = factory
         else:
@@ -184,7 +210,11 @@ class Search:
 
     @classmethod
     def resume(
-        cls, run_dir: str | Path, overrides: list[str] | None = None, progress: Progress | None = None
+        cls,
+        run_dir: str | Path,
+        overrides: list[str] | None = None,
+        progress: Progress | None = None,
+        data: Dataset | None = None,
     ) -> Search:
         """Continue a killed or interrupted search: finished trials are kept and never retrained, the
         controller restarts from its checkpoint. Only ``budget.*``, ``export.*``, ``logging.*`` and
@@ -200,7 +230,7 @@ class Search:
             )
         if overrides:
             config = load_config(path / CONFIG_FILE, overrides)
-        return cls(config, path, progress=progress, resume=True)
+        return cls(config, path, progress=progress, resume=True, data=data)
 
     def run(self) -> SearchResult:
         """``ask`` while workers are free, evaluate (or answer from the cache), ``tell`` as children finish."""
@@ -311,12 +341,12 @@ class Search:
             "proposals": result.proposals,
             "best_trial": None if best is None else best.number,
             "best_reward": None if best is None else best.reward,
-            "best_proxy_val_accuracy": None if best is None else best.metrics.get("val_accuracy"),
+            "best_proxy_val_score": None if best is None else val_score(best.metrics),
             "pid": os.getpid(),
         }
         metric = {"params": "params", "flops": "flops", "latency": "latency_ms"}[self.config.objective.complexity]
         summary["pareto_front"] = [
-            {"trial": r.number, "proxy_val_accuracy": r.metrics["val_accuracy"], metric: r.metrics[metric]}
+            {"trial": r.number, "proxy_val_score": val_score(r.metrics), metric: r.metrics[metric]}
             for r in pareto_front(self.store.trials(), metric)
         ]
         (self.run_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=1))
@@ -334,7 +364,7 @@ class Search:
         }
         if best is not None:
             self.logger.hparams(
-                hparams, {"best_reward": best.reward, "best_proxy_val_accuracy": best.metrics.get("val_accuracy", 0.0)}
+                hparams, {"best_reward": best.reward, "best_proxy_val_score": val_score(best.metrics) or 0.0}
             )
         self.logger.flush()
 

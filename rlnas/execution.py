@@ -33,6 +33,7 @@ from rlnas.evaluation.base import FAILED, Evaluation, Evaluator
 from rlnas.space.core import Architecture
 
 if TYPE_CHECKING:
+    from rlnas.data.core import Dataset
     from rlnas.evaluation.trainer import ChildTrainer
 
 log = logging.getLogger(__name__)
@@ -62,16 +63,18 @@ def given(evaluator: Evaluator) -> EvaluatorFactory:
 
 @dataclass(frozen=True)
 class TrainingEvaluatorFactory:
-    """Builds the real-training evaluator of a run in a worker (dataset loaded there, once)."""
+    """Builds the real-training evaluator of a run in a worker, once, from the run's dataset (sent along,
+    so workers train on exactly the data of the search, whatever its source)."""
 
     config: RunConfig
     max_complexity: float
     run_dir: Path | None
+    dataset: Dataset
 
     def __call__(self) -> Evaluator:
         from rlnas.driver import prepare
 
-        return self.build(prepare(self.config).trainer)
+        return self.build(prepare(self.config, self.dataset).trainer)
 
     def build(self, trainer: ChildTrainer) -> Evaluator:
         from rlnas.driver import CHILDREN_DIR
@@ -80,7 +83,7 @@ class TrainingEvaluatorFactory:
         config = self.config
         objective = Objective(config.objective, self.max_complexity)
         keep = self.run_dir / CHILDREN_DIR if self.run_dir is not None and config.logging.keep_children else None
-        return TrainingEvaluator(trainer, objective, config.seed, keep, config.dataset.model_dump())
+        return TrainingEvaluator(trainer, objective, config.seed, keep)
 
 
 @dataclass

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from rlnas.driver import TENSORBOARD_DIR, open_run, pareto_front
-from rlnas.evaluation.base import COMPLETE
+from rlnas.evaluation.base import COMPLETE, val_score
 from rlnas.store import TrialRecord
 
 log = logging.getLogger(__name__)
@@ -48,7 +48,7 @@ def plot_scores(records: Sequence[TrialRecord], path: Path) -> Path:
         ax.scatter(failed, [min(r.reward for r in records)] * len(failed), marker="x", color="red", label="failed")
     ax.plot([r.number for r in records], _best_so_far(records), color="black", label="best so far")
     ax.set_xlabel("trial")
-    ax.set_ylabel("reward = proxy val accuracy - lambda * complexity")
+    ax.set_ylabel("reward = proxy val score - lambda * complexity")
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
@@ -58,23 +58,23 @@ def plot_scores(records: Sequence[TrialRecord], path: Path) -> Path:
 
 
 def plot_pareto(records: Sequence[TrialRecord], metric: str, path: Path) -> Path | None:
-    points = [r for r in records if r.status == COMPLETE and metric in r.metrics and "val_accuracy" in r.metrics]
+    points = [r for r in records if r.status == COMPLETE and metric in r.metrics and val_score(r.metrics) is not None]
     if not points:
         return None
     plt = _pyplot()
     front = pareto_front(list(records), metric)
     fig, ax = plt.subplots(figsize=(7, 4))
-    ax.scatter([r.metrics[metric] for r in points], [r.metrics["val_accuracy"] for r in points], s=12, alpha=0.5)
+    ax.scatter([r.metrics[metric] for r in points], [val_score(r.metrics) for r in points], s=12, alpha=0.5)
     ax.plot(
         [r.metrics[metric] for r in front],
-        [r.metrics["val_accuracy"] for r in front],
+        [val_score(r.metrics) for r in front],
         "o-",
         color="C3",
         label="Pareto front",
     )
     ax.set_xscale("log")
     ax.set_xlabel(metric)
-    ax.set_ylabel("proxy validation accuracy")
+    ax.set_ylabel("proxy validation " + ("R²" if "val_r2" in points[0].metrics else "accuracy"))
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
@@ -86,16 +86,17 @@ def plot_pareto(records: Sequence[TrialRecord], metric: str, path: Path) -> Path
 def plot_repeats(metrics: dict[str, Any], path: Path) -> Path | None:
     """Box plots of repeated trainings: each re-scored top configuration (validation accuracy, one point
     per seed) and the final trainings of the winner (test accuracy). None if nothing was repeated."""
-    rescored = [row for row in metrics.get("rescored", []) if len(row.get("rescored_val_accuracies", [])) > 1]
-    final = [r["test_accuracy"] for r in metrics.get("test_accuracy_repeats", [])]
+    score = metrics.get("score", "accuracy")
+    rescored = [row for row in metrics.get("rescored", []) if len(row.get(f"rescored_val_{score}_values", [])) > 1]
+    final = [r[f"test_{score}"] for r in metrics.get(f"test_{score}_repeats", [])]
     panels = []
     if rescored:
-        data = [row["rescored_val_accuracies"] for row in rescored]
+        data = [row[f"rescored_val_{score}_values"] for row in rescored]
         labels = [f"trial {row['trial']}" for row in rescored]
         epochs = rescored[0]["rescore_epochs"]
-        panels.append((data, labels, f"re-scoring: validation accuracy ({epochs} epochs, {len(data[0])} seeds)"))
+        panels.append((data, labels, f"re-scoring: validation {score} ({epochs} epochs, {len(data[0])} seeds)"))
     if len(final) > 1:
-        panels.append(([final], [f"trial {metrics['trial']}"], f"final: test accuracy ({len(final)} seeds)"))
+        panels.append(([final], [f"trial {metrics['trial']}"], f"final: test {score} ({len(final)} seeds)"))
     if not panels:
         return None
     plt = _pyplot()

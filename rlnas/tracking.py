@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from rlnas.evaluation.base import COMPLETE
+from rlnas.evaluation.base import COMPLETE, val_score
 from rlnas.store import TrialRecord
 
 log = logging.getLogger(__name__)
@@ -33,7 +33,8 @@ class RunLogger:
 
             self._writer = SummaryWriter(log_dir=str(self.logdir))
         self.best_reward = float("-inf")
-        self.best_accuracy = float("-inf")
+        self.best_accuracy = float("-inf")  # the best validation score: accuracy, or R² for regression
+        self.score_name = "accuracy"
 
     @property
     def enabled(self) -> bool:
@@ -43,9 +44,12 @@ class RunLogger:
         """Per child: reward, proxy validation accuracy, params, FLOPs, latency; best-so-far curves.
         ``write=False`` only updates the best-so-far values (when resuming)."""
         step = record.number
+        score = val_score(record.metrics)
         if record.status == COMPLETE:
             self.best_reward = max(self.best_reward, record.reward)
-            self.best_accuracy = max(self.best_accuracy, float(record.metrics.get("val_accuracy", 0.0)))
+            if score is not None:
+                self.best_accuracy = max(self.best_accuracy, score)
+                self.score_name = "r2" if "val_r2" in record.metrics else "accuracy"
         if not self.enabled or not write:
             return
         w = self._writer
@@ -53,9 +57,12 @@ class RunLogger:
         w.add_scalar("search/failed", float(record.status != COMPLETE), step)
         if self.best_reward > float("-inf"):
             w.add_scalar("search/best_reward", self.best_reward, step)
-            w.add_scalar("search/best_proxy_val_accuracy", self.best_accuracy, step)
+            w.add_scalar(f"search/best_proxy_val_{self.score_name}", self.best_accuracy, step)
         names = {
             "val_accuracy": "child/proxy_val_accuracy",
+            "val_r2": "child/proxy_val_r2",
+            "val_mae": "child/proxy_val_mae",
+            "val_rmse": "child/proxy_val_rmse",
             "params": "child/params",
             "flops": "child/flops",
             "latency_ms": "child/latency_ms",

@@ -25,7 +25,7 @@ def test_digits_splits_are_disjoint_stratified_and_fixed(digits: Dataset) -> Non
 
 @pytest.mark.skipif(not (SHARED_DATASETS / "MNIST").is_dir(), reason=f"MNIST not present in {SHARED_DATASETS}")
 def test_mnist_from_the_shared_directory() -> None:
-    mnist = load_dataset("mnist", SHARED_DATASETS)
+    mnist = load_dataset("mnist", data_dir=str(SHARED_DATASETS))
     assert mnist.input_shape == (1, 28, 28) and mnist.num_classes == 10
     assert len(mnist.test) == 10000 and len(mnist.train) + len(mnist.val) == 60000
     assert mnist.mean[0] == pytest.approx(0.1307, abs=2e-3)
@@ -34,9 +34,9 @@ def test_mnist_from_the_shared_directory() -> None:
 
 def test_missing_torchvision_dataset_says_what_to_do(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="dataset.download=true"):
-        load_dataset("cifar10", tmp_path)
+        load_dataset("cifar10", data_dir=str(tmp_path))
 
 
 def test_unknown_dataset() -> None:
-    with pytest.raises(ConfigError, match="unknown dataset 'svhn'"):
+    with pytest.raises(ConfigError, match=r"dataset.name: Input should be 'digits'.*\(got 'svhn'\)"):
         load_dataset("svhn")

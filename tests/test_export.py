@@ -12,7 +12,7 @@ import rlnas
 from rlnas.driver import Search, prepare
 from rlnas.errors import RunDirError
 from rlnas.evaluation.train import accuracy
-from rlnas.export import export_run, write_export
+from rlnas.exporter import export_run, write_export
 from rlnas.report import report
 from tests.conftest import tiny_config
 
@@ -32,6 +32,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory):
         "latency_ms": 0.1,
         "epochs": 2,
         "dataset": "digits",
+        "score": "accuracy",
     }
     write_export(out, model, arch, prepared.space.family, prepared.dataset, config, metrics)
     return model.eval(), out, prepared.dataset
@@ -118,8 +119,8 @@ def test_export_rescores_the_top_k_and_repeats_the_final_training(tmp_path: Path
     loaded = rlnas.load_model(tmp_path / "run")  # the exported weights are the best repeat's
     assert accuracy(loaded, prepare(config).dataset.test) == pytest.approx(metrics["test_accuracy"])
     for row in metrics["rescored"]:
-        assert len(row["rescored_val_accuracies"]) == 2
-        assert row["rescored_val_accuracy"] == pytest.approx(float(np.mean(row["rescored_val_accuracies"])))
+        assert len(row["rescored_val_accuracy_values"]) == 2
+        assert row["rescored_val_accuracy"] == pytest.approx(float(np.mean(row["rescored_val_accuracy_values"])))
     out = report([tmp_path / "run"])
     assert (out / "repeats.png").is_file() and "repeats.png" in (out / "index.html").read_text()
 

@@ -15,6 +15,17 @@ FAILED = "FAILED"
 INFEASIBLE = "INFEASIBLE"  # violates a hard constraint (objective.max_params); rejected without training
 
 
+SCORE_METRICS = ("val_accuracy", "val_r2")  # what the search maximizes: classification, regression
+
+
+def val_score(metrics: Mapping[str, float]) -> float | None:
+    """A trial's validation score: accuracy (classification) or R² (regression); None if it has none."""
+    for name in SCORE_METRICS:
+        if name in metrics:
+            return float(metrics[name])
+    return None
+
+
 def cache_key(arch_key: str, fidelity: float) -> str:
     """The identity of one evaluation: the architecture, and the fidelity when below full training."""
     return arch_key if fidelity >= 1.0 else f"{arch_key}@{fidelity:.4g}"

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from rlnas.data import Split
+from rlnas.data.core import Split, as_float
 from rlnas.errors import ChildFailure
 
 log = logging.getLogger(__name__)
@@ -26,7 +26,9 @@ class TrainSettings:
     weight_decay: float = 0.0
     device: str = "cpu"
     max_seconds: float | None = None
-    augment: str = "none"  # "shift": every image moved by up to 2 pixels in each direction, per batch
+    augment: str = "none"  # shift (+-2 px), crop (+-H/8 px, zero padded), flip (horizontal), crop_flip; per batch
+    task: str = "classification"  # regression: MSE loss, scaled by the variance of the targets
+    target_std: float = 1.0
 
 
 def resolve_device(name: str) -> torch.device:
@@ -62,6 +64,20 @@ def random_shift(x: torch.Tensor, pad: int, generator: torch.Generator) -> torch
     return padded[batch, channel, rows, cols]
 
 
+def augment_batch(x: torch.Tensor, augment: str, generator: torch.Generator) -> torch.Tensor:
+    """One batch of images with random augmentation (``augment`` as in :class:`TrainSettings`)."""
+    if augment == "none" or x.dim() != 4:
+        return x
+    if augment == "shift":
+        return random_shift(x, 2, generator)
+    if augment in ("crop", "crop_flip"):
+        x = random_shift(x, max(1, round(min(x.shape[2], x.shape[3]) / 8)), generator)
+    if augment in ("flip", "crop_flip"):
+        flip = (torch.rand(x.shape[0], generator=generator) < 0.5).to(x.device)
+        x = torch.where(flip[:, None, None, None], x.flip(3), x)
+    return x
+
+
 def train_model(model: nn.Module, train: Split, settings: TrainSettings, seed: int) -> dict[str, float]:
     """Train ``model`` in place (mini-batch, shuffled by a generator seeded with ``seed``).
 
@@ -82,7 +98,15 @@ def train_model(model: nn.Module, train: Split, settings: TrainSettings, seed: i
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
         optimizer, T_max=settings.epochs * math.ceil(len(y_all) / settings.batch_size)
     )
-    loss_fn = nn.CrossEntropyLoss()
+    if settings.task == "regression":
+        scale = 1.0 / max(settings.target_std, 1e-12) ** 2
+        mse = nn.MSELoss()
+
+        def loss_fn(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+            return mse(out.reshape(-1), y) * scale  # the MSE of standardized targets
+
+    else:
+        loss_fn = nn.CrossEntropyLoss()
     start = time.perf_counter()
     loss_value = float("nan")
     for epoch in range(settings.epochs):
@@ -93,7 +117,7 @@ def train_model(model: nn.Module, train: Split, settings: TrainSettings, seed: i
             if len(idx) < 2 and len(order) > 1:
                 continue  # a batch of one breaks BatchNorm
             optimizer.zero_grad(set_to_none=True)
-            x = x_all[idx] if settings.augment == "none" else random_shift(x_all[idx], 2, generator)
+            x = augment_batch(as_float(x_all[idx]), settings.augment, generator)
             loss = loss_fn(model(x), y_all[idx])
             if not torch.isfinite(loss):
                 raise ChildFailure(f"non-finite training loss ({loss.item()}) in epoch {epoch + 1}")
@@ -110,12 +134,31 @@ def train_model(model: nn.Module, train: Split, settings: TrainSettings, seed: i
 
 
 @torch.no_grad()
-def accuracy(model: nn.Module, split: Split, batch_size: int = 1024) -> float:
-    """Top-1 accuracy of ``model`` on ``split``."""
+def outputs(model: nn.Module, x: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
+    """The model's outputs (on the CPU) for inputs ``x`` (uint8 pixels or floats), batch by batch."""
     device = next(model.parameters()).device
     model.eval()
-    correct = 0
-    for i in range(0, len(split), batch_size):
-        logits = model(split.x[i : i + batch_size].to(device))
-        correct += int((logits.argmax(dim=1).cpu() == split.y[i : i + batch_size]).sum())
-    return correct / max(len(split), 1)
+    parts = [model(as_float(x[i : i + batch_size].to(device))).cpu() for i in range(0, len(x), batch_size)]
+    return torch.cat(parts) if parts else torch.zeros(0)
+
+
+def accuracy(model: nn.Module, split: Split, batch_size: int = 1024) -> float:
+    """Top-1 accuracy of ``model`` on ``split``."""
+    if len(split) == 0:
+        return 0.0
+    return float((outputs(model, split.x, batch_size).argmax(dim=1) == split.y).float().mean())
+
+
+def scores(model: nn.Module, split: Split, task: str) -> dict[str, float]:
+    """``{"accuracy"}`` for classification; ``{"r2", "mae", "rmse"}`` for regression."""
+    if task == "classification":
+        return {"accuracy": accuracy(model, split)}
+    pred = outputs(model, split.x).reshape(-1).double()
+    y = split.y.double()
+    residual = ((pred - y) ** 2).sum()
+    total = ((y - y.mean()) ** 2).sum().clamp_min(1e-12)
+    return {
+        "r2": float(1.0 - residual / total),
+        "mae": float((pred - y).abs().mean()),
+        "rmse": float(residual.div(max(len(y), 1)).sqrt()),
+    }

@@ -4,22 +4,22 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
 
 from rlnas.config import ObjectiveConfig, TrainingConfig
-from rlnas.data import Dataset
+from rlnas.data.core import Dataset
 from rlnas.errors import ChildFailure, InvalidArchitecture
-from rlnas.evaluation.base import COMPLETE, FAILED, INFEASIBLE, Evaluation, cache_key
-from rlnas.evaluation.train import TrainSettings, accuracy, resolve_device, train_model
-from rlnas.models.checkpoint import model_info, save_model
+from rlnas.evaluation.base import COMPLETE, FAILED, INFEASIBLE, Evaluation, cache_key, val_score
+from rlnas.evaluation.train import TrainSettings, resolve_device, scores, train_model
+from rlnas.models.checkpoint import model_info, network, save_model
 from rlnas.models.complexity import count_flops, count_params, cpu_latency_ms, largest_architecture
-from rlnas.models.families import build_model, with_normalization
+from rlnas.models.families import build_model
 from rlnas.space.core import Architecture, SearchSpace
 
 log = logging.getLogger(__name__)
@@ -34,7 +34,11 @@ def child_seed(run_seed: int, arch: Architecture) -> int:
 
 
 def settings_for(
-    arch: Architecture, training: TrainingConfig, epochs: int | None = None, augment: str | None = None
+    arch: Architecture,
+    training: TrainingConfig,
+    dataset: Dataset,
+    epochs: int | None = None,
+    augment: str | None = None,
 ) -> TrainSettings:
     """Training settings: the config's, overridden by the architecture's training decisions."""
     max_seconds = None if training.max_minutes_per_child is None else training.max_minutes_per_child * 60.0
@@ -48,11 +52,14 @@ def settings_for(
         device=str(resolve_device(training.device)),
         max_seconds=max_seconds,
         augment=augment if augment is not None else training.augment,
+        task=dataset.task,
+        target_std=dataset.target_std,
     )
 
 
 class Objective:
-    """``reward = val_accuracy - lambda * complexity / max complexity of the space``."""
+    """``reward = validation score - lambda * complexity / max complexity of the space``; the score is the
+    accuracy (classification) or R² (regression)."""
 
     def __init__(self, config: ObjectiveConfig, max_complexity: float) -> None:
         self.config = config
@@ -61,16 +68,19 @@ class Objective:
 
     def __call__(self, metrics: dict[str, float]) -> float:
         penalty = self.config.lambda_ * float(metrics[self.metric]) / self.max_complexity
-        return float(metrics["val_accuracy"]) - penalty
+        score = val_score(metrics)
+        if score is None:
+            raise KeyError(f"no validation score in {sorted(metrics)}")
+        return score - penalty
 
     @classmethod
     def for_space(
-        cls, config: ObjectiveConfig, space: SearchSpace, input_shape: tuple[int, ...], num_classes: int
+        cls, config: ObjectiveConfig, space: SearchSpace, input_shape: tuple[int, ...], num_outputs: int
     ) -> Objective:
         measure = "params" if config.complexity == "params" else "flops"
-        arch, count = largest_architecture(space, input_shape, num_classes, measure)
+        arch, count = largest_architecture(space, input_shape, num_outputs, measure)
         if config.complexity == "latency":
-            model = build_model(arch, space.family, input_shape, num_classes)
+            model = build_model(arch, space.family, input_shape, num_outputs)
             count = cpu_latency_ms(model, input_shape)  # type: ignore[assignment]
         log.info("largest architecture of the space: %s = %s", config.complexity, count)
         return cls(config, count)
@@ -85,9 +95,8 @@ class ChildTrainer:
         self.training = training
 
     def build(self, arch: Architecture) -> nn.Module:
-        """The child network, input normalization included."""
-        model = build_model(arch, self.space.family, self.dataset.input_shape, self.dataset.num_classes)
-        return with_normalization(model, self.dataset.mean, self.dataset.std)
+        """The child network, input normalization (and a regression's target scaling) included."""
+        return network(model_info(arch, self.space.family, self.dataset))
 
     def train(
         self,
@@ -98,7 +107,7 @@ class ChildTrainer:
         augment: str | None = None,
     ) -> tuple[nn.Module, dict[str, float]]:
         """Build and train a child with an isolated, seeded torch RNG; returns the trained model."""
-        settings = settings_for(arch, self.training, epochs, augment)
+        settings = settings_for(arch, self.training, self.dataset, epochs, augment)
         data = self.dataset.train
         if on_train_and_val:
             val = self.dataset.val
@@ -126,7 +135,6 @@ class TrainingEvaluator:
         objective: Objective,
         seed: int,
         keep_dir: Path | None = None,
-        dataset_config: dict[str, Any] | None = None,
     ) -> None:
         """With ``keep_dir``, every trained child is saved there as ``<cache key>.pt`` (weights, seed,
         normalization, metrics), loadable with ``rlnas.load_model``."""
@@ -134,7 +142,6 @@ class TrainingEvaluator:
         self.objective = objective
         self.seed = seed
         self.keep_dir = keep_dir
-        self.dataset_config = dataset_config or {}
 
     def effective_fidelity(self, fidelity: float) -> float:
         """The fidelity actually trained: a whole number of epochs, at least one."""
@@ -159,8 +166,11 @@ class TrainingEvaluator:
                 )
         try:
             model, stats = self.trainer.train(arch, seed, epochs=epochs)
+            val = scores(model, dataset.val, dataset.task)
+            if not all(math.isfinite(v) for v in val.values()):
+                raise ChildFailure(f"non-finite validation score {val}")
             metrics = {
-                "val_accuracy": accuracy(model, dataset.val),
+                **{f"val_{name}": value for name, value in val.items()},
                 "params": float(count_params(model)),
                 "flops": float(count_flops(model, dataset.input_shape)),
                 "latency_ms": cpu_latency_ms(model, dataset.input_shape),
@@ -186,7 +196,7 @@ class TrainingEvaluator:
     def _keep(self, arch: Architecture, fidelity: float, model: nn.Module, metrics: dict[str, float]) -> None:
         assert self.keep_dir is not None
         self.keep_dir.mkdir(parents=True, exist_ok=True)
-        info = model_info(arch, self.trainer.space.family, self.trainer.dataset, self.dataset_config)
+        info = model_info(arch, self.trainer.space.family, self.trainer.dataset)
         save_model(
             self.keep_dir / f"{cache_key(arch.key, fidelity)}.pt",
             model,

@@ -210,22 +210,59 @@ def build_model(arch: Architecture, family: str, input_shape: Shape, num_classes
 
 
 class Normalize(nn.Module):
-    """Per-channel input normalization, stored in the model so exports take raw [0, 1] pixels."""
+    """Per-channel (images) or per-feature (tables) input standardization with training statistics, stored
+    in the model so that exports take raw inputs ([0, 1] pixels, encoded table features)."""
 
     mean: torch.Tensor
     std: torch.Tensor
 
-    def __init__(self, mean: list[float], std: list[float]) -> None:
+    def __init__(self, mean: list[float], std: list[float], dims: int = 3) -> None:
         super().__init__()
-        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
-        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+        shape = (1, -1, *([1] * (dims - 1)))
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(shape))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(shape))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.mean) / self.std
 
 
-def with_normalization(model: nn.Module, mean: list[float], std: list[float]) -> nn.Sequential:
-    return nn.Sequential(Normalize(mean, std), model)
+class TargetScale(nn.Module):
+    """Regression: the network learns standardized targets; this puts its output back in target units."""
+
+    mean: torch.Tensor
+    std: torch.Tensor
+
+    def __init__(self, mean: float, std: float) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(float(mean)))
+        self.register_buffer("std", torch.tensor(float(std)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.std + self.mean
+
+
+def with_normalization(
+    model: nn.Module, mean: list[float], std: list[float], dims: int = 3, target: tuple[float, float] | None = None
+) -> nn.Sequential:
+    """``Normalize -> model`` (``-> TargetScale`` for regression): the network a child or an export holds."""
+    layers = [Normalize(mean, std, dims), model]
+    if target is not None:
+        layers.append(TargetScale(*target))
+    return nn.Sequential(*layers)
+
+
+def assemble(
+    arch: Architecture,
+    family: str,
+    input_shape: Shape,
+    num_outputs: int,
+    mean: list[float],
+    std: list[float],
+    target: tuple[float, float] | None = None,
+) -> nn.Sequential:
+    """The whole network of a child or an export: normalization, ``build_model``, target scaling."""
+    model = build_model(arch, family, input_shape, num_outputs)
+    return with_normalization(model, mean, std, len(input_shape), target)
 
 
 def describe_family(family: str) -> dict[str, Any]:

@@ -16,7 +16,7 @@ import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution
 from optuna.trial import TrialState
 
-from rlnas.evaluation.base import COMPLETE, Evaluation
+from rlnas.evaluation.base import COMPLETE, Evaluation, val_score
 from rlnas.space.core import Architecture, Choice, SearchSpace
 from rlnas.store import TrialRecord
 from rlnas.strategies.base import RandomSearch, StrategyContext
@@ -162,6 +162,7 @@ class ParetoSearch(BayesianOptimization):
 
     def _value(self, evaluation: Evaluation) -> float | list[float] | None:
         metrics = evaluation.metrics
-        if evaluation.status != COMPLETE or self.metric not in metrics:
+        score = val_score(metrics)
+        if evaluation.status != COMPLETE or self.metric not in metrics or score is None:
             return None
-        return [float(metrics["val_accuracy"]), float(metrics[self.metric])]
+        return [score, float(metrics[self.metric])]

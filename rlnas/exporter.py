@@ -26,12 +26,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from rlnas.config import RunConfig
+from rlnas.config import USER_DATASETS, RunConfig
 from rlnas.data import Dataset
 from rlnas.driver import CHILDREN_DIR, open_run, prepare
-from rlnas.errors import RunDirError
+from rlnas.errors import ConfigError, RunDirError
 from rlnas.evaluation.base import cache_key
-from rlnas.evaluation.train import accuracy
+from rlnas.evaluation.train import scores
 from rlnas.evaluation.trainer import child_seed
 from rlnas.models.checkpoint import load_model_file, model_info, save_model
 from rlnas.models.complexity import count_flops, count_params, cpu_latency_ms
@@ -43,19 +43,28 @@ log = logging.getLogger(__name__)
 EXPORT_DIR = "export"
 
 
-def export_run(run_dir: str | Path, epochs: int | None = None, data_dir: str | None = None) -> dict[str, Any]:
-    """Retrain the best architecture of a run on train+validation, test it once, write ``RUN/export``."""
+def export_run(
+    run_dir: str | Path, epochs: int | None = None, data_dir: str | None = None, data: Dataset | None = None
+) -> dict[str, Any]:
+    """Retrain the best architecture of a run on train+validation, test it once, write ``RUN/export``.
+
+    ``data`` (a :class:`Dataset`) or ``data_dir`` (where the run's dataset lies now) replace the run's
+    dataset; either way the data must be those the run was searched on (same fingerprint)."""
     run = Path(run_dir)
     config, store = open_run(run)
     store.close()
+    if epochs is not None and epochs < 1:
+        raise ConfigError(f"epochs={epochs}: the final training needs at least 1 epoch")
     if data_dir is not None:
-        config = config.model_copy(update={"dataset": config.dataset.model_copy(update={"data_dir": data_dir})})
-    prepared = prepare(config)
+        key = "path" if config.dataset.name in USER_DATASETS else "data_dir"
+        config = config.model_copy(update={"dataset": config.dataset.model_copy(update={key: data_dir})})
+    prepared = prepare(config, data, run)
     dataset = prepared.dataset
     record, rescored = _rescore(prepared, store_path=run, k=config.export.rescore_top_k)
     arch = prepared.space.validate(record.architecture)
     epochs = epochs if epochs is not None else config.export.epochs
     seed = child_seed(config.seed, arch)
+    score = dataset.score_name
     repeats = []
     for r in range(config.export.repeats):
         log.info(
@@ -69,21 +78,25 @@ def export_run(run_dir: str | Path, epochs: int | None = None, data_dir: str | N
             arch, seed + r, epochs=epochs, on_train_and_val=True, augment=config.export.augment
         )
         trained = trained.to("cpu").eval()
-        repeats.append((accuracy(trained, dataset.test), seed + r, trained, stats))
-    test_accuracy, seed, model, stats = max(repeats, key=lambda item: item[0])
-    accuracies = np.array([item[0] for item in repeats])
+        repeats.append((scores(trained, dataset.test, dataset.task), seed + r, trained, stats))
+    test, seed, model, stats = max(repeats, key=lambda item: item[0][score])
+    values = np.array([item[0][score] for item in repeats])
     metrics = {
-        "test_accuracy": test_accuracy,
-        "test_accuracy_mean": float(accuracies.mean()),
-        "test_accuracy_std": float(accuracies.std(ddof=1)) if len(accuracies) > 1 else 0.0,
-        "test_accuracy_repeats": [{"seed": item[1], "test_accuracy": item[0]} for item in repeats],
+        "task": dataset.task,
+        "score": score,
+        **{f"test_{name}": value for name, value in test.items()},
+        f"test_{score}_mean": float(values.mean()),
+        f"test_{score}_std": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
+        f"test_{score}_repeats": [
+            {"seed": item[1], **{f"test_{k}": v for k, v in item[0].items()}} for item in repeats
+        ],
         "exported_repeat": "the best of the repeats on the test split (optimistic; the mean is unbiased)"
         if len(repeats) > 1
         else "the only training",
         "rescored": rescored,
-        "val_accuracy": float(record.metrics.get("val_accuracy", float("nan"))),
-        "val_accuracy_kind": "proxy: search-time training on the training split, scored on validation",
-        "test_accuracy_kind": f"final: retrained {epochs} epochs on train+validation, scored once on test",
+        f"val_{score}": float(record.metrics.get(f"val_{score}", float("nan"))),
+        f"val_{score}_kind": "proxy: search-time training on the training split, scored on validation",
+        f"test_{score}_kind": f"final: retrained {epochs} epochs on train+validation, scored once on test",
         "augment": config.export.augment or config.training.augment,
         "params": count_params(model),
         "flops": count_flops(model, dataset.input_shape),
@@ -95,9 +108,10 @@ def export_run(run_dir: str | Path, epochs: int | None = None, data_dir: str | N
         "epochs": epochs,
         "seed": seed,
         "dataset": dataset.name,
+        "data_fingerprint": dataset.fingerprint(),
     }
     write_export(run / EXPORT_DIR, model, arch, prepared.space.family, dataset, config, metrics)
-    log.info("exported to %s: test accuracy %.4f", run / EXPORT_DIR, metrics["test_accuracy"])
+    log.info("exported to %s: test %s %.4f", run / EXPORT_DIR, score, metrics[f"test_{score}"])
     return metrics
 
 
@@ -114,31 +128,33 @@ def _rescore(prepared: Any, store_path: Path, k: int) -> tuple[TrialRecord, list
         return top[0], []
     config = prepared.config
     epochs = config.export.rescore_epochs or 2 * config.training.epochs
+    score = prepared.dataset.score_name
     rows = []
     for record in top:
         arch = prepared.space.validate(record.architecture)
         seed = child_seed(config.seed, arch)
-        scores = []
+        values: list[float] = []
         for r in range(config.export.rescore_repeats):
             model, _ = prepared.trainer.train(arch, seed + r, epochs=epochs)
-            scores.append(accuracy(model, prepared.dataset.val))
+            values.append(scores(model, prepared.dataset.val, prepared.dataset.task)[score])
         rows.append(
             {
                 "trial": record.number,
-                "proxy_val_accuracy": record.metrics.get("val_accuracy"),
-                "rescored_val_accuracy": float(np.mean(scores)),
-                "rescored_val_accuracies": scores,
+                f"proxy_val_{score}": record.metrics.get(f"val_{score}"),
+                f"rescored_val_{score}": float(np.mean(values)),
+                f"rescored_val_{score}_values": values,
                 "rescore_epochs": epochs,
             }
         )
         log.info(
-            "re-scored trial %d: val accuracy %.4f (mean of %d) at %d epochs",
+            "re-scored trial %d: val %s %.4f (mean of %d) at %d epochs",
             record.number,
-            rows[-1]["rescored_val_accuracy"],
-            len(scores),
+            score,
+            rows[-1][f"rescored_val_{score}"],
+            len(values),
             epochs,
         )
-    best = max(range(len(top)), key=lambda i: (rows[i]["rescored_val_accuracy"], -i))
+    best = max(range(len(top)), key=lambda i: (rows[i][f"rescored_val_{score}"], -i))
     return top[best], rows
 
 
@@ -156,13 +172,13 @@ def write_export(
         shutil.rmtree(out)
     out.mkdir(parents=True)
     model = model.to("cpu").eval()
-    info = model_info(arch, family, dataset, config.dataset.model_dump())
+    info = model_info(arch, family, dataset)
     (out / "architecture.json").write_text(json.dumps(info, indent=1))
     save_model(out / "model.pt", model, info)
     (out / "config.yaml").write_text(config.to_yaml())
     for fmt in config.export.formats:
         try:
-            WRITERS[fmt](model, dataset.input_shape, out)
+            WRITERS[fmt](model, dataset.input_shape, out, io_names(info))
             metrics[f"{fmt}_file"] = f"model.{fmt}"
         except Exception as err:  # noqa: BLE001 - keep the other formats and the weights
             log.error("could not export %s: %s", fmt, err)
@@ -171,7 +187,7 @@ def write_export(
     (out / "README.md").write_text(_model_card(arch, metrics, info))
 
 
-def _write_onnx(model: nn.Module, input_shape: tuple[int, ...], out: Path) -> None:
+def _write_onnx(model: nn.Module, input_shape: tuple[int, ...], out: Path, names: tuple[str, str]) -> None:
     batch = torch.export.Dim("batch", min=1, max=1 << 16)
     example = torch.zeros(2, *input_shape)
     with contextlib.redirect_stdout(io.StringIO()):  # the exporter prints progress lines
@@ -179,8 +195,8 @@ def _write_onnx(model: nn.Module, input_shape: tuple[int, ...], out: Path) -> No
             model,
             (example,),
             str(out / "model.onnx"),
-            input_names=["image"],
-            output_names=["logits"],
+            input_names=[names[0]],
+            output_names=[names[1]],
             dynamic_shapes=({0: batch},),
             dynamo=True,
             verbose=False,
@@ -188,7 +204,7 @@ def _write_onnx(model: nn.Module, input_shape: tuple[int, ...], out: Path) -> No
         )
 
 
-def _write_pt2(model: nn.Module, input_shape: tuple[int, ...], out: Path) -> None:
+def _write_pt2(model: nn.Module, input_shape: tuple[int, ...], out: Path, names: tuple[str, str]) -> None:
     batch = torch.export.Dim("batch", min=1, max=1 << 16)
     program = torch.export.export(model, (torch.zeros(2, *input_shape),), dynamic_shapes=({0: batch},))
     torch.export.save(program, str(out / "model.pt2"))
@@ -197,27 +213,59 @@ def _write_pt2(model: nn.Module, input_shape: tuple[int, ...], out: Path) -> Non
 WRITERS = {"onnx": _write_onnx, "pt2": _write_pt2}
 
 
+def io_names(info: dict[str, Any]) -> tuple[str, str]:
+    """The ONNX input and output names: ``image`` or ``features``; ``logits`` or ``prediction``."""
+    return (
+        "image" if len(info["input_shape"]) == 3 else "features",
+        "logits" if info.get("task", "classification") == "classification" else "prediction",
+    )
+
+
 def _model_card(arch: Architecture, metrics: dict[str, Any], info: dict[str, Any]) -> str:
     rows = "\n".join(f"| {k} | {v} |" for k, v in arch.items)
-    repeats = metrics.get("test_accuracy_repeats", [])
+    score = metrics["score"]
+    label = {"accuracy": "accuracy", "r2": "R²"}[score]
+    repeats = metrics.get(f"test_{score}_repeats", [])
     repeats_row = (
-        f"\n| test accuracy over {len(repeats)} final trainings: mean ± std | "
-        f"{metrics['test_accuracy_mean']:.4f} ± {metrics['test_accuracy_std']:.4f} |"
+        f"\n| test {label} over {len(repeats)} final trainings: mean ± std | "
+        f"{metrics[f'test_{score}_mean']:.4f} ± {metrics[f'test_{score}_std']:.4f} |"
         if len(repeats) > 1
         else ""
     )
-    return f"""# rlnas model: {info["family"]} on {metrics["dataset"]}
+    extra = "".join(
+        f"\n| test {m.upper()} | {metrics[f'test_{m}']:.4g} |" for m in ("mae", "rmse") if f"test_{m}" in metrics
+    )
+    if info["task"] == "regression":
+        output = "one predicted value per row (in the target's units)"
+    else:
+        names = info["class_names"]
+        shown = ", ".join(names[:20]) + (" ..." if len(names) > 20 else "")
+        output = f"{info['num_classes']} logits, one per class in this order: {shown} (softmax for probabilities)"
+    if info.get("preprocessing"):
+        columns = ", ".join(c["name"] for c in info["preprocessing"]["columns"])
+        inputs = (
+            f"encoded table rows of shape (N, {info['input_shape'][0]}) from the columns {columns} "
+            "(`rlnas predict` and `rlnas.predict.encode_table` apply the encoding; numeric standardization is "
+            "part of the model)"
+        )
+    else:
+        inputs = (
+            f"float images of shape (N, {', '.join(map(str, info['input_shape']))}) with pixel values in [0, 1] "
+            "(normalization is part of the model)"
+        )
+    return f"""# rlnas model: {info["family"]} on {metrics["dataset"]} ({info["task"]})
 
 | metric | value |
 |---|---|
-| test accuracy (final: {metrics["epochs"]} epochs on train+val) | {metrics["test_accuracy"]:.4f} |{repeats_row}
-| validation accuracy (proxy: search-time training) | {metrics["val_accuracy"]:.4f} |
+| test {label} (final: {metrics["epochs"]} epochs on train+val) | {metrics[f"test_{score}"]:.4f} |{repeats_row}{extra}
+| validation {label} (proxy: search-time training) | {metrics[f"val_{score}"]:.4f} |
 | parameters | {metrics["params"]} |
-| FLOPs per image | {metrics["flops"]} |
-| CPU latency per image (batch 1, 1 thread) | {metrics["latency_ms"]:.3f} ms |
+| FLOPs per example | {metrics["flops"]} |
+| CPU latency per example (batch 1, 1 thread) | {metrics["latency_ms"]:.3f} ms |
 
-Input: float images of shape (N, {", ".join(map(str, info["input_shape"]))}) with pixel values in [0, 1]
-(normalization is part of the model). Output: {info["num_classes"]} logits (apply softmax for probabilities).
+Input: {inputs}. Output: {output}.
+
+Data: {json.dumps(info["dataset"])}, fingerprint {info["data_fingerprint"]}.
 
 ## Architecture
 | decision | choice |
@@ -234,7 +282,7 @@ program = torch.export.load("path/to/export/model.pt2").module()
 
 import onnxruntime                                  # without torch
 session = onnxruntime.InferenceSession("path/to/export/model.onnx")
-logits = session.run(None, {{"image": images}})[0]
+outputs = session.run(None, {{"{io_names(info)[0]}": inputs}})[0]
 ```
 Versions: {json.dumps(info["versions"])}
 """

@@ -1,0 +1,168 @@
+"""The Python API: search your own data, resume and export runs, in a few calls.
+
+::
+
+    import rlnas
+    data = rlnas.data.from_folder("photos/", image_size=32)    # or from_arrays(x, y), from_csv(path, target=...)
+    result = rlnas.search(data, budget=40, run_dir="runs/photos")
+    result.best, result.trials, result.export_dir, result.model
+
+Progress goes to the ``rlnas`` loggers and to an optional ``callback(done, total, record)`` called after
+every finished child; nothing is printed. Runs made from arrays in memory record the data's fingerprint:
+``resume`` and ``export`` of such a run need the same data (``data=...``) and refuse any other.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from torch import nn
+
+from rlnas.config import RunConfig, load_config
+from rlnas.data.core import Dataset
+from rlnas.driver import Progress, Search, SearchResult
+from rlnas.store import TrialRecord
+
+ConfigLike = str | Path | Mapping[str, Any] | RunConfig | None
+Overrides = Mapping[str, Any] | Sequence[str] | None
+
+
+@dataclass
+class RunResult:
+    """What a search (or resume) produced. ``model`` loads the exported network (None without export)."""
+
+    run_dir: Path
+    best: TrialRecord | None
+    trials: list[TrialRecord]
+    evaluations: int
+    stop_reason: str
+    seconds: float
+    export_dir: Path | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)  # the export's metrics.json
+
+    @property
+    def model(self) -> nn.Module | None:
+        if self.export_dir is None:
+            return None
+        from rlnas.exporter import load_model
+
+        return load_model(self.export_dir)
+
+
+def _override_list(overrides: Overrides) -> list[str]:
+    if overrides is None:
+        return []
+    if isinstance(overrides, Mapping):
+        return [f"{key}={json.dumps(value)}" for key, value in overrides.items()]
+    return [str(o) for o in overrides]
+
+
+def _sections(config: ConfigLike) -> dict[str, Any]:
+    """The config's sections as written (so that a missing ``space`` can still follow the data)."""
+    if config is None:
+        return {}
+    if isinstance(config, RunConfig):
+        return config.model_dump(mode="json", by_alias=True)
+    if isinstance(config, Mapping):
+        return dict(config)
+    load_config(config)  # a clear error for a missing or invalid file
+    return dict(yaml.safe_load(Path(config).read_text()) or {})
+
+
+def make_config(
+    data: Dataset | None = None,
+    config: ConfigLike = None,
+    *,
+    budget: int | None = None,
+    strategy: str | None = None,
+    seed: int | None = None,
+    overrides: Overrides = None,
+) -> RunConfig:
+    """The run config of :func:`search`: ``config`` (a YAML file, sections, a RunConfig or the defaults),
+    its dataset replaced by ``data``, then the keyword arguments and ``overrides`` (``{"training.epochs": 3}``
+    or ``["training.epochs=3"]``). A config that names no space gets ``mlp`` for tables, ``cnn`` for images."""
+    base = _sections(config)
+    if data is not None:
+        base["dataset"] = dict(data.description)
+        if "space" not in base and not data.is_image:
+            base["space"] = "mlp"
+    items = _override_list(overrides)
+    for key, value in (("budget.evaluations", budget), ("strategy.name", strategy), ("seed", seed)):
+        if value is not None:
+            items.append(f"{key}={json.dumps(value)}")
+    return load_config(None, items, base=base)
+
+
+def _finish(search: Search, export: bool, data: Dataset | None) -> RunResult:
+    try:
+        outcome: SearchResult = search.run()
+    finally:
+        search.close()
+    assert search.run_dir is not None
+    result = RunResult(
+        search.run_dir,
+        outcome.best,
+        _trials(search.run_dir),
+        outcome.evaluations,
+        outcome.stop_reason,
+        outcome.seconds,
+    )
+    if export and search.config.export.enabled and outcome.best is not None:
+        from rlnas.exporter import EXPORT_DIR, export_run
+
+        result.metrics = export_run(search.run_dir, data=data)
+        result.export_dir = search.run_dir / EXPORT_DIR
+    return result
+
+
+def _trials(run_dir: Path) -> list[TrialRecord]:
+    from rlnas.driver import open_run
+
+    _, store = open_run(run_dir)
+    with store:
+        return store.trials()
+
+
+def search(
+    data: Dataset | None = None,
+    config: ConfigLike = None,
+    *,
+    budget: int | None = None,
+    strategy: str | None = None,
+    seed: int | None = None,
+    run_dir: str | Path | None = None,
+    overrides: Overrides = None,
+    export: bool = True,
+    callback: Progress | None = None,
+) -> RunResult:
+    """Search ``data`` (a :class:`rlnas.data.Dataset`; default: the config's dataset) and, unless
+    ``export=False`` or ``export.enabled`` is false, retrain and export the best architecture."""
+    run_config = make_config(data, config, budget=budget, strategy=strategy, seed=seed, overrides=overrides)
+    return _finish(Search(run_config, run_dir, progress=callback, data=data), export, data)
+
+
+def resume(
+    run_dir: str | Path,
+    data: Dataset | None = None,
+    *,
+    budget: int | None = None,
+    overrides: Overrides = None,
+    export: bool = True,
+    callback: Progress | None = None,
+) -> RunResult:
+    """Continue a killed or interrupted search (or extend a finished one with a larger ``budget``); ``data``
+    is required for runs made from arrays in memory and must be the same data."""
+    items = _override_list(overrides) + ([f"budget.evaluations={budget}"] if budget is not None else [])
+    return _finish(Search.resume(run_dir, items, progress=callback, data=data), export, data)
+
+
+def export(run_dir: str | Path, data: Dataset | None = None, epochs: int | None = None) -> dict[str, Any]:
+    """Retrain the best architecture of a run and write ``RUN/export``; returns its metrics."""
+    from rlnas.exporter import export_run
+
+    return export_run(run_dir, epochs=epochs, data=data)
