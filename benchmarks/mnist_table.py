@@ -26,7 +26,7 @@ def main() -> None:
         metrics = json.loads((out / name / "export" / "metrics.json").read_text())
         print(
             f"| {name} | {wall / 60:.1f} min | {run['search_seconds'] / 60:.1f} min "
-            f"| {run['evaluations']} ({run['proposals']}) | {run.get('best_proxy_val_score', run.get('best_proxy_val_accuracy')):.4f} "
+            f"| {run['evaluations']} ({run['proposals']}) | {run.get('best_proxy_val_score', 0.0):.4f} "
             f"| {metrics['trial']} | {100 * metrics['test_accuracy']:.2f} % / "
             f"{100 * metrics['test_accuracy_mean']:.2f} ± {100 * metrics['test_accuracy_std']:.2f} % "
             f"| {metrics['params']} | {metrics['flops'] / 1e6:.1f} |"

@@ -392,6 +392,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as err:
         print(f"rlnas {args.command}: error: {err}", file=sys.stderr)
         return EXIT_USER_ERROR
+    except BrokenPipeError:  # e.g. `rlnas predict ... | head`: the reader is gone, nothing more to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         print(f"rlnas {args.command}: interrupted; finished trials are saved in the run directory", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from rlnas.errors import ConfigError
 from rlnas.space.spec import SpaceSpec, builtin_space
@@ -45,6 +45,12 @@ class DatasetConfig(_Section):
     task: Literal["auto", "classification", "regression"] = "auto"  # csv / arrays
     layout: Literal["auto", "nhwc", "nchw"] = "auto"  # arrays: where the channels of 4-D images are
     class_names: list[str] | None = None  # arrays: a name per class index
+
+    @field_validator("path")
+    @classmethod
+    def _absolute(cls, value: str | None) -> str | None:
+        """Stored absolute, so that resume and export find the data from any working directory."""
+        return None if value is None else str(Path(value).expanduser().absolute())
 
     @model_validator(mode="after")
     def _where_the_data_are(self) -> DatasetConfig:

@@ -245,7 +245,8 @@ def _model_card(arch: Architecture, metrics: dict[str, Any], info: dict[str, Any
         columns = ", ".join(c["name"] for c in info["preprocessing"]["columns"])
         inputs = (
             f"encoded table rows of shape (N, {info['input_shape'][0]}) from the columns {columns} "
-            "(`rlnas predict` and `rlnas.predict.encode_table` apply the encoding; numeric standardization is "
+            "(`rlnas predict EXPORT table.csv` and `rlnas.predict.predict_table` apply the encoding stored in "
+            "model.pt; numeric standardization is "
             "part of the model)"
         )
     else:

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import torch
 
-from rlnas.evaluation.train import random_shift
+from rlnas.evaluation.train import augment_batch, random_shift
 
 
 def test_random_shift_moves_each_image_by_at_most_two_pixels() -> None:
@@ -20,3 +20,19 @@ def test_random_shift_moves_each_image_by_at_most_two_pixels() -> None:
         assert image[1, rows[0], cols[0]] == 2.0  # both channels moved together
         offsets.add((dy, dx))
     assert len(offsets) > 10  # per-image offsets, not one per batch
+
+
+def test_crop_and_flip_augmentation_for_natural_images() -> None:
+    x = torch.zeros(200, 3, 16, 16)
+    x[:, :, 8, 1] = 1.0  # a lit column near the left border
+    generator = torch.Generator().manual_seed(0)
+    flipped = augment_batch(x, "flip", generator)
+    left = int((flipped[:, 0, 8, 1] == 1.0).sum())
+    right = int((flipped[:, 0, 8, 14] == 1.0).sum())
+    assert left + right == 200 and 60 < right < 140  # about half mirrored, nothing else changed
+    cropped = augment_batch(x, "crop", generator)  # up to 16 / 8 = 2 pixels each way, zero filled
+    cols = {int(torch.nonzero(img[0].sum(0))[0]) for img in cropped if img[0].sum() > 0}
+    assert cols <= {0, 1, 2, 3} and len(cols) > 1
+    assert torch.equal(augment_batch(x, "none", generator), x)
+    both = augment_batch(x, "crop_flip", generator)
+    assert both.shape == x.shape and float(both.sum()) <= float(x.sum())

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import bisect
 import logging
+import os
 import threading
 from collections import deque
 from typing import Any
@@ -247,8 +248,17 @@ class PPOStrategy(Strategy):
         self.model.rollout_buffer.fill = self._fill_rewards  # type: ignore[attr-defined]
         self.checkpoint = None if ctx.run_dir is None else ctx.run_dir / "controller" / "ppo.zip"
         if self.checkpoint is not None and self.checkpoint.exists():
-            self.model.set_parameters(str(self.checkpoint), device="cpu")
-            log.info("controller restored from %s", self.checkpoint)
+            try:
+                self.model.set_parameters(str(self.checkpoint), device="cpu")
+                log.info("controller restored from %s", self.checkpoint)
+            except Exception as err:  # noqa: BLE001 - a damaged checkpoint must not cost the finished trials
+                log.warning(
+                    "the controller checkpoint %s cannot be read (%s: %s); the policy starts afresh, every finished "
+                    "trial is kept",
+                    self.checkpoint,
+                    type(err).__name__,
+                    err,
+                )
         tb_dir = ctx.logger.logdir
         outputs: list[KVWriter] = [] if tb_dir is None else [TensorBoardOutputFormat(str(tb_dir))]
         self.model.set_logger(Logger(folder=None if tb_dir is None else str(tb_dir), output_formats=outputs))
@@ -330,7 +340,12 @@ class PPOStrategy(Strategy):
         if self.checkpoint is not None:
             with self._bridge.busy:
                 self.checkpoint.parent.mkdir(parents=True, exist_ok=True)
-                self.model.save(str(self.checkpoint))
+                tmp = self.checkpoint.with_name(self.checkpoint.name + ".tmp")
+                with tmp.open("wb") as fh:  # written aside and renamed: a kill never leaves half a file
+                    self.model.save(fh)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                os.replace(tmp, self.checkpoint)
 
     def close(self) -> None:
         if self._thread is not None and self._thread.is_alive():

@@ -1,0 +1,128 @@
+"""The Python API: rlnas.search / resume / export on data handed over from Python."""
+
+from __future__ import annotations
+
+import csv
+import json
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from sklearn.datasets import load_diabetes
+
+import rlnas
+from rlnas.errors import DataError
+from rlnas.predict import predict_table
+from tests.test_resume import _trials
+
+TINY = {
+    "space.depth": [1, 2],
+    "space.per_layer.filters": [8, 16],
+    "space.head.hidden_units": [16, 32],
+    "training.epochs": 1,
+    "strategy.ppo.episodes_per_update": 1,
+    "export.epochs": 2,
+    "logging.graph": False,
+}
+
+DIGITS_SCRIPT = """
+import sys
+import numpy as np
+from sklearn.datasets import load_digits
+import rlnas
+
+d = load_digits()
+data = rlnas.data.from_arrays((d.images * 255 / 16).round().astype(np.uint8), d.target)
+rlnas.search(data, run_dir=sys.argv[1], budget=int(sys.argv[2]), export=False, overrides={overrides})
+"""
+
+
+def digits_arrays() -> rlnas.Dataset:
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    return rlnas.data.from_arrays((d.images * 255 / 16).round().astype(np.uint8), d.target)
+
+
+def test_search_on_arrays_in_memory_exports_a_usable_model(tmp_path: Path) -> None:
+    data = digits_arrays()
+    seen = []
+    result = rlnas.search(
+        data, budget=3, run_dir=tmp_path / "run", overrides=TINY, callback=lambda d, t, r: seen.append((d, t))
+    )
+    assert seen == [(1, 3), (2, 3), (3, 3)]
+    assert len(result.trials) == 3 and result.best is not None and result.best.number in {0, 1, 2}
+    assert result.best.reward == max(t.reward for t in result.trials)
+    assert result.export_dir == tmp_path / "run" / "export"
+    model = result.model
+    assert isinstance(model, torch.nn.Module)
+    logits = model(data.test.x.float() / 255)
+    accuracy = float((logits.argmax(1) == data.test.y).float().mean())
+    assert accuracy == pytest.approx(result.metrics["test_accuracy"], abs=1e-6)
+    recorded = json.loads((tmp_path / "run" / "dataset.json").read_text())
+    assert recorded["fingerprint"] == data.fingerprint() and recorded["description"] == {"name": "memory"}
+
+
+def test_export_and_resume_need_the_same_data(tmp_path: Path) -> None:
+    data = digits_arrays()
+    rlnas.search(data, budget=2, run_dir=tmp_path / "run", overrides=TINY, export=False)
+    with pytest.raises(DataError, match="arrays handed over from Python"):
+        rlnas.export(tmp_path / "run")
+    other = rlnas.data.from_arrays(np.flip(data.train.x.numpy(), axis=3).copy(), data.train.y.numpy())
+    with pytest.raises(DataError, match="not the data .* was searched on"):
+        rlnas.export(tmp_path / "run", data=other)
+    with pytest.raises(DataError, match="not the data .* was searched on"):
+        rlnas.resume(tmp_path / "run", data=other, budget=3)
+    assert not (tmp_path / "run" / "export").exists()
+    metrics = rlnas.export(tmp_path / "run", data=data)
+    assert metrics["data_fingerprint"] == data.fingerprint()
+
+
+def test_resume_after_sigkill_with_the_data_from_python(tmp_path: Path) -> None:
+    script = tmp_path / "search.py"
+    script.write_text(textwrap.dedent(DIGITS_SCRIPT.format(overrides=repr(TINY))))
+    run = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, str(script), str(run), "10"], cwd=tmp_path, stderr=subprocess.PIPE)
+    import time
+
+    deadline = time.monotonic() + 180
+    while not (run / "trials.sqlite").exists() or len(_trials(run)) < 3:
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    before = _trials(run)
+    assert 3 <= len(before) < 10
+    result = rlnas.resume(run, data=digits_arrays())
+    after = _trials(run)
+    assert len(after) == 10 and after[: len(before)] == before
+    assert len({key for _, key, _ in after}) == 10
+    assert result.export_dir is not None and (result.export_dir / "model.onnx").is_file()
+
+
+def test_regression_on_a_csv_table(tmp_path: Path) -> None:
+    d = load_diabetes()
+    table = tmp_path / "diabetes.csv"
+    with table.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow([*d.feature_names, "target"])
+        writer.writerows([*map(float, row), float(t)] for row, t in zip(d.data, d.target, strict=True))
+    data = rlnas.data.from_csv(table)
+    assert data.task == "regression" and data.input_shape == (10,)
+    result = rlnas.search(
+        data, budget=3, run_dir=tmp_path / "run", overrides={"training.epochs": 10, "export.epochs": 20}
+    )
+    for trial in result.trials:
+        assert {"val_r2", "val_mae", "val_rmse"} <= set(trial.metrics)
+        assert trial.reward <= trial.metrics["val_r2"]
+    metrics = result.metrics
+    assert metrics["score"] == "r2" and metrics["test_r2"] > 0.2  # a mean predictor scores 0
+    header, rows = predict_table(result.export_dir, table)  # type: ignore[arg-type]
+    assert header[-1] == "prediction" and len(rows) == len(d.target)
+    predicted = np.array([float(r[-1]) for r in rows])
+    assert 25 < predicted.mean() < 346 and predicted.std() > 10  # in the target's units, not standardized
