@@ -140,8 +140,10 @@ def load_arrays(config: DatasetConfig) -> Dataset:
         if all(has):
             splits[split] = (arrays[f"x_{split}"], arrays[f"y_{split}"])
     if "train" not in splits:
-        raise DataError(f"{path} holds {sorted(arrays)}, not x_train and y_train; save it with "
-                        "numpy.savez(path, x_train=..., y_train=..., [x_val, y_val, x_test, y_test])")
+        raise DataError(
+            f"{path} holds {sorted(arrays)}, not x_train and y_train; save it with "
+            "numpy.savez(path, x_train=..., y_train=..., [x_val, y_val, x_test, y_test])"
+        )
     names = config.class_names
     return dataset_from_arrays(
         splits,

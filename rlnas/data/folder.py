@@ -14,8 +14,8 @@ import logging
 import multiprocessing
 import os
 import time
-from concurrent.futures import ProcessPoolExecutor
 from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -52,8 +52,10 @@ def _class_dirs(root: Path) -> dict[str, Path]:
 def scan(root: Path) -> dict[str, list[tuple[Path, str]]]:
     """``{split: [(file, class name), ...]}`` with split in train / val / test (only train when not split)."""
     if not root.is_dir():
-        raise DataError(f"image folder {root} does not exist or is not a folder; set dataset.path to a folder "
-                        "of class subfolders (DIR/<class>/*.png)")
+        raise DataError(
+            f"image folder {root} does not exist or is not a folder; set dataset.path to a folder "
+            "of class subfolders (DIR/<class>/*.png)"
+        )
     subdirs = _class_dirs(root)
     if not subdirs:
         loose = [p.name for p in root.iterdir() if imagefiles.is_image_file(p)]
@@ -65,8 +67,10 @@ def scan(root: Path) -> dict[str, list[tuple[Path, str]]]:
     presplit = "train" in subdirs and set(subdirs) <= set(SPLIT_NAMES)
     roots = {SPLIT_NAMES[name]: path for name, path in subdirs.items()} if presplit else {"train": root}
     if not presplit and set(subdirs) & set(SPLIT_NAMES) and "train" not in subdirs:
-        raise DataError(f"image folder {root} has {sorted(set(subdirs) & set(SPLIT_NAMES))} but no train/ folder; "
-                        "an already split folder needs DIR/train/<class>/ (val/ and test/ are optional)")
+        raise DataError(
+            f"image folder {root} has {sorted(set(subdirs) & set(SPLIT_NAMES))} but no train/ folder; "
+            "an already split folder needs DIR/train/<class>/ (val/ and test/ are optional)"
+        )
     files: dict[str, list[tuple[Path, str]]] = {}
     for split, split_root in roots.items():
         classes = _class_dirs(split_root)
@@ -169,8 +173,9 @@ def _decode(files: dict[str, list[tuple[Path, str]]], config: DatasetConfig, roo
         labels = [label for s, _, label in kept_rows if s == split]
         unknown = sorted(set(labels) - set(index))
         if unknown:
-            raise DataError(f"{root}/{split} has classes {unknown} that train/ does not have; every class needs "
-                            "training images")
+            raise DataError(
+                f"{root}/{split} has classes {unknown} that train/ does not have; every class needs training images"
+            )
         x = x_all if mask.all() else x_all[mask]
         out[split] = (x, np.array([index[label] for label in labels], dtype=np.int64))
     return out
@@ -202,8 +207,12 @@ def _save_cache(file: Path, data: dict[str, Any]) -> None:
             os.fsync(fh.fileno())
         tmp.replace(file)
     except OSError as err:
-        log.warning("could not write the decoded-image cache %s (%s); set dataset.cache_dir to a writable "
-                    "folder to load faster next time", file, err)
+        log.warning(
+            "could not write the decoded-image cache %s (%s); set dataset.cache_dir to a writable "
+            "folder to load faster next time",
+            file,
+            err,
+        )
 
 
 def load_folder(config: DatasetConfig) -> Dataset:
@@ -215,14 +224,21 @@ def load_folder(config: DatasetConfig) -> Dataset:
     if data is None:
         data = _decode(files, config, root)
         _save_cache(cache_file, data)
-        log.info("decoded %d images of %s in %.1f s (cache: %s)", sum(len(r) for r in files.values()), root,
-                 time.perf_counter() - start, cache_file)
+        log.info(
+            "decoded %d images of %s in %.1f s (cache: %s)",
+            sum(len(r) for r in files.values()),
+            root,
+            time.perf_counter() - start,
+            cache_file,
+        )
     else:
         log.info("loaded %s from the cache %s in %.1f s", root, cache_file, time.perf_counter() - start)
     classes = data["classes"]
     if len(classes) < 2:
-        raise DataError(f"image folder {root} has {len(classes)} class ({classes}); a classifier needs at least "
-                        "two class subfolders")
+        raise DataError(
+            f"image folder {root} has {len(classes)} class ({classes}); a classifier needs at least "
+            "two class subfolders"
+        )
     return make_dataset(
         "folder",
         data["train"],

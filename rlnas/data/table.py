@@ -106,8 +106,9 @@ def fit_encoding(header: list[str], rows: list[list[str]], target: str) -> dict[
         categories = sorted({c.strip() if not _is_missing(c) else MISSING_CATEGORY for c in cells})
         if len(categories) > MAX_CATEGORIES:
             dropped.append(name)
-            log.warning("column %r has %d distinct values (an identifier or free text?); left out", name,
-                        len(categories))
+            log.warning(
+                "column %r has %d distinct values (an identifier or free text?); left out", name, len(categories)
+            )
             continue
         columns.append({"name": name, "kind": "categorical", "categories": categories})
     if not columns:
@@ -138,8 +139,9 @@ def encode(encoding: dict[str, Any], header: list[str], rows: list[list[str]], s
             values = [_number(c) for c in cells]
             bad = [c for c, v in zip(cells, values, strict=True) if v is None and not _is_missing(c)]
             if bad:
-                raise DataError(f"{source}: numeric column {col['name']!r} holds {bad[0]!r}; give a number or "
-                                "leave the cell empty")
+                raise DataError(
+                    f"{source}: numeric column {col['name']!r} holds {bad[0]!r}; give a number or leave the cell empty"
+                )
             parts.append(np.array([col["fill"] if v is None else v for v in values], dtype=np.float32)[:, None])
         else:
             lookup = {c: i for i, c in enumerate(col["categories"])}
