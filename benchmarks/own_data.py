@@ -166,6 +166,8 @@ def tables(args: argparse.Namespace) -> None:
     print("| data (test rows) | metric | seed | rlnas mlp (budget, wall) | scikit-learn MLP (defaults) | linear |")
     print("|---|---|---|---|---|---|")
     for name, loader in (("diabetes", load_diabetes), ("breast_cancer", load_breast_cancer)):
+        if args.only and name != args.only:
+            continue
         d = loader()
         path = args.out / f"{name}.csv"
         write_csv(path, list(d.feature_names), d.data, d.target)
@@ -173,6 +175,10 @@ def tables(args: argparse.Namespace) -> None:
         metric = "r2" if dataset.task == "regression" else "accuracy"
         for seed in args.seeds:
             run = args.out / f"{name}-{seed}"
+            if run.exists():
+                import shutil
+
+                shutil.rmtree(run)
             start = time.perf_counter()
             subprocess.run(
                 [
@@ -189,6 +195,7 @@ def tables(args: argparse.Namespace) -> None:
                     str(seed),
                     "--run-dir",
                     str(run),
+                    *[item for o in args.set for item in ("--set", o)],
                 ],
                 check=True,
                 stdout=subprocess.DEVNULL,
@@ -213,6 +220,8 @@ def main() -> None:
     parser.add_argument("--budget", type=int, default=40)
     parser.add_argument("--epochs", type=int, default=3, help="folder --search: final training epochs")
     parser.add_argument("--seeds", type=lambda s: [int(v) for v in s.split(",")], default=[0, 1, 2])
+    parser.add_argument("--set", action="append", default=[], help="tables: a config override for rlnas")
+    parser.add_argument("--only", help="tables: diabetes or breast_cancer")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     folder(args) if args.what == "folder" else tables(args)
