@@ -76,10 +76,16 @@ def check_same_data(run_dir: Path, dataset: Dataset) -> None:
         return  # runs made before rlnas recorded their data
     recorded = json.loads(file.read_text())
     if recorded["fingerprint"] != dataset.fingerprint():
+        described = recorded["description"]
+        source = " ".join(
+            str(v) for v in (described.get("name"), described.get("path") or described.get("data_dir")) if v
+        )
+        then = sum(recorded["examples"].values())
+        now = len(dataset.train) + len(dataset.val) + len(dataset.test)
         raise DataError(
-            f"the data given are not the data {run_dir} was searched on (fingerprint {dataset.fingerprint()}, "
-            f"recorded {recorded['fingerprint']}: {recorded['description']}, {recorded['examples']} examples); "
-            "pass the original data, or start a new run for new data"
+            f"the data differ from those {run_dir} was searched on ({source}: {then} examples then, "
+            f"{now} now; fingerprint {dataset.fingerprint()} now, "
+            f"{recorded['fingerprint']} then); restore or pass the original data, or start a new run for new data"
         )
 
 

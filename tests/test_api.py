@@ -74,9 +74,9 @@ def test_export_and_resume_need_the_same_data(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="arrays handed over from Python"):
         rlnas.export(tmp_path / "run")
     other = rlnas.data.from_arrays(np.flip(data.train.x.numpy(), axis=3).copy(), data.train.y.numpy())
-    with pytest.raises(DataError, match="not the data .* was searched on"):
+    with pytest.raises(DataError, match="the data differ from those .* was searched on"):
         rlnas.export(tmp_path / "run", data=other)
-    with pytest.raises(DataError, match="not the data .* was searched on"):
+    with pytest.raises(DataError, match="the data differ from those .* was searched on"):
         rlnas.resume(tmp_path / "run", data=other, budget=3)
     assert not (tmp_path / "run" / "export").exists()
     metrics = rlnas.export(tmp_path / "run", data=data)
