@@ -10,6 +10,7 @@ import argparse
 import json
 import logging
 import os
+import shutil
 import signal
 import sys
 import threading
@@ -87,16 +88,33 @@ def _add_execution_flags(p: argparse.ArgumentParser) -> None:
 def _run(search: Any, args: argparse.Namespace) -> int:
     """Run a prepared search with a progress bar, report it, export the best architecture."""
     from tqdm import tqdm
+    from tqdm.contrib.logging import logging_redirect_tqdm
 
-    from rlnas.exporter import export_run
+    from rlnas.formatting import architecture_text
+    from rlnas.mirror import OPTUNA_FILE
 
     config = search.config
-    print(f"run directory: {search.run_dir}", file=sys.stderr)
-    bar = tqdm(total=config.budget.evaluations, unit="child", desc="search", file=sys.stderr, disable=args.quiet)
-
+    run_dir = search.run_dir
+    done_before = len([t for t in search.store.trials() if t.status != "INFEASIBLE"])
+    print(f"run directory: {run_dir}", file=sys.stderr)
+    if config.logging.tensorboard:
+        print(f"watch it live: tensorboard --logdir {run_dir / 'tensorboard'}", file=sys.stderr)
+        print(f"  every child: tensorboard --logdir {run_dir / 'hparams'} --port 6007  (HPARAMS tab)", file=sys.stderr)
+    if config.logging.optuna:
+        print(f"  with Optuna: optuna-dashboard sqlite:///{run_dir.resolve() / OPTUNA_FILE}", file=sys.stderr)
+    total = config.budget.evaluations
+    bar = tqdm(
+        total=total,
+        initial=min(done_before, total),
+        unit="child",
+        desc="search",
+        file=sys.stderr,
+        disable=args.quiet,
+        bar_format="{l_bar}{bar}| {n:.1f}/{total} [{elapsed}<{remaining}{postfix}]",
+    )
     interrupted = False
 
-    def on_sigint(signum: int, frame: Any) -> None:
+    def on_signal(signum: int, frame: Any) -> None:
         nonlocal interrupted
         interrupted = True
         raise KeyboardInterrupt
@@ -104,18 +122,25 @@ def _run(search: Any, args: argparse.Namespace) -> int:
     def progress(done: int, total: int, record: Any) -> None:
         if interrupted:  # a Ctrl-C raised where Python drops exceptions (e.g. in a __del__): stop here instead
             raise KeyboardInterrupt
-        bar.update(done - bar.n)
+        bar.n = min(float(done), total)
         bar.set_postfix(best=f"{search.logger.best_reward:.4f}", last=f"{record.reward:.4f}")
 
+    def activity(evaluations: float) -> None:
+        bar.n = min(evaluations, total)
+        bar.refresh()
+
     search.progress = progress
+    search.activity = activity
     main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGINT, on_sigint) if main_thread else None
+    previous = signal.signal(signal.SIGINT, on_signal) if main_thread else None
     try:
-        result = search.run()
+        with logging_redirect_tqdm():
+            result = search.run()
     except KeyboardInterrupt:
+        kept = "the controller is checkpointed; " if config.strategy.name == "ppo" else ""
         print(
-            f"\ninterrupted: {len(search.store)} finished trials are saved and the controller is checkpointed; "
-            f"continue with: rlnas resume {search.run_dir}",
+            f"\ninterrupted: {len(search.store)} finished trials are saved in {run_dir}; {kept}"
+            f"continue with: rlnas resume {run_dir}",
             file=sys.stderr,
         )
         return EXIT_INTERRUPTED
@@ -132,12 +157,11 @@ def _run(search: Any, args: argparse.Namespace) -> int:
     score = "r2" if "val_r2" in best.metrics else "accuracy"
     print(
         f"best trial {best.number}: reward {best.reward:.4f}, proxy val {score} "
-        f"{best.metrics.get(f'val_{score}', float('nan')):.4f}, params {int(best.metrics.get('params', 0))}"
+        f"{best.metrics.get(f'val_{score}', float('nan')):.4f}, params {int(best.metrics.get('params', 0)):,}"
     )
-    print(f"  {best.architecture.describe()}")
+    print(_indent(architecture_text(best.architecture, shutil.get_terminal_size().columns - 2)))
     if config.export.enabled:
-        print(f"final training of the best architecture ({config.export.epochs} epochs on train+validation)...")
-        metrics = export_run(result.run_dir, data=search.prepared.dataset if search.prepared else None)
+        metrics = _export_with_bar(result.run_dir, search.prepared.dataset if search.prepared else None, args)
         print(
             f"exported to {result.run_dir / 'export'}: final test {score} {metrics[f'test_{score}']:.4f} "
             f"(proxy val {score} during search {metrics[f'val_{score}']:.4f})"
@@ -148,13 +172,40 @@ def _run(search: Any, args: argparse.Namespace) -> int:
                 f"{metrics[f'test_{score}_mean']:.4f} ± {metrics[f'test_{score}_std']:.4f}"
             )
     print(f"TensorBoard: tensorboard --logdir {result.run_dir / 'tensorboard'}")
+    print(f"report: rlnas report {result.run_dir}")
     return 0
 
 
-def _export(args: argparse.Namespace) -> int:
+def _indent(text: str) -> str:
+    return "\n".join("  " + line for line in text.splitlines())
+
+
+def _export_with_bar(run_dir: Path, data: Any, args: argparse.Namespace, epochs: int | None = None) -> dict[str, Any]:
+    """``export_run`` with a bar over the epochs of its re-scoring and final trainings."""
+    from tqdm import tqdm
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
     from rlnas.exporter import export_run
 
-    metrics = export_run(args.run, epochs=args.epochs, data_dir=args.data_dir)
+    bar = tqdm(total=1, unit="epoch", desc="export", file=sys.stderr, disable=args.quiet)
+
+    def progress(what: str, done: int, total: int) -> None:
+        bar.total = total
+        bar.n = done
+        bar.set_description(what, refresh=False)
+        bar.refresh()
+
+    try:
+        with logging_redirect_tqdm():
+            return export_run(
+                run_dir, epochs=epochs, data_dir=getattr(args, "data_dir", None), data=data, progress=progress
+            )
+    finally:
+        bar.close()
+
+
+def _export(args: argparse.Namespace) -> int:
+    metrics = _export_with_bar(args.run, None, args, epochs=args.epochs)
     score = metrics["score"]
     print(json.dumps(metrics, indent=1) if args.json else f"final test {score} {metrics[f'test_{score}']:.4f}")
     return 0
@@ -223,9 +274,15 @@ def _predict(args: argparse.Namespace) -> int:
     return 0
 
 
+TRIAL_COLUMNS = "number,status,reward,score,params,flops,latency_ms,duration_s,architecture"
+
+
 def _trials(args: argparse.Namespace) -> int:
     from rlnas.driver import open_run
+    from rlnas.formatting import format_value, layer_table, text_table
 
+    if args.top is not None and args.top < 1:
+        raise UserError(f"--top {args.top}: give a positive number of trials, e.g. --top 10")
     _, store = open_run(args.run)
     with store:
         records = store.top_k(args.top) if args.top else store.trials()
@@ -234,16 +291,28 @@ def _trials(args: argparse.Namespace) -> int:
         print(json.dumps(rows, indent=1))
         return 0
     score = "val_r2" if any("val_r2" in r for r in rows) else "val_accuracy"
-    columns = ["number", "status", "reward", score, "params", "flops", "latency_ms", "duration_s"]
-    print(" ".join(f"{c:>12}" for c in columns) + "  architecture")
+    columns = [score if c == "score" else c for c in (c.strip() for c in args.columns.split(",")) if c]
+    known = {"architecture", *(k for row in rows for k in row)}
+    unknown = [c for c in columns if c not in known and rows]
+    if unknown:
+        raise UserError(f"--columns: unknown column(s) {', '.join(unknown)}; choose from {', '.join(sorted(known))}")
+    table = []
     for record, row in zip(records, rows, strict=True):
         cells = []
         for c in columns:
-            v = row.get(c, "")
-            if c in ("params", "flops") and isinstance(v, float):
-                v = int(v)
-            cells.append(f"{v:>12.4f}" if isinstance(v, float) else f"{v!s:>12}")
-        print(" ".join(cells) + "  " + record.architecture.describe())
+            if c == "architecture":
+                _, layers, others = layer_table(record.architecture)
+                cells.append(
+                    "; ".join(" ".join(layer) for layer in layers)
+                    + ("; " if layers and others else "")
+                    + ", ".join(f"{k}={v}" for k, v in others)
+                )
+            else:
+                value = row.get(c, "")
+                cells.append(f"{value:.4f}" if isinstance(value, float) and c != "latency_ms" else format_value(value))
+        table.append(cells)
+    width = None if args.wide else shutil.get_terminal_size().columns
+    print(text_table(columns, table, width))
     return 0
 
 
@@ -293,24 +362,58 @@ def _benchmark(args: argparse.Namespace) -> int:
     return 0
 
 
+class _HelpFormatter(argparse.HelpFormatter):
+    """Shows an option's default where it has one (not for flags, nor where the config decides)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        default = action.default
+        if (
+            "%(default)" not in text
+            and default not in (None, False, argparse.SUPPRESS)
+            and action.option_strings
+            and not isinstance(default, bool)
+        ):
+            shown = ",".join(map(str, default)) if isinstance(default, list) else default
+            text += f" (default: {shown})"
+        return text
+
+
+def _verbosity(parser: argparse.ArgumentParser, top: bool) -> None:
+    """-v / -q before or after the subcommand (``rlnas -q search`` and ``rlnas search -q``)."""
+    default: Any = False if top else argparse.SUPPRESS
+    parser.add_argument("-v", "--verbose", action="store_true", default=default, help="log every trial")
+    parser.add_argument("-q", "--quiet", action="store_true", default=default, help="no progress bars")
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from rlnas.strategies import STRATEGIES
+
     parser = argparse.ArgumentParser(
-        prog="rlnas", description="Neural architecture search with a MaskablePPO controller."
+        prog="rlnas",
+        description="Neural architecture search with a MaskablePPO controller.",
+        formatter_class=_HelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"rlnas {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log every trial")
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    _verbosity(parser, top=True)
     sub = parser.add_subparsers(dest="command", required=True)
+    common: dict[str, Any] = {"formatter_class": _HelpFormatter}
+    strategies = ", ".join(STRATEGIES)
 
-    p = sub.add_parser("search", help="run a search, then export the best architecture")
+    p = sub.add_parser("search", help="run a search, then export the best architecture", **common)
     p.add_argument("--config", type=Path, help="YAML config (default: the built-in defaults = configs/default.yaml)")
     p.add_argument("--set", action="append", metavar="KEY.PATH=VALUE", help="override a config value (repeatable)")
     p.add_argument(
         "--run-dir", type=Path, help="run directory (default: RUNS_ROOT/<space>__<strategy>__<seed>__<time>)"
     )
-    p.add_argument("--budget", type=int, help="number of child evaluations (budget.evaluations)")
-    p.add_argument("--seed", type=int, help="random seed")
-    p.add_argument("--strategy", help="search strategy (strategy.name): ppo, random")
+    p.add_argument("--budget", type=int, help="number of child evaluations (budget.evaluations; default: the config's)")
+    p.add_argument("--seed", type=int, help="random seed (seed; default: the config's, 0 in the built-in defaults)")
+    p.add_argument(
+        "--strategy",
+        choices=list(STRATEGIES),
+        metavar="NAME",
+        help=f"search strategy (strategy.name; default: the config's, ppo in the built-in defaults): {strategies}",
+    )
     p.add_argument(
         "--data",
         type=Path,
@@ -320,9 +423,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-export", action="store_true", help="skip the final retraining and export")
     p.add_argument("--resume", type=Path, metavar="RUN", help="continue the search in RUN (= rlnas resume RUN)")
     _add_execution_flags(p)
+    _verbosity(p, top=False)
     p.set_defaults(func=_search)
 
-    p = sub.add_parser("resume", help="continue a killed or interrupted search; finished trials are kept")
+    p = sub.add_parser("resume", help="continue a killed or interrupted search; finished trials are kept", **common)
     p.add_argument("run", type=Path, help="run directory")
     p.add_argument("--budget", type=int, help="a new budget of evaluations (e.g. to extend a finished run)")
     p.add_argument(
@@ -330,26 +434,29 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_execution_flags(p)
     p.add_argument("--no-export", action="store_true", help="skip the final retraining and export")
+    _verbosity(p, top=False)
     p.set_defaults(func=_resume)
 
-    p = sub.add_parser("export", help="retrain the best architecture of a run and export it to RUN/export")
+    p = sub.add_parser("export", help="retrain the best architecture of a run and export it to RUN/export", **common)
     p.add_argument("run", type=Path, help="run directory")
     p.add_argument("--epochs", type=int, help="final training epochs (default: export.epochs of the run)")
     p.add_argument("--data-dir", help="where the run's data lie now, if they moved (dataset.data_dir or dataset.path)")
     p.add_argument("--json", action="store_true", help="print metrics.json")
+    _verbosity(p, top=False)
     p.set_defaults(func=_export)
 
-    p = sub.add_parser("evaluate", help="accuracy of an exported model on a dataset split")
+    p = sub.add_parser("evaluate", help="accuracy of an exported model on a dataset split", **common)
     p.add_argument("export", type=Path, help="RUN/export or RUN/export/model.pt")
     p.add_argument("--dataset", help="dataset name (default: the one the model was searched on)")
     p.add_argument("--data-dir", help="where the data lie (dataset.data_dir or dataset.path; default: the search's)")
     p.add_argument("--split", choices=["train", "val", "test"], default="test")
     p.add_argument("--json", action="store_true", help='print {"accuracy": ...} as JSON')
+    _verbosity(p, top=False)
     p.set_defaults(func=_evaluate)
 
-    p = sub.add_parser("benchmark", help="compare strategies on a tabular benchmark (NAS-Bench-201 format)")
+    p = sub.add_parser("benchmark", help="compare strategies on a tabular benchmark (NAS-Bench-201 format)", **common)
     p.add_argument("--table", required=True, type=Path, help="CSV with columns arch,valid_acc_12ep,test_acc_200ep")
-    p.add_argument("--strategies", default="ppo,random,evolution", help="comma-separated strategy names")
+    p.add_argument("--strategies", default="ppo,random,evolution", help=f"comma-separated names of: {strategies}")
     p.add_argument("--budgets", type=_int_list, default=[25, 50, 100, 200, 300], help="e.g. 25,50,100,200,300")
     p.add_argument("--seeds", type=int, default=10, help="runs per strategy (seeds F..F+N-1)")
     p.add_argument("--first-seed", type=int, default=0, help="F: the first seed (e.g. to tune on held-out seeds)")
@@ -357,25 +464,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", metavar="KEY.PATH=VALUE", help="config override for every run")
     p.add_argument("--json", type=Path, help="write {strategy: {budget: {mean, std, n}}} here")
     p.add_argument("--plot", type=Path, default=Path("benchmark.png"), help="PNG of the best-so-far curves")
+    _verbosity(p, top=False)
     p.set_defaults(func=_benchmark)
 
-    p = sub.add_parser("report", help="CSV, Excel, plots and index.html of a run (or compare several)")
+    p = sub.add_parser("report", help="CSV, Excel, plots and index.html of a run (or compare several)", **common)
     p.add_argument("runs", nargs="+", type=Path, help="run directories")
     p.add_argument("--out", type=Path, help="output folder (default RUN/report; required for several runs)")
+    _verbosity(p, top=False)
     p.set_defaults(func=_report)
 
-    p = sub.add_parser("predict", help="classify image files, or predict the rows of a CSV table")
+    p = sub.add_parser("predict", help="classify image files, or predict the rows of a CSV table", **common)
     p.add_argument("export", type=Path, help="RUN/export or RUN/export/model.pt")
     p.add_argument("inputs", nargs="+", type=Path, help="image files, or one .csv table (for a table model)")
     p.add_argument("--out", type=Path, help="CSV input: write the predictions here (default: standard output)")
     p.add_argument("--invert", action="store_true", help="dark digits on a light background (MNIST is light on dark)")
     p.add_argument("--json", action="store_true", help="print JSON")
+    _verbosity(p, top=False)
     p.set_defaults(func=_predict)
 
-    p = sub.add_parser("trials", help="list the trials of a run")
+    p = sub.add_parser("trials", help="list the trials of a run", **common)
     p.add_argument("run", type=Path, help="run directory")
     p.add_argument("--top", type=int, help="only the K best by reward")
-    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument(
+        "--columns",
+        default=TRIAL_COLUMNS,
+        help="comma-separated columns: number, status, reward, score (validation accuracy or R²), params, flops, "
+        "latency_ms, duration_s, architecture, any metric or decision name",
+    )
+    p.add_argument("--wide", action="store_true", help="do not cut rows to the terminal width")
+    p.add_argument("--json", action="store_true", help="print JSON (every column)")
+    _verbosity(p, top=False)
     p.set_defaults(func=_trials)
     return parser
 

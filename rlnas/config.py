@@ -218,6 +218,7 @@ class LoggingConfig(_Section):
     tensorboard: bool = True
     graph: bool = True
     keep_children: bool = False  # save every trained child in RUN/children/<key>.pt (rlnas.load_trial)
+    optuna: bool = True  # mirror the trials into RUN/optuna.sqlite3 for optuna-dashboard and optuna.visualization
 
 
 class RunConfig(_Section):

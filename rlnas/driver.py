@@ -22,6 +22,7 @@ from rlnas.errors import ConfigError, DataError, RunDirError
 from rlnas.evaluation.base import COMPLETE, FAILED, INFEASIBLE, Evaluator, cache_key, val_score
 from rlnas.evaluation.trainer import ChildTrainer, Objective
 from rlnas.execution import EvaluatorFactory, Job, TrainingEvaluatorFactory, given, make_executor
+from rlnas.mirror import OptunaMirror
 from rlnas.space import SearchSpace, build_space
 from rlnas.space.core import Architecture
 from rlnas.store import TrialRecord, TrialStore
@@ -35,10 +36,13 @@ STORE_FILE = "trials.sqlite"
 SUMMARY_FILE = "run.json"
 DATASET_FILE = "dataset.json"  # the data's description and fingerprint: resume and export check them
 TENSORBOARD_DIR = "tensorboard"
+HPARAMS_DIR = "hparams"  # one TensorBoard run per child (HParams sessions)
 CHILDREN_DIR = "children"  # RUN/children/<cache key>.pt with logging.keep_children
 MAX_CONSECUTIVE_REPEATS = 1000  # a converged policy that proposes nothing new must not loop forever
 
 Progress = Callable[[int, int, "TrialRecord | None"], None]
+# the evaluations done so far, counting the trained fraction of the children still running (progress bars)
+Activity = Callable[[float], None]
 
 
 @dataclass
@@ -181,6 +185,7 @@ class Search:
             raise ValueError("an evaluator needs the space it evaluates")
         self.space: SearchSpace = space
         self.progress = progress
+        self.activity: Activity | None = None
         self.run_dir: Path | None = None
         if persist:
             self.run_dir = Path(run_dir) if run_dir is not None else default_run_dir(config)
@@ -193,7 +198,18 @@ class Search:
             _write_atomic(self.run_dir / CONFIG_FILE, config.to_yaml())
         self.store = TrialStore(":memory:" if self.run_dir is None else self.run_dir / STORE_FILE)
         tensorboard = self.run_dir is not None and config.logging.tensorboard
-        self.logger = RunLogger(self.run_dir / TENSORBOARD_DIR if tensorboard and self.run_dir else None)
+        self.logger = RunLogger(
+            self.run_dir / TENSORBOARD_DIR if tensorboard and self.run_dir else None,
+            space,
+            self.run_dir / HPARAMS_DIR if self.run_dir else None,
+        )
+        self.logger.graph = config.logging.graph
+        if self.prepared is not None:
+            prepared = self.prepared
+            self.logger.model_builder = lambda arch: (prepared.trainer.build(arch), prepared.dataset.input_shape)
+        self.logger.start(
+            "r2" if self.prepared is not None and self.prepared.dataset.task == "regression" else "accuracy"
+        )
         if evaluator is None:
             assert self.prepared is not None
             p = self.prepared
@@ -207,6 +223,12 @@ class Search:
         self.evaluator = evaluator
         ctx = StrategyContext(space, config, config.seed, self.run_dir, self.logger)
         self.strategy = make_strategy(config.strategy.name, ctx)
+        self.resumed = resume
+        self.mirror: OptunaMirror | None = None
+        if self.run_dir is not None and config.logging.optuna:
+            attrs = {"strategy": config.strategy.name, "space": space.name, "seed": config.seed}
+            self.mirror = OptunaMirror(self.run_dir, space, attrs)
+            self.mirror.sync(self.store.trials() if resume else [])
         if resume:
             done = self.store.trials()
             self.strategy.warm_start(done)
@@ -252,6 +274,12 @@ class Search:
         repeats = failures = proposals = 0
         stop_reason: str | None = None
         executor = make_executor(self.config, self.evaluator, self.evaluator_factory)
+
+        def heard(_: Job) -> None:
+            if self.activity is not None:
+                self.activity(evaluations + sum(job.progress * job.fidelity for job, _, _ in running.values()))
+
+        executor.on_progress = heard
         try:
             while True:
                 while stop_reason is None and len(running) < executor.capacity:
@@ -304,6 +332,8 @@ class Search:
                         evaluations += 1
                         spent += job.fidelity
                     self.logger.trial(record)
+                    if self.mirror is not None:
+                        self.mirror.add(record)
                     self.strategy.tell(job.arch, evaluation)
                     for arch in waiting:
                         self.strategy.tell(arch, record.evaluation(cached=True))
@@ -334,16 +364,20 @@ class Search:
         return result
 
     def _finish(self, result: SearchResult) -> None:
-        best = result.best
-        if best is not None and self.prepared is not None:
-            model = self.prepared.trainer.build(best.architecture)
-            self.logger.best_child(best, model, self.prepared.dataset.input_shape, self.config.logging.graph)
         if self.run_dir is None:
             return
+        best = result.best
+        previous = self.run_dir / SUMMARY_FILE
+        earlier = 0.0  # a resumed run adds its time to the time spent before
+        if self.resumed and previous.is_file():
+            try:
+                earlier = float(json.loads(previous.read_text()).get("search_seconds", 0.0))
+            except (ValueError, OSError):
+                earlier = 0.0
         summary = {
             "evaluations": result.evaluations,
             "stop_reason": result.stop_reason,
-            "search_seconds": result.seconds,
+            "search_seconds": earlier + result.seconds,
             "proposals": result.proposals,
             "best_trial": None if best is None else best.number,
             "best_reward": None if best is None else best.reward,
@@ -355,23 +389,7 @@ class Search:
             {"trial": r.number, "proxy_val_score": val_score(r.metrics), metric: r.metrics[metric]}
             for r in pareto_front(self.store.trials(), metric)
         ]
-        (self.run_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=1))
-        c = self.config
-        hparams = {
-            "strategy": c.strategy.name,
-            "space": c.space.name,
-            "dataset": c.dataset.name,
-            "seed": c.seed,
-            "budget": c.budget.evaluations,
-            "epochs": c.training.epochs,
-            "data_fraction": c.training.data_fraction,
-            "complexity": c.objective.complexity,
-            "lambda": c.objective.lambda_,
-        }
-        if best is not None:
-            self.logger.hparams(
-                hparams, {"best_reward": best.reward, "best_proxy_val_score": val_score(best.metrics) or 0.0}
-            )
+        _write_atomic(self.run_dir / SUMMARY_FILE, json.dumps(summary, indent=1))
         self.logger.flush()
 
     def close(self) -> None:

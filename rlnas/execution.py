@@ -41,8 +41,14 @@ log = logging.getLogger(__name__)
 EvaluatorFactory = Callable[[], Evaluator]
 
 
-def evaluate(evaluator: Evaluator, arch: Architecture, fidelity: float) -> Evaluation:
-    """One evaluation, at a fidelity if the evaluator supports it."""
+Progress = Callable[[float], None]  # the fraction of the running child trained so far
+
+
+def evaluate(evaluator: Evaluator, arch: Architecture, fidelity: float, progress: Progress | None = None) -> Evaluation:
+    """One evaluation, at a fidelity if the evaluator supports it; ``progress`` hears of its epochs if the
+    evaluator reports them (real training does)."""
+    if hasattr(evaluator, "on_epoch"):
+        evaluator.on_epoch = progress
     if getattr(evaluator, "supports_fidelity", False):
         return evaluator.evaluate(arch, fidelity)  # type: ignore[call-arg]
     return evaluator.evaluate(arch)
@@ -92,12 +98,20 @@ class Job:
     arch: Architecture
     fidelity: float
     started: float = field(default_factory=time.monotonic)
+    progress: float = 0.0  # the fraction of its training done, as far as the executor heard
 
 
 class Executor:
-    """Runs up to ``capacity`` jobs at a time."""
+    """Runs up to ``capacity`` jobs at a time. ``on_progress(job)``, if set, is called when a running job
+    reports an epoch (in the thread that called ``wait``)."""
 
     capacity = 1
+    on_progress: Callable[[Job], None] | None = None
+
+    def _progress(self, job: Job, fraction: float) -> None:
+        job.progress = fraction
+        if self.on_progress is not None:
+            self.on_progress(job)
 
     def submit(self, job: Job) -> None:
         raise NotImplementedError
@@ -124,7 +138,7 @@ class InProcess(Executor):
     def wait(self) -> list[tuple[Job, Evaluation]]:
         job, self.job = self.job, None
         assert job is not None, "wait() without a submitted job"
-        return [(job, evaluate(self.evaluator, job.arch, job.fidelity))]
+        return [(job, evaluate(self.evaluator, job.arch, job.fidelity, lambda f: self._progress(job, f)))]
 
 
 def _set_threads(threads: int) -> None:
@@ -133,11 +147,13 @@ def _set_threads(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-def _evaluate_isolated(evaluator: Evaluator, arch: Architecture, fidelity: float, failure_reward: float) -> Evaluation:
+def _evaluate_isolated(
+    evaluator: Evaluator, arch: Architecture, fidelity: float, failure_reward: float, progress: Progress | None = None
+) -> Evaluation:
     """In a worker: any exception of a child becomes a FAILED evaluation with its traceback's last line."""
     start = time.perf_counter()
     try:
-        return evaluate(evaluator, arch, fidelity)
+        return evaluate(evaluator, arch, fidelity, progress)
     except Exception as err:  # noqa: BLE001 - a failing child is a failed trial, never a dead worker
         log.warning("child %s raised:\n%s", arch.key, traceback.format_exc())
         return failed(f"{type(err).__name__}: {err}", time.perf_counter() - start, failure_reward)
@@ -156,7 +172,8 @@ def _worker_main(conn: Connection, factory: EvaluatorFactory, threads: int, fail
         if message is None:
             return
         arch, fidelity = message
-        conn.send(_evaluate_isolated(evaluator, arch, fidelity, failure_reward))
+        evaluation = _evaluate_isolated(evaluator, arch, fidelity, failure_reward, lambda f: conn.send(("progress", f)))
+        conn.send(("done", evaluation))
 
 
 @dataclass
@@ -234,13 +251,21 @@ class ProcessPool(Executor):
                 job = worker.job
                 assert job is not None
                 seconds = time.monotonic() - job.started
-                if worker.conn in ready or worker.conn.poll():  # poll: finished while another was replaced
-                    try:
-                        done.append((job, worker.conn.recv()))
-                        worker.job = None
-                        continue
-                    except (EOFError, OSError):
-                        pass  # died while answering: handled as a dead worker below
+                finished = None
+                try:
+                    while worker.conn.poll():  # also what arrived while another worker was replaced
+                        kind, payload = worker.conn.recv()
+                        if kind == "progress":
+                            self._progress(job, float(payload))
+                        else:
+                            finished = payload
+                            break
+                except (EOFError, OSError):
+                    pass  # died while answering: handled as a dead worker below
+                if finished is not None:
+                    done.append((job, finished))
+                    worker.job = None
+                    continue
                 if worker.process.sentinel in ready or not worker.process.is_alive():
                     worker.process.join(timeout=5)
                     code = worker.process.exitcode

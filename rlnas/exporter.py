@@ -19,6 +19,7 @@ import io
 import json
 import logging
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -43,13 +44,43 @@ log = logging.getLogger(__name__)
 EXPORT_DIR = "export"
 
 
+ExportProgress = Callable[[str, int, int], None]  # (what is training, epochs done, epochs in all)
+
+
+class _Epochs:
+    """Counts the epochs of every training an export runs, for ``ExportProgress``."""
+
+    def __init__(self, progress: ExportProgress | None, total: int) -> None:
+        self.progress = progress
+        self.total = total
+        self.done = 0
+
+    def training(self, what: str) -> Callable[[int, int], None] | None:
+        if self.progress is None:
+            return None
+        start = self.done
+        progress = self.progress
+
+        def on_epoch(epoch: int, epochs: int) -> None:
+            self.done = start + epoch
+            progress(what, self.done, self.total)
+
+        progress(what, start, self.total)
+        return on_epoch
+
+
 def export_run(
-    run_dir: str | Path, epochs: int | None = None, data_dir: str | None = None, data: Dataset | None = None
+    run_dir: str | Path,
+    epochs: int | None = None,
+    data_dir: str | None = None,
+    data: Dataset | None = None,
+    progress: ExportProgress | None = None,
 ) -> dict[str, Any]:
     """Retrain the best architecture of a run on train+validation, test it once, write ``RUN/export``.
 
     ``data`` (a :class:`Dataset`) or ``data_dir`` (where the run's dataset lies now) replace the run's
-    dataset; either way the data must be those the run was searched on (same fingerprint)."""
+    dataset; either way the data must be those the run was searched on (same fingerprint). ``progress``
+    hears of every epoch of the re-scoring and final trainings."""
     run = Path(run_dir)
     config, store = open_run(run)
     store.close()
@@ -60,9 +91,14 @@ def export_run(
         config = config.model_copy(update={"dataset": config.dataset.model_copy(update={key: data_dir})})
     prepared = prepare(config, data, run)
     dataset = prepared.dataset
-    record, rescored = _rescore(prepared, store_path=run, k=config.export.rescore_top_k)
-    arch = prepared.space.validate(record.architecture)
     epochs = epochs if epochs is not None else config.export.epochs
+    ex = config.export
+    rescoring = ex.rescore_repeats * (ex.rescore_epochs or 2 * config.training.epochs)
+    with open_run(run)[1] as store:
+        candidates = len(store.top_k(ex.rescore_top_k)) if ex.rescore_top_k > 1 else 1
+    counter = _Epochs(progress, (candidates * rescoring if candidates > 1 else 0) + ex.repeats * epochs)
+    record, rescored = _rescore(prepared, store_path=run, k=config.export.rescore_top_k, counter=counter)
+    arch = prepared.space.validate(record.architecture)
     seed = child_seed(config.seed, arch)
     score = dataset.score_name
     repeats = []
@@ -74,8 +110,9 @@ def export_run(
             record.number,
             epochs,
         )
+        on_epoch = counter.training(f"final training {r + 1}/{config.export.repeats} of trial {record.number}")
         trained, stats = prepared.trainer.train(
-            arch, seed + r, epochs=epochs, on_train_and_val=True, augment=config.export.augment
+            arch, seed + r, epochs=epochs, on_train_and_val=True, augment=config.export.augment, on_epoch=on_epoch
         )
         trained = trained.to("cpu").eval()
         repeats.append((scores(trained, dataset.test, dataset.task), seed + r, trained, stats))
@@ -115,7 +152,7 @@ def export_run(
     return metrics
 
 
-def _rescore(prepared: Any, store_path: Path, k: int) -> tuple[TrialRecord, list[dict[str, Any]]]:
+def _rescore(prepared: Any, store_path: Path, k: int, counter: _Epochs) -> tuple[TrialRecord, list[dict[str, Any]]]:
     """The best trial by proxy reward, or with k > 1 the best of the top k re-trained at a higher fidelity
     (``export.rescore_epochs`` on the training split, ``export.rescore_repeats`` seeds each, scored on
     validation; the best mean wins)."""
@@ -135,7 +172,10 @@ def _rescore(prepared: Any, store_path: Path, k: int) -> tuple[TrialRecord, list
         seed = child_seed(config.seed, arch)
         values: list[float] = []
         for r in range(config.export.rescore_repeats):
-            model, _ = prepared.trainer.train(arch, seed + r, epochs=epochs)
+            on_epoch = counter.training(
+                f"re-scoring trial {record.number} (seed {r + 1}/{config.export.rescore_repeats})"
+            )
+            model, _ = prepared.trainer.train(arch, seed + r, epochs=epochs, on_epoch=on_epoch)
             values.append(scores(model, prepared.dataset.val, prepared.dataset.task)[score])
         rows.append(
             {

@@ -1,27 +1,38 @@
-"""Reports of finished runs: the trials as CSV and Excel, plots, an index.html that shows them all.
+"""Reports of finished runs: a self-contained index.html, the trials as CSV and Excel, and the plots as PNG.
 
-One run: score over trials with best-so-far, the Pareto front of proxy accuracy vs params and vs latency,
-the controller's choice probabilities per decision over time (a heatmap per decision, read from the
-run's TensorBoard events). Several runs: their best-so-far curves on one plot.
+One run (``RUN/report`` or ``--out``): a summary card (best trial and its architecture, proxy vs final test
+score, params, FLOPs, latency, wall time, strategy, seed, config), the top 10 trials, Optuna's plots of the
+trials (optimization history, parameter importances, parallel coordinates, slices), Pareto fronts with trial
+numbers, the repeated trainings of the export and the controller's choice probabilities over trials.
+Several runs (``--out`` only): best-so-far curves labelled by strategy and seed, and a table of their metrics.
 """
 
 from __future__ import annotations
 
+import base64
 import html
 import json
 import logging
+import math
+import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from rlnas.driver import TENSORBOARD_DIR, open_run, pareto_front
+from rlnas.config import RunConfig
+from rlnas.driver import SUMMARY_FILE, TENSORBOARD_DIR, open_run, pareto_front
+from rlnas.errors import UserError
 from rlnas.evaluation.base import COMPLETE, val_score
+from rlnas.formatting import format_value, layer_table
 from rlnas.store import TrialRecord
 
 log = logging.getLogger(__name__)
 REPORT_DIR = "report"
+INACTIVE = "(inactive)"
+DPI = 110
 
 
 def _pyplot() -> Any:
@@ -33,59 +44,117 @@ def _pyplot() -> Any:
     return plt
 
 
+@dataclass
+class Run:
+    """What a report needs of one run directory."""
+
+    path: Path
+    config: RunConfig
+    records: list[TrialRecord]
+    summary: dict[str, Any]
+    export: dict[str, Any] | None
+    decisions: list[tuple[str, list[Any]]] = field(default_factory=list)  # space order, natural choice order
+
+    @classmethod
+    def load(cls, path: Path) -> Run:
+        config, store = open_run(path)
+        with store:
+            records = store.trials()
+        summary = _json(path / SUMMARY_FILE) or {}
+        export = _json(path / "export" / "metrics.json")
+        space = _json(path / "space.json") or {}
+        decisions = [(d["name"], list(d["choices"])) for d in space.get("decisions", [])]
+        return cls(path, config, records, summary, export, decisions)
+
+    @property
+    def score(self) -> str:
+        return "r2" if any("val_r2" in r.metrics for r in self.records) else "accuracy"
+
+    @property
+    def label(self) -> str:
+        return f"{self.config.strategy.name}, seed {self.config.seed}"
+
+    def best(self) -> TrialRecord | None:
+        done = [r for r in self.records if r.status == COMPLETE and r.metrics.get("fidelity", 1.0) >= 1.0]
+        done = done or [r for r in self.records if r.status == COMPLETE]
+        return max(done, key=lambda r: (r.reward, -r.number)) if done else None
+
+    def top(self, k: int) -> list[TrialRecord]:
+        done = [r for r in self.records if r.status == COMPLETE]
+        return sorted(done, key=lambda r: (-r.reward, r.number))[:k]
+
+
+def _json(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text()) if path.is_file() else None
+    except (OSError, ValueError):
+        log.warning("cannot read %s; the report leaves it out", path)
+        return None
+
+
+# -- plots -------------------------------------------------------------------------------------------
+def _save(fig: Any, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=DPI)
+    _pyplot().close(fig)
+    return path
+
+
 def _best_so_far(records: Sequence[TrialRecord]) -> np.ndarray:
     values = [r.reward if r.status == COMPLETE else -np.inf for r in records]
     return np.maximum.accumulate(np.asarray(values, dtype=float)) if values else np.zeros(0)
 
 
-def plot_scores(records: Sequence[TrialRecord], path: Path) -> Path:
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(7, 4))
-    done = [r for r in records if r.status == COMPLETE]
-    ax.scatter([r.number for r in done], [r.reward for r in done], s=12, alpha=0.6, label="reward (proxy)")
-    failed = [r.number for r in records if r.status != COMPLETE]
-    if failed:
-        ax.scatter(failed, [min(r.reward for r in records)] * len(failed), marker="x", color="red", label="failed")
-    ax.plot([r.number for r in records], _best_so_far(records), color="black", label="best so far")
-    ax.set_xlabel("trial")
-    ax.set_ylabel("reward = proxy val score - lambda * complexity")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+def _counts(ax: Any, axis: str) -> None:
+    """Plain tick labels (1k, 10k, 100k) on a log axis, without overlapping minor labels."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    target = ax.xaxis if axis == "x" else ax.yaxis
+    target.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    target.set_major_formatter(FuncFormatter(lambda v, _: _short(v)))
+    target.set_minor_formatter(NullFormatter())
 
 
-def plot_pareto(records: Sequence[TrialRecord], metric: str, path: Path) -> Path | None:
-    points = [r for r in records if r.status == COMPLETE and metric in r.metrics and val_score(r.metrics) is not None]
+def _short(v: float) -> str:
+    for scale, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(v) >= scale:
+            return f"{v / scale:g}{suffix}"
+    return f"{v:g}"
+
+
+def plot_pareto(run: Run, metric: str, path: Path) -> Path | None:
+    points = [
+        r for r in run.records if r.status == COMPLETE and metric in r.metrics and val_score(r.metrics) is not None
+    ]
     if not points:
         return None
     plt = _pyplot()
-    front = pareto_front(list(records), metric)
-    fig, ax = plt.subplots(figsize=(7, 4))
-    ax.scatter([r.metrics[metric] for r in points], [val_score(r.metrics) for r in points], s=12, alpha=0.5)
-    ax.plot(
-        [r.metrics[metric] for r in front],
-        [val_score(r.metrics) for r in front],
-        "o-",
-        color="C3",
-        label="Pareto front",
+    front = pareto_front(list(run.records), metric)
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    ax.scatter(
+        [r.metrics[metric] for r in points], [val_score(r.metrics) for r in points], s=14, alpha=0.45, label="children"
     )
+    xs, ys = [r.metrics[metric] for r in front], [val_score(r.metrics) for r in front]
+    ax.plot(xs, ys, "o-", color="C3", label="Pareto front")
+    for r, x, y in zip(front, xs, ys, strict=True):
+        ax.annotate(f"#{r.number}", (x, y), textcoords="offset points", xytext=(4, -11), fontsize=8, color="C3")
     ax.set_xscale("log")
-    ax.set_xlabel(metric)
-    ax.set_ylabel("proxy validation " + ("R²" if "val_r2" in points[0].metrics else "accuracy"))
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    _counts(ax, "x")
+    unit = {"params": "parameters", "flops": "FLOPs", "latency_ms": "latency (ms)"}.get(metric, metric)
+    ax.set_xlabel(f"{unit} (log scale)")
+    ax.set_ylabel(f"proxy validation {'R²' if run.score == 'r2' else 'accuracy'}")
+    low = np.percentile([val_score(r.metrics) for r in points], 10)
+    top = max(val_score(r.metrics) or 0.0 for r in points)
+    ax.set_ylim(low - 0.05 * (top - low + 1e-9), top + 0.05 * (top - low + 1e-9))
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(loc="lower right")
+    ax.set_title("labels: trial numbers on the front; children below the 10th percentile are cut off", fontsize=8)
+    return _save(fig, path)
 
 
 def plot_repeats(metrics: dict[str, Any], path: Path) -> Path | None:
-    """Box plots of repeated trainings: each re-scored top configuration (validation accuracy, one point
-    per seed) and the final trainings of the winner (test accuracy). None if nothing was repeated."""
+    """Box plots of repeated trainings: each re-scored top configuration (validation score, one point per
+    seed) and the final trainings of the winner (test score). None if nothing was repeated."""
     score = metrics.get("score", "accuracy")
     rescored = [row for row in metrics.get("rescored", []) if len(row.get(f"rescored_val_{score}_values", [])) > 1]
     final = [r[f"test_{score}"] for r in metrics.get(f"test_{score}_repeats", [])]
@@ -111,10 +180,7 @@ def plot_repeats(metrics: dict[str, Any], path: Path) -> Path | None:
             ax.scatter(i + rng.uniform(-0.08, 0.08, len(values)), values, s=14, color="C1", zorder=3)
         ax.set_title(title, fontsize=9)
         ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def policy_history(run: Path) -> dict[str, dict[str, list[tuple[int, float]]]]:
@@ -134,49 +200,221 @@ def policy_history(run: Path) -> dict[str, dict[str, list[tuple[int, float]]]]:
     return out
 
 
-def plot_policy(history: dict[str, dict[str, list[tuple[int, float]]]], path: Path) -> Path | None:
-    if not history:
+def plot_policy(
+    history: dict[str, dict[str, list[tuple[int, float]]]], decisions: list[tuple[str, list[Any]]], path: Path
+) -> Path | None:
+    """One heatmap row block per decision (space order), one row per choice (natural order), one column per
+    controller update (x: trial number), with a colorbar and the values written in the cells."""
+    order = [(name, [str(c) for c in choices]) for name, choices in decisions if name in history]
+    order += [(name, sorted(history[name])) for name in history if name not in dict(order)]
+    if not order:
         return None
     plt = _pyplot()
-    decisions = sorted(history)
-    steps = sorted({s for d in decisions for c in history[d] for s, _ in history[d][c]})
-    fig, axes = plt.subplots(len(decisions), 1, figsize=(8, 1.1 * len(decisions) + 1), squeeze=False)
-    for ax, decision in zip(axes[:, 0], decisions, strict=True):
-        choices = sorted(history[decision])
+    steps = sorted({s for name, _ in order for points in history[name].values() for s, _ in points})
+    rows = sum(len(choices) for _, choices in order)
+    fig, axes = plt.subplots(
+        len(order),
+        1,
+        figsize=(min(16, 5 + 0.45 * len(steps)), 0.2 * rows + 0.12 * len(order) + 1.2),
+        squeeze=False,
+        gridspec_kw={"height_ratios": [len(c) for _, c in order]},
+        layout="constrained",
+    )
+    image = None
+    for k, (ax, (name, choices)) in enumerate(zip(axes[:, 0], order, strict=True)):
         grid = np.full((len(choices), len(steps)), np.nan)
         for i, choice in enumerate(choices):
-            for step, value in history[decision][choice]:
+            for step, value in history[name].get(choice, []):
                 grid[i, steps.index(step)] = value
-        ax.imshow(grid, aspect="auto", vmin=0, vmax=1, cmap="viridis", interpolation="nearest")
+        image = ax.imshow(grid, aspect="auto", vmin=0, vmax=1, cmap="viridis", interpolation="nearest")
         ax.set_yticks(range(len(choices)), choices, fontsize=7)
-        ax.set_ylabel(decision, rotation=0, ha="right", fontsize=8)
-        ax.set_xticks([])
-    axes[-1, 0].set_xlabel(
-        "controller updates: probability of each choice along the most probable architecture (blank: not on it)"
+        ax.set_ylabel(name, rotation=0, ha="right", va="center", fontsize=8)
+        if len(steps) <= 30:
+            for (i, j), value in np.ndenumerate(grid):
+                if not np.isnan(value):
+                    ax.text(
+                        j,
+                        i,
+                        f"{value:.2f}",
+                        ha="center",
+                        va="center",
+                        fontsize=6,
+                        color="black" if value > 0.6 else "white",
+                    )
+        ticks = range(0, len(steps), max(1, len(steps) // 15))
+        if k == len(order) - 1:
+            ax.set_xticks(list(ticks), [str(steps[t]) for t in ticks], fontsize=7)
+            ax.set_xlabel("trial number at the controller update")
+        else:
+            ax.set_xticks([])
+    fig.colorbar(
+        image, ax=axes[:, 0].tolist(), shrink=min(1.0, 12 / rows + 0.1), aspect=30, label="probability of the choice"
     )
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.suptitle("controller: probability of each choice, averaged over episodes sampled from the policy", fontsize=9)
+    fig.savefig(path, dpi=DPI)
     plt.close(fig)
     return path
 
 
-def plot_runs(runs: dict[str, Sequence[TrialRecord]], path: Path) -> Path:
+def plot_runs(runs: Sequence[Run], path: Path) -> Path:
+    """Best reward so far of several runs, labelled by strategy and seed, on a y-range that shows them."""
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for name, records in runs.items():
-        ax.plot(range(1, len(records) + 1), _best_so_far(records), label=name)
+    fig, ax = plt.subplots(figsize=(9, 5))
+    tails = []
+    for i, run in enumerate(runs):
+        curve = _best_so_far(run.records)
+        finite = np.where(np.isfinite(curve), curve, np.nan)
+        ax.plot(range(1, len(curve) + 1), finite, label=run.label, color=f"C{i % 10}", linewidth=1.6)
+        if np.isfinite(finite).any():
+            tails.append(finite[np.isfinite(finite)][len(finite[np.isfinite(finite)]) // 5 :])
+    if tails:
+        values = np.concatenate(tails)
+        low, high = float(values.min()), float(values.max())
+        pad = 0.08 * (high - low) if high > low else 0.01
+        ax.set_ylim(low - pad, high + pad)
     ax.set_xlabel("trials")
     ax.set_ylabel("best reward so far (proxy)")
+    ax.set_title("y-axis from the curves after their first fifth", fontsize=8)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    ax.legend(fontsize=8, loc="lower right")
+    return _save(fig, path)
 
 
+# -- Optuna's plots of the trials --------------------------------------------------------------------
+def optuna_study(run: Run, fill_inactive: bool) -> Any:
+    """The run's trials as an in-memory Optuna study: the same trials as the run's mirror
+    (RUN/optuna.sqlite3); with ``fill_inactive`` every decision is a parameter of every trial, inactive
+    decisions taking the value "(inactive)", so importances cover conditional decisions too."""
+    import optuna
+    from optuna.distributions import CategoricalDistribution
+    from optuna.trial import TrialState
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="maximize", study_name=run.path.name)
+    choices = {name: values for name, values in run.decisions if len(values) > 1}
+    trials = []
+    for record in run.records:
+        if record.status != COMPLETE or not math.isfinite(record.reward):
+            continue
+        params: dict[str, Any] = {}
+        dists: dict[str, Any] = {}
+        for name, values in choices.items():
+            if name in record.architecture:
+                value = record.architecture[name]
+                params[name] = str(value) if fill_inactive else value
+                dists[name] = CategoricalDistribution(
+                    [str(v) for v in values] + [INACTIVE] if fill_inactive else values
+                )
+            elif fill_inactive:
+                params[name] = INACTIVE
+                dists[name] = CategoricalDistribution([str(v) for v in values] + [INACTIVE])
+        trials.append(
+            optuna.trial.create_trial(
+                params=params,
+                distributions=dists,
+                value=float(record.reward),
+                state=TrialState.COMPLETE,
+                user_attrs={"rlnas_number": record.number},
+            )
+        )
+    study.add_trials(trials)
+    return study
+
+
+def importances(run: Run) -> dict[str, float]:
+    """fANOVA importance of each decision for the reward (Optuna's evaluator, seeded); {} if too few trials."""
+    import optuna
+
+    study = optuna_study(run, fill_inactive=True)
+    if len(study.trials) < 4:
+        return {}
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return dict(
+                optuna.importance.get_param_importances(
+                    study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0)
+                )
+            )
+    except (ValueError, RuntimeError) as err:
+        log.warning("parameter importances not computed: %s", err)
+        return {}
+
+
+def optuna_plots(run: Run, target: Path, ranked: list[str]) -> list[tuple[str, Path, str]]:
+    """Optuna's optimization history, importances, parallel coordinates and slices, as PNG."""
+    import optuna.visualization.matplotlib as ovm
+
+    plt = _pyplot()
+    native = optuna_study(run, fill_inactive=False)
+    if len(native.trials) < 2:
+        return []
+    out = []
+    import matplotlib
+
+    with warnings.catch_warnings(), matplotlib.rc_context():  # Optuna switches the global style to ggplot
+        warnings.simplefilter("ignore")
+        ax = ovm.plot_optimization_history(native, target_name="reward")
+        _figure(ax).set_size_inches(8, 4.5)
+        out.append(
+            (
+                "Optimization history",
+                _save(_figure(ax), target / "history.png"),
+                "reward of every completed trial and the best so far (Optuna)",
+            )
+        )
+        if ranked:
+            filled = optuna_study(run, fill_inactive=True)
+            ax = ovm.plot_param_importances(filled, evaluator=_fanova(), params=ranked[:15], target_name="reward")
+            _figure(ax).set_size_inches(8, 0.35 * min(15, len(ranked)) + 1.5)
+            out.append(
+                (
+                    "Decision importances",
+                    _save(_figure(ax), target / "importances.png"),
+                    'fANOVA importance for the reward; inactive decisions count as the choice "(inactive)"',
+                )
+            )
+            top = ranked[: min(8, len(ranked))]
+            ax = ovm.plot_parallel_coordinate(filled, params=top, target_name="reward")
+            _figure(ax).set_size_inches(11, 5)
+            out.append(
+                (
+                    "Parallel coordinates",
+                    _save(_figure(ax), target / "parallel.png"),
+                    f"the {len(top)} most important decisions; colour: reward",
+                )
+            )
+            top = ranked[: min(6, len(ranked))]
+            axes = ovm.plot_slice(filled, params=top, target_name="reward")
+            figure = _figure(np.atleast_1d(np.asarray(axes, dtype=object)).ravel()[0])
+            figure.set_size_inches(min(18, 3.2 * len(top)), 4)
+            out.append(
+                (
+                    "Slices",
+                    _save(figure, target / "slice.png"),
+                    "reward against each of the most important decisions; colour: trial number",
+                )
+            )
+    plt.close("all")
+    return out
+
+
+def _figure(ax: Any) -> Any:
+    return ax.figure
+
+
+def _fanova() -> Any:
+    import optuna
+
+    return optuna.importance.FanovaImportanceEvaluator(seed=0)
+
+
+# -- tables ------------------------------------------------------------------------------------------
 def write_excel(records: Sequence[TrialRecord], path: Path) -> Path:
+    """The trials as a sheet with a frozen header, filters, number formats and fitted column widths."""
     from openpyxl import Workbook
+    from openpyxl.styles import Font
+    from openpyxl.utils import get_column_letter
 
     rows = [r.flat() for r in records]
     columns: list[str] = []
@@ -186,73 +424,268 @@ def write_excel(records: Sequence[TrialRecord], path: Path) -> Path:
     sheet = book.active
     sheet.title = "trials"
     sheet.append(columns)
+    for cell in sheet[1]:
+        cell.font = Font(bold=True)
     for row in rows:
-        sheet.append([row.get(c) if not isinstance(row.get(c), (list, dict)) else str(row.get(c)) for c in columns])
+        sheet.append([_cell(row.get(c)) for c in columns])
+    for j, column in enumerate(columns, start=1):
+        values = [row.get(column) for row in rows]
+        fmt = (
+            "#,##0"
+            if all(isinstance(v, int) and not isinstance(v, bool) for v in values if v is not None)
+            else ("0.0000" if any(isinstance(v, float) for v in values) else None)
+        )
+        if fmt is not None:
+            for i in range(2, len(rows) + 2):
+                sheet.cell(row=i, column=j).number_format = fmt
+        width = max([len(column)] + [len(str(v)) for v in values[:200] if v is not None])
+        sheet.column_dimensions[get_column_letter(j)].width = min(40, max(8, width + 2))
+    sheet.freeze_panes = "B2"
+    sheet.auto_filter.ref = sheet.dimensions
     book.save(path)
     return path
 
 
-def report(runs: Sequence[str | Path], out: str | Path | None = None) -> Path:
-    """Write the report of one run (into RUN/report) or the comparison of several (into ``out``)."""
-    paths = [Path(r) for r in runs]
-    loaded = {}
-    for path in paths:
-        config, store = open_run(path)
-        with store:
-            loaded[path] = (config, store.trials())
-    target = Path(out) if out is not None else paths[0] / REPORT_DIR
-    target.mkdir(parents=True, exist_ok=True)
-    images: list[tuple[str, Path]] = []
-    if len(paths) == 1:
-        path = paths[0]
-        config, records = loaded[path]
-        with open_run(path)[1] as store:
-            store.to_csv(target / "trials.csv")
-        write_excel(records, target / "trials.xlsx")
-        images.append(("Reward over trials", plot_scores(records, target / "scores.png")))
-        for metric in ("params", "latency_ms"):
-            image = plot_pareto(records, metric, target / f"pareto_{metric}.png")
-            if image is not None:
-                images.append((f"Proxy accuracy vs {metric}", image))
-        metrics_file = path / "export" / "metrics.json"
-        if metrics_file.is_file():
-            boxes = plot_repeats(json.loads(metrics_file.read_text()), target / "repeats.png")
-            if boxes is not None:
-                images.append(("Repeated trainings of the top configurations", boxes))
-        policy = plot_policy(policy_history(path), target / "policy.png")
-        if policy is not None:
-            images.append(("Controller choice probabilities", policy))
-        title = f"rlnas report: {path.name}"
+def _cell(value: Any) -> Any:
+    if isinstance(value, (list, dict)):
+        return json.dumps(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return value
+
+
+def _html_table(header: Sequence[str], rows: Sequence[Sequence[Any]], numeric: Sequence[bool] | None = None) -> str:
+    numeric = numeric or [False] * len(header)
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join(
+        "<tr>"
+        + "".join(f"<td class='{'num' if numeric[i] else ''}'>{_cell_text(v)}</td>" for i, v in enumerate(row))
+        + "</tr>"
+        for row in rows
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _cell_text(value: Any) -> str:
+    return html.escape(value if isinstance(value, str) else format_value(value))
+
+
+def _architecture_html(record: TrialRecord) -> str:
+    header, rows, others = layer_table(record.architecture)
+    parts = [_html_table(header, rows)] if rows else []
+    if others:
+        parts.append(_html_table(["decision", "choice"], others))
+    return "".join(parts)
+
+
+def _metric(record: TrialRecord | None, name: str) -> str:
+    if record is None or name not in record.metrics:
+        return "–"
+    return format_value(float(record.metrics[name]))
+
+
+def summary_card(run: Run) -> str:
+    """The first thing the report shows: what was searched, what won, how good it is, what it cost."""
+    best = run.best()
+    score = run.score
+    c = run.config
+    failed = sum(1 for r in run.records if r.status != COMPLETE)
+    seconds = run.summary.get("search_seconds")
+    rows: list[tuple[str, str]] = [
+        ("strategy / seed", f"{c.strategy.name} / {c.seed}"),
+        ("dataset / space", f"{c.dataset.name} / {c.space.name} ({c.space.family})"),
+        ("trials", f"{len(run.records)} ({failed} failed); budget {c.budget.evaluations}"),
+        ("search wall time", "–" if seconds is None else f"{float(seconds):,.0f} s"),
+    ]
+    exported = None
+    if best is not None:
+        rows += [
+            ("best trial (reward)", f"#{best.number}: reward {best.reward:.4f}"),
+            (
+                f"proxy validation {score}",
+                _metric(best, f"val_{score}") + f" ({c.training.epochs} epochs, search split)",
+            ),
+            (
+                "params / FLOPs / latency",
+                f"{_metric(best, 'params')} / {_metric(best, 'flops')} / {_metric(best, 'latency_ms')} ms",
+            ),
+        ]
+    if run.export is not None:
+        m = run.export
+        s = m.get("score", score)
+        exported = next((r for r in run.records if r.number == m.get("trial")), None)
+        repeats = m.get(f"test_{s}_repeats", [])
+        final = (
+            f"{m[f'test_{s}_mean']:.4f} ± {m[f'test_{s}_std']:.4f} over {len(repeats)} trainings"
+            if len(repeats) > 1
+            else f"{m[f'test_{s}']:.4f}"
+        )
+        rows += [
+            (f"final test {s}", f"{final} (trial #{m.get('trial')}, {m.get('epochs')} epochs on train+validation)"),
+            (f"proxy validation {s} of that trial", f"{m.get(f'val_{s}', float('nan')):.4f}"),
+        ]
     else:
-        images.append(("Best reward so far", plot_runs({p.name: loaded[p][1] for p in paths}, target / "runs.png")))
-        title = "rlnas comparison: " + ", ".join(p.name for p in paths)
-    _log_to_tensorboard(paths, images)
-    body = "\n".join(
-        f"<h2>{html.escape(name)}</h2><img src='{img.name}' style='max-width:100%'>" for name, img in images
+        rows.append(("final test score", "not exported yet: rlnas export RUN"))
+    shown = exported or best
+    arch = (
+        ""
+        if shown is None
+        else (
+            f"<h3>Architecture of trial #{shown.number}{' (exported)' if exported else ''}</h3>"
+            + _architecture_html(shown)
+        )
     )
-    links = (
-        "" if len(paths) > 1 else "<p><a href='trials.csv'>trials.csv</a> · <a href='trials.xlsx'>trials.xlsx</a></p>"
+    config = html.escape(c.to_yaml())
+    card = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in rows)
+    return (
+        f"<section class='card'><h2>Summary</h2><table class='kv'>{card}</table>{arch}"
+        f"<details><summary>config.yaml</summary><pre>{config}</pre></details></section>"
     )
+
+
+def top_table(run: Run, k: int = 10) -> str:
+    s = run.score
+    header = ["rank", "trial", "reward", f"proxy val {s}", "params", "FLOPs", "latency ms", "train s", "architecture"]
+    rows = []
+    for i, r in enumerate(run.top(k), start=1):
+        header_l, layers, others = layer_table(r.architecture)
+        arch = "; ".join(" ".join(row) for row in layers)
+        arch = arch + ("; " if arch and others else "") + ", ".join(f"{a}={b}" for a, b in others)
+        rows.append(
+            [
+                i,
+                r.number,
+                r.reward,
+                r.metrics.get(f"val_{s}"),
+                r.metrics.get("params"),
+                r.metrics.get("flops"),
+                r.metrics.get("latency_ms"),
+                r.metrics.get("train_seconds", r.duration_s),
+                arch,
+            ]
+        )
+    numeric = [True] * 8 + [False]
+    return f"<section><h2>Top {len(rows)} trials by reward</h2>{_html_table(header, rows, numeric)}</section>"
+
+
+def runs_table(runs: Sequence[Run]) -> str:
+    header = [
+        "run",
+        "strategy",
+        "seed",
+        "trials",
+        "best reward",
+        "proxy val of best",
+        "final test (mean ± std)",
+        "wall s",
+    ]
+    rows = []
+    for run in runs:
+        best = run.best()
+        final = "–"
+        if run.export is not None:
+            s = run.export.get("score", run.score)
+            mean = run.export.get(f"test_{s}_mean", run.export.get(f"test_{s}"))
+            std = run.export.get(f"test_{s}_std", 0.0)
+            final = f"{mean:.4f} ± {std:.4f}"
+        rows.append(
+            [
+                run.path.name,
+                run.config.strategy.name,
+                run.config.seed,
+                len(run.records),
+                "–" if best is None else f"{best.reward:.4f}",
+                "–" if best is None else _metric(best, f"val_{run.score}"),
+                final,
+                format_value(float(run.summary.get("search_seconds", float("nan")))),
+            ]
+        )
+    numeric = [False, False, True, True, True, True, False, True]
+    return f"<section><h2>Runs</h2>{_html_table(header, rows, numeric)}</section>"
+
+
+STYLE = """
+body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:0;background:#f4f5f7;color:#1d2330}
+header{background:#1f3a5f;color:#fff;padding:18px 32px}header h1{margin:0;font-size:22px}
+header p{margin:4px 0 0;opacity:.8;font-size:13px}main{padding:16px 32px;max-width:1300px}
+section{background:#fff;border-radius:8px;padding:14px 20px;margin:14px 0;box-shadow:0 1px 3px rgba(0,0,0,.12)}
+h2{font-size:17px;margin:4px 0 10px}h3{font-size:14px;margin:14px 0 6px}
+table{border-collapse:collapse;font-size:13px;margin:4px 0}th,td{padding:4px 10px;border-bottom:1px solid #e3e6ea;
+text-align:left;vertical-align:top}thead th{background:#eef1f5;position:sticky;top:0}td.num{text-align:right;
+font-variant-numeric:tabular-nums}table.kv th{background:none;color:#555;font-weight:600;white-space:nowrap}
+img{max-width:100%;height:auto}p.note{color:#555;font-size:12px;margin:2px 0 8px}pre{font-size:12px;
+background:#f6f8fa;padding:10px;overflow:auto;max-height:400px}details{margin-top:10px}
+a{color:#1f5fa8}
+"""
+
+
+def _image(title: str, path: Path, note: str) -> str:
+    data = base64.b64encode(path.read_bytes()).decode()
+    return (
+        f"<section><h2>{html.escape(title)}</h2><p class='note'>{html.escape(note)}</p>"
+        f"<img alt='{html.escape(title)}' src='data:image/png;base64,{data}'></section>"
+    )
+
+
+def report(runs: Sequence[str | Path], out: str | Path | None = None) -> Path:
+    """Write the report of one run (into RUN/report, or ``out``) or the comparison of several (into ``out``)."""
+    paths = [Path(r) for r in runs]
+    if len(paths) > 1 and out is None:
+        raise UserError("comparing several runs needs --out DIR for the report")
+    loaded = [Run.load(p) for p in paths]
+    target = Path(out) if out is not None else paths[0] / REPORT_DIR
+    if target.exists() and not target.is_dir():
+        raise UserError(f"report folder {target} is a file; give --out a folder")
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UserError(f"cannot create the report folder {target} ({err}); give a writable --out") from None
+    sections: list[str] = []
+    if len(loaded) == 1:
+        run = loaded[0]
+        with open_run(run.path)[1] as store:
+            store.to_csv(target / "trials.csv")
+        write_excel(run.records, target / "trials.xlsx")
+        sections.append(summary_card(run))
+        sections.append(top_table(run))
+        ranked = list(importances(run))
+        images = optuna_plots(run, target, ranked)
+        for metric in ("params", "latency_ms"):
+            image = plot_pareto(run, metric, target / f"pareto_{metric}.png")
+            if image is not None:
+                images.append((f"Pareto front: proxy score vs {metric}", image, "higher and further left is better"))
+        if run.export is not None:
+            boxes = plot_repeats(run.export, target / "repeats.png")
+            if boxes is not None:
+                images.append(
+                    (
+                        "Repeated trainings of the top configurations",
+                        boxes,
+                        "re-scoring on the validation split and final trainings on the test split",
+                    )
+                )
+        policy = plot_policy(policy_history(run.path), run.decisions, target / "policy.png")
+        if policy is not None:
+            images.append(
+                (
+                    "Controller policy over the search",
+                    policy,
+                    "decisions in space order; blank: the decision was not taken in the sampled episodes",
+                )
+            )
+        sections += [_image(*item) for item in images]
+        title = f"rlnas report: {run.path.name}"
+        links = "<a href='trials.csv'>trials.csv</a> · <a href='trials.xlsx'>trials.xlsx</a>"
+    else:
+        sections.append(runs_table(loaded))
+        image = plot_runs(loaded, target / "runs.png")
+        sections.append(_image("Best reward so far", image, "one curve per run: strategy and seed"))
+        title = "rlnas comparison: " + ", ".join(run.label for run in loaded)
+        links = ""
     (target / "index.html").write_text(
-        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title></head>"
-        f"<body><h1>{html.escape(title)}</h1>"
-        f"<p>Accuracies are proxy (search-time) accuracies unless labelled re-scoring or final.</p>{links}{body}"
-        "</body></html>"
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        f"<style>{STYLE}</style></head><body><header><h1>{html.escape(title)}</h1>"
+        f"<p>Proxy: scores measured during the search (short training, validation split). Final: the exported "
+        f"model on the test split. {links}</p></header><main>{''.join(sections)}</main></body></html>"
     )
     return target
-
-
-def _log_to_tensorboard(paths: Sequence[Path], images: list[tuple[str, Path]]) -> None:
-    """The same images, into the (first) run's TensorBoard under ``report/``."""
-    from PIL import Image
-    from torch.utils.tensorboard import SummaryWriter
-
-    logdir = paths[0] / TENSORBOARD_DIR
-    if not logdir.is_dir():
-        return
-    writer = SummaryWriter(log_dir=str(logdir))
-    for _, image in images:
-        with Image.open(image) as img:
-            array = np.asarray(img.convert("RGB"))
-        writer.add_image(f"report/{image.stem}", array, dataformats="HWC")
-    writer.close()

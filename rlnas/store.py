@@ -37,6 +37,16 @@ CREATE INDEX IF NOT EXISTS trials_key ON trials (key);
 """
 
 
+INTEGER_METRICS = frozenset({"params", "flops", "seed", "epochs"})
+
+
+def _integer(name: str, value: Any) -> Any:
+    """Counts are stored as JSON numbers; they leave the store as integers."""
+    if name in INTEGER_METRICS and isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
 @dataclass(frozen=True)
 class TrialRecord:
     number: int
@@ -60,7 +70,7 @@ class TrialRecord:
             "key": self.key,
             "status": self.status,
             "reward": self.reward,
-            **self.metrics,
+            **{k: _integer(k, v) for k, v in self.metrics.items()},
             "strategy": self.strategy,
             "duration_s": self.duration_s,
             "error": self.error or "",

@@ -1,90 +1,270 @@
-"""TensorBoard logging of a search: children, best-so-far, the controller's policy, the best child.
+"""TensorBoard logging of a search, on one x-axis: the trial number.
 
-Tag namespaces: ``search/`` (per trial and best-so-far), ``child/`` (the measured child metrics),
-``policy/`` (the controller's choice probabilities per decision), ``best/`` (text), plus SB3's own
-``train/`` and ``rollout/`` tags written by the PPO strategy into the same directory.
+Tags (every one at step = trial number):
+- ``search/reward``, ``search/failed``, ``search/best_reward`` (best-so-far reward),
+  ``search/best_reward_child_proxy_val_<score>`` (the proxy score of the child with the best reward, the
+  ``best_proxy_val_score`` of run.json) and ``search/max_proxy_val_<score>`` (the best proxy score of any child);
+- ``child/...``: the measured metrics of each child (proxy validation score, params, FLOPs, latency, seconds);
+- ``policy/<decision>/<choice>``: the controller's probability of each choice, averaged over episodes sampled
+  from the current policy (so every decision appears, not only those on the most probable architecture);
+  ``policy_entropy/<decision>``; ``policy/mode_architecture_log10_probability``;
+- ``train/...``, ``rollout/...``, ``time/...``: stable-baselines3's own metrics, also at trial numbers;
+- ``best/architecture`` (text) and the graph of the best child (run ``best_child_graph``), rewritten whenever
+  the best reward improves.
+
+A custom-scalars layout puts all choices of a decision on one multi-line chart. Every child is an HParams
+session (run ``trial_NNNNN`` of ``RUN/hparams``, a logdir of its own): its decisions are the hparams, its
+metrics the metrics, so TensorBoard's HPARAMS tab (``tensorboard --logdir RUN/hparams``) holds a table, parallel
+coordinates and scatter plots of all children, filled while the search runs.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import warnings
-from collections.abc import Mapping
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from rlnas.evaluation.base import COMPLETE, val_score
+from rlnas.space.core import Architecture, SearchSpace
 from rlnas.store import TrialRecord
+
+if TYPE_CHECKING:
+    from torch import nn
 
 log = logging.getLogger(__name__)
 
+BEST_GRAPH_RUN = "best_child_graph"
+# record metric -> (HParams metric tag, child/ scalar tag)
+CHILD_METRICS = {
+    "val_accuracy": "proxy_val_accuracy",
+    "val_r2": "proxy_val_r2",
+    "val_mae": "proxy_val_mae",
+    "val_rmse": "proxy_val_rmse",
+    "params": "params",
+    "flops": "flops",
+    "latency_ms": "latency_ms",
+    "duration_s": "train_seconds",
+}
+
+
+def hparam_value(choice: Any, numeric: bool) -> float | str:
+    """A decision's value as TensorBoard's HParams plugin stores it: a number, or text."""
+    return float(choice) if numeric else str(choice)
+
+
+def _numeric(choices: tuple[Any, ...]) -> bool:
+    return all(isinstance(c, (int, float)) and not isinstance(c, bool) for c in choices)
+
+
+def display_model(model: nn.Module) -> nn.Module:
+    """The same modules (no copy) under names that say what they are, e.g. ``conv3x3_1to32`` or
+    ``linear_800to128``, so the graph in TensorBoard shows kernel sizes and widths."""
+    from torch import nn
+
+    if not isinstance(model, nn.Sequential):
+        return model
+    named: OrderedDict[str, nn.Module] = OrderedDict()
+    for i, module in enumerate(model):
+        named[f"{i:02d}_{_module_label(module)}"] = display_model(module)
+    return nn.Sequential(named)
+
+
+def _module_label(module: nn.Module) -> str:
+    from torch import nn
+
+    if isinstance(module, nn.Conv2d):
+        k = module.kernel_size
+        return f"conv{k[0]}x{k[1]}_{module.in_channels}to{module.out_channels}"
+    if isinstance(module, nn.Linear):
+        return f"linear_{module.in_features}to{module.out_features}"
+    if isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)):
+        return f"batchnorm{module.num_features}"
+    if isinstance(module, (nn.MaxPool2d, nn.AvgPool2d)):
+        return f"{type(module).__name__.lower()}{module.kernel_size}"
+    if isinstance(module, nn.Dropout):
+        return f"dropout{module.p:g}".replace(".", "p")
+    return re.sub(r"\W", "", type(module).__name__.lower())
+
 
 class RunLogger:
-    """Writes a run's TensorBoard events; a no-op when disabled."""
+    """Writes a run's TensorBoard events; a no-op when disabled (``logdir`` None)."""
 
-    def __init__(self, logdir: str | Path | None) -> None:
+    def __init__(
+        self, logdir: str | Path | None, space: SearchSpace | None = None, hparams_dir: str | Path | None = None
+    ) -> None:
+        """``hparams_dir``: where the children's HParams sessions go, one run each. Not under ``logdir``: with
+        more than 40 runs TensorBoard selects none by default, and the search's charts would look empty."""
         self.logdir = None if logdir is None else Path(logdir)
+        self.hparams_dir = None if hparams_dir is None or logdir is None else Path(hparams_dir)
         self._writer: Any = None
         if self.logdir is not None:
             from torch.utils.tensorboard import SummaryWriter
 
             self._writer = SummaryWriter(log_dir=str(self.logdir))
+        self.space = space
         self.best_reward = float("-inf")
-        self.best_accuracy = float("-inf")  # the best validation score: accuracy, or R² for regression
+        self.best_reward_score: float | None = None  # proxy score of the best-reward child
+        self.max_score = float("-inf")  # the best proxy validation score of any child
         self.score_name = "accuracy"
+        # builds the network of an architecture for the graph of the best child (set by the search)
+        self.model_builder: Callable[[Architecture], tuple[nn.Module, tuple[int, ...]]] | None = None
+        self.graph = True
+        self._layout_written = False
 
     @property
     def enabled(self) -> bool:
         return self._writer is not None
 
+    # -- layout and HParams experiment ----------------------------------------------------------
+    def start(self, score_name: str) -> None:
+        """The custom-scalars layout and the HParams experiment (decisions and metrics) of the run."""
+        self.score_name = score_name
+        if not self.enabled or self._layout_written:
+            return
+        self._layout_written = True
+        self._writer.add_custom_scalars(self.layout())
+        if self.space is not None:
+            from torch.utils.tensorboard.summary import hparams
+
+            values: dict[str, Any] = {}
+            domains: dict[str, list[Any]] = {}
+            for decision in self.space.decisions:
+                numeric = _numeric(decision.choices)
+                domains[decision.name] = [hparam_value(c, numeric) for c in decision.choices]
+                values[decision.name] = domains[decision.name][0]
+            metrics = {f"hparam/{tag}": 0.0 for tag in self.metric_tags()}
+            experiment, _, _ = hparams(values, metrics, domains)
+            if self.hparams_dir is not None:
+                from torch.utils.tensorboard import SummaryWriter
+
+                writer = SummaryWriter(log_dir=str(self.hparams_dir))
+                writer._get_file_writer().add_summary(experiment)
+                writer.close()
+
+    def metric_tags(self) -> list[str]:
+        score = (
+            ["proxy_val_r2", "proxy_val_mae", "proxy_val_rmse"] if self.score_name == "r2" else ["proxy_val_accuracy"]
+        )
+        return ["reward", *score, "params", "flops", "latency_ms", "train_seconds"]
+
+    def layout(self) -> dict[str, dict[str, list[Any]]]:
+        """TensorBoard custom scalars: one multi-line chart per decision (all its choices), the entropies,
+        and the search's curves."""
+        s = self.score_name
+        search = {
+            "reward and best reward": ["Multiline", [r"^search/reward$", r"^search/best_reward$"]],
+            f"proxy validation {s}": [
+                "Multiline",
+                [
+                    rf"^child/proxy_val_{s}$",
+                    rf"^search/max_proxy_val_{s}$",
+                    rf"^search/best_reward_child_proxy_val_{s}$",
+                ],
+            ],
+            "complexity": ["Multiline", [r"^child/params$", r"^child/flops$"]],
+            "controller (PPO)": [
+                "Multiline",
+                [r"^train/approx_kl$", r"^train/entropy_loss$", r"^train/clip_fraction$"],
+            ],
+        }
+        layout: dict[str, dict[str, list[Any]]] = {"search (x: trial number)": search}
+        if self.space is not None:
+            policy = {
+                "entropy of every decision (nats)": ["Multiline", [r"^policy_entropy/.*"]],
+                "most probable architecture (log10 probability)": [
+                    "Multiline",
+                    [r"^policy/mode_architecture_log10_probability$"],
+                ],
+            }
+            for decision in self.space.decisions:
+                if len(decision.choices) > 1:
+                    policy[decision.name] = ["Multiline", [rf"^policy/{re.escape(decision.name)}/"]]
+            layout["policy: probability of each choice (x: trial number)"] = policy
+        return layout
+
+    # -- per trial -------------------------------------------------------------------------------
     def trial(self, record: TrialRecord, write: bool = True) -> None:
-        """Per child: reward, proxy validation accuracy, params, FLOPs, latency; best-so-far curves.
+        """Per child: its scalars and HParams session, best-so-far curves, the best child when it changes.
         ``write=False`` only updates the best-so-far values (when resuming)."""
         step = record.number
         score = val_score(record.metrics)
+        improved = False
         if record.status == COMPLETE:
-            self.best_reward = max(self.best_reward, record.reward)
+            if record.reward > self.best_reward:
+                self.best_reward, self.best_reward_score, improved = record.reward, score, True
             if score is not None:
-                self.best_accuracy = max(self.best_accuracy, score)
-                self.score_name = "r2" if "val_r2" in record.metrics else "accuracy"
+                self.max_score = max(self.max_score, score)
         if not self.enabled or not write:
             return
         w = self._writer
         w.add_scalar("search/reward", record.reward, step)
         w.add_scalar("search/failed", float(record.status != COMPLETE), step)
+        s = self.score_name
         if self.best_reward > float("-inf"):
             w.add_scalar("search/best_reward", self.best_reward, step)
-            w.add_scalar(f"search/best_proxy_val_{self.score_name}", self.best_accuracy, step)
-        names = {
-            "val_accuracy": "child/proxy_val_accuracy",
-            "val_r2": "child/proxy_val_r2",
-            "val_mae": "child/proxy_val_mae",
-            "val_rmse": "child/proxy_val_rmse",
-            "params": "child/params",
-            "flops": "child/flops",
-            "latency_ms": "child/latency_ms",
-            "duration_s": "child/train_seconds",
-        }
-        for metric, tag in names.items():
+            if self.best_reward_score is not None:
+                w.add_scalar(f"search/best_reward_child_proxy_val_{s}", self.best_reward_score, step)
+                w.add_scalar(f"search/max_proxy_val_{s}", self.max_score, step)
+        for metric, tag in CHILD_METRICS.items():
             if metric in record.metrics:
-                w.add_scalar(tag, float(record.metrics[metric]), step)
+                w.add_scalar(f"child/{tag}", float(record.metrics[metric]), step)
+        if self.hparams_dir is not None:
+            self._session(record)
+        if improved:
+            self.best_child(record)
 
-    def policy(self, step: int, probabilities: Mapping[str, Mapping[str, float]], mode_probability: float) -> None:
-        """The controller's choice probabilities per decision, along its most probable architecture."""
+    def _session(self, record: TrialRecord) -> None:
+        """The child as one HParams session, run ``trial_NNNNN`` of ``hparams_dir``."""
+        from torch.utils.tensorboard import SummaryWriter
+        from torch.utils.tensorboard.summary import hparams
+
+        assert self.hparams_dir is not None
+        values: dict[str, Any] = {}
+        for name, choice in record.architecture.items:
+            decision = self.space[name] if self.space is not None else None
+            numeric = _numeric(decision.choices) if decision is not None else _numeric((choice,))
+            values[name] = hparam_value(choice, numeric)
+        metrics = {"hparam/reward": float(record.reward)}
+        for metric, tag in CHILD_METRICS.items():
+            if metric in record.metrics:
+                metrics[f"hparam/{tag}"] = float(record.metrics[metric])
+        _, start, end = hparams(values, metrics)
+        writer = SummaryWriter(log_dir=str(self.hparams_dir / f"trial_{record.number:05d}"))
+        writer._get_file_writer().add_summary(start)
+        writer._get_file_writer().add_summary(end)
+        for tag, value in metrics.items():
+            writer.add_scalar(tag, value, record.number)
+        writer.close()
+
+    def policy(
+        self,
+        step: int,
+        probabilities: Mapping[str, Mapping[str, float]],
+        entropies: Mapping[str, float],
+        mode_log10_probability: float,
+    ) -> None:
+        """The controller's choice probabilities and entropy per decision, and its most probable
+        architecture's log10 probability."""
         if not self.enabled:
             return
         for decision, probs in probabilities.items():
             for choice, p in probs.items():
                 self._writer.add_scalar(f"policy/{decision}/{choice}", float(p), step)
-        self._writer.add_scalar("policy/mode_architecture_probability", mode_probability, step)
+        for decision, entropy in entropies.items():
+            self._writer.add_scalar(f"policy_entropy/{decision}", float(entropy), step)
+        self._writer.add_scalar("policy/mode_architecture_log10_probability", mode_log10_probability, step)
 
-    def best_child(
-        self, record: TrialRecord, model: nn.Module | None, input_shape: tuple[int, ...], graph: bool
-    ) -> None:
-        """The best child's architecture as a text table, and its graph."""
+    def scalars(self, values: Mapping[str, float], step: int) -> None:
+        if self.enabled:
+            for tag, value in values.items():
+                self._writer.add_scalar(tag, float(value), step)
+
+    def best_child(self, record: TrialRecord) -> None:
+        """The best child's architecture as a text table and, if a model builder is set, its graph."""
         if not self.enabled:
             return
         rows = "\n".join(f"| {k} | {v} |" for k, v in record.architecture.items)
@@ -94,20 +274,22 @@ class RunLogger:
             f"| decision | choice |\n|---|---|\n{rows}"
         )
         self._writer.add_text("best/architecture", text, record.number)
-        if graph and model is not None:
+        if self.graph and self.model_builder is not None:
             try:
+                model, input_shape = self.model_builder(record.architecture)
                 device = next(model.parameters()).device
+                import torch
+                from torch.utils.tensorboard import SummaryWriter
+
+                assert self.logdir is not None
+                # its own run: TensorBoard shows a run's newest graph, and the search's scalars stay apart
+                writer = SummaryWriter(log_dir=str(self.logdir / BEST_GRAPH_RUN))
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")  # add_graph traces with the deprecated torch.jit
-                    self._writer.add_graph(model.eval(), torch.zeros(1, *input_shape, device=device))
+                    writer.add_graph(display_model(model).eval(), torch.zeros(1, *input_shape, device=device))
+                writer.close()
             except Exception as err:  # noqa: BLE001 - a graph is a nice-to-have; never fail a run for it
                 log.warning("could not log the model graph: %s", err)
-
-    def hparams(self, hparams: Mapping[str, Any], metrics: Mapping[str, float]) -> None:
-        if not self.enabled:
-            return
-        clean = {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in hparams.items()}
-        self._writer.add_hparams(clean, {f"hparam/{k}": float(v) for k, v in metrics.items()}, run_name=".")
 
     def text(self, tag: str, text: str, step: int = 0) -> None:
         if self.enabled:

@@ -81,29 +81,123 @@ def test_evaluate_reproduces_the_exported_test_accuracy(run: Path) -> None:
     assert {"test_accuracy", "val_accuracy", "params", "flops"} <= set(metrics)
 
 
-def test_tensorboard_holds_the_search_policy_and_ppo_tags(run: Path) -> None:
+def test_tensorboard_holds_the_search_policy_and_ppo_tags_on_the_trial_axis(run: Path) -> None:
     acc = EventAccumulator(str(run / "tensorboard"), size_guidance={"scalars": 0, "tensors": 0})
     acc.Reload()
     scalars = set(acc.Tags()["scalars"])
     for tag in (
         "search/reward",
         "search/best_reward",
-        "search/best_proxy_val_accuracy",
+        "search/best_reward_child_proxy_val_accuracy",
+        "search/max_proxy_val_accuracy",
         "child/proxy_val_accuracy",
         "child/params",
         "child/flops",
         "child/latency_ms",
-        "policy/mode_architecture_probability",
+        "policy/mode_architecture_log10_probability",
+        "policy_entropy/num_blocks",
         "train/entropy_loss",
         "train/approx_kl",
         "train/policy_gradient_loss",
         "train/value_loss",
     ):
         assert tag in scalars, (tag, sorted(scalars))
-    assert any(t.startswith("policy/num_blocks/") for t in scalars)
+    # every decision appears, also those off the most probable architecture (block2 exists only at depth 2)
+    for decision in ("num_blocks", "block1.filters", "block2.filters", "hidden_units"):
+        assert any(t.startswith(f"policy/{decision}/") for t in scalars), decision
+    for choices in (["1", "2"], ["8", "16"]):
+        tags = [f"policy/{'num_blocks' if choices == ['1', '2'] else 'block1.filters'}/{c}" for c in choices]
+        last = [acc.Scalars(t)[-1].value for t in tags]
+        assert sum(last) == pytest.approx(1.0, abs=1e-4)
+    # one x-axis: the trial number, for the search's tags and for SB3's
+    trials = {e.step for e in acc.Scalars("search/reward")}
+    assert trials == set(range(5))
+    assert {e.step for e in acc.Scalars("train/approx_kl")} <= set(range(6))
+    assert {e.step for e in acc.Scalars("policy_entropy/num_blocks")} <= set(range(6))
     assert any("best/architecture" in t for t in acc.Tags()["tensors"])
-    assert acc.Tags()["graph"]
-    assert len(acc.Scalars("search/reward")) == 5
+    graph = EventAccumulator(str(run / "tensorboard" / "best_child_graph"))
+    graph.Reload()
+    nodes = [n.name for n in graph.Graph().node]
+    assert any("conv" in n and "x" in n and "to" in n for n in nodes), nodes[:20]  # e.g. conv3x3_1to8
+
+
+def test_custom_scalars_put_each_decision_on_one_chart(run: Path) -> None:
+    import re
+
+    from tensorboard.plugins.custom_scalar import layout_pb2
+
+    acc = EventAccumulator(str(run / "tensorboard"), size_guidance={"scalars": 0, "tensors": 0})
+    acc.Reload()
+    layout = layout_pb2.Layout()
+    layout.ParseFromString(acc.Tensors("custom_scalars__config__")[0].tensor_proto.string_val[0])
+    charts = {chart.title: list(chart.multiline.tag) for cat in layout.category for chart in cat.chart}
+    scalars = set(acc.Tags()["scalars"])
+    space = json.loads((run / "space.json").read_text())
+    for decision in space["decisions"]:
+        if len(decision["choices"]) < 2:
+            continue
+        patterns = charts[decision["name"]]
+        matched = {t for t in scalars for p in patterns if re.search(p, t)}
+        assert matched == {f"policy/{decision['name']}/{c}" for c in decision["choices"]} or matched <= {
+            f"policy/{decision['name']}/{c}" for c in map(str, decision["choices"])
+        }
+        assert matched, decision["name"]
+    assert any(re.search(p, "policy_entropy/num_blocks") for p in charts["entropy of every decision (nats)"])
+
+
+def test_every_child_is_an_hparams_session(run: Path) -> None:
+    from tensorboard.plugins.hparams import metadata, plugin_data_pb2
+
+    store = json.loads(rlnas("trials", str(run), "--json", cwd=run).stdout)
+    sessions = sorted(p for p in (run / "hparams").iterdir() if p.is_dir())
+    assert [p.name for p in sessions] == [f"trial_{r['number']:05d}" for r in store]
+    space = json.loads((run / "space.json").read_text())
+    for row, session in zip(store, sessions, strict=True):
+        acc = EventAccumulator(str(session), size_guidance={"tensors": 0, "scalars": 0})
+        acc.Reload()
+        content = acc.SummaryMetadata(metadata.SESSION_START_INFO_TAG).plugin_data.content
+        start = plugin_data_pb2.HParamsPluginData.FromString(content).session_start_info
+        decisions = {d["name"] for d in space["decisions"]}
+        chosen = {k for k in row if k in decisions}
+        assert set(start.hparams) == chosen
+        for name in chosen:
+            value = start.hparams[name]
+            expected = row[name]
+            if isinstance(expected, (int, float)) and not isinstance(expected, bool):
+                assert value.number_value == pytest.approx(expected)
+            else:
+                assert value.string_value == str(expected)
+        assert acc.Scalars("hparam/reward")[0].value == pytest.approx(row["reward"])
+        assert acc.Scalars("hparam/proxy_val_accuracy")[0].value == pytest.approx(row["val_accuracy"])
+    top = EventAccumulator(str(run / "hparams"), size_guidance={"tensors": 0})
+    top.Reload()
+    content = top.SummaryMetadata(metadata.EXPERIMENT_TAG).plugin_data.content
+    experiment = plugin_data_pb2.HParamsPluginData.FromString(content).experiment
+    assert {h.name for h in experiment.hparam_infos} == {d["name"] for d in space["decisions"]}
+    assert {"hparam/reward", "hparam/proxy_val_accuracy", "hparam/params"} <= {
+        m.name.tag for m in experiment.metric_infos
+    }
+
+
+def test_the_optuna_mirror_holds_the_same_trials(run: Path) -> None:
+    from rlnas.driver import open_run
+    from rlnas.mirror import load_study
+
+    study = load_study(run)
+    assert study is not None
+    _, store = open_run(run)
+    with store:
+        records = store.trials()
+    space = json.loads((run / "space.json").read_text())
+    choices = {d["name"]: d["choices"] for d in space["decisions"] if len(d["choices"]) > 1}
+    assert len(study.trials) == len(records) == 5
+    for trial, record in zip(study.trials, records, strict=True):
+        assert trial.number == record.number == trial.user_attrs["rlnas_number"]
+        assert trial.value == pytest.approx(record.reward)
+        # the active decisions (with more than one choice); inactive ones are absent, as in define-by-run
+        assert trial.params == {k: v for k, v in record.architecture.items if k in choices}
+        assert all(list(trial.distributions[k].choices) == choices[k] for k in trial.params)
+        assert trial.user_attrs["params"] == record.metrics["params"]
 
 
 def test_bad_config_exits_2_without_traceback_or_files(tmp_path: Path) -> None:
@@ -170,21 +264,74 @@ def test_predict_classifies_image_files_like_the_test_split(run: Path, tmp_path:
     assert bad.returncode == 2 and "cannot read image" in bad.stderr
 
 
-def test_report_writes_tables_plots_and_an_index(run: Path, tmp_path: Path) -> None:
+def test_report_has_a_summary_top_trials_optuna_plots_and_typed_tables(run: Path, tmp_path: Path) -> None:
+    import csv
+
     from openpyxl import load_workbook
 
-    result = rlnas("report", str(run), cwd=tmp_path)
+    result = rlnas("report", str(run), "-q", cwd=tmp_path)  # a global flag after the subcommand
     assert result.returncode == 0, result.stderr
     report = run / "report"
-    for name in ("trials.csv", "trials.xlsx", "scores.png", "pareto_params.png", "policy.png", "index.html"):
+    for name in (
+        "trials.csv",
+        "trials.xlsx",
+        "history.png",
+        "importances.png",
+        "parallel.png",
+        "slice.png",
+        "pareto_params.png",
+        "policy.png",
+        "index.html",
+    ):
         assert (report / name).is_file(), name
-    sheet = load_workbook(report / "trials.xlsx")["trials"]
+    book = load_workbook(report / "trials.xlsx")
+    sheet = book["trials"]
     assert sheet.max_row == 6 and "val_accuracy" in [c.value for c in sheet[1]]
+    assert sheet.freeze_panes == "B2" and sheet.auto_filter.ref
+    header = [c.value for c in sheet[1]]
+    params = sheet.cell(row=2, column=header.index("params") + 1)
+    assert isinstance(params.value, int) and params.number_format == "#,##0"
+    with (report / "trials.csv").open() as fh:
+        assert "." not in next(csv.DictReader(fh))["params"]  # integers stay integers
     page = (report / "index.html").read_text()
-    assert "scores.png" in page and "policy.png" in page and "proxy" in page
-    both = rlnas("report", str(run), str(run), "--out", str(tmp_path / "cmp"), cwd=tmp_path)
-    assert both.returncode == 0 and (tmp_path / "cmp" / "runs.png").is_file()
+    metrics = json.loads((run / "export" / "metrics.json").read_text())
+    summary = json.loads((run / "run.json").read_text())
+    assert "<h2>Summary</h2>" in page and f"#{summary['best_trial']}: reward" in page
+    assert f"{metrics['test_accuracy']:.4f}" in page and "config.yaml" in page
+    assert "Top 5 trials by reward" in page and "Decision importances" in page
+    assert page.count("data:image/png;base64,") >= 7 and "<img alt" in page  # self-contained
+    assert "src='history.png'" not in page
+    out = tmp_path / "cmp"
+    both = rlnas("report", str(run), str(run), "--out", str(out), cwd=tmp_path)
+    assert both.returncode == 0 and (out / "runs.png").is_file()
+    assert "ppo, seed 3" in (out / "index.html").read_text()
     assert rlnas("report", str(run), str(run), cwd=tmp_path).returncode == 2
+    (tmp_path / "afile").write_text("")
+    bad = rlnas("report", str(run), "--out", str(tmp_path / "afile"), cwd=tmp_path)
+    assert bad.returncode == 2 and "is a file" in bad.stderr
+
+
+def test_terminal_output_help_and_trials_table(run: Path, tmp_path: Path) -> None:
+    from rlnas.strategies import STRATEGIES
+
+    help_text = rlnas("search", "--help", cwd=tmp_path).stdout
+    assert all(name in help_text for name in STRATEGIES)
+    assert "(default: ppo,random,evolution)" in rlnas("benchmark", "--help", cwd=tmp_path).stdout
+    env = {**os.environ, "COLUMNS": "80", "PYTHONWARNINGS": "ignore"}
+    narrow = subprocess.run([*command(), "trials", str(run)], capture_output=True, text=True, env=env, check=True)
+    lines = narrow.stdout.splitlines()
+    assert len(lines) == 6 and max(len(line) for line in lines) <= 80
+    chosen = rlnas("trials", str(run), "--columns", "number,reward,params", "-q", cwd=tmp_path).stdout.splitlines()
+    assert chosen[0].split() == ["number", "reward", "params"] and len(chosen) == 6
+    assert rlnas("trials", str(run), "--columns", "nope", cwd=tmp_path).returncode == 2
+    assert rlnas("trials", str(run), "--top", "-1", cwd=tmp_path).returncode == 2
+    piped = subprocess.run(
+        " ".join([*command(), "trials", str(run), "--json", "|", "head", "-1"]),
+        shell=True,
+        capture_output=True,
+        text=True,
+    )
+    assert "Traceback" not in piped.stderr and "BrokenPipe" not in piped.stderr
 
 
 def test_benchmark_runs_end_to_end_on_the_table(tmp_path: Path) -> None:

@@ -122,7 +122,7 @@ def test_export_rescores_the_top_k_and_repeats_the_final_training(tmp_path: Path
         assert len(row["rescored_val_accuracy_values"]) == 2
         assert row["rescored_val_accuracy"] == pytest.approx(float(np.mean(row["rescored_val_accuracy_values"])))
     out = report([tmp_path / "run"])
-    assert (out / "repeats.png").is_file() and "repeats.png" in (out / "index.html").read_text()
+    assert (out / "repeats.png").is_file() and "Repeated trainings" in (out / "index.html").read_text()
 
 
 def test_every_child_can_be_kept_and_reloaded(tmp_path: Path) -> None:

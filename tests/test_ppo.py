@@ -30,10 +30,10 @@ def _learn(space: SearchSpace, seed: int, episodes: int) -> tuple[bool, float, f
         controller.tell(arch, reward)
         if episode < 30:
             first.append(reward.reward)
-    mode, probability, table = controller.policy_mode()
+    mode, log10_probability, table = controller.policy_mode()
     controller.close()
     assert set(table) <= {d.name for d in space.decisions}
-    return mode == evaluator.target, probability, float(np.mean(first))
+    return mode == evaluator.target, 10**log10_probability, float(np.mean(first))
 
 
 def test_ppo_learns_the_best_architecture_of_a_synthetic_reward(toy_space: SearchSpace) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import sqlite3
 import subprocess
@@ -56,9 +57,18 @@ def test_resume_after_sigkill_keeps_every_trial_and_honours_the_budget(tmp_path:
     assert len({key for _, key, _ in after}) == 10  # no architecture trained twice
     assert (run / "controller" / "ppo.zip").is_file()
 
+    from rlnas.mirror import load_study
+
+    study = load_study(run)  # the Optuna mirror catches up with the store on resume
+    assert study is not None and [t.number for t in study.trials] == list(range(10))
+    seconds = json.loads((run / "run.json").read_text())["search_seconds"]
+
     again = rlnas("resume", str(run), "--no-export", "--budget", "12", cwd=tmp_path)  # extend the budget
     assert again.returncode == 0, again.stderr
     assert len(_trials(run)) == 12 and _trials(run)[:10] == after
+    assert json.loads((run / "run.json").read_text())["search_seconds"] > seconds  # added up, not restarted
+    finished = rlnas("resume", str(run), "--no-export", cwd=tmp_path)  # nothing left to do
+    assert finished.returncode == 0 and "12/12" in finished.stderr.replace(".0/", "/")
 
 
 def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path: Path) -> None:
@@ -68,7 +78,7 @@ def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path: Path) -> None:
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 130, stderr
-    assert f"rlnas resume {run}" in stderr and "Traceback" not in stderr
+    assert f"rlnas resume {run}" in stderr and "Traceback" not in stderr and "controller is checkpointed" in stderr
     assert len(_trials(run)) >= 2 and (run / "controller" / "ppo.zip").is_file()
 
 

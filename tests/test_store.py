@@ -27,7 +27,7 @@ def test_append_iterate_top_k_and_csv(tmp_path: Path, toy_space: SearchSpace) ->
         assert [r.number for r in store.top_k(2)] == [4, 3]  # failed trials never rank
         assert store.lookup(archs[2].key).reward == pytest.approx(0.2)
         rows = list(csv.DictReader(store.to_csv(tmp_path / "t.csv").open()))
-    assert len(rows) == 6 and rows[1]["params"] == "100.0" and "num_layers" in rows[0]
+    assert len(rows) == 6 and rows[1]["params"] == "100" and "num_layers" in rows[0]  # counts stay integers
 
 
 def test_foreign_file_is_refused(tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -78,8 +79,15 @@ def augment_batch(x: torch.Tensor, augment: str, generator: torch.Generator) -> 
     return x
 
 
-def train_model(model: nn.Module, train: Split, settings: TrainSettings, seed: int) -> dict[str, float]:
-    """Train ``model`` in place (mini-batch, shuffled by a generator seeded with ``seed``).
+def train_model(
+    model: nn.Module,
+    train: Split,
+    settings: TrainSettings,
+    seed: int,
+    on_epoch: Callable[[int, int], None] | None = None,
+) -> dict[str, float]:
+    """Train ``model`` in place (mini-batch, shuffled by a generator seeded with ``seed``); ``on_epoch(done,
+    epochs)`` is called after every epoch (progress bars).
 
     Raises ChildFailure on a non-finite loss or when ``settings.max_seconds`` is exceeded.
     """
@@ -130,6 +138,8 @@ def train_model(model: nn.Module, train: Split, settings: TrainSettings, seed: i
                 raise ChildFailure(f"training exceeded the per-child limit of {settings.max_seconds:.0f} s")
         loss_value = total / max(count, 1)
         log.debug("epoch %d/%d loss %.4f", epoch + 1, settings.epochs, loss_value)
+        if on_epoch is not None:
+            on_epoch(epoch + 1, settings.epochs)
     return {"train_loss": loss_value, "train_seconds": time.perf_counter() - start}
 
 

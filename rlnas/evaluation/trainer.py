@@ -6,6 +6,7 @@ import hashlib
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -105,6 +106,7 @@ class ChildTrainer:
         epochs: int | None = None,
         on_train_and_val: bool = False,
         augment: str | None = None,
+        on_epoch: Callable[[int, int], None] | None = None,
     ) -> tuple[nn.Module, dict[str, float]]:
         """Build and train a child with an isolated, seeded torch RNG; returns the trained model."""
         settings = settings_for(arch, self.training, self.dataset, epochs, augment)
@@ -117,7 +119,7 @@ class ChildTrainer:
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(seed)
             model = self.build(arch)
-            stats = train_model(model, data, settings, seed)
+            stats = train_model(model, data, settings, seed, on_epoch)
         return model, stats
 
 
@@ -142,6 +144,7 @@ class TrainingEvaluator:
         self.objective = objective
         self.seed = seed
         self.keep_dir = keep_dir
+        self.on_epoch: Callable[[float], None] | None = None  # the fraction of the child trained (progress bars)
 
     def effective_fidelity(self, fidelity: float) -> float:
         """The fidelity actually trained: a whole number of epochs, at least one."""
@@ -165,7 +168,9 @@ class TrainingEvaluator:
                     error=f"{params} parameters > objective.max_params={limit}; not trained",
                 )
         try:
-            model, stats = self.trainer.train(arch, seed, epochs=epochs)
+            report = self.on_epoch
+            on_epoch = None if report is None else (lambda done, total: report(done / total))
+            model, stats = self.trainer.train(arch, seed, epochs=epochs, on_epoch=on_epoch)
             val = scores(model, dataset.val, dataset.task)
             if not all(math.isfinite(v) for v in val.values()):
                 raise ChildFailure(f"non-finite validation score {val}")

@@ -27,7 +27,7 @@ from rlnas_envs.architecture_search import ArchitectureSearchEnv
 from sb3_contrib import MaskablePPO
 from sb3_contrib.common.maskable.buffers import MaskableRolloutBuffer
 from stable_baselines3.common.callbacks import BaseCallback
-from stable_baselines3.common.logger import KVWriter, Logger, TensorBoardOutputFormat
+from stable_baselines3.common.logger import KVWriter, Logger
 from stable_baselines3.common.vec_env import DummyVecEnv
 
 from rlnas.evaluation.base import Evaluation
@@ -212,6 +212,27 @@ class _AfterUpdate(BaseCallback):
         return True
 
 
+class _PerTrialWriter(KVWriter):
+    """stable-baselines3's metrics (``train/*``, ``time/*``) into the run's TensorBoard at the trial number,
+    the x-axis of everything else the search logs (SB3 itself would use environment steps)."""
+
+    def __init__(self, strategy: PPOStrategy) -> None:
+        self.strategy = strategy
+
+    def write(self, key_values: dict[str, Any], key_excluded: dict[str, tuple[str, ...]], step: int = 0) -> None:
+        numbers = {
+            key: float(value)
+            for key, value in key_values.items()
+            if isinstance(value, (int, float, np.number))
+            and not isinstance(value, bool)
+            and "tensorboard" not in (key_excluded.get(key) or ())
+        }
+        self.strategy.ctx.logger.scalars(numbers, self.strategy.trials_told)
+
+    def close(self) -> None:
+        """The run's logger owns the TensorBoard writer."""
+
+
 class PPOStrategy(Strategy):
     name = "ppo"
 
@@ -260,7 +281,7 @@ class PPOStrategy(Strategy):
                     err,
                 )
         tb_dir = ctx.logger.logdir
-        outputs: list[KVWriter] = [] if tb_dir is None else [TensorBoardOutputFormat(str(tb_dir))]
+        outputs: list[KVWriter] = [] if tb_dir is None else [_PerTrialWriter(self)]
         self.model.set_logger(Logger(folder=None if tb_dir is None else str(tb_dir), output_formats=outputs))
         self._thread: threading.Thread | None = None
         self.trials_told = 0
@@ -287,9 +308,11 @@ class PPOStrategy(Strategy):
             buffer.rewards[position, 0] = self._shaper(float(evaluation.reward))
 
     def after_update(self, updates: int) -> None:
-        arch, probability, table = self.policy_mode()
-        self.ctx.logger.policy(self.trials_told, table, probability)
-        log.debug("update %d: mode architecture p=%.3f %s", updates, probability, arch.describe())
+        if self.ctx.logger.enabled:
+            arch, log10_p, _ = self._policy_mode()
+            marginals, entropies = self._policy_marginals(np.random.default_rng([self.ctx.seed, updates]))
+            self.ctx.logger.policy(self.trials_told, marginals, entropies, log10_p)
+            log.debug("update %d: most probable architecture 10^%.2f %s", updates, log10_p, arch.describe())
         self.save()
 
     # -- strategy interface ------------------------------------------------------------------------
@@ -312,29 +335,68 @@ class PPOStrategy(Strategy):
         self.trials_told = len(records)
 
     def policy_mode(self) -> tuple[Architecture, float, dict[str, dict[str, float]]]:
-        """The controller's most probable architecture, its probability, and the choice probabilities
-        of every decision along it. Waits until the PPO thread is idle."""
+        """The controller's most probable architecture, the log10 of its probability, and the choice
+        probabilities of every decision along it. Waits until the PPO thread is idle."""
         with self._bridge.busy:
             return self._policy_mode()
+
+    def _distribution(self, obs: np.ndarray, masks: np.ndarray) -> np.ndarray:
+        """The policy's masked choice probabilities for a batch of observations."""
+        with torch.no_grad():
+            obs_t = torch.as_tensor(obs, dtype=torch.float32)
+            dist = self.model.policy.get_distribution(obs_t, action_masks=masks)
+            return dist.distribution.probs.cpu().numpy()  # type: ignore[union-attr,no-any-return]
 
     def _policy_mode(self) -> tuple[Architecture, float, dict[str, dict[str, float]]]:
         env = ArchitectureSearchEnv(self.space, evaluator=_NoEvaluation())
         obs, _ = env.reset()
-        probability = 1.0
+        log10_p = 0.0
         table: dict[str, dict[str, float]] = {}
         info: dict[str, Any] = {}
         while env.position is not None:
             decision = self.space.decisions[env.position]
             mask = env.action_masks()
-            with torch.no_grad():
-                obs_t = torch.as_tensor(obs[None], dtype=torch.float32)
-                dist = self.model.policy.get_distribution(obs_t, action_masks=mask[None])
-                probs = dist.distribution.probs[0].cpu().numpy()  # type: ignore[union-attr]
+            probs = self._distribution(obs[None], mask[None])[0]
             table[decision.name] = {str(decision.choices[i]): float(probs[i]) for i in np.flatnonzero(mask)}
             action = int(np.argmax(np.where(mask, probs, -1.0)))
-            probability *= float(probs[action])
+            log10_p += float(np.log10(max(probs[action], 1e-300)))
             obs, _, _, _, info = env.step(action)
-        return info["architecture"], probability, table
+        return info["architecture"], log10_p, table
+
+    def _policy_marginals(
+        self, rng: np.random.Generator, episodes: int = 64
+    ) -> tuple[dict[str, dict[str, float]], dict[str, float]]:
+        """Per decision: the probability of each choice and the entropy (nats), averaged over ``episodes``
+        episodes sampled from the policy (a decision counts in the episodes where it is taken)."""
+        envs = [ArchitectureSearchEnv(self.space, evaluator=_NoEvaluation()) for _ in range(episodes)]
+        obs = [env.reset()[0] for env in envs]
+        sums: dict[int, np.ndarray] = {}
+        entropy: dict[int, float] = {}
+        counts: dict[int, int] = {}
+        while True:
+            live = [i for i, env in enumerate(envs) if env.position is not None]
+            if not live:
+                break
+            masks = np.stack([envs[i].action_masks() for i in live])
+            probs = self._distribution(np.stack([obs[i] for i in live]), masks)
+            for row, i in enumerate(live):
+                position = envs[i].position
+                assert position is not None
+                p = np.where(masks[row], probs[row], 0.0)
+                p = p / p.sum()
+                sums[position] = sums.get(position, 0.0) + p
+                nonzero = p[p > 0]
+                entropy[position] = entropy.get(position, 0.0) - float((nonzero * np.log(nonzero)).sum())
+                counts[position] = counts.get(position, 0) + 1
+                obs[i] = envs[i].step(int(rng.choice(len(p), p=p)))[0]
+        marginals: dict[str, dict[str, float]] = {}
+        entropies: dict[str, float] = {}
+        for position in sorted(sums):
+            decision = self.space.decisions[position]
+            mean = sums[position] / counts[position]
+            marginals[decision.name] = {str(c): float(mean[i]) for i, c in enumerate(decision.choices)}
+            entropies[decision.name] = entropy[position] / counts[position]
+        return marginals, entropies
 
     def save(self) -> None:
         if self.checkpoint is not None:
