@@ -23,6 +23,7 @@ from rlnas.errors import UserError
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
 
 
 def _overrides(args: argparse.Namespace, flags: dict[str, str]) -> list[str]:
@@ -42,6 +43,23 @@ def _search(args: argparse.Namespace) -> int:
     from rlnas.driver import Search
 
     if args.resume is not None:
+        ignored = [
+            flag
+            for flag, value in (
+                ("--config", args.config),
+                ("--run-dir", args.run_dir),
+                ("--seed", args.seed),
+                ("--strategy", args.strategy),
+                ("--data", args.data),
+            )
+            if value is not None
+        ]
+        if ignored:
+            raise UserError(
+                f"--resume {args.resume} continues that run with its own config; {', '.join(ignored)} cannot change "
+                "it (only --budget, --workers, --executor and --set budget.*/export.*/logging.*/execution.*); "
+                "drop them, or start a new search without --resume"
+            )
         return _resume(argparse.Namespace(**{**vars(args), "run": args.resume}))
     flags = {"budget": "budget.evaluations", "seed": "seed", "strategy": "strategy.name", **EXECUTION_FLAGS}
     config = load_config(args.config, _data_overrides(args.data) + _overrides(args, flags))
@@ -112,11 +130,13 @@ def _run(search: Any, args: argparse.Namespace) -> int:
         disable=args.quiet,
         bar_format="{l_bar}{bar}| {n:.1f}/{total} [{elapsed}<{remaining}{postfix}]",
     )
-    interrupted = False
+    interrupted = 0  # the signal that stopped the search
 
     def on_signal(signum: int, frame: Any) -> None:
         nonlocal interrupted
-        interrupted = True
+        if interrupted:
+            return  # a second Ctrl-C while stopping: the checkpoint being written is finished first
+        interrupted = signum
         raise KeyboardInterrupt
 
     def progress(done: int, total: int, record: Any) -> None:
@@ -132,21 +152,23 @@ def _run(search: Any, args: argparse.Namespace) -> int:
     search.progress = progress
     search.activity = activity
     main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGINT, on_signal) if main_thread else None
+    # Ctrl-C, and SIGTERM (schedulers, docker stop): stop cleanly, every finished trial kept
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)} if main_thread else {}
     try:
         with logging_redirect_tqdm():
             result = search.run()
     except KeyboardInterrupt:
         kept = "the controller is checkpointed; " if config.strategy.name == "ppo" else ""
+        what = "terminated (SIGTERM)" if interrupted == signal.SIGTERM else "interrupted"
         print(
-            f"\ninterrupted: {len(search.store)} finished trials are saved in {run_dir}; {kept}"
+            f"\n{what}: {len(search.store)} finished trials are saved in {run_dir}; {kept}"
             f"continue with: rlnas resume {run_dir}",
             file=sys.stderr,
         )
-        return EXIT_INTERRUPTED
+        return EXIT_TERMINATED if interrupted == signal.SIGTERM else EXIT_INTERRUPTED
     finally:
-        if main_thread:
-            signal.signal(signal.SIGINT, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
         bar.close()
         search.close()
     print(f"search finished: {result.evaluations} children evaluated in {result.seconds:.0f} s ({result.stop_reason})")

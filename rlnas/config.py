@@ -18,7 +18,7 @@ from rlnas.space.spec import SpaceSpec, builtin_space
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, allow_inf_nan=False)
 
 
 DATASET_NAMES = ("digits", "mnist", "fashion_mnist", "cifar10", "folder", "arrays", "csv", "memory")

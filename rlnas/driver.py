@@ -15,11 +15,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
+import yaml
+
+from rlnas import atomic
 from rlnas.config import RunConfig, load_config
 from rlnas.data import Dataset, load_dataset
 from rlnas.errors import ConfigError, DataError, RunDirError
-from rlnas.evaluation.base import COMPLETE, FAILED, INFEASIBLE, Evaluator, cache_key, val_score
+from rlnas.evaluation.base import COMPLETE, FAILED, INFEASIBLE, Evaluator, cache_key, finite, val_score
 from rlnas.evaluation.trainer import ChildTrainer, Objective
 from rlnas.execution import EvaluatorFactory, Job, TrainingEvaluatorFactory, given, make_executor
 from rlnas.mirror import OptunaMirror
@@ -66,6 +70,28 @@ def prepare(config: RunConfig, data: Dataset | None = None, run_dir: Path | None
             f"{dataset.name!r} has inputs of shape {dataset.input_shape} (a table); use --set space=mlp or a space "
             "of family mlp"
         )
+    device = config.training.device
+    if device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ConfigError(
+                f"training.device={device}, but this machine has no CUDA GPU that torch can use; "
+                "set training.device=auto (GPU when there is one) or cpu"
+            )
+    if len(dataset.val) == 0 or len(dataset.train) == 0:
+        raise DataError(
+            f"dataset {dataset.name!r} splits into {len(dataset.train)} training and {len(dataset.val)} validation "
+            f"examples (dataset.val_fraction={config.dataset.val_fraction}); every child needs both: raise "
+            "dataset.val_fraction or give more data"
+        )
+    if len(dataset.val) < 50:
+        log.warning(
+            "the validation split holds only %d examples (dataset.val_fraction=%s): proxy scores will be coarse "
+            "and noisy; raise dataset.val_fraction if you can",
+            len(dataset.val),
+            config.dataset.val_fraction,
+        )
     augment = {config.training.augment, config.export.augment or "none"} - {"none"}
     if augment and not dataset.is_image:
         raise ConfigError(f"augmentation {sorted(augment)} works on images only; set training.augment=none for a table")
@@ -94,8 +120,59 @@ def check_same_data(run_dir: Path, dataset: Dataset) -> None:
 
 
 def default_run_dir(config: RunConfig) -> Path:
+    """A new, empty run directory ``RUNS_ROOT/<space>__<strategy>__<seed>__<time>``, created here; two
+    searches started in the same second get ``...-2``, ``...-3`` (created exclusively, so they never share one)."""
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    return Path(config.runs_root) / f"{config.space.name}__{config.strategy.name}__{config.seed}__{stamp}"
+    base = Path(config.runs_root) / f"{config.space.name}__{config.strategy.name}__{config.seed}__{stamp}"
+    try:
+        base.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise RunDirError(f"cannot create runs_root {base.parent} ({err}); set runs_root or --run-dir") from None
+    for n in range(1, 1000):
+        path = base if n == 1 else base.with_name(f"{base.name}-{n}")
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            continue
+    raise RunDirError(f"no free run directory name next to {base}; pass --run-dir")
+
+
+LOCK_FILE = ".lock"
+
+
+class RunLock:
+    """An exclusive lock on a run directory, held for the life of the process that writes the run (the
+    operating system releases it when the process dies, even by SIGKILL)."""
+
+    def __init__(self, run_dir: Path) -> None:
+        import fcntl
+
+        self.path = run_dir / LOCK_FILE
+        try:
+            self._fh = self.path.open("a+")
+        except OSError as err:
+            raise RunDirError(
+                f"cannot write to run directory {run_dir} ({err.strerror}); make it writable, or copy it elsewhere"
+            ) from None
+        try:
+            fcntl.flock(self._fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._fh.seek(0)
+            owner = self._fh.read().strip() or "another process"
+            self._fh.close()
+            raise RunDirError(
+                f"{run_dir} is in use by another rlnas process (pid {owner}); wait until it ends or stop it, "
+                "then resume"
+            ) from None
+        self._fh.seek(0)
+        self._fh.truncate()
+        self._fh.write(str(os.getpid()))
+        self._fh.flush()
+
+    def release(self) -> None:
+        if not self._fh.closed:
+            self._fh.close()  # closing the file releases the lock
 
 
 def open_run(run_dir: str | Path) -> tuple[RunConfig, TrialStore]:
@@ -106,19 +183,47 @@ def open_run(run_dir: str | Path) -> tuple[RunConfig, TrialStore]:
             f"{path} is not an rlnas run directory (it needs {CONFIG_FILE} and {STORE_FILE}); "
             "pass the directory a search created, e.g. runs/<space>__<strategy>__<seed>__<time>"
         )
+    if (path / STORE_FILE).stat().st_size == 0:
+        raise RunDirError(
+            f"{path / STORE_FILE} is empty (0 bytes): the run's trials are gone (a full disk or a copy cut short?); "
+            "restore it from a backup, or start a new run"
+        )
     return load_config(path / CONFIG_FILE), TrialStore(path / STORE_FILE)
+
+
+def _flat(data: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(data, dict):
+        out: dict[str, Any] = {}
+        for key, value in data.items():
+            out.update(_flat(value, f"{prefix}{key}."))
+        return out
+    return {prefix.rstrip("."): data}
+
+
+def check_unchanged(run_dir: Path, config: RunConfig, recorded: str | None) -> None:
+    """Refuse a config.yaml edited by hand outside the sections a resume may change."""
+    if recorded is None:
+        return  # runs made before rlnas recorded their config in the store
+    then = _flat(load_config(base=yaml.safe_load(recorded)).model_dump(by_alias=True))
+    now = _flat(config.model_dump(by_alias=True))
+    changed = [
+        f"{key}: {then.get(key)!r} -> {now.get(key)!r}"
+        for key in sorted(set(then) | set(now))
+        if not key.startswith(RESUMABLE) and then.get(key) != now.get(key)
+    ]
+    if changed:
+        raise ConfigError(
+            f"{run_dir / CONFIG_FILE} was changed since the search started ({'; '.join(changed)}); only budget.*, "
+            "export.*, logging.* and execution.* may change on resume: undo the edit or start a new run"
+        )
 
 
 RESUMABLE = ("budget.", "export.", "logging.", "execution.")
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def _create_run_dir(path: Path) -> None:
+    if path.exists() and not path.is_dir():
+        raise RunDirError(f"--run-dir {path} is a file, not a folder; choose a new or empty folder")
     if path.exists() and any(path.iterdir()):
         raise RunDirError(f"run directory {path} already exists and is not empty; choose another --run-dir")
     try:
@@ -187,16 +292,21 @@ class Search:
         self.progress = progress
         self.activity: Activity | None = None
         self.run_dir: Path | None = None
+        self._lock: RunLock | None = None
         if persist:
             self.run_dir = Path(run_dir) if run_dir is not None else default_run_dir(config)
             if not resume:
                 _create_run_dir(self.run_dir)
-                (self.run_dir / "space.json").write_text(json.dumps(space.to_dict(), indent=1))
+            self._lock = RunLock(self.run_dir)
+            if not resume:
+                atomic.write_text(self.run_dir / "space.json", json.dumps(space.to_dict(), indent=1))
                 if self.prepared is not None:
                     summary = self.prepared.dataset.summary()
-                    _write_atomic(self.run_dir / DATASET_FILE, json.dumps(summary, indent=1))
-            _write_atomic(self.run_dir / CONFIG_FILE, config.to_yaml())
+                    atomic.write_text(self.run_dir / DATASET_FILE, json.dumps(summary, indent=1))
+            atomic.write_text(self.run_dir / CONFIG_FILE, config.to_yaml())
         self.store = TrialStore(":memory:" if self.run_dir is None else self.run_dir / STORE_FILE)
+        if self.run_dir is not None and not resume:
+            self.store.set_meta("config", config.to_yaml())  # what resume compares config.yaml with
         tensorboard = self.run_dir is not None and config.logging.tensorboard
         self.logger = RunLogger(
             self.run_dir / TENSORBOARD_DIR if tensorboard and self.run_dir else None,
@@ -249,7 +359,9 @@ class Search:
         ``execution.*`` may change (e.g. a larger budget, more workers)."""
         path = Path(run_dir)
         config, store = open_run(path)
+        recorded = store.get_meta("config")
         store.close()
+        check_unchanged(path, config, recorded)
         changed = [o for o in overrides or [] if not o.startswith(RESUMABLE)]
         if changed:
             raise ConfigError(
@@ -318,7 +430,8 @@ class Search:
                     committed += fidelity
                 if not running:
                     break
-                for job, evaluation in executor.wait():
+                for job, outcome in executor.wait():
+                    evaluation = finite(outcome, self.config.objective.failure_reward)
                     _, waiting, started = running.pop(job.key)
                     committed -= job.fidelity
                     record = self.store.append(job.arch, evaluation, self.strategy.name, started)
@@ -389,9 +502,11 @@ class Search:
             {"trial": r.number, "proxy_val_score": val_score(r.metrics), metric: r.metrics[metric]}
             for r in pareto_front(self.store.trials(), metric)
         ]
-        _write_atomic(self.run_dir / SUMMARY_FILE, json.dumps(summary, indent=1))
+        atomic.write_text(self.run_dir / SUMMARY_FILE, json.dumps(summary, indent=1))
         self.logger.flush()
 
     def close(self) -> None:
         self.logger.close()
         self.store.close()
+        if self._lock is not None:
+            self._lock.release()

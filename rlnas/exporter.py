@@ -18,7 +18,6 @@ import contextlib
 import io
 import json
 import logging
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -27,9 +26,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from rlnas import atomic
 from rlnas.config import USER_DATASETS, RunConfig
 from rlnas.data import Dataset
-from rlnas.driver import CHILDREN_DIR, open_run, prepare
+from rlnas.driver import CHILDREN_DIR, RunLock, open_run, prepare
 from rlnas.errors import ConfigError, RunDirError
 from rlnas.evaluation.base import cache_key
 from rlnas.evaluation.train import scores
@@ -84,6 +84,21 @@ def export_run(
     run = Path(run_dir)
     config, store = open_run(run)
     store.close()
+    lock = RunLock(run)  # no search or other export writes the run meanwhile
+    try:
+        return _export(run, config, epochs, data_dir, data, progress)
+    finally:
+        lock.release()
+
+
+def _export(
+    run: Path,
+    config: RunConfig,
+    epochs: int | None,
+    data_dir: str | None,
+    data: Dataset | None,
+    progress: ExportProgress | None,
+) -> dict[str, Any]:
     if epochs is not None and epochs < 1:
         raise ConfigError(f"epochs={epochs}: the final training needs at least 1 epoch")
     if data_dir is not None:
@@ -207,10 +222,20 @@ def write_export(
     config: RunConfig,
     metrics: dict[str, Any],
 ) -> None:
-    """Write a trained model (normalization included) and its description into ``out``."""
-    if out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
+    """Write a trained model (normalization included) and its description into ``out``: built in a folder
+    beside it and swapped in at the end, so a kill never leaves half an export (the previous one stays)."""
+    atomic.replace_dir(lambda folder: _write_files(folder, model, arch, family, dataset, config, metrics), out)
+
+
+def _write_files(
+    out: Path,
+    model: nn.Module,
+    arch: Architecture,
+    family: str,
+    dataset: Dataset,
+    config: RunConfig,
+    metrics: dict[str, Any],
+) -> None:
     model = model.to("cpu").eval()
     info = model_info(arch, family, dataset)
     (out / "architecture.json").write_text(json.dumps(info, indent=1))

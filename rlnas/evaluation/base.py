@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -40,6 +41,19 @@ class Evaluation:
     metrics: Mapping[str, float] = field(default_factory=dict)
     error: str | None = None
     cached: bool = False
+
+
+def finite(evaluation: Evaluation, failure_reward: float) -> Evaluation:
+    """The evaluation, or a FAILED one if its reward or a metric is not a finite number (NaN, inf): the
+    search goes on and the trial store only ever holds finite numbers."""
+    bad = [name for name, value in evaluation.metrics.items() if not math.isfinite(float(value))]
+    if math.isfinite(float(evaluation.reward)) and not bad:
+        return evaluation
+    what = f"reward {evaluation.reward}" if not math.isfinite(float(evaluation.reward)) else ""
+    what += ("; " if what and bad else "") + ", ".join(f"{n} {evaluation.metrics[n]}" for n in bad)
+    metrics = {k: float(v) for k, v in evaluation.metrics.items() if k not in bad}
+    error = f"non-finite {what}" + (f" ({evaluation.error})" if evaluation.error else "")
+    return Evaluation(failure_reward, FAILED, metrics, error, evaluation.cached)
 
 
 class Evaluator(Protocol):

@@ -12,6 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from rlnas import atomic
 from rlnas.data.core import Dataset
 from rlnas.errors import RunDirError
 from rlnas.models.families import assemble
@@ -62,9 +63,7 @@ def network(info: dict[str, Any]) -> nn.Module:
 def save_model(path: Path, model: nn.Module, info: dict[str, Any], **extra: Any) -> None:
     """Write ``info``, ``extra`` (JSON-able) and the CPU weights atomically."""
     state = {k: v.detach().to("cpu") for k, v in model.state_dict().items()}
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save({**info, **extra, "state_dict": state}, tmp)
-    tmp.replace(path)
+    atomic.save_with(path, lambda fh: torch.save({**info, **extra, "state_dict": state}, fh))
 
 
 def load_model_file(file: Path, map_location: str = "cpu") -> nn.Module:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import bisect
 import logging
-import os
 import threading
 from collections import deque
 from typing import Any
@@ -30,6 +29,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import KVWriter, Logger
 from stable_baselines3.common.vec_env import DummyVecEnv
 
+from rlnas import atomic
 from rlnas.evaluation.base import Evaluation
 from rlnas.space.core import Architecture, EvaluatedPrefixes
 from rlnas.store import TrialRecord
@@ -268,9 +268,11 @@ class PPOStrategy(Strategy):
         )
         self.model.rollout_buffer.fill = self._fill_rewards  # type: ignore[attr-defined]
         self.checkpoint = None if ctx.run_dir is None else ctx.run_dir / "controller" / "ppo.zip"
+        self.restored = False
         if self.checkpoint is not None and self.checkpoint.exists():
             try:
                 self.model.set_parameters(str(self.checkpoint), device="cpu")
+                self.restored = True
                 log.info("controller restored from %s", self.checkpoint)
             except Exception as err:  # noqa: BLE001 - a damaged checkpoint must not cost the finished trials
                 log.warning(
@@ -328,6 +330,13 @@ class PPOStrategy(Strategy):
 
     def warm_start(self, records: list[TrialRecord]) -> None:
         """After a resume: the policy comes from the checkpoint; reward ranks and masks from the trials."""
+        if records and not self.restored and self.checkpoint is not None and not self.checkpoint.exists():
+            log.warning(
+                "the controller checkpoint %s is missing: the policy starts afresh (the %d finished trials are "
+                "kept and still count)",
+                self.checkpoint,
+                len(records),
+            )
         for record in records:
             self._shaper.add(float(record.reward))
             if self.evaluated is not None:
@@ -402,12 +411,7 @@ class PPOStrategy(Strategy):
         if self.checkpoint is not None:
             with self._bridge.busy:
                 self.checkpoint.parent.mkdir(parents=True, exist_ok=True)
-                tmp = self.checkpoint.with_name(self.checkpoint.name + ".tmp")
-                with tmp.open("wb") as fh:  # written aside and renamed: a kill never leaves half a file
-                    self.model.save(fh)
-                    fh.flush()
-                    os.fsync(fh.fileno())
-                os.replace(tmp, self.checkpoint)
+                atomic.save_with(self.checkpoint, lambda fh: self.model.save(fh))  # type: ignore[arg-type]
 
     def close(self) -> None:
         if self._thread is not None and self._thread.is_alive():

@@ -1,0 +1,123 @@
+"""Faults and careless input: non-finite numbers, concurrent use of a run, edited or damaged runs, SIGTERM,
+half-written exports. Each ends in a clear message (exit 2 from the CLI) or a FAILED trial, never a lost one."""
+
+from __future__ import annotations
+
+import math
+import signal
+from pathlib import Path
+
+import pytest
+
+from rlnas import atomic
+from rlnas.driver import Search, default_run_dir, open_run, prepare
+from rlnas.errors import ConfigError, RunDirError
+from rlnas.evaluation import FAILED, SyntheticEvaluator
+from rlnas.evaluation.base import Evaluation
+from rlnas.space.core import Architecture
+from tests.conftest import tiny_config
+from tests.test_cli import rlnas
+from tests.test_resume import _start, _trials, _wait_for_trials
+
+
+class _SometimesNaN(SyntheticEvaluator):
+    """Every third child reports a NaN reward, every fifth an infinite latency."""
+
+    def evaluate(self, arch: Architecture) -> Evaluation:
+        result = super().evaluate(arch)
+        if self.calls % 3 == 0:
+            return Evaluation(float("nan"), metrics=result.metrics)
+        if self.calls % 5 == 0:
+            return Evaluation(result.reward, metrics={**result.metrics, "latency_ms": math.inf})
+        return result
+
+
+def test_non_finite_results_become_failed_trials_and_the_search_goes_on(tmp_path: Path) -> None:
+    config = tiny_config("strategy.name=random", "budget.evaluations=12", "logging.tensorboard=false")
+    space = prepare(config).space
+    search = Search(config, tmp_path / "run", evaluator=_SometimesNaN(space), space=space)
+    result = search.run()
+    trials = search.store.trials()
+    search.close()
+    assert result.evaluations == len(trials) == 12
+    failed = [t for t in trials if t.status == FAILED]
+    assert len(failed) == 6  # calls 3, 5, 6, 9, 10, 12
+    assert all("non-finite" in (t.error or "") for t in failed)
+    assert all(math.isfinite(t.reward) for t in trials)
+    assert all(math.isfinite(v) for t in trials for v in t.metrics.values())
+    assert all(t.reward == config.objective.failure_reward for t in failed)
+
+
+@pytest.mark.parametrize(
+    "override", ["objective.failure_reward=.nan", "objective.lambda=.inf", "training.epochs=1e999"]
+)
+def test_non_finite_config_values_are_refused_by_name(tmp_path: Path, override: str) -> None:
+    result = rlnas("search", "--set", override, "--run-dir", "r", cwd=tmp_path)
+    key = override.split("=")[0]
+    assert result.returncode == 2 and key in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_run_in_use_is_locked_and_default_names_never_collide(tmp_path: Path) -> None:
+    config = tiny_config("strategy.name=random", "budget.evaluations=2", "logging.tensorboard=false")
+    search = Search(config, tmp_path / "run")
+    with pytest.raises(RunDirError, match="in use by another rlnas process"):
+        Search.resume(tmp_path / "run")
+    search.run()
+    search.close()
+    Search.resume(tmp_path / "run").close()  # released: resumable again
+    named = tiny_config(f"runs_root={tmp_path / 'runs'}")
+    first, second = default_run_dir(named), default_run_dir(named)
+    assert first != second and first.is_dir() and second.is_dir()
+
+
+def test_damaged_or_edited_runs_are_refused_with_the_reason(tmp_path: Path) -> None:
+    config = tiny_config("strategy.name=random", "budget.evaluations=2", "logging.tensorboard=false")
+    search = Search(config, tmp_path / "run")
+    search.run()
+    search.close()
+    edited = (tmp_path / "run" / "config.yaml").read_text().replace("seed: 0", "seed: 7")
+    (tmp_path / "run" / "config.yaml").write_text(edited)
+    with pytest.raises(ConfigError, match=r"seed: 0 -> 7"):
+        Search.resume(tmp_path / "run")
+    (tmp_path / "run" / "trials.sqlite").write_bytes(b"")
+    with pytest.raises(RunDirError, match="empty"):
+        open_run(tmp_path / "run")
+
+
+def test_cli_refuses_flags_that_resume_would_ignore_and_bad_run_dirs(tmp_path: Path) -> None:
+    (tmp_path / "afile").write_text("")
+    bad = rlnas("search", "--run-dir", "afile", cwd=tmp_path)
+    assert bad.returncode == 2 and "afile is a file" in bad.stderr
+    ignored = rlnas("search", "--resume", "somerun", "--seed", "4", "--strategy", "random", cwd=tmp_path)
+    assert ignored.returncode == 2 and "--seed, --strategy cannot change it" in ignored.stderr
+
+
+def test_sigterm_stops_like_ctrl_c_and_the_run_resumes(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    proc = _start(run, budget=50)
+    _wait_for_trials(run, 2, proc)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 143, stderr
+    assert "terminated (SIGTERM)" in stderr and f"rlnas resume {run}" in stderr and "Traceback" not in stderr
+    done = len(_trials(run))
+    resumed = rlnas("resume", str(run), "--no-export", "--budget", str(done + 1), cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert len(_trials(run)) == done + 1
+
+
+def test_an_interrupted_export_leaves_the_previous_one_whole(tmp_path: Path) -> None:
+    target = tmp_path / "export"
+    atomic.replace_dir(lambda d: (d / "model.pt").write_text("old"), target)
+
+    def half(folder: Path) -> None:
+        (folder / "model.pt").write_text("half")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        atomic.replace_dir(half, target)
+    assert (target / "model.pt").read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["export"]  # nothing left beside it
+    atomic.write_text(tmp_path / "a.json", "{}")
+    assert (tmp_path / "a.json").read_text() == "{}" and not list(tmp_path.glob(".*tmp"))
