@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from rlnas import __version__
-from rlnas.errors import UserError
+from rlnas.errors import UserError, WorkerError
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
@@ -348,10 +348,24 @@ def _int_list(text: str) -> list[int]:
     return values
 
 
+def _check_output_file(flag: str, value: str | None) -> None:
+    """Refuse, before any work, an output file that cannot be written: a folder, or in a missing folder."""
+    if not value:
+        return
+    path = Path(value)
+    if path.is_dir():
+        example = path / ("benchmark.json" if flag == "--json" else "benchmark.png")
+        raise UserError(f"{flag} {value} is a folder; give a file name, e.g. {example}")
+    if not path.parent.is_dir():
+        raise UserError(f"{flag} {value}: the folder {path.parent} does not exist; create it or choose another path")
+
+
 def _benchmark(args: argparse.Namespace) -> int:
     from rlnas.benchmark import compare, plot_curves
 
     strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
+    for flag, value in (("--json", args.json), ("--plot", args.plot)):
+        _check_output_file(flag, value)
     if args.seeds < 1 or args.first_seed < 0:
         raise UserError(f"--seeds {args.seeds} --first-seed {args.first_seed}: give --seeds >= 1 and --first-seed >= 0")
     total = len(strategies) * args.seeds * len(args.budgets)
@@ -532,6 +546,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as err:
         print(f"rlnas {args.command}: error: {err}", file=sys.stderr)
         return EXIT_USER_ERROR
+    except WorkerError as err:  # not the user's mistake, but nothing a traceback would explain better
+        print(f"rlnas {args.command}: error: {err}", file=sys.stderr)
+        return 1
     except BrokenPipeError:  # e.g. `rlnas predict ... | head`: the reader is gone, nothing more to say
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0

@@ -93,6 +93,9 @@ class TrainingConfig(_Section):
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?|mps)$")
     max_minutes_per_child: float | None = Field(None, gt=0.0)
     augment: Augment = "none"  # shift: +-2 px translations; crop: +-H/8 (padded random crop); flip; crop_flip
+    # k > 1: score every child by k-fold cross-validation on train+validation (the mean of the k fold
+    # scores), for small tables where one validation split of a few dozen rows ties most children
+    cv_folds: int = Field(1, ge=1, le=20)
 
 
 class ObjectiveConfig(_Section):
@@ -197,6 +200,7 @@ class ExportConfig(_Section):
     rescore_epochs: int | None = Field(None, ge=1)  # default: 2 x training.epochs
     rescore_repeats: int = Field(1, ge=1)  # trainings (seeds) per re-scored candidate; the best mean wins
     repeats: int = Field(1, ge=1)  # final trainings with different seeds; mean and std are reported
+    ensemble: bool = False  # export the average of the repeats (one model) instead of the best on test
     augment: Augment | None = None  # data augmentation of the final training; None: training's
     formats: list[ExportFormat] = Field(default_factory=lambda: list(EXPORT_FORMATS))
 
@@ -302,6 +306,8 @@ def load_config(
 ) -> RunConfig:
     """Load a YAML config (or start from ``base`` sections, or the defaults), apply overrides and validate."""
     source = "the defaults" if path is None else str(path)
+    if overrides:
+        source += " with the --set overrides"
     data: Any = copy.deepcopy(base) if base is not None else {}
     if path is not None:
         p = Path(path)

@@ -96,7 +96,7 @@ def prepare(config: RunConfig, data: Dataset | None = None, run_dir: Path | None
     if augment and not dataset.is_image:
         raise ConfigError(f"augmentation {sorted(augment)} works on images only; set training.augment=none for a table")
     space = build_space(config.space, dataset.input_shape)
-    return Prepared(config, dataset, space, ChildTrainer(space, dataset, config.training))
+    return Prepared(config, dataset, space, ChildTrainer(space, dataset, config.training, config.seed))
 
 
 def check_same_data(run_dir: Path, dataset: Dataset) -> None:

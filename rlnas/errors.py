@@ -38,3 +38,7 @@ class InvalidArchitecture(RlnasError):
 
 class ChildFailure(RlnasError):
     """Training or scoring a child network failed (exception, NaN loss, timeout)."""
+
+
+class WorkerError(RlnasError):
+    """A worker process cannot start; the search stops with every finished trial stored."""

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rlnas.config import RunConfig
-from rlnas.errors import ConfigError
+from rlnas.errors import ConfigError, WorkerError
 from rlnas.evaluation.base import FAILED, Evaluation, Evaluator
 from rlnas.space.core import Architecture
 
@@ -125,10 +125,12 @@ class Executor:
 
 
 class InProcess(Executor):
-    """Evaluates in the search process, one child at a time (deterministic, no start-up cost)."""
+    """Evaluates in the search process, one child at a time (deterministic, no start-up cost), with
+    ``threads`` torch threads while a child trains (None: torch's default)."""
 
-    def __init__(self, evaluator: Evaluator) -> None:
+    def __init__(self, evaluator: Evaluator, threads: int | None = None) -> None:
         self.evaluator = evaluator
+        self.threads = threads
         self.job: Job | None = None
 
     def submit(self, job: Job) -> None:
@@ -138,7 +140,15 @@ class InProcess(Executor):
     def wait(self) -> list[tuple[Job, Evaluation]]:
         job, self.job = self.job, None
         assert job is not None, "wait() without a submitted job"
-        return [(job, evaluate(self.evaluator, job.arch, job.fidelity, lambda f: self._progress(job, f)))]
+        import torch
+
+        before = torch.get_num_threads()
+        if self.threads is not None:
+            torch.set_num_threads(self.threads)
+        try:
+            return [(job, evaluate(self.evaluator, job.arch, job.fidelity, lambda f: self._progress(job, f)))]
+        finally:
+            torch.set_num_threads(before)
 
 
 def _set_threads(threads: int) -> None:
@@ -161,8 +171,12 @@ def _evaluate_isolated(
 
 def _worker_main(conn: Connection, factory: EvaluatorFactory, threads: int, failure_reward: float) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the search process's to handle
-    _set_threads(threads)
-    evaluator = factory()
+    try:
+        _set_threads(threads)
+        evaluator = factory()
+    except BaseException as err:  # noqa: BLE001 - tell the search process why, then stop
+        conn.send(("error", f"{type(err).__name__}: {err}"))
+        return
     conn.send("ready")
     while True:
         try:
@@ -181,6 +195,10 @@ class _Worker:
     process: Any
     conn: Connection
     job: Job | None = None
+    ready: bool = False
+
+
+START_ATTEMPTS = 3  # a worker that dies while starting is started again, this many times in all
 
 
 class ProcessPool(Executor):
@@ -212,27 +230,47 @@ class ProcessPool(Executor):
         return _Worker(process, parent)
 
     def _ready(self, worker: _Worker) -> None:
-        try:
-            worker.conn.recv()
-        except EOFError:
-            worker.process.join()
-            raise RuntimeError(
-                f"a worker process could not start (exit code {worker.process.exitcode}); "
-                "see the messages above, or run with --workers 1 to see the error in the search process"
-            ) from None
+        """Wait until ``worker`` has started; one killed while starting is started again (``START_ATTEMPTS``
+        in all); one that cannot build its evaluator raises WorkerError with the reason."""
+        for attempt in range(1, START_ATTEMPTS + 1):
+            try:
+                message = worker.conn.recv()
+            except (EOFError, OSError):
+                worker.process.join()
+                code = worker.process.exitcode
+                if attempt == START_ATTEMPTS:
+                    raise WorkerError(
+                        f"a worker process died while starting, {START_ATTEMPTS} times (last exit code {code}); "
+                        "finished trials are saved: resume the run, or run with --workers 1 to see the error in "
+                        "the search process"
+                    ) from None
+                log.warning("a worker process died while starting (exit code %s); starting another", code)
+                worker.conn.close()
+                fresh = self._start()
+                worker.process, worker.conn = fresh.process, fresh.conn
+                continue
+            if isinstance(message, tuple) and message[0] == "error":
+                worker.process.join()
+                raise WorkerError(f"a worker process could not start: {message[1]}")
+            worker.ready = True
+            return
 
     def _replace(self, worker: _Worker) -> None:
+        """Kill ``worker``'s process and start another in its place, waited for at its next job: the results
+        in hand are returned (and stored) first."""
+        old = worker.process.pid
         if worker.process.is_alive():
             worker.process.kill()
         worker.process.join()
         worker.conn.close()
-        index = self.workers.index(worker)
-        self.workers[index] = fresh = self._start()
-        self._ready(fresh)
-        log.warning("worker process replaced (pid %s -> %s)", worker.process.pid, fresh.process.pid)
+        fresh = self._start()
+        worker.process, worker.conn, worker.ready = fresh.process, fresh.conn, False
+        log.warning("worker process replaced (pid %s -> %s)", old, fresh.process.pid)
 
     def submit(self, job: Job) -> None:
         worker = next(w for w in self.workers if w.job is None)
+        if not worker.ready:
+            self._ready(worker)
         worker.job = job
         job.started = time.monotonic()
         worker.conn.send((job.arch, job.fidelity))
@@ -433,7 +471,7 @@ def make_executor(run: RunConfig, evaluator: Evaluator, factory: EvaluatorFactor
                 f"execution.executor=inprocess runs one child at a time, but execution.workers={config.workers}; "
                 "use executor process or ray for parallel workers"
             )
-        return InProcess(evaluator)
+        return InProcess(evaluator, config.threads_per_worker)
     threads = config.threads_per_worker or max(1, (os.cpu_count() or 1) // config.workers)
     minutes = run.training.max_minutes_per_child
     limit = None if minutes is None else minutes * 60.0 + config.kill_grace_seconds

@@ -36,6 +36,7 @@ from rlnas.evaluation.train import scores
 from rlnas.evaluation.trainer import child_seed
 from rlnas.models.checkpoint import load_model_file, model_info, save_model
 from rlnas.models.complexity import count_flops, count_params, cpu_latency_ms
+from rlnas.models.families import Ensemble
 from rlnas.space.core import Architecture
 from rlnas.store import TrialRecord
 
@@ -108,7 +109,7 @@ def _export(
     dataset = prepared.dataset
     epochs = epochs if epochs is not None else config.export.epochs
     ex = config.export
-    rescoring = ex.rescore_repeats * (ex.rescore_epochs or 2 * config.training.epochs)
+    rescoring = ex.rescore_repeats * (ex.rescore_epochs or 2 * config.training.epochs) * config.training.cv_folds
     with open_run(run)[1] as store:
         candidates = len(store.top_k(ex.rescore_top_k)) if ex.rescore_top_k > 1 else 1
     counter = _Epochs(progress, (candidates * rescoring if candidates > 1 else 0) + ex.repeats * epochs)
@@ -131,8 +132,15 @@ def _export(
         )
         trained = trained.to("cpu").eval()
         repeats.append((scores(trained, dataset.test, dataset.task), seed + r, trained, stats))
-    test, seed, model, stats = max(repeats, key=lambda item: item[0][score])
     values = np.array([item[0][score] for item in repeats])
+    ensemble = config.export.ensemble and len(repeats) > 1
+    model: nn.Module
+    if ensemble:
+        model = Ensemble([item[2] for item in repeats], dataset.task == "classification").eval()
+        test, seed = scores(model, dataset.test, dataset.task), repeats[0][1]
+        stats = {name: float(np.mean([item[3][name] for item in repeats])) for name in repeats[0][3]}
+    else:
+        test, seed, model, stats = max(repeats, key=lambda item: item[0][score])
     metrics = {
         "task": dataset.task,
         "score": score,
@@ -142,12 +150,17 @@ def _export(
         f"test_{score}_repeats": [
             {"seed": item[1], **{f"test_{k}": v for k, v in item[0].items()}} for item in repeats
         ],
-        "exported_repeat": "the best of the repeats on the test split (optimistic; the mean is unbiased)"
+        "exported_repeat": f"the ensemble (average) of the {len(repeats)} repeats"
+        if ensemble
+        else "the best of the repeats on the test split (optimistic; the mean is unbiased)"
         if len(repeats) > 1
         else "the only training",
+        "ensemble": len(repeats) if ensemble else 1,
         "rescored": rescored,
         f"val_{score}": float(record.metrics.get(f"val_{score}", float("nan"))),
-        f"val_{score}_kind": "proxy: search-time training on the training split, scored on validation",
+        f"val_{score}_kind": "proxy: search-time training on the training split, scored on validation"
+        if config.training.cv_folds == 1
+        else f"proxy: search-time {config.training.cv_folds}-fold cross-validation on train+validation",
         f"test_{score}_kind": f"final: retrained {epochs} epochs on train+validation, scored once on test",
         "augment": config.export.augment or config.training.augment,
         "params": count_params(model),
@@ -170,7 +183,7 @@ def _export(
 def _rescore(prepared: Any, store_path: Path, k: int, counter: _Epochs) -> tuple[TrialRecord, list[dict[str, Any]]]:
     """The best trial by proxy reward, or with k > 1 the best of the top k re-trained at a higher fidelity
     (``export.rescore_epochs`` on the training split, ``export.rescore_repeats`` seeds each, scored on
-    validation; the best mean wins)."""
+    validation, or cross-validated like the search; the best mean wins)."""
     _, store = open_run(store_path)
     with store:
         top = store.top_k(k)
@@ -190,8 +203,8 @@ def _rescore(prepared: Any, store_path: Path, k: int, counter: _Epochs) -> tuple
             on_epoch = counter.training(
                 f"re-scoring trial {record.number} (seed {r + 1}/{config.export.rescore_repeats})"
             )
-            model, _ = prepared.trainer.train(arch, seed + r, epochs=epochs, on_epoch=on_epoch)
-            values.append(scores(model, prepared.dataset.val, prepared.dataset.task)[score])
+            _, val = prepared.trainer.validate(arch, seed + r, epochs=epochs, on_epoch=on_epoch)
+            values.append(val[f"val_{score}"])
         rows.append(
             {
                 "trial": record.number,
@@ -238,6 +251,8 @@ def _write_files(
 ) -> None:
     model = model.to("cpu").eval()
     info = model_info(arch, family, dataset)
+    if isinstance(model, Ensemble):
+        info["ensemble"] = len(model.members)
     (out / "architecture.json").write_text(json.dumps(info, indent=1))
     save_model(out / "model.pt", model, info)
     (out / "config.yaml").write_text(config.to_yaml())
@@ -292,7 +307,7 @@ def _model_card(arch: Architecture, metrics: dict[str, Any], info: dict[str, Any
     label = {"accuracy": "accuracy", "r2": "R²"}[score]
     repeats = metrics.get(f"test_{score}_repeats", [])
     repeats_row = (
-        f"\n| test {label} over {len(repeats)} final trainings: mean ± std | "
+        f"\n| test {label} of the {len(repeats)} final trainings one by one: mean ± std | "
         f"{metrics[f'test_{score}_mean']:.4f} ± {metrics[f'test_{score}_std']:.4f} |"
         if len(repeats) > 1
         else ""
@@ -305,7 +320,12 @@ def _model_card(arch: Architecture, metrics: dict[str, Any], info: dict[str, Any
     else:
         names = info["class_names"]
         shown = ", ".join(names[:20]) + (" ..." if len(names) > 20 else "")
-        output = f"{info['num_classes']} logits, one per class in this order: {shown} (softmax for probabilities)"
+        kind = (
+            "log-probabilities (the log of the members' mean probabilities)"
+            if info.get("ensemble", 1) > 1
+            else "logits"
+        )
+        output = f"{info['num_classes']} {kind}, one per class in this order: {shown} (softmax for probabilities)"
     if info.get("preprocessing"):
         columns = ", ".join(c["name"] for c in info["preprocessing"]["columns"])
         inputs = (
@@ -319,11 +339,15 @@ def _model_card(arch: Architecture, metrics: dict[str, Any], info: dict[str, Any
             f"float images of shape (N, {', '.join(map(str, info['input_shape']))}) with pixel values in [0, 1] "
             "(normalization is part of the model)"
         )
+    members = int(metrics.get("ensemble", 1))
+    final = f"final: {metrics['epochs']} epochs on train+val"
+    if members > 1:
+        final = f"final: the average of {members} networks, each trained {metrics['epochs']} epochs on train+val"
     return f"""# rlnas model: {info["family"]} on {metrics["dataset"]} ({info["task"]})
 
 | metric | value |
 |---|---|
-| test {label} (final: {metrics["epochs"]} epochs on train+val) | {metrics[f"test_{score}"]:.4f} |{repeats_row}{extra}
+| test {label} ({final}) | {metrics[f"test_{score}"]:.4f} |{repeats_row}{extra}
 | validation {label} (proxy: search-time training) | {metrics[f"val_{score}"]:.4f} |
 | parameters | {metrics["params"]} |
 | FLOPs per example | {metrics["flops"]} |
@@ -365,7 +389,18 @@ def _model_file(path: str | Path) -> Path:
 
 def load_export_info(path: str | Path) -> dict[str, Any]:
     """The metadata of an export (architecture, shapes, normalization, dataset settings)."""
-    return json.loads((_model_file(path).parent / "architecture.json").read_text())
+    file = _model_file(path).parent / "architecture.json"
+    try:
+        info = json.loads(file.read_text())
+    except FileNotFoundError:
+        raise RunDirError(
+            f"{file} is missing: the export is incomplete; export the run again (`rlnas export RUN`)"
+        ) from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise RunDirError(f"{file} cannot be read ({err}); export the run again (`rlnas export RUN`)") from None
+    if not isinstance(info, dict) or "input_shape" not in info:
+        raise RunDirError(f"{file} does not describe an rlnas export; export the run again (`rlnas export RUN`)")
+    return info
 
 
 def load_model(path: str | Path, map_location: str = "cpu") -> nn.Module:

@@ -160,18 +160,32 @@ class TrialStore:
             "SELECT number, key, architecture, status, reward, metrics, error, strategy, started_at, duration_s"
             " FROM trials ORDER BY number"
         ):
-            yield TrialRecord(
+            yield self._record(row)
+
+    def _record(self, row: tuple[Any, ...]) -> TrialRecord:
+        """A row as a record; a damaged row is a user error naming the trial and how to drop it."""
+        try:
+            metrics = json.loads(row[5])
+            if not isinstance(metrics, dict):
+                raise ValueError(f"metrics are {type(metrics).__name__}, not an object")
+            return TrialRecord(
                 int(row[0]) - 1,
-                row[1],
+                str(row[1]),
                 Architecture.from_json(row[2]),
-                row[3],
+                str(row[3]),
                 float(row[4]),
-                json.loads(row[5]),
+                metrics,
                 row[6],
-                row[7],
+                str(row[7]),
                 float(row[8]),
                 float(row[9]),
             )
+        except (TypeError, ValueError, KeyError, AttributeError) as err:
+            raise RunDirError(
+                f"trial {row[0] - 1 if isinstance(row[0], int) else row[0]} in {self.path} is damaged ({err}); "
+                f"restore the file from a copy, or drop that trial with: sqlite3 {self.path} "
+                f"'DELETE FROM trials WHERE number = {row[0]}'"
+            ) from None
 
     def trials(self) -> list[TrialRecord]:
         return list(self)

@@ -2,10 +2,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from rlnas.data import Dataset, load_dataset
+from rlnas.data.core import fold_indices
 from rlnas.errors import ConfigError, DataError
 from tests.conftest import SHARED_DATASETS
 
@@ -40,3 +42,18 @@ def test_missing_torchvision_dataset_says_what_to_do(tmp_path: Path) -> None:
 def test_unknown_dataset() -> None:
     with pytest.raises(ConfigError, match=r"dataset.name: Input should be 'digits'.*\(got 'svhn'\)"):
         load_dataset("svhn")
+
+
+@pytest.mark.parametrize("stratified", [True, False])
+def test_cross_validation_folds_partition_the_rows(stratified: bool) -> None:
+    y = np.array([0] * 50 + [1] * 30 + [2] * 7)
+    folds = fold_indices(y, 5, np.random.default_rng(3), stratified)
+    together = np.concatenate(folds)
+    assert len(folds) == 5 and sorted(together.tolist()) == list(range(len(y)))  # disjoint and complete
+    assert max(map(len, folds)) - min(map(len, folds)) <= 1
+    if stratified:
+        for label, count in ((0, 50), (1, 30), (2, 7)):
+            per_fold = [int((y[f] == label).sum()) for f in folds]
+            assert max(per_fold) - min(per_fold) <= 1 and sum(per_fold) == count
+    again = fold_indices(y, 5, np.random.default_rng(3), stratified)
+    assert all(np.array_equal(a, b) for a, b in zip(folds, again, strict=True))

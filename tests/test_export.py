@@ -141,3 +141,34 @@ def test_every_child_can_be_kept_and_reloaded(tmp_path: Path) -> None:
         )
     with pytest.raises(RunDirError, match="no trial 99"):
         rlnas.load_trial(tmp_path / "run", 99)
+
+
+def test_an_ensemble_export_averages_the_final_trainings(tmp_path: Path) -> None:
+    config = tiny_config(
+        "strategy.name=random",
+        "budget.evaluations=2",
+        "logging.tensorboard=false",
+        "export.repeats=3",
+        "export.ensemble=true",
+        "export.formats=[onnx]",
+    )
+    search = Search(config, tmp_path / "run")
+    search.run()
+    search.close()
+    metrics = export_run(tmp_path / "run")
+    assert metrics["ensemble"] == 3 and "ensemble" in metrics["exported_repeat"]
+    loaded = rlnas.load_model(tmp_path / "run")
+    assert len(loaded.members) == 3  # type: ignore[arg-type]
+    dataset = prepare(config).dataset
+    assert accuracy(loaded, dataset.test) == pytest.approx(metrics["test_accuracy"])
+    members = [accuracy(m, dataset.test) for m in loaded.members]  # type: ignore[union-attr]
+    assert members == pytest.approx([r["test_accuracy"] for r in metrics["test_accuracy_repeats"]])
+    x = dataset.test.x[:16].float()
+    with torch.no_grad():
+        mean_probability = torch.stack([torch.softmax(m(x), dim=1) for m in loaded.members]).mean(0)  # type: ignore[union-attr]
+        assert torch.allclose(torch.softmax(loaded(x), dim=1), mean_probability, atol=1e-6)
+        session = onnxruntime.InferenceSession(str(tmp_path / "run" / "export" / "model.onnx"))
+        (onnx_out,) = session.run(None, {"image": x.numpy()})
+        assert np.allclose(onnx_out, loaded(x).numpy(), atol=1e-5)
+    card = (tmp_path / "run" / "export" / "README.md").read_text()
+    assert "the average of 3 networks" in card and "log-probabilities" in card

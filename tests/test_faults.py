@@ -4,16 +4,21 @@ half-written exports. Each ends in a clear message (exit 2 from the CLI) or a FA
 from __future__ import annotations
 
 import math
+import pickle
+import shutil
 import signal
+import sqlite3
 from pathlib import Path
 
 import pytest
 
 from rlnas import atomic
+from rlnas.cli import main
 from rlnas.driver import Search, default_run_dir, open_run, prepare
 from rlnas.errors import ConfigError, RunDirError
 from rlnas.evaluation import FAILED, SyntheticEvaluator
 from rlnas.evaluation.base import Evaluation
+from rlnas.exporter import export_run
 from rlnas.space.core import Architecture
 from tests.conftest import tiny_config
 from tests.test_cli import rlnas
@@ -121,3 +126,107 @@ def test_an_interrupted_export_leaves_the_previous_one_whole(tmp_path: Path) -> 
     assert [p.name for p in tmp_path.iterdir()] == ["export"]  # nothing left beside it
     atomic.write_text(tmp_path / "a.json", "{}")
     assert (tmp_path / "a.json").read_text() == "{}" and not list(tmp_path.glob(".*tmp"))
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    config = tiny_config(
+        "strategy.name=random", "budget.evaluations=2", "logging.tensorboard=false", "export.formats=[]"
+    )
+    run = tmp_path_factory.mktemp("faults") / "run"
+    search = Search(config, run)
+    search.run()
+    search.close()
+    export_run(run)
+    return run
+
+
+def _cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
+    code = main(list(argv))
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return code, err
+
+
+class _RunsCode:
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return (print, ("this must never run",))
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda e: (e / "model.pt").write_bytes(b""), "empty, truncated or not a model file"),
+        (lambda e: (e / "model.pt").write_bytes((e / "model.pt").read_bytes()[:700]), "truncated"),
+        (lambda e: (e / "model.pt").write_bytes(bytes(range(256)) * 8), "refused it"),
+        (lambda e: (e / "model.pt").write_bytes(pickle.dumps({"x": _RunsCode()}, protocol=2)), "never unpickles"),
+        (lambda e: (e / "architecture.json").unlink(), "architecture.json is missing"),
+        (lambda e: (e / "architecture.json").write_text("{oops"), "architecture.json cannot be read"),
+    ],
+)
+def test_damaged_exports_are_refused_in_one_line(exported: Path, tmp_path: Path, capsys, damage, message) -> None:
+    export = tmp_path / "export"
+    shutil.copytree(exported / "export", export)
+    damage(export)
+    code, err = _cli(capsys, "evaluate", str(export))
+    assert code == 2 and message in err and "rlnas export RUN" in err
+    assert "this must never run" not in capsys.readouterr().out
+
+
+def test_a_damaged_trial_row_is_named_and_can_be_dropped(exported: Path, tmp_path: Path, capsys) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(exported, run)
+    with sqlite3.connect(run / "trials.sqlite") as db:
+        db.execute("UPDATE trials SET metrics = '{oops' WHERE number = 2")
+    for argv in (["trials", str(run)], ["resume", str(run), "--no-export"], ["report", str(run)]):
+        code, err = _cli(capsys, *argv)
+        assert code == 2 and "trial 1 in" in err and "DELETE FROM trials WHERE number = 2" in err
+    with sqlite3.connect(run / "trials.sqlite") as db:
+        db.execute("DELETE FROM trials WHERE number = 2")
+    code, err = _cli(capsys, "resume", str(run), "--no-export", "--budget", "2")
+    assert code == 0, err
+    _, store = open_run(run)
+    with store:
+        assert len(store) == 2 and store.trials()[0].number == 0  # trial 0 kept, one new trial in place of 1
+
+
+def test_outputs_and_spaces_are_checked_before_any_work(tmp_path: Path, capsys, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "adir").mkdir()
+    table = str(tmp_path / "table.csv")  # never read: the outputs are checked first
+    for flag, value, message in (
+        ("--json", "adir", "is a folder; give a file name"),
+        ("--plot", "missing/curves.png", "the folder missing does not exist"),
+    ):
+        code, err = _cli(capsys, "benchmark", "--table", table, flag, value)
+        assert code == 2 and message in err
+    for override, message in (
+        ("space.depth=[1000000]", "at most 64 layers"),
+        (f"space.per_layer.filters={list(range(1, 300))}".replace(" ", ""), "at most 256"),
+    ):
+        code, err = _cli(capsys, "search", "--set", override, "--run-dir", "r")
+        assert code == 2 and message in err and "with the --set overrides" in err
+        assert not (tmp_path / "r").exists()
+    single = ["space.depth=[1]", "space.per_layer.filters=[8]", "space.per_layer.kernel_size=[3]"]
+    single += [
+        "space.per_layer.activation=[relu]",
+        "space.per_layer.pooling=[none]",
+        "space.per_layer.batch_norm=[false]",
+    ]
+    single += ["space.head.hidden_units=[16]", "space.head.dropout=[0.0]", "space.training.learning_rate=[0.001]"]
+    code, err = _cli(capsys, "search", *[x for o in single for x in ("--set", o)], "--run-dir", "one", "--no-export")
+    assert code == 2 and "holds a single architecture" in err and "--strategy random" in err
+
+
+def test_one_worker_trains_with_threads_per_worker_and_restores_torch(monkeypatch) -> None:
+    import torch
+
+    from rlnas import execution
+
+    seen: list[int] = []
+    monkeypatch.setattr(execution, "evaluate", lambda *a, **k: seen.append(torch.get_num_threads()) or Evaluation(1.0))
+    before = torch.get_num_threads()
+    executor = execution.InProcess(evaluator=None, threads=1)  # type: ignore[arg-type]
+    executor.submit(execution.Job("k", None, 1.0))  # type: ignore[arg-type]
+    executor.wait()
+    assert seen == [1] and torch.get_num_threads() == before

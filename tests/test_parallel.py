@@ -111,6 +111,49 @@ def test_dead_hung_or_raising_workers_are_failed_trials_and_replaced(tmp_path: P
     assert all(t.status == COMPLETE for t in trials if t not in failed)
 
 
+class StartKiller(KillerEvaluator):
+    """Kills its worker on its 3rd child, and the next ``deaths`` workers while they start (unpickling it)."""
+
+    def __init__(self, space: SearchSpace, marker: Path, deaths: int) -> None:
+        super().__init__(space, "kill")
+        self.marker, self.deaths = marker, deaths
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        left = int(self.marker.read_text()) if self.marker.exists() else 0
+        if left > 0:
+            self.marker.write_text(str(left - 1))
+            os._exit(7)
+
+    def evaluate(self, arch: Architecture) -> Evaluation:
+        if self.calls + 1 == self.nth:
+            self.marker.write_text(str(self.deaths))  # the replacement(s) will die while starting
+        return super().evaluate(arch)
+
+
+def test_a_replacement_worker_dying_while_it_starts_is_started_again(tmp_path: Path, caplog) -> None:
+    space = prepare(tiny_config()).space
+    overrides = ["strategy.name=random", "budget.evaluations=8", "execution.workers=2"]
+    trials = _run(tmp_path, "run", *overrides, evaluator=StartKiller(space, tmp_path / "deaths", deaths=1))
+    failed = [t for t in trials if t.status == FAILED]
+    assert len(trials) == 8 and len(failed) >= 1  # the child whose worker died is stored, the search went on
+    assert all("worker process died" in (t.error or "") for t in failed)
+    assert "died while starting (exit code 7); starting another" in caplog.text
+
+
+def test_a_worker_that_cannot_start_says_why_and_keeps_the_finished_trials(tmp_path: Path) -> None:
+    from rlnas.errors import WorkerError
+
+    space = prepare(tiny_config()).space
+    overrides = ["strategy.name=random", "budget.evaluations=8", "execution.workers=2"]
+    search, _ = _search(tmp_path, "run", *overrides, evaluator=StartKiller(space, tmp_path / "deaths", deaths=99))
+    with pytest.raises(WorkerError, match="died while starting, 3 times"):
+        search.run()
+    stored = search.store.trials()
+    search.close()
+    assert len(stored) >= 2 and any(t.status == FAILED for t in stored)  # nothing finished was lost
+
+
 def test_inprocess_executor_refuses_several_workers(tmp_path: Path) -> None:
     from rlnas.errors import ConfigError
 

@@ -1,8 +1,13 @@
 from __future__ import annotations
 
+import numpy as np
+import pytest
 import torch
 
+from rlnas.driver import prepare
 from rlnas.evaluation.train import augment_batch, random_shift
+from rlnas.evaluation.trainer import Objective, TrainingEvaluator
+from tests.conftest import tiny_config
 
 
 def test_random_shift_moves_each_image_by_at_most_two_pixels() -> None:
@@ -36,3 +41,37 @@ def test_crop_and_flip_augmentation_for_natural_images() -> None:
     assert torch.equal(augment_batch(x, "none", generator), x)
     both = augment_batch(x, "crop_flip", generator)
     assert both.shape == x.shape and float(both.sum()) <= float(x.sum())
+
+
+def test_cross_validation_trains_on_k_minus_1_folds_and_scores_the_one_left_out(monkeypatch) -> None:
+    from rlnas.evaluation import trainer as trainer_module
+
+    config = tiny_config("training.cv_folds=3", "training.epochs=2")
+    prepared = prepare(config)
+    train_sizes: list[int] = []
+    scored: list[tuple[int, float]] = []
+    real_train, real_scores = trainer_module.train_model, trainer_module.scores
+
+    def recording_train(model, data, settings, seed, on_epoch):  # type: ignore[no-untyped-def]
+        train_sizes.append(len(data))
+        return real_train(model, data, settings, seed, on_epoch)
+
+    def recording_scores(model, split, task):  # type: ignore[no-untyped-def]
+        result = real_scores(model, split, task)
+        scored.append((len(split), result["accuracy"]))
+        return result
+
+    monkeypatch.setattr(trainer_module, "train_model", recording_train)
+    monkeypatch.setattr(trainer_module, "scores", recording_scores)
+    epochs: list[tuple[int, int]] = []
+    arch = prepared.space.sample(np.random.default_rng(0))
+    _, metrics = prepared.trainer.validate(arch, seed=1, on_epoch=lambda done, total: epochs.append((done, total)))
+    rows = len(prepared.dataset.train) + len(prepared.dataset.val)
+    assert len(scored) == 3 and sum(n for n, _ in scored) == rows  # every row scored once, by one fold
+    assert train_sizes == [rows - n for n, _ in scored]  # each child trained on the other folds
+    assert metrics["val_accuracy"] == pytest.approx(np.mean([a for _, a in scored]))
+    assert metrics["val_accuracy_std"] == pytest.approx(np.std([a for _, a in scored]))
+    assert metrics["cv_folds"] == 3
+    assert epochs == [(d, 6) for d in range(1, 7)]  # progress over all folds' epochs
+    evaluation = TrainingEvaluator(prepared.trainer, Objective(config.objective, 1e9), seed=0).evaluate(arch)
+    assert evaluation.metrics["cv_folds"] == 3 and 0.0 < evaluation.metrics["val_accuracy"] <= 1.0

@@ -131,6 +131,20 @@ def split_indices(
     return np.sort(np.concatenate(kept)), np.sort(np.concatenate(held))
 
 
+def fold_indices(y: np.ndarray, k: int, rng: np.random.Generator, stratified: bool) -> list[np.ndarray]:
+    """``k`` disjoint index arrays covering ``range(len(y))``; with ``stratified`` every class is dealt
+    round-robin over the folds, so each fold holds about 1/k of every class."""
+    groups = [np.flatnonzero(y == label) for label in np.unique(y)] if stratified else [np.arange(len(y))]
+    folds: list[list[np.ndarray]] = [[] for _ in range(k)]
+    offset = 0
+    for idx in groups:
+        idx = rng.permutation(idx)
+        for f in range(k):
+            folds[f].append(idx[(f - offset) % k :: k])
+        offset += len(idx)  # the next class starts where this one stopped, so the fold sizes stay even
+    return [np.sort(np.concatenate(parts)) for parts in folds]
+
+
 def channel_stats(x: np.ndarray, chunk: int = 4096) -> tuple[list[float], list[float]]:
     """Mean and std per channel (images, axis 1 of NCHW) or per feature (tables), in chunks so that uint8
     images are never converted to float all at once; uint8 statistics are on the [0, 1] scale."""

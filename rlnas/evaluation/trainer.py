@@ -10,11 +10,12 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
 from rlnas.config import ObjectiveConfig, TrainingConfig
-from rlnas.data.core import Dataset
+from rlnas.data.core import Dataset, Split, fold_indices
 from rlnas.errors import ChildFailure, InvalidArchitecture
 from rlnas.evaluation.base import COMPLETE, FAILED, INFEASIBLE, Evaluation, cache_key, val_score
 from rlnas.evaluation.train import TrainSettings, resolve_device, scores, train_model
@@ -90,10 +91,13 @@ class Objective:
 class ChildTrainer:
     """Builds and trains child networks of one space on one dataset."""
 
-    def __init__(self, space: SearchSpace, dataset: Dataset, training: TrainingConfig) -> None:
+    def __init__(self, space: SearchSpace, dataset: Dataset, training: TrainingConfig, seed: int = 0) -> None:
+        """``seed`` draws the cross-validation folds (``training.cv_folds`` > 1)."""
         self.space = space
+        self.seed = seed
         self.dataset = dataset
         self.training = training
+        self._fold_cache: list[np.ndarray] | None = None
 
     def build(self, arch: Architecture) -> nn.Module:
         """The child network, input normalization (and a regression's target scaling) included."""
@@ -109,11 +113,67 @@ class ChildTrainer:
         on_epoch: Callable[[int, int], None] | None = None,
     ) -> tuple[nn.Module, dict[str, float]]:
         """Build and train a child with an isolated, seeded torch RNG; returns the trained model."""
+        data = self._train_and_val() if on_train_and_val else self.dataset.train
+        return self._fit(arch, seed, data, epochs, augment, on_epoch, whole=on_train_and_val)
+
+    def validate(
+        self,
+        arch: Architecture,
+        seed: int,
+        epochs: int | None = None,
+        on_epoch: Callable[[int, int], None] | None = None,
+    ) -> tuple[nn.Module, dict[str, float]]:
+        """Train a child and score it on validation: ``val_<score>`` (and the other validation scores) plus
+        the training statistics. With ``training.cv_folds`` = k > 1, k children are trained on k-1 folds of
+        train+validation each and scored on the fold left out; the metrics are the means over the folds
+        (``val_<score>_std`` their spread, ``train_seconds`` their sum) and the model is the last fold's."""
+        k = self.training.cv_folds
+        task = self.dataset.task
+        if k == 1:
+            model, stats = self.train(arch, seed, epochs, on_epoch=on_epoch)
+            return model, {**{f"val_{n}": v for n, v in scores(model, self.dataset.val, task).items()}, **stats}
+        data = self._train_and_val()
+        folds = self._folds()
+        per_fold: list[dict[str, float]] = []
+        for f, held in enumerate(folds):
+            keep = torch.from_numpy(np.concatenate([folds[i] for i in range(k) if i != f]))
+            part = replace(data, x=data.x[keep], y=data.y[keep])
+            fold_val = replace(data, x=data.x[torch.from_numpy(held)], y=data.y[torch.from_numpy(held)])
+            report = None if on_epoch is None else (lambda d, t, f=f: on_epoch(f * t + d, k * t))
+            model, stats = self._fit(arch, seed, part, epochs, None, report)
+            per_fold.append({**{f"val_{n}": v for n, v in scores(model, fold_val, task).items()}, **stats})
+        metrics = {name: float(np.mean([m[name] for m in per_fold])) for name in per_fold[0]}
+        score = f"val_{self.dataset.score_name}"
+        metrics[f"{score}_std"] = float(np.std([m[score] for m in per_fold]))
+        metrics["train_seconds"] = float(sum(m["train_seconds"] for m in per_fold))
+        metrics["cv_folds"] = float(k)
+        return model, metrics
+
+    def _train_and_val(self) -> Split:
+        train, val = self.dataset.train, self.dataset.val
+        return replace(train, x=torch.cat([train.x, val.x]), y=torch.cat([train.y, val.y]))
+
+    def _folds(self) -> list[np.ndarray]:
+        """The cross-validation folds of train+validation, drawn once: every child is scored on the same
+        folds."""
+        if self._fold_cache is None:
+            y = self._train_and_val().y.numpy()
+            rng = np.random.default_rng(self.seed)
+            self._fold_cache = fold_indices(y, self.training.cv_folds, rng, self.dataset.task == "classification")
+        return self._fold_cache
+
+    def _fit(
+        self,
+        arch: Architecture,
+        seed: int,
+        data: Split,
+        epochs: int | None,
+        augment: str | None,
+        on_epoch: Callable[[int, int], None] | None,
+        whole: bool = False,
+    ) -> tuple[nn.Module, dict[str, float]]:
         settings = settings_for(arch, self.training, self.dataset, epochs, augment)
-        data = self.dataset.train
-        if on_train_and_val:
-            val = self.dataset.val
-            data = replace(data, x=torch.cat([data.x, val.x]), y=torch.cat([data.y, val.y]))
+        if whole:
             settings = replace(settings, data_fraction=1.0)
         devices = [torch.device(settings.device)] if settings.device.startswith("cuda") else []
         with torch.random.fork_rng(devices=devices):
@@ -170,16 +230,14 @@ class TrainingEvaluator:
         try:
             report = self.on_epoch
             on_epoch = None if report is None else (lambda done, total: report(done / total))
-            model, stats = self.trainer.train(arch, seed, epochs=epochs, on_epoch=on_epoch)
-            val = scores(model, dataset.val, dataset.task)
+            model, val = self.trainer.validate(arch, seed, epochs=epochs, on_epoch=on_epoch)
             if not all(math.isfinite(v) for v in val.values()):
                 raise ChildFailure(f"non-finite validation score {val}")
             metrics = {
-                **{f"val_{name}": value for name, value in val.items()},
+                **val,
                 "params": float(count_params(model)),
                 "flops": float(count_flops(model, dataset.input_shape)),
                 "latency_ms": cpu_latency_ms(model, dataset.input_shape),
-                **stats,
                 "seed": float(seed),
                 "fidelity": float(fidelity),
                 "epochs": float(epochs),

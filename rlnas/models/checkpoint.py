@@ -5,7 +5,9 @@ pickled."""
 from __future__ import annotations
 
 import json
+import pickle
 import platform
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +16,8 @@ from torch import nn
 
 from rlnas import atomic
 from rlnas.data.core import Dataset
-from rlnas.errors import RunDirError
-from rlnas.models.families import assemble
+from rlnas.errors import RlnasError, RunDirError
+from rlnas.models.families import Ensemble, assemble
 from rlnas.space.core import Architecture
 
 FORMAT = "rlnas-model-1"
@@ -47,17 +49,23 @@ def model_info(arch: Architecture, family: str, dataset: Dataset) -> dict[str, A
 
 
 def network(info: dict[str, Any]) -> nn.Module:
-    """The (untrained) network described by ``info`` (:func:`model_info`; older files lack the task)."""
+    """The (untrained) network described by ``info`` (:func:`model_info`; older files lack the task), an
+    :class:`Ensemble` of ``info["ensemble"]`` copies when that is above 1."""
     regression = info.get("task") == "regression"
-    return assemble(
-        Architecture.from_json(info["architecture"]),
-        info["family"],
-        tuple(info["input_shape"]),
-        int(info.get("num_outputs", info["num_classes"])),
-        info["mean"],
-        info["std"],
-        (info["target_mean"], info["target_std"]) if regression else None,
-    )
+
+    def one() -> nn.Module:
+        return assemble(
+            Architecture.from_json(info["architecture"]),
+            info["family"],
+            tuple(info["input_shape"]),
+            int(info.get("num_outputs", info["num_classes"])),
+            info["mean"],
+            info["std"],
+            (info["target_mean"], info["target_std"]) if regression else None,
+        )
+
+    members = int(info.get("ensemble", 1))
+    return one() if members == 1 else Ensemble([one() for _ in range(members)], classification=not regression)
 
 
 def save_model(path: Path, model: nn.Module, info: dict[str, Any], **extra: Any) -> None:
@@ -66,10 +74,34 @@ def save_model(path: Path, model: nn.Module, info: dict[str, Any], **extra: Any)
     atomic.save_with(path, lambda fh: torch.save({**info, **extra, "state_dict": state}, fh))
 
 
+def _reason(err: BaseException) -> str:
+    """The telling line of a torch.load error, cut to its first sentence."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    line = next((x for x in lines if x.startswith("Unsupported")), lines[0] if lines else type(err).__name__)
+    return line.split(". ")[0][:160]
+
+
 def load_model_file(file: Path, map_location: str = "cpu") -> nn.Module:
-    data = torch.load(file, map_location=map_location, weights_only=True)
-    if data.get("format") != FORMAT:
-        raise RunDirError(f"{file} is not an rlnas model file (format {data.get('format')!r})")
-    model = network(data)
-    model.load_state_dict(data["state_dict"])
+    """The network saved in ``file``; a user error (naming the file and the fix) for an empty, truncated,
+    foreign or code-carrying file, which ``weights_only=True`` never unpickles."""
+    fix = "export the run again (`rlnas export RUN`) or pass another model"
+    try:
+        with warnings.catch_warnings():  # torch warns about foreign pickle protocols before refusing them
+            warnings.simplefilter("ignore", UserWarning)
+            data = torch.load(file, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise RunDirError(
+            f"{file} is not a model file rlnas can read: torch.load(weights_only=True) refused it ({_reason(err)}); "
+            f"it is damaged, not an rlnas model, or holds Python objects that rlnas never unpickles; {fix}"
+        ) from None
+    except (EOFError, RuntimeError, OSError, ValueError) as err:
+        raise RunDirError(f"{file} is empty, truncated or not a model file ({_reason(err)}); {fix}") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        found = data.get("format") if isinstance(data, dict) else type(data).__name__
+        raise RunDirError(f"{file} is not an rlnas model file (format {found!r}); {fix}")
+    try:
+        model = network(data)
+        model.load_state_dict(data["state_dict"])
+    except (KeyError, TypeError, ValueError, RuntimeError, RlnasError) as err:
+        raise RunDirError(f"{file} does not describe a network rlnas can rebuild ({_reason(err)}); {fix}") from None
     return model.eval()

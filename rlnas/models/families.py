@@ -6,6 +6,7 @@ optional constraint that masks impossible choices, and a pure ``build`` function
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -263,6 +264,22 @@ def assemble(
     """The whole network of a child or an export: normalization, ``build_model``, target scaling."""
     model = build_model(arch, family, input_shape, num_outputs)
     return with_normalization(model, mean, std, len(input_shape), target)
+
+
+class Ensemble(nn.Module):
+    """Several trainings of one network, averaged: class probabilities (returned as their logarithm, so
+    that argmax and softmax read as for a single network's logits) or regression outputs."""
+
+    def __init__(self, members: list[nn.Module], classification: bool) -> None:
+        super().__init__()
+        self.members = nn.ModuleList(members)
+        self.classification = classification
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        outs = torch.stack([member(x) for member in self.members])
+        if self.classification:
+            return torch.logsumexp(torch.log_softmax(outs, dim=-1), dim=0) - math.log(len(self.members))
+        return outs.mean(dim=0)
 
 
 def describe_family(family: str) -> dict[str, Any]:

@@ -27,6 +27,8 @@ from rlnas.models.families import ALLOWED_VALUES, FAMILIES, TRAINING_DECISIONS, 
 from rlnas.space.core import Choice, Condition, Decision, SearchSpace
 
 ChoiceList = list[bool | int | float | str]
+MAX_DEPTH = 64  # layers or blocks: the controller's observation and every table grow with the depth
+MAX_CHOICES = 256  # values of one decision
 
 
 class SpaceSpec(BaseModel):
@@ -58,9 +60,25 @@ class SpaceSpec(BaseModel):
             raise ValueError("depth needs at least one choice")
         if any(d < 1 for d in value):
             raise ValueError(f"depth choices must be >= 1, got {value}")
+        if max(value) > MAX_DEPTH:
+            raise ValueError(
+                f"depth {max(value)} is more than rlnas searches (at most {MAX_DEPTH} layers or blocks); "
+                f"choose depths between 1 and {MAX_DEPTH}"
+            )
         if len(set(value)) != len(value):
             raise ValueError(f"depth choices repeat a value: {value}")
         return sorted(value)
+
+    @field_validator("cell", "per_layer", "head", "training")
+    @classmethod
+    def _bounded_choices(cls, value: dict[str, ChoiceList]) -> dict[str, ChoiceList]:
+        for name, choices in value.items():
+            if len(choices) > MAX_CHOICES:
+                raise ValueError(
+                    f"{name} has {len(choices)} choices; a decision holds at most {MAX_CHOICES}: keep the values "
+                    "worth trying (e.g. a log-spaced grid)"
+                )
+        return value
 
     @model_validator(mode="after")
     def _check_sections(self) -> SpaceSpec:

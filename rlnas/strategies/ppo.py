@@ -30,6 +30,7 @@ from stable_baselines3.common.logger import KVWriter, Logger
 from stable_baselines3.common.vec_env import DummyVecEnv
 
 from rlnas import atomic
+from rlnas.errors import ConfigError
 from rlnas.evaluation.base import Evaluation
 from rlnas.space.core import Architecture, EvaluatedPrefixes
 from rlnas.store import TrialRecord
@@ -239,6 +240,12 @@ class PPOStrategy(Strategy):
     def __init__(self, ctx: StrategyContext) -> None:
         super().__init__(ctx)
         cfg = ctx.config.strategy.ppo
+        if all(len(d.choices) == 1 for d in self.space.decisions):
+            raise ConfigError(
+                f"space {self.space.name!r} holds a single architecture (every decision has one choice), so the "
+                "PPO controller has nothing to decide; give a decision more choices, or train that one "
+                "architecture with --strategy random --budget 1"
+            )
         self.cfg = cfg
         self._shaper = RewardShaper(cfg.reward_normalization, cfg.rank_exponent)
         self.evaluated = EvaluatedPrefixes(self.space) if cfg.mask_evaluated else None
