@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from rlnas import __version__
-from rlnas.errors import UserError, WorkerError
+from rlnas.errors import FaultError, UserError
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
@@ -546,7 +546,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as err:
         print(f"rlnas {args.command}: error: {err}", file=sys.stderr)
         return EXIT_USER_ERROR
-    except WorkerError as err:  # not the user's mistake, but nothing a traceback would explain better
+    except FaultError as err:  # not the user's mistake, but nothing a traceback would explain better
         print(f"rlnas {args.command}: error: {err}", file=sys.stderr)
         return 1
     except BrokenPipeError:  # e.g. `rlnas predict ... | head`: the reader is gone, nothing more to say

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ import yaml
 from rlnas import atomic
 from rlnas.config import RunConfig, load_config
 from rlnas.data import Dataset, load_dataset
-from rlnas.errors import ConfigError, DataError, RunDirError
+from rlnas.errors import ConfigError, DataError, DiskFullError, RunDirError, is_disk_full
 from rlnas.evaluation.base import COMPLETE, FAILED, INFEASIBLE, Evaluator, cache_key, finite, val_score
 from rlnas.evaluation.trainer import ChildTrainer, Objective
 from rlnas.execution import EvaluatorFactory, Job, TrainingEvaluatorFactory, given, make_executor
@@ -373,7 +374,19 @@ class Search:
         return cls(config, path, progress=progress, resume=True, data=data)
 
     def run(self) -> SearchResult:
-        """``ask`` while workers are free, evaluate (or answer from the cache), ``tell`` as children finish."""
+        """``ask`` while workers are free, evaluate (or answer from the cache), ``tell`` as children finish.
+        A full disk stops the search with DiskFullError; every trial committed before stays."""
+        try:
+            return self._run()
+        except (OSError, sqlite3.OperationalError) as err:
+            if not is_disk_full(err):
+                raise
+            raise DiskFullError(
+                f"no space left for {self.run_dir} ({err}); the search stopped and every finished trial is stored: "
+                f"free some space, then `rlnas resume {self.run_dir}`"
+            ) from None
+
+    def _run(self) -> SearchResult:
         budget = self.config.budget
         start = time.monotonic()
         multi_fidelity = bool(getattr(self.evaluator, "supports_fidelity", False))

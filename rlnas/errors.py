@@ -40,5 +40,24 @@ class ChildFailure(RlnasError):
     """Training or scoring a child network failed (exception, NaN loss, timeout)."""
 
 
-class WorkerError(RlnasError):
-    """A worker process cannot start; the search stops with every finished trial stored."""
+class FaultError(RlnasError):
+    """A fault outside rlnas stopped the work (a worker that cannot start, a full disk); every finished
+    trial is stored and the run can be resumed once the cause is gone. The CLI prints it and exits 1."""
+
+
+class WorkerError(FaultError):
+    """A worker process cannot start."""
+
+
+class DiskFullError(FaultError):
+    """No space left for the run's files."""
+
+
+def is_disk_full(err: BaseException) -> bool:
+    """An OSError for a full disk or quota, or SQLite's "database or disk is full"."""
+    import errno
+    import sqlite3
+
+    if isinstance(err, OSError):
+        return err.errno in (errno.ENOSPC, errno.EDQUOT)
+    return isinstance(err, sqlite3.OperationalError) and "disk is full" in str(err)

@@ -230,3 +230,31 @@ def test_one_worker_trains_with_threads_per_worker_and_restores_torch(monkeypatc
     executor.submit(execution.Job("k", None, 1.0))  # type: ignore[arg-type]
     executor.wait()
     assert seen == [1] and torch.get_num_threads() == before
+
+
+def test_a_full_disk_stops_the_search_cleanly_and_it_resumes_later(tmp_path: Path, monkeypatch) -> None:
+    from rlnas.errors import DiskFullError
+    from rlnas.store import TrialStore
+
+    config = tiny_config("strategy.name=random", "budget.evaluations=5", "logging.tensorboard=false")
+    real_append, calls = TrialStore.append, []
+
+    def append(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        calls.append(1)
+        if len(calls) == 3:
+            raise sqlite3.OperationalError("database or disk is full")
+        return real_append(self, *args, **kwargs)
+
+    monkeypatch.setattr(TrialStore, "append", append)
+    search = Search(config, tmp_path / "run")
+    with pytest.raises(DiskFullError, match="free some space, then `rlnas resume"):
+        search.run()
+    search.close()
+    monkeypatch.setattr(TrialStore, "append", real_append)
+    _, store = open_run(tmp_path / "run")
+    with store:
+        assert len(store) == 2  # the two committed trials
+    resumed = Search.resume(tmp_path / "run")
+    resumed.run()
+    assert len(resumed.store) == 5
+    resumed.close()

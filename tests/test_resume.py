@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 import signal
 import sqlite3
 import subprocess
@@ -88,3 +89,29 @@ def test_resume_refuses_an_incompatible_change(tmp_path: Path) -> None:
     refused = rlnas("resume", "run", "--set", "training.epochs=9", cwd=tmp_path)
     assert refused.returncode == 2 and "training.epochs" in refused.stderr and "new run" in refused.stderr
     assert rlnas("resume", "nowhere", cwd=tmp_path).returncode == 2
+
+
+def test_kills_at_random_moments_lose_no_trial_and_keep_the_budget(tmp_path: Path) -> None:
+    """Fault injection: SIGKILL a search, then its resumes, at random moments (start-up, checkpoint loads,
+    trainings, store commits, controller and kept-child writes); every finished trial survives unchanged,
+    none is trained twice, and the last resume ends at the budget exactly."""
+    rng = random.Random(12)
+    run, budget = tmp_path / "run", 16
+    proc = _start(run, budget, "--set", "logging.keep_children=true")
+    _wait_for_trials(run, 1, proc)  # a run directory exists from here on
+    kept: list[tuple[int, str, str]] = []
+    resume = [*command(), "-q", "resume", str(run), "--no-export"]
+    for _ in range(6):
+        time.sleep(rng.uniform(0.0, 4.0))
+        proc.kill()
+        _, stderr = proc.communicate()
+        assert proc.returncode in (-signal.SIGKILL, 0), stderr  # killed, or done before the kill
+        now = _trials(run)
+        assert now[: len(kept)] == kept  # nothing lost, nothing rewritten
+        kept = now
+        proc = subprocess.Popen(resume, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 0, stderr
+    final = _trials(run)
+    assert final[: len(kept)] == kept
+    assert len(final) == budget and len({key for _, key, _ in final}) == budget
