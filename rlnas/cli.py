@@ -305,7 +305,7 @@ def _trials(args: argparse.Namespace) -> int:
 
     if args.top is not None and args.top < 1:
         raise UserError(f"--top {args.top}: give a positive number of trials, e.g. --top 10")
-    _, store = open_run(args.run)
+    _, store = open_run(args.run, read_only=True)
     with store:
         records = store.top_k(args.top) if args.top else store.trials()
     rows = [r.flat() for r in records]

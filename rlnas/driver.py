@@ -7,9 +7,11 @@ unique child evaluations (or minutes) is spent, then hands the best architecture
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import shutil
 import sqlite3
 import time
 from collections.abc import Callable
@@ -27,7 +29,7 @@ from rlnas.errors import ConfigError, DataError, DiskFullError, RunDirError, is_
 from rlnas.evaluation.base import COMPLETE, FAILED, INFEASIBLE, Evaluator, cache_key, finite, val_score
 from rlnas.evaluation.trainer import ChildTrainer, Objective
 from rlnas.execution import EvaluatorFactory, Job, TrainingEvaluatorFactory, given, make_executor
-from rlnas.mirror import OptunaMirror
+from rlnas.mirror import OPTUNA_FILE, OptunaMirror
 from rlnas.space import SearchSpace, build_space
 from rlnas.space.core import Architecture
 from rlnas.store import TrialRecord, TrialStore
@@ -176,9 +178,14 @@ class RunLock:
             self._fh.close()  # closing the file releases the lock
 
 
-def open_run(run_dir: str | Path) -> tuple[RunConfig, TrialStore]:
-    """The config and trial store of an existing run directory."""
+def open_run(run_dir: str | Path, read_only: bool = False) -> tuple[RunConfig, TrialStore]:
+    """The config and trial store of an existing run directory (``read_only``: for commands that only read)."""
     path = Path(run_dir)
+    if path.is_dir() and never_started(path):
+        raise RunDirError(
+            f"{path} holds a search that was stopped while it was being set up, before its first trial (nothing "
+            f"was lost); start it again: rlnas search ... --run-dir {path}"
+        )
     if not (path / CONFIG_FILE).is_file() or not (path / STORE_FILE).is_file():
         raise RunDirError(
             f"{path} is not an rlnas run directory (it needs {CONFIG_FILE} and {STORE_FILE}); "
@@ -189,7 +196,7 @@ def open_run(run_dir: str | Path) -> tuple[RunConfig, TrialStore]:
             f"{path / STORE_FILE} is empty (0 bytes): the run's trials are gone (a full disk or a copy cut short?); "
             "restore it from a backup, or start a new run"
         )
-    return load_config(path / CONFIG_FILE), TrialStore(path / STORE_FILE)
+    return load_config(path / CONFIG_FILE), TrialStore(path / STORE_FILE, read_only=read_only)
 
 
 def _flat(data: Any, prefix: str = "") -> dict[str, Any]:
@@ -222,11 +229,51 @@ def check_unchanged(run_dir: Path, config: RunConfig, recorded: str | None) -> N
 RESUMABLE = ("budget.", "export.", "logging.", "execution.")
 
 
-def _create_run_dir(path: Path) -> None:
+# what a run directory holds before its first trial can be stored
+SETUP_NAMES = frozenset(
+    {LOCK_FILE, ".write-test", "space.json", DATASET_FILE, CONFIG_FILE, STORE_FILE, TENSORBOARD_DIR, HPARAMS_DIR}
+    | {f"{STORE_FILE}-{suffix}" for suffix in ("journal", "wal", "shm")}
+    | {OPTUNA_FILE}
+)
+
+
+def never_started(path: Path) -> bool:
+    """A run directory left by a search killed while it was being set up: nothing but rlnas's set-up files
+    (and their temporary files), and a store that is missing or was never given its config (so no trial)."""
+    names = [p.name for p in path.iterdir()]
+    if not names or not all(n in SETUP_NAMES or (n.startswith(".") and n.endswith(".tmp")) for n in names):
+        return False
+    store = path / STORE_FILE
+    if not store.is_file():
+        return True
+    if store.stat().st_size == 0 and (path / CONFIG_FILE).is_file():
+        return False  # a store emptied later (a full disk): open_run says what happened
+    try:
+        with contextlib.closing(sqlite3.connect(f"{store.resolve().as_uri()}?mode=ro", uri=True)) as db:
+            tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            if "meta" not in tables:
+                return "trials" not in tables
+            started = db.execute("SELECT 1 FROM meta WHERE key = 'config'").fetchone() is not None
+            trials = "trials" in tables and db.execute("SELECT COUNT(*) FROM trials").fetchone()[0] > 0
+    except sqlite3.Error:
+        return False
+    return not started and not trials
+
+
+def _create_run_dir(path: Path) -> RunLock:
+    """A new (or empty) run directory, locked; a folder left by a search killed during its set-up is
+    taken over."""
     if path.exists() and not path.is_dir():
         raise RunDirError(f"--run-dir {path} is a file, not a folder; choose a new or empty folder")
     if path.exists() and any(path.iterdir()):
-        raise RunDirError(f"run directory {path} already exists and is not empty; choose another --run-dir")
+        if not never_started(path):
+            raise RunDirError(f"run directory {path} already exists and is not empty; choose another --run-dir")
+        lock = RunLock(path)  # refuses a folder another process is still setting up
+        log.warning("%s holds a search stopped during its set-up (no trial): starting afresh in it", path)
+        for entry in path.iterdir():
+            if entry.name != LOCK_FILE:
+                shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+        return lock
     try:
         path.mkdir(parents=True, exist_ok=True)
         probe = path / ".write-test"
@@ -234,6 +281,7 @@ def _create_run_dir(path: Path) -> None:
         probe.unlink()
     except OSError as err:
         raise RunDirError(f"cannot write to run directory {path} ({err}); choose a writable --run-dir") from None
+    return RunLock(path)
 
 
 def pareto_front(records: list[TrialRecord], metric: str) -> list[TrialRecord]:
@@ -296,9 +344,7 @@ class Search:
         self._lock: RunLock | None = None
         if persist:
             self.run_dir = Path(run_dir) if run_dir is not None else default_run_dir(config)
-            if not resume:
-                _create_run_dir(self.run_dir)
-            self._lock = RunLock(self.run_dir)
+            self._lock = RunLock(self.run_dir) if resume else _create_run_dir(self.run_dir)
             if not resume:
                 atomic.write_text(self.run_dir / "space.json", json.dumps(space.to_dict(), indent=1))
                 if self.prepared is not None:

@@ -57,7 +57,7 @@ class Run:
 
     @classmethod
     def load(cls, path: Path) -> Run:
-        config, store = open_run(path)
+        config, store = open_run(path, read_only=True)
         with store:
             records = store.trials()
         summary = _json(path / SUMMARY_FILE) or {}
@@ -643,7 +643,7 @@ def report(runs: Sequence[str | Path], out: str | Path | None = None) -> Path:
     sections: list[str] = []
     if len(loaded) == 1:
         run = loaded[0]
-        with open_run(run.path)[1] as store:
+        with open_run(run.path, read_only=True)[1] as store:
             store.to_csv(target / "trials.csv")
         write_excel(run.records, target / "trials.xlsx")
         sections.append(summary_card(run))

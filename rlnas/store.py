@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -79,22 +80,43 @@ class TrialRecord:
         return row
 
 
+def _read_only_error(err: sqlite3.DatabaseError) -> bool:
+    text = str(err).lower()
+    return "readonly" in text or "read-only" in text or "unable to open" in text
+
+
 class TrialStore:
     """SQLite-backed store of one run's trials."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, read_only: bool = False) -> None:
+        """``read_only``: only read (``rlnas trials``, ``rlnas report``), which works in a read-only run
+        directory too."""
         self.path = Path(path)
         try:
-            self._db = sqlite3.connect(self.path, timeout=30.0)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.executescript(_SCHEMA)
+            if read_only:
+                # immutable: a read-only folder cannot hold the WAL index a normal reader would create
+                immutable = "&immutable=1" if not os.access(self.path.parent, os.W_OK) else ""
+                self._db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro{immutable}", uri=True)
+            else:
+                self._db = sqlite3.connect(self.path, timeout=30.0)
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=FULL")
+                self._db.executescript(_SCHEMA)
             version = self.get_meta("schema_version")
         except sqlite3.DatabaseError as err:
+            if _read_only_error(err):
+                raise RunDirError(
+                    f"cannot write to {self.path} ({err}): the run directory is read-only; make it writable "
+                    f"(chmod -R u+w {self.path.parent}) or copy the run to a writable folder"
+                ) from None
             raise RunDirError(
                 f"{self.path} is not an rlnas trial store or is corrupted ({err}); "
                 "move it away or start a new run directory"
             ) from None
+        if read_only:
+            if version not in (None, str(SCHEMA_VERSION)):
+                raise RunDirError(f"{self.path} has store schema {version}, this rlnas reads {SCHEMA_VERSION}")
+            return
         if version is None:
             self.set_meta("schema_version", str(SCHEMA_VERSION))
         elif version != str(SCHEMA_VERSION):

@@ -3,11 +3,16 @@ half-written exports. Each ends in a clear message (exit 2 from the CLI) or a FA
 
 from __future__ import annotations
 
+import contextlib
+import json
 import math
+import os
 import pickle
 import shutil
 import signal
 import sqlite3
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,6 +25,7 @@ from rlnas.evaluation import FAILED, SyntheticEvaluator
 from rlnas.evaluation.base import Evaluation
 from rlnas.exporter import export_run
 from rlnas.space.core import Architecture
+from rlnas.store import TrialStore
 from tests.conftest import tiny_config
 from tests.test_cli import rlnas
 from tests.test_resume import _start, _trials, _wait_for_trials
@@ -258,3 +264,74 @@ def test_a_full_disk_stops_the_search_cleanly_and_it_resumes_later(tmp_path: Pat
     resumed.run()
     assert len(resumed.store) == 5
     resumed.close()
+
+
+def test_a_search_killed_during_its_set_up_can_be_started_again_in_the_same_folder(
+    tmp_path: Path, capsys, monkeypatch
+) -> None:
+    config = tiny_config("strategy.name=random", "budget.evaluations=2", "logging.tensorboard=false")
+    run = tmp_path / "run"
+    real_set_meta = TrialStore.set_meta
+
+    def killed_on_config(self: TrialStore, key: str, value: str) -> None:
+        if key == "config":
+            raise KeyboardInterrupt  # the moment before the run is complete
+        real_set_meta(self, key, value)
+
+    monkeypatch.setattr(TrialStore, "set_meta", killed_on_config)
+    with pytest.raises(KeyboardInterrupt):
+        Search(config, run)
+    monkeypatch.setattr(TrialStore, "set_meta", real_set_meta)
+    assert (run / "space.json").is_file() and (run / "trials.sqlite").is_file()
+    for argv in (["resume", str(run)], ["trials", str(run)]):
+        code, err = _cli(capsys, *argv)
+        assert code == 2 and "stopped while it was being set up" in err and f"--run-dir {run}" in err
+    search = Search(config, run)  # taken over: the same folder, started afresh
+    assert search.run().evaluations == 2
+    search.close()
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "space.json").write_text("{}")
+    (tmp_path / "mine" / "notes.txt").write_text("a user's file")
+    with pytest.raises(RunDirError, match="already exists and is not empty"):
+        Search(config, tmp_path / "mine")  # a folder with anything else in it is never cleared
+    assert (tmp_path / "mine" / "notes.txt").is_file()
+
+
+@contextlib.contextmanager
+def _read_only(folder: Path) -> Iterator[None]:
+    """``folder`` made read-only: by its mode bits, or as root (whom mode bits do not stop) by a read-only
+    bind mount over it."""
+    if os.geteuid() != 0:
+        modes = {p: p.stat().st_mode for p in [folder, *folder.rglob("*")]}
+        for p in modes:
+            p.chmod(modes[p] & ~0o222)
+        try:
+            yield
+        finally:
+            for p, mode in modes.items():
+                p.chmod(mode)
+        return
+    mounted = subprocess.run(["mount", "--bind", str(folder), str(folder)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"running as root without permission to mount: cannot make a read-only folder ({mounted.stderr!r})")
+    try:
+        subprocess.run(["mount", "-o", "remount,ro,bind", str(folder)], check=True, capture_output=True)
+        yield
+    finally:
+        subprocess.run(["umount", str(folder)], check=True, capture_output=True)
+
+
+def test_a_read_only_run_can_be_read_and_writing_it_says_why_not(exported: Path, tmp_path: Path, capsys) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(exported, run)
+    with _read_only(run):
+        with pytest.raises(OSError):
+            (run / "probe").write_text("")
+        code = main(["trials", str(run), "--json"])
+        out, err = capsys.readouterr()
+        assert code == 0 and len(json.loads(out)) == 2, err
+        code, err = _cli(capsys, "resume", str(run), "--no-export")
+        assert code == 2 and "read-only" in err and "writable" in err and "corrupted" not in err
+        code, err = _cli(capsys, "report", str(run), "--out", str(tmp_path / "report"))
+        assert code == 0, err
+    assert (tmp_path / "report" / "index.html").is_file()
