@@ -134,6 +134,15 @@ class PPOConfig(_Section):
     reward_normalization: Literal["rank", "standardize", "none"] = "rank"
     rank_exponent: float = Field(3.0, gt=0.0)
     mask_evaluated: bool = True  # mask choices whose every completion was already evaluated
+    # Screening: the policy samples screen_samples architectures per evaluation and a surrogate of the reward
+    # (an ensemble of small MLPs on the encoding, refit after every rollout on all rewards so far) picks the
+    # one to evaluate, by mean + screen_ucb x spread of the ensemble; 1 = evaluate every policy sample.
+    screen_samples: int = Field(1, ge=1)
+    screen_ucb: float = Field(0.0, ge=0.0)
+    screen_after: int = Field(8, ge=2)  # unique evaluations before the surrogate starts screening
+    surrogate_members: int = Field(5, ge=1)
+    surrogate_hidden: list[int] = Field(default_factory=lambda: [64])
+    surrogate_steps: int = Field(200, ge=1)
 
 
 class EvolutionConfig(_Section):

@@ -25,6 +25,7 @@ import torch
 from rlnas_envs.architecture_search import ArchitectureSearchEnv
 from sb3_contrib import MaskablePPO
 from sb3_contrib.common.maskable.buffers import MaskableRolloutBuffer
+from sb3_contrib.common.maskable.policies import MaskableActorCriticPolicy
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import KVWriter, Logger
 from stable_baselines3.common.vec_env import DummyVecEnv
@@ -35,6 +36,7 @@ from rlnas.evaluation.base import Evaluation
 from rlnas.space.core import Architecture, EvaluatedPrefixes
 from rlnas.store import TrialRecord
 from rlnas.strategies.base import Strategy, StrategyContext, StrategyExhausted, WaitForResults
+from rlnas.strategies.surrogate import EnsembleSurrogate
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +62,7 @@ class _Bridge:
         self.proposals: deque[Architecture] = deque()
         self.issued: dict[str, deque[int]] = {}  # arch key -> tokens handed to the driver, not yet told
         self.rewards: dict[int, Evaluation] = {}
+        self.archs: dict[int, Architecture] = {}  # token -> the architecture it stands for
         self.rollout: list[int] = []  # tokens of this rollout's finished episodes, in order
         self.collecting: list[int] | None = None  # tokens the PPO thread waits for at the end of a rollout
         self.tokens = 0
@@ -86,6 +89,7 @@ class _Bridge:
             token = self.tokens
             self.tokens += 1
             self.rollout.append(token)
+            self.archs[token] = arch
             self.issued.setdefault(arch.key, deque()).append(token)
             self.proposals.append(arch)
             self.demand = max(0, self.demand - 1)
@@ -93,7 +97,7 @@ class _Bridge:
             self._pause_until(lambda: self.demand > 0)
         return Evaluation(reward=0.0)
 
-    def collect(self) -> list[Evaluation]:
+    def collect(self) -> list[tuple[Architecture, Evaluation]]:
         """Wait for the evaluations of this rollout's episodes; returns them in episode order."""
         with self.cond:
             tokens, self.rollout = self.rollout, []
@@ -103,7 +107,7 @@ class _Bridge:
                 self._pause_until(lambda: self.demand > 0 and all(t in self.rewards for t in tokens))
             finally:
                 self.collecting = None
-            return [self.rewards.pop(t) for t in tokens]
+            return [(self.archs.pop(t), self.rewards.pop(t)) for t in tokens]
 
     def end(self, kind: str, error: BaseException | None = None) -> None:
         with self.cond:
@@ -156,6 +160,25 @@ class _DeferredRewardBuffer(MaskableRolloutBuffer):
         if self.fill is not None:
             self.fill(self)
         super().compute_returns_and_advantage(last_values, dones)
+
+
+class _ScreenedPolicy(MaskableActorCriticPolicy):
+    """MaskablePPO's policy, except that a ``planner`` may choose the action of a step (the next action of
+    an architecture picked by screening). The rollout then stores that action with its log-probability
+    and value under the current policy, exactly as if the policy had sampled it."""
+
+    planner: Any = None
+
+    def forward(
+        self, obs: torch.Tensor, deterministic: bool = False, action_masks: np.ndarray | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        action = None if self.planner is None or deterministic else self.planner(action_masks)
+        if action is None:
+            return super().forward(obs, deterministic, action_masks)
+        actions = torch.as_tensor([action], device=obs.device)
+        masks = None if action_masks is None else torch.as_tensor(action_masks, device=obs.device)
+        values, log_prob, _ = self.evaluate_actions(obs, actions, masks)
+        return actions, values, log_prob
 
 
 class _NoEvaluation:
@@ -255,7 +278,7 @@ class PPOStrategy(Strategy):
         self.episode_steps = sum(1 for d in self.space.decisions if len(d.choices) > 1) or 1
         n_steps = cfg.episodes_per_update * self.episode_steps
         self.model = MaskablePPO(
-            "MlpPolicy",
+            _ScreenedPolicy,
             DummyVecEnv([lambda: self.env]),  # no Monitor: episode rewards arrive after the episode
             learning_rate=cfg.learning_rate,
             n_steps=n_steps,
@@ -274,6 +297,17 @@ class PPOStrategy(Strategy):
             rollout_buffer_class=_DeferredRewardBuffer,
         )
         self.model.rollout_buffer.fill = self._fill_rewards  # type: ignore[attr-defined]
+        # screening (strategy.ppo.screen_samples > 1): unique evaluations so far, the surrogate fitted on
+        # them at the end of each rollout, the actions still to take in this episode
+        self._history: list[tuple[Architecture, float]] = []
+        self._surrogate: EnsembleSurrogate | None = None
+        self._fitted_on = 0
+        self._plan: deque[int] = deque()
+        self._plans = 0
+        if cfg.screen_samples > 1:
+            policy = self.model.policy
+            assert isinstance(policy, _ScreenedPolicy)
+            policy.planner = self._next_action
         self.checkpoint = None if ctx.run_dir is None else ctx.run_dir / "controller" / "ppo.zip"
         self.restored = False
         if self.checkpoint is not None and self.checkpoint.exists():
@@ -310,10 +344,11 @@ class PPOStrategy(Strategy):
     def _fill_rewards(self, buffer: MaskableRolloutBuffer) -> None:
         """In the PPO thread, at the end of a rollout: the shaped rewards into the terminal steps."""
         evaluations = self._bridge.collect()
-        for evaluation in evaluations:
+        for arch, evaluation in evaluations:
             if not evaluation.cached:
                 self._shaper.add(float(evaluation.reward))
-        for position, evaluation in zip(self.terminal_positions, evaluations, strict=True):
+                self._history.append((arch, float(evaluation.reward)))
+        for position, (_, evaluation) in zip(self.terminal_positions, evaluations, strict=True):
             buffer.rewards[position, 0] = self._shaper(float(evaluation.reward))
 
     def after_update(self, updates: int) -> None:
@@ -346,6 +381,7 @@ class PPOStrategy(Strategy):
             )
         for record in records:
             self._shaper.add(float(record.reward))
+            self._history.append((record.architecture, float(record.reward)))
             if self.evaluated is not None:
                 self.evaluated.add(record.architecture)
         self.trials_told = len(records)
@@ -379,16 +415,19 @@ class PPOStrategy(Strategy):
             obs, _, _, _, info = env.step(action)
         return info["architecture"], log10_p, table
 
-    def _policy_marginals(
-        self, rng: np.random.Generator, episodes: int = 64
-    ) -> tuple[dict[str, dict[str, float]], dict[str, float]]:
-        """Per decision: the probability of each choice and the entropy (nats), averaged over ``episodes``
-        episodes sampled from the policy (a decision counts in the episodes where it is taken)."""
-        envs = [ArchitectureSearchEnv(self.space, evaluator=_NoEvaluation()) for _ in range(episodes)]
+    def _sample_episodes(
+        self,
+        rng: np.random.Generator,
+        episodes: int,
+        exclude: EvaluatedPrefixes | None = None,
+        on_step: Any = None,
+    ) -> list[tuple[Architecture, list[int]]]:
+        """``episodes`` architectures sampled from the policy in one batch, with their actions;
+        ``on_step(position, probabilities)`` sees every step's masked choice probabilities."""
+        envs = [ArchitectureSearchEnv(self.space, evaluator=_NoEvaluation(), exclude=exclude) for _ in range(episodes)]
         obs = [env.reset()[0] for env in envs]
-        sums: dict[int, np.ndarray] = {}
-        entropy: dict[int, float] = {}
-        counts: dict[int, int] = {}
+        actions: list[list[int]] = [[] for _ in envs]
+        archs: list[Architecture | None] = [None] * episodes
         while True:
             live = [i for i, env in enumerate(envs) if env.position is not None]
             if not live:
@@ -396,15 +435,67 @@ class PPOStrategy(Strategy):
             masks = np.stack([envs[i].action_masks() for i in live])
             probs = self._distribution(np.stack([obs[i] for i in live]), masks)
             for row, i in enumerate(live):
-                position = envs[i].position
-                assert position is not None
                 p = np.where(masks[row], probs[row], 0.0)
                 p = p / p.sum()
-                sums[position] = sums.get(position, 0.0) + p
-                nonzero = p[p > 0]
-                entropy[position] = entropy.get(position, 0.0) - float((nonzero * np.log(nonzero)).sum())
-                counts[position] = counts.get(position, 0) + 1
-                obs[i] = envs[i].step(int(rng.choice(len(p), p=p)))[0]
+                if on_step is not None:
+                    on_step(envs[i].position, p)
+                action = int(rng.choice(len(p), p=p))
+                actions[i].append(action)
+                obs[i], _, _, _, info = envs[i].step(action)
+                if "architecture" in info:
+                    archs[i] = info["architecture"]
+        return [(arch, acts) for arch, acts in zip(archs, actions, strict=True) if arch is not None]
+
+    def _next_action(self, masks: np.ndarray | None) -> int | None:
+        """The policy's planner (in the PPO thread): at the start of an episode, sample
+        ``screen_samples`` architectures from the policy and keep the one the surrogate rates best;
+        then its actions, one per step. None: let the policy sample (before the surrogate is ready)."""
+        cfg = self.cfg
+        if not self._plan:
+            if len(self._history) < cfg.screen_after:
+                return None
+            if self._surrogate is None or self._fitted_on < len(self._history):
+                self._fit_surrogate()
+            rng = np.random.default_rng([self.ctx.seed, 0x5C4EE7, self._plans])
+            self._plans += 1
+            found = {a.key: (a, acts) for a, acts in self._sample_episodes(rng, cfg.screen_samples, self.evaluated)}
+            if not found:
+                return None
+            candidates = list(found.values())
+            assert self._surrogate is not None
+            mean, spread = self._surrogate.predict(np.stack([self.space.encode(a) for a, _ in candidates]))
+            self._plan.extend(candidates[int(np.argmax(mean + cfg.screen_ucb * spread))][1])
+        action = self._plan.popleft()
+        if masks is not None and not np.asarray(masks).reshape(-1)[action]:
+            self._plan.clear()  # the masks changed under the plan: let the policy sample this episode
+            return None
+        return action
+
+    def _fit_surrogate(self) -> None:
+        cfg = self.cfg
+        if self._surrogate is None:
+            self._surrogate = EnsembleSurrogate(cfg.surrogate_hidden, cfg.surrogate_members, cfg.surrogate_steps)
+        x = np.stack([self.space.encode(a) for a, _ in self._history])
+        y = np.array([r for _, r in self._history], dtype=np.float64)
+        self._surrogate.fit(x, y, seed=self.ctx.seed * 1_000_003 + len(self._history))
+        self._fitted_on = len(self._history)
+
+    def _policy_marginals(
+        self, rng: np.random.Generator, episodes: int = 64
+    ) -> tuple[dict[str, dict[str, float]], dict[str, float]]:
+        """Per decision: the probability of each choice and the entropy (nats), averaged over ``episodes``
+        episodes sampled from the policy (a decision counts in the episodes where it is taken)."""
+        sums: dict[int, np.ndarray] = {}
+        entropy: dict[int, float] = {}
+        counts: dict[int, int] = {}
+
+        def note(position: int, p: np.ndarray) -> None:
+            sums[position] = sums.get(position, 0.0) + p
+            nonzero = p[p > 0]
+            entropy[position] = entropy.get(position, 0.0) - float((nonzero * np.log(nonzero)).sum())
+            counts[position] = counts.get(position, 0) + 1
+
+        self._sample_episodes(rng, episodes, on_step=note)
         marginals: dict[str, dict[str, float]] = {}
         entropies: dict[str, float] = {}
         for position in sorted(sums):
