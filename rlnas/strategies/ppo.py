@@ -36,7 +36,7 @@ from rlnas.evaluation.base import Evaluation
 from rlnas.space.core import Architecture, EvaluatedPrefixes
 from rlnas.store import TrialRecord
 from rlnas.strategies.base import Strategy, StrategyContext, StrategyExhausted, WaitForResults
-from rlnas.strategies.surrogate import EnsembleSurrogate
+from rlnas.strategies.surrogate import EnsembleSurrogate, quantiles
 
 log = logging.getLogger(__name__)
 
@@ -476,7 +476,7 @@ class PPOStrategy(Strategy):
         if self._surrogate is None:
             self._surrogate = EnsembleSurrogate(cfg.surrogate_hidden, cfg.surrogate_members, cfg.surrogate_steps)
         x = np.stack([self.space.encode(a) for a, _ in self._history])
-        y = np.array([r for _, r in self._history], dtype=np.float64)
+        y = quantiles(np.array([r for _, r in self._history], dtype=np.float64))  # robust to outliers (failures)
         self._surrogate.fit(x, y, seed=self.ctx.seed * 1_000_003 + len(self._history))
         self._fitted_on = len(self._history)
 

@@ -14,6 +14,14 @@ import numpy as np
 import torch
 
 
+def quantiles(values: np.ndarray) -> np.ndarray:
+    """Each value's mid-rank quantile in (0, 1) (ties share their mean rank): targets that a few outliers,
+    such as failed children, cannot dominate."""
+    _, inverse, counts = np.unique(values, return_inverse=True, return_counts=True)
+    mean_rank = np.cumsum(counts) - (counts + 1) / 2  # 0-based mean rank of each distinct value
+    return (mean_rank[inverse] + 0.5) / len(values)  # type: ignore[no-any-return]
+
+
 class EnsembleSurrogate:
     """``fit(x, y)`` on encodings and rewards; ``predict(x)`` returns the ensemble mean and standard
     deviation, in the units of ``y``."""
