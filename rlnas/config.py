@@ -120,7 +120,7 @@ class PPOConfig(_Section):
     update sees at least ``episodes_per_update`` whole architectures (an episode cut at the end of a rollout
     is bootstrapped by the value function); gamma = 1 since the only reward comes at the end."""
 
-    learning_rate: float = Field(6e-3, gt=0.0)
+    learning_rate: float = Field(3e-3, gt=0.0)
     episodes_per_update: int = Field(8, ge=1)
     n_epochs: int = Field(6, ge=1)
     minibatches: int = Field(1, ge=1)
@@ -135,14 +135,15 @@ class PPOConfig(_Section):
     rank_exponent: float = Field(3.0, gt=0.0)
     mask_evaluated: bool = True  # mask choices whose every completion was already evaluated
     # Screening: the policy samples screen_samples architectures per evaluation and a surrogate of the reward
-    # (an ensemble of small MLPs on the encoding, refit after every rollout on all rewards so far) picks the
+    # (an ensemble of small MLPs on the encoding, refit on the rewards told so far) picks the
     # one to evaluate, by mean + screen_ucb x spread of the ensemble; 1 = evaluate every policy sample.
-    screen_samples: int = Field(1, ge=1)
-    screen_ucb: float = Field(0.0, ge=0.0)
+    # The surrogate fits the rank quantiles of every reward told so far, refit after each new one at first.
+    screen_samples: int = Field(16, ge=1)
+    screen_ucb: float = Field(2.0, ge=0.0)
     screen_after: int = Field(8, ge=2)  # unique evaluations before the surrogate starts screening
     surrogate_members: int = Field(5, ge=1)
     surrogate_hidden: list[int] = Field(default_factory=lambda: [64])
-    surrogate_steps: int = Field(200, ge=1)
+    surrogate_steps: int = Field(100, ge=1)
 
 
 class EvolutionConfig(_Section):

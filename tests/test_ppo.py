@@ -22,7 +22,7 @@ def _controller(space: SearchSpace, seed: int, *overrides: str):
 def _learn(space: SearchSpace, seed: int, episodes: int) -> tuple[bool, float, float]:
     evaluator = SyntheticEvaluator(space, seed=100 + seed)  # reward: fraction of decisions matching
     # every episode is told its reward, repeats included: the policy itself must concentrate on the best
-    controller = _controller(space, seed, "strategy.ppo.mask_evaluated=false")
+    controller = _controller(space, seed, "strategy.ppo.mask_evaluated=false", "strategy.ppo.screen_samples=1")
     first = []
     for episode in range(episodes):
         arch = controller.ask()
@@ -37,12 +37,34 @@ def _learn(space: SearchSpace, seed: int, episodes: int) -> tuple[bool, float, f
 
 
 def test_ppo_learns_the_best_architecture_of_a_synthetic_reward(toy_space: SearchSpace) -> None:
-    """After 300 episodes the most probable architecture is the optimum, with probability > 0.9, in most
-    seeds (measured: 6 of seeds 0-7 with the defaults; the others settle one decision away)."""
+    """The policy alone (no screening): after 300 episodes the most probable architecture is the optimum, with
+    probability > 0.9, in most seeds (measured: 6 of seeds 0-7; the others settle one decision away)."""
     outcomes = [_learn(toy_space, seed, 300) for seed in range(8)]
     learned = [found and probability > 0.9 for found, probability, _ in outcomes]
     assert sum(learned) >= 5, outcomes
     assert all(start < 0.7 for _, _, start in outcomes)  # it did not start out knowing the answer
+
+
+def _best_so_far(space: SearchSpace, seed: int, evaluations: int, *overrides: str) -> np.ndarray:
+    evaluator = SyntheticEvaluator(space, seed=100 + seed)
+    controller = _controller(space, seed, *overrides)
+    rewards = []
+    for _ in range(evaluations):
+        arch = controller.ask()
+        evaluation = evaluator.evaluate(arch)
+        controller.tell(arch, evaluation)
+        rewards.append(evaluation.reward)
+    controller.close()
+    return np.maximum.accumulate(rewards)
+
+
+def test_screening_finds_good_architectures_with_fewer_evaluations(toy_space: SearchSpace) -> None:
+    """Screening (the default: 16 policy samples per evaluation, the surrogate picks one) against the policy
+    alone, seeds 0-7, best reward so far after 30 and 60 evaluations (measured: 0.91 and 0.95 screened,
+    0.77 and 0.81 without)."""
+    screened = np.mean([_best_so_far(toy_space, seed, 60)[[29, 59]] for seed in range(8)], axis=0)
+    alone = np.mean([_best_so_far(toy_space, seed, 60, "strategy.ppo.screen_samples=1")[[29, 59]] for seed in range(8)], axis=0)
+    assert (screened > alone + 0.05).all(), (screened, alone)
 
 
 def test_ppo_is_reproducible_for_a_seed(toy_space: SearchSpace) -> None:

@@ -344,10 +344,9 @@ class PPOStrategy(Strategy):
     def _fill_rewards(self, buffer: MaskableRolloutBuffer) -> None:
         """In the PPO thread, at the end of a rollout: the shaped rewards into the terminal steps."""
         evaluations = self._bridge.collect()
-        for arch, evaluation in evaluations:
+        for _, evaluation in evaluations:
             if not evaluation.cached:
                 self._shaper.add(float(evaluation.reward))
-                self._history.append((arch, float(evaluation.reward)))
         for position, (_, evaluation) in zip(self.terminal_positions, evaluations, strict=True):
             buffer.rewards[position, 0] = self._shaper(float(evaluation.reward))
 
@@ -368,6 +367,8 @@ class PPOStrategy(Strategy):
 
     def tell(self, arch: Architecture, evaluation: Evaluation) -> None:
         self.trials_told += 1
+        if not evaluation.cached:  # screening uses every result as soon as it is told
+            self._history.append((arch, float(evaluation.reward)))
         self._bridge.tell(arch, evaluation)
 
     def warm_start(self, records: list[TrialRecord]) -> None:
@@ -454,7 +455,8 @@ class PPOStrategy(Strategy):
         if not self._plan:
             if len(self._history) < cfg.screen_after:
                 return None
-            if self._surrogate is None or self._fitted_on < len(self._history):
+            if self._surrogate is None or len(self._history) >= self._fitted_on + max(1, self._fitted_on // 16):
+                # refit after every new result at first, then after every ~6 % more
                 self._fit_surrogate()
             rng = np.random.default_rng([self.ctx.seed, 0x5C4EE7, self._plans])
             self._plans += 1
