@@ -63,7 +63,8 @@ def test_screening_finds_good_architectures_with_fewer_evaluations(toy_space: Se
     alone, seeds 0-7, best reward so far after 30 and 60 evaluations (measured: 0.91 and 0.95 screened,
     0.77 and 0.81 without)."""
     screened = np.mean([_best_so_far(toy_space, seed, 60)[[29, 59]] for seed in range(8)], axis=0)
-    alone = np.mean([_best_so_far(toy_space, seed, 60, "strategy.ppo.screen_samples=1")[[29, 59]] for seed in range(8)], axis=0)
+    off = "strategy.ppo.screen_samples=1"
+    alone = np.mean([_best_so_far(toy_space, seed, 60, off)[[29, 59]] for seed in range(8)], axis=0)
     assert (screened > alone + 0.05).all(), (screened, alone)
 
 
