@@ -50,6 +50,7 @@ def _search(args: argparse.Namespace) -> int:
                 ("--run-dir", args.run_dir),
                 ("--seed", args.seed),
                 ("--strategy", args.strategy),
+                ("--evaluation", args.evaluation),
                 ("--data", args.data),
             )
             if value is not None
@@ -61,7 +62,13 @@ def _search(args: argparse.Namespace) -> int:
                 "drop them, or start a new search without --resume"
             )
         return _resume(argparse.Namespace(**{**vars(args), "run": args.resume}))
-    flags = {"budget": "budget.evaluations", "seed": "seed", "strategy": "strategy.name", **EXECUTION_FLAGS}
+    flags = {
+        "budget": "budget.evaluations",
+        "seed": "seed",
+        "strategy": "strategy.name",
+        "evaluation": "evaluation",
+        **EXECUTION_FLAGS,
+    }
     config = load_config(args.config, _data_overrides(args.data) + _overrides(args, flags))
     return _run(Search(config, args.run_dir), args)
 
@@ -176,17 +183,21 @@ def _run(search: Any, args: argparse.Namespace) -> int:
         print("no child trained successfully; nothing to export")
         return 1
     best = result.best
-    score = "r2" if "val_r2" in best.metrics else "accuracy"
+    from rlnas.evaluation.base import score_metric
+
+    score = "r2" if "val_r2" in best.metrics or "supernet_val_r2" in best.metrics else "accuracy"
+    name = score_metric(best.metrics) or f"val_{score}"
+    label = {"val": "proxy val", "supernet": "supernet-estimated val"}[name.split("_")[0]]
     print(
-        f"best trial {best.number}: reward {best.reward:.4f}, proxy val {score} "
-        f"{best.metrics.get(f'val_{score}', float('nan')):.4f}, params {int(best.metrics.get('params', 0)):,}"
+        f"best trial {best.number}: reward {best.reward:.4f}, {label} {score} "
+        f"{best.metrics.get(name, float('nan')):.4f}, params {int(best.metrics.get('params', 0)):,}"
     )
     print(_indent(architecture_text(best.architecture, shutil.get_terminal_size().columns - 2)))
     if config.export.enabled:
         metrics = _export_with_bar(result.run_dir, search.prepared.dataset if search.prepared else None, args)
         print(
             f"exported to {result.run_dir / 'export'}: final test {score} {metrics[f'test_{score}']:.4f} "
-            f"(proxy val {score} during search {metrics[f'val_{score}']:.4f})"
+            f"({label} {score} during search {metrics[f'val_{score}']:.4f})"
         )
         if len(metrics[f"test_{score}_repeats"]) > 1:
             print(
@@ -301,6 +312,7 @@ TRIAL_COLUMNS = "number,status,reward,score,params,flops,latency_ms,duration_s,a
 
 def _trials(args: argparse.Namespace) -> int:
     from rlnas.driver import open_run
+    from rlnas.evaluation.base import score_metric
     from rlnas.formatting import format_value, layer_table, text_table
 
     if args.top is not None and args.top < 1:
@@ -312,9 +324,11 @@ def _trials(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, indent=1))
         return 0
-    score = "val_r2" if any("val_r2" in r for r in rows) else "val_accuracy"
+    score = next((name for row in rows if (name := score_metric(row)) is not None), "val_accuracy")
     columns = [score if c == "score" else c for c in (c.strip() for c in args.columns.split(",")) if c]
     known = {"architecture", *(k for row in rows for k in row)}
+    if args.columns == TRIAL_COLUMNS:
+        columns = [c for c in columns if c in known]  # e.g. no latency in a one-shot search
     unknown = [c for c in columns if c not in known and rows]
     if unknown:
         raise UserError(f"--columns: unknown column(s) {', '.join(unknown)}; choose from {', '.join(sorted(known))}")
@@ -449,6 +463,12 @@ def build_parser() -> argparse.ArgumentParser:
         choices=list(STRATEGIES),
         metavar="NAME",
         help=f"search strategy (strategy.name; default: the config's, ppo in the built-in defaults): {strategies}",
+    )
+    p.add_argument(
+        "--evaluation",
+        choices=["train", "oneshot"],
+        help="train: every child is trained; oneshot: children are scored as sub-networks of one shared supernet "
+        "(weight sharing, ENAS with ppo, SPOS with --set oneshot.path_sampling=uniform --strategy evolution)",
     )
     p.add_argument(
         "--data",

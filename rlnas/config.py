@@ -228,6 +228,21 @@ class ExecutionConfig(_Section):
     ray_temp_dir: str | None = None  # where a local Ray instance keeps its files (default: Ray's)
 
 
+class OneShotConfig(_Section):
+    """Weight sharing (``evaluation: oneshot``): children are sub-networks of one supernet and are scored
+    with its shared weights instead of being trained. The supernet trains with the training config's
+    optimizer, learning rate, batch size and augmentation; the space's training decisions are pinned to
+    those values. ``path_sampling``: between evaluations the supernet trains on the architecture the strategy
+    proposed (``proposed``: ENAS, the controller's samples) or on uniformly random ones (``uniform``: SPOS)."""
+
+    path_sampling: Literal["proposed", "uniform"] = "proposed"
+    warmup_epochs: float = Field(1.0, ge=0.0)  # supernet epochs on uniform random paths before the first score
+    steps_per_evaluation: int = Field(10, ge=0)  # supernet training steps before each evaluation
+    score_examples: int = Field(2000, ge=1)  # validation examples a sub-network is scored on (a fixed subset)
+    calibration_batches: int = Field(4, ge=0)  # training batches that recompute batch-norm statistics per path
+    checkpoint_every: int = Field(25, ge=1)  # evaluations between supernet checkpoints (RUN/supernet.pt)
+
+
 class LoggingConfig(_Section):
     tensorboard: bool = True
     graph: bool = True
@@ -241,6 +256,8 @@ class RunConfig(_Section):
     dataset: DatasetConfig = DatasetConfig()
     space: SpaceSpec
     training: TrainingConfig = TrainingConfig()
+    evaluation: Literal["train", "oneshot"] = "train"  # train every child, or score it in a shared supernet
+    oneshot: OneShotConfig = OneShotConfig()
     objective: ObjectiveConfig = ObjectiveConfig()
     budget: BudgetConfig = BudgetConfig()
     strategy: StrategyConfig = StrategyConfig()
@@ -254,6 +271,15 @@ class RunConfig(_Section):
         if isinstance(data, dict) and isinstance(data.get("space"), str):
             data = {**data, "space": builtin_space(data["space"])}
         return data
+
+    @model_validator(mode="after")
+    def _oneshot_in_process(self) -> RunConfig:
+        if self.evaluation == "oneshot" and (self.execution.workers > 1 or self.execution.executor not in ("auto", "inprocess")):
+            raise ValueError(
+                "evaluation=oneshot trains one supernet in the search process; set execution.workers=1 and "
+                "execution.executor=auto"
+            )
+        return self
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json", by_alias=True), sort_keys=False)

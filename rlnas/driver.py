@@ -99,6 +99,10 @@ def prepare(config: RunConfig, data: Dataset | None = None, run_dir: Path | None
     if augment and not dataset.is_image:
         raise ConfigError(f"augmentation {sorted(augment)} works on images only; set training.augment=none for a table")
     space = build_space(config.space, dataset.input_shape)
+    if config.evaluation == "oneshot":
+        from rlnas.oneshot.supernet import pinned_training
+
+        space = pinned_training(space, config.training.model_dump())
     return Prepared(config, dataset, space, ChildTrainer(space, dataset, config.training, config.seed))
 
 
@@ -373,8 +377,16 @@ class Search:
             objective = Objective.for_space(config.objective, p.space, p.dataset.input_shape, p.dataset.num_outputs)
             self.store.set_meta("max_complexity", str(objective.max_complexity))
             factory = TrainingEvaluatorFactory(config, objective.max_complexity, self.run_dir, p.dataset)
-            evaluator = factory.build(p.trainer)  # worker processes load the dataset themselves
             self.evaluator_factory: EvaluatorFactory = factory
+            if config.evaluation == "oneshot":
+                from rlnas.oneshot.evaluator import SUPERNET_FILE, OneShotEvaluator
+
+                checkpoint = None if self.run_dir is None else self.run_dir / SUPERNET_FILE
+                evaluator = OneShotEvaluator(
+                    p.space, p.dataset, config.training, config.oneshot, objective, config.seed, checkpoint
+                )
+            else:
+                evaluator = factory.build(p.trainer)  # worker processes load the dataset themselves
         else:
             self.evaluator_factory = given(evaluator)
         self.evaluator = evaluator
@@ -520,6 +532,8 @@ class Search:
                         log.error("stopping the search: %s", stop_reason)
         finally:
             executor.close()
+            if hasattr(self.evaluator, "close"):
+                self.evaluator.close()  # a one-shot evaluator saves its supernet
             self.strategy.close()
             self.logger.flush()
         best = self.store.top_k(1)

@@ -31,7 +31,7 @@ from rlnas.config import USER_DATASETS, RunConfig
 from rlnas.data import Dataset
 from rlnas.driver import CHILDREN_DIR, RunLock, open_run, prepare
 from rlnas.errors import ConfigError, RunDirError
-from rlnas.evaluation.base import cache_key
+from rlnas.evaluation.base import cache_key, val_score
 from rlnas.evaluation.train import scores
 from rlnas.evaluation.trainer import child_seed
 from rlnas.models.checkpoint import load_model_file, model_info, save_model
@@ -157,8 +157,10 @@ def _export(
         else "the only training",
         "ensemble": len(repeats) if ensemble else 1,
         "rescored": rescored,
-        f"val_{score}": float(record.metrics.get(f"val_{score}", float("nan"))),
-        f"val_{score}_kind": "proxy: search-time training on the training split, scored on validation"
+        f"val_{score}": float(val_score(record.metrics) or float("nan")),
+        f"val_{score}_kind": "supernet estimate: the sub-network with the supernet's shared weights (one-shot search)"
+        if config.evaluation == "oneshot"
+        else "proxy: search-time training on the training split, scored on validation"
         if config.training.cv_folds == 1
         else f"proxy: search-time {config.training.cv_folds}-fold cross-validation on train+validation",
         f"test_{score}_kind": f"final: retrained {epochs} epochs on train+validation, scored once on test",
@@ -208,7 +210,7 @@ def _rescore(prepared: Any, store_path: Path, k: int, counter: _Epochs) -> tuple
         rows.append(
             {
                 "trial": record.number,
-                f"proxy_val_{score}": record.metrics.get(f"val_{score}"),
+                f"proxy_val_{score}": val_score(record.metrics),
                 f"rescored_val_{score}": float(np.mean(values)),
                 f"rescored_val_{score}_values": values,
                 "rescore_epochs": epochs,
@@ -348,7 +350,7 @@ def _model_card(arch: Architecture, metrics: dict[str, Any], info: dict[str, Any
 | metric | value |
 |---|---|
 | test {label} ({final}) | {metrics[f"test_{score}"]:.4f} |{repeats_row}{extra}
-| validation {label} (proxy: search-time training) | {metrics[f"val_{score}"]:.4f} |
+| validation {label} ({metrics.get(f"val_{score}_kind", "proxy").split(":")[0]}) | {metrics[f"val_{score}"]:.4f} |
 | parameters | {metrics["params"]} |
 | FLOPs per example | {metrics["flops"]} |
 | CPU latency per example (batch 1, 1 thread) | {metrics["latency_ms"]:.3f} ms |

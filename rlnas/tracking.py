@@ -44,6 +44,8 @@ CHILD_METRICS = {
     "val_r2": "proxy_val_r2",
     "val_mae": "proxy_val_mae",
     "val_rmse": "proxy_val_rmse",
+    "supernet_val_accuracy": "supernet_val_accuracy",
+    "supernet_val_r2": "supernet_val_r2",
     "params": "params",
     "flops": "flops",
     "latency_ms": "latency_ms",

@@ -16,15 +16,20 @@ FAILED = "FAILED"
 INFEASIBLE = "INFEASIBLE"  # violates a hard constraint (objective.max_params); rejected without training
 
 
-SCORE_METRICS = ("val_accuracy", "val_r2")  # what the search maximizes: classification, regression
+# what the search maximizes: classification, regression; trained children, or sub-networks of a supernet
+SCORE_METRICS = ("val_accuracy", "val_r2", "supernet_val_accuracy", "supernet_val_r2")
+
+
+def score_metric(metrics: Mapping[str, float]) -> str | None:
+    """The name of a trial's validation score among its metrics (one of SCORE_METRICS), None if none."""
+    return next((name for name in SCORE_METRICS if name in metrics), None)
 
 
 def val_score(metrics: Mapping[str, float]) -> float | None:
-    """A trial's validation score: accuracy (classification) or R² (regression); None if it has none."""
-    for name in SCORE_METRICS:
-        if name in metrics:
-            return float(metrics[name])
-    return None
+    """A trial's validation score: accuracy (classification) or R² (regression), of a trained child or of a
+    supernet's sub-network; None if it has none."""
+    name = score_metric(metrics)
+    return None if name is None else float(metrics[name])
 
 
 def cache_key(arch_key: str, fidelity: float) -> str:

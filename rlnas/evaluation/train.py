@@ -79,6 +79,19 @@ def augment_batch(x: torch.Tensor, augment: str, generator: torch.Generator) -> 
     return x
 
 
+def loss_function(settings: TrainSettings) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """Cross-entropy (classification) or the MSE of standardized targets (regression)."""
+    if settings.task != "regression":
+        return nn.CrossEntropyLoss()
+    scale = 1.0 / max(settings.target_std, 1e-12) ** 2
+    mse = nn.MSELoss()
+
+    def loss_fn(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return mse(out.reshape(-1), y) * scale
+
+    return loss_fn
+
+
 def train_model(
     model: nn.Module,
     train: Split,
@@ -106,15 +119,7 @@ def train_model(
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
         optimizer, T_max=settings.epochs * math.ceil(len(y_all) / settings.batch_size)
     )
-    if settings.task == "regression":
-        scale = 1.0 / max(settings.target_std, 1e-12) ** 2
-        mse = nn.MSELoss()
-
-        def loss_fn(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-            return mse(out.reshape(-1), y) * scale  # the MSE of standardized targets
-
-    else:
-        loss_fn = nn.CrossEntropyLoss()
+    loss_fn = loss_function(settings)
     start = time.perf_counter()
     loss_value = float("nan")
     for epoch in range(settings.epochs):

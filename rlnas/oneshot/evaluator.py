@@ -1,0 +1,232 @@
+"""One-shot evaluation: score architectures as sub-networks of one trained supernet (weight sharing).
+
+Before the first score the supernet trains ``warmup_epochs`` on uniformly random (feasible) paths; before
+each later score it trains ``steps_per_evaluation`` more steps, on the proposed architecture (ENAS: the
+controller's samples train the weights that score them) or on random paths (SPOS). A score is the
+sub-network's accuracy (R² for regression) on a fixed subset of the validation split after its batch-norm
+statistics are recalibrated; it is stored as ``supernet_val_accuracy`` (``supernet_val_r2``), never as a
+trained child's ``val_accuracy``. The strategies, the search loop, the store and everything after the
+search (re-scoring by standalone training, final training, export) are those of multi-trial search.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from rlnas import atomic
+from rlnas.config import OneShotConfig, TrainingConfig
+from rlnas.data.core import Dataset, as_float
+from rlnas.errors import ChildFailure, InvalidArchitecture
+from rlnas.evaluation.base import COMPLETE, FAILED, INFEASIBLE, Evaluation
+from rlnas.evaluation.train import augment_batch, loss_function, make_optimizer, scores
+from rlnas.evaluation.trainer import Objective, settings_for
+from rlnas.models.complexity import count_flops, count_params, cpu_latency_ms
+from rlnas.oneshot.supernet import Supernet, make_supernet
+from rlnas.space.core import Architecture, SearchSpace
+
+log = logging.getLogger(__name__)
+
+SUPERNET_FILE = "supernet.pt"
+
+
+class OneShotEvaluator:
+    """Scores architectures with the shared weights of a supernet it trains as the search goes."""
+
+    supports_fidelity = False
+
+    def __init__(
+        self,
+        space: SearchSpace,
+        dataset: Dataset,
+        training: TrainingConfig,
+        oneshot: OneShotConfig,
+        objective: Objective,
+        seed: int,
+        checkpoint: Path | None = None,
+    ) -> None:
+        self.space = space
+        self.dataset = dataset
+        self.config = oneshot
+        self.objective = objective
+        self.checkpoint = checkpoint
+        self.settings = settings_for(Architecture(space.name, ()), training, dataset)
+        self.device = torch.device(self.settings.device)
+        target = (dataset.target_mean, dataset.target_std) if dataset.task == "regression" else None
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+            torch.manual_seed(seed)
+            self.supernet: Supernet = make_supernet(
+                space, dataset.input_shape, dataset.num_outputs, dataset.mean, dataset.std, target
+            ).to(self.device)
+        self.optimizer = make_optimizer(self.supernet, self.settings)
+        self.loss = loss_function(self.settings)
+        self.generator = torch.Generator().manual_seed(seed)
+        self.rng = np.random.default_rng(seed)
+        self.steps = 0  # supernet training steps so far
+        self.evaluations = 0
+        self._order = torch.zeros(0, dtype=torch.long)
+        self._feasible: dict[str, tuple[bool, dict[str, float]]] = {}
+        val = dataset.val
+        pick = torch.randperm(len(val), generator=torch.Generator().manual_seed(seed))[: oneshot.score_examples]
+        self.score_split = type(val)(x=val.x[pick], y=val.y[pick])
+        self.on_epoch: Callable[[float], None] | None = None  # progress of the warm-up (progress bars)
+        if checkpoint is not None and checkpoint.is_file():
+            self._load(checkpoint)
+
+    # -- training ---------------------------------------------------------------------------------
+    @property
+    def steps_per_epoch(self) -> int:
+        return max(1, math.ceil(len(self.dataset.train) / self.settings.batch_size))
+
+    def _batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if len(self._order) < 2:
+            self._order = torch.randperm(len(self.dataset.train), generator=self.generator)
+        idx, self._order = self._order[: self.settings.batch_size], self._order[self.settings.batch_size :]
+        train = self.dataset.train
+        x = augment_batch(as_float(train.x[idx]), self.settings.augment, self.generator)
+        return x.to(self.device), train.y[idx].to(self.device)
+
+    def random_path(self) -> Architecture:
+        """A uniformly random architecture within objective.max_params (the supernet never trains paths
+        that would be rejected)."""
+        arch = self.space.sample(self.rng)
+        for _ in range(100):
+            if self._measure(arch)[0]:
+                return arch
+            arch = self.space.sample(self.rng)
+        return arch
+
+    def train_steps(self, steps: int, path: Architecture | None = None) -> float:
+        """``steps`` supernet steps on ``path`` (None: a new random path per step); the mean loss."""
+        self.supernet.train()
+        total = 0.0
+        for _ in range(steps):
+            arch = path if path is not None else self.random_path()
+            x, y = self._batch()
+            self.optimizer.zero_grad(set_to_none=True)  # paths not taken keep no gradient (Adam skips them)
+            loss = self.loss(self.supernet(x, arch), y)
+            if not torch.isfinite(loss):
+                raise ChildFailure(f"non-finite supernet loss ({loss.item()}) at step {self.steps + 1}")
+            loss.backward()
+            self.optimizer.step()
+            self.steps += 1
+            total += float(loss.detach())
+        return total / max(steps, 1)
+
+    def warm_up(self) -> None:
+        """The supernet's first ``warmup_epochs`` on random paths (done once, before the first score)."""
+        steps = round(self.config.warmup_epochs * self.steps_per_epoch) - self.steps
+        if steps <= 0:
+            return
+        start = time.perf_counter()
+        chunk = max(1, self.steps_per_epoch // 10)
+        done = 0
+        while done < steps:
+            n = min(chunk, steps - done)
+            loss = self.train_steps(n)
+            done += n
+            if self.on_epoch is not None:
+                self.on_epoch(done / steps)
+        log.info("supernet warm-up: %d steps in %.1f s (last loss %.4f)", steps, time.perf_counter() - start, loss)
+
+    # -- scoring ----------------------------------------------------------------------------------
+    def _measure(self, arch: Architecture) -> tuple[bool, dict[str, float]]:
+        """Whether ``arch`` is within objective.max_params, and its params / FLOPs (/ latency)."""
+        if arch.key not in self._feasible:
+            child = self.supernet.extract(arch)
+            metrics = {"params": float(count_params(child))}
+            limit = self.objective.config.max_params
+            feasible = limit is None or metrics["params"] <= limit
+            if feasible:
+                metrics["flops"] = float(count_flops(child, self.dataset.input_shape))
+                if self.objective.config.complexity == "latency":
+                    metrics["latency_ms"] = cpu_latency_ms(child, self.dataset.input_shape)
+            self._feasible[arch.key] = (feasible, metrics)
+        return self._feasible[arch.key]
+
+    def score(self, arch: Architecture) -> dict[str, float]:
+        """The sub-network's validation scores under the shared weights (``val_<score>`` names)."""
+        batches = [self._batch()[0] for _ in range(self.config.calibration_batches)]
+        self.supernet.calibrate(arch, batches)
+        model = _Path(self.supernet, arch)
+        return {f"val_{name}": value for name, value in scores(model, self.score_split, self.dataset.task).items()}
+
+    def evaluate(self, arch: Architecture) -> Evaluation:
+        start = time.perf_counter()
+        failure = self.objective.config.failure_reward
+        try:
+            feasible, measured = self._measure(arch)
+            if not feasible:
+                return Evaluation(
+                    failure,
+                    INFEASIBLE,
+                    {**measured, "duration_s": time.perf_counter() - start},
+                    f"{measured['params']:.0f} parameters > objective.max_params={self.objective.config.max_params}",
+                )
+            self.warm_up()
+            path = arch if self.config.path_sampling == "proposed" else None
+            loss = self.train_steps(self.config.steps_per_evaluation, path)
+            val = self.score(arch)
+        except (ChildFailure, InvalidArchitecture, RuntimeError, ValueError) as err:
+            log.warning("one-shot evaluation of %s failed: %s", arch.key, err)
+            return Evaluation(failure, FAILED, {"duration_s": time.perf_counter() - start}, f"{type(err).__name__}: {err}")
+        self.evaluations += 1
+        if self.checkpoint is not None and self.evaluations % self.config.checkpoint_every == 0:
+            self.save()
+        metrics = {
+            **{f"supernet_{name}": value for name, value in val.items()},
+            **measured,
+            "supernet_steps": float(self.steps),
+            "duration_s": time.perf_counter() - start,
+        }
+        if self.config.steps_per_evaluation:
+            metrics["train_loss"] = loss
+        return Evaluation(self.objective(metrics), COMPLETE, metrics)
+
+    # -- checkpoints ------------------------------------------------------------------------------
+    def save(self) -> None:
+        """Write the supernet, its optimizer and its random state to the checkpoint file (atomically)."""
+        if self.checkpoint is None:
+            return
+        state = {
+            "supernet": self.supernet.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "steps": self.steps,
+            "generator": self.generator.get_state(),
+            "rng": self.rng.bit_generator.state,
+        }
+        atomic.save_with(self.checkpoint, lambda fh: torch.save(state, fh))
+
+    def _load(self, path: Path) -> None:
+        try:
+            state = torch.load(path, map_location=self.device, weights_only=True)
+            self.supernet.load_state_dict(state["supernet"])
+            self.optimizer.load_state_dict(state["optimizer"])
+        except Exception as err:  # a damaged file: start the supernet again rather than lose the run
+            log.warning("could not read the supernet checkpoint %s (%s); the supernet starts again", path, err)
+            return
+        self.steps = int(state["steps"])
+        self.generator.set_state(state["generator"])
+        self.rng.bit_generator.state = state["rng"]
+        log.info("supernet restored from %s after %d steps", path, self.steps)
+
+    def close(self) -> None:
+        self.save()
+
+
+class _Path(torch.nn.Module):
+    """One sub-network of a supernet as a module (for the shared scoring functions)."""
+
+    def __init__(self, supernet: Supernet, arch: Architecture) -> None:
+        super().__init__()
+        self.supernet = supernet
+        self.arch = arch
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.supernet(x, self.arch)
