@@ -28,6 +28,7 @@ from rlnas.evaluation.base import COMPLETE, FAILED, INFEASIBLE, Evaluation
 from rlnas.evaluation.train import augment_batch, loss_function, make_optimizer, scores
 from rlnas.evaluation.trainer import Objective, settings_for
 from rlnas.models.complexity import count_flops, count_params, cpu_latency_ms
+from rlnas.models.families import build_model
 from rlnas.oneshot.supernet import Supernet, make_supernet
 from rlnas.space.core import Architecture, SearchSpace
 
@@ -62,7 +63,8 @@ class OneShotEvaluator:
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
             torch.manual_seed(seed)
             self.supernet: Supernet = make_supernet(
-                space, dataset.input_shape, dataset.num_outputs, dataset.mean, dataset.std, target
+                space, dataset.input_shape, dataset.num_outputs, dataset.mean, dataset.std, target,
+                objective.config.max_params,
             ).to(self.device)
         self.optimizer = make_optimizer(self.supernet, self.settings)
         self.loss = loss_function(self.settings)
@@ -139,7 +141,7 @@ class OneShotEvaluator:
     def _measure(self, arch: Architecture) -> tuple[bool, dict[str, float]]:
         """Whether ``arch`` is within objective.max_params, and its params / FLOPs (/ latency)."""
         if arch.key not in self._feasible:
-            child = self.supernet.extract(arch)
+            child = build_model(arch, self.space.family, self.dataset.input_shape, self.dataset.num_outputs)
             metrics = {"params": float(count_params(child))}
             limit = self.objective.config.max_params
             feasible = limit is None or metrics["params"] <= limit

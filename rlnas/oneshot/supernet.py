@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rlnas.errors import ConfigError
+from rlnas.errors import ConfigError, InvalidArchitecture
 from rlnas.models import nb201
 from rlnas.models.families import FAMILIES, TRAINING_DECISIONS, Normalize, TargetScale, build_model
 from rlnas.models.ops import ACTIVATIONS, POOLING
@@ -99,7 +99,10 @@ class Supernet(nn.Module):
 class CnnSupernet(Supernet):
     """The ``cnn`` family's supernet (see the module docstring)."""
 
-    def __init__(self, space: SearchSpace, input_shape: Shape, num_outputs: int, *args: Any, **kwargs: Any) -> None:
+    def __init__(
+        self, space: SearchSpace, input_shape: Shape, num_outputs: int, *args: Any, max_params: int | None = None,
+        **kwargs: Any
+    ) -> None:
         super().__init__(space, input_shape, num_outputs, *args, **kwargs)
         family = FAMILIES["cnn"]
         depths = [int(d) for d in space[family.depth_name].choices]
@@ -117,14 +120,16 @@ class CnnSupernet(Supernet):
                     self.norms[f"{k}_{f}"] = nn.BatchNorm2d(f)
             channels = max(filters)
             widest = max(widest, channels)
-        hidden = max(int(h) for h in space["hidden_units"].choices)
-        self.hidden = nn.ModuleList()  # one per number of pooling blocks: the flattened size differs
-        for pools in range(self.max_depth + 1):
-            h, w = height, width
-            for _ in range(pools):
-                h, w = h // 2, w // 2
-            self.hidden.append(nn.Linear(widest * max(h, 0) * max(w, 0), hidden) if h and w else nn.Identity())
-        self.output = nn.Linear(hidden, self.num_outputs)
+        hidden = [int(h) for h in space["hidden_units"].choices]
+        # the head's first layer: one per (depth, pooling blocks), since the features of different blocks
+        # and the flattened sizes differ; none where even the narrowest such layer exceeds max_params
+        self.hidden = nn.ModuleDict()
+        for depth in depths:
+            for pools in range(depth + 1):
+                features = widest * (height >> pools) * (width >> pools)
+                if features and (max_params is None or features * min(hidden) <= max_params):
+                    self.hidden[f"{depth}_{pools}"] = nn.Linear(features, max(hidden))
+        self.output = nn.Linear(max(hidden), self.num_outputs)
         self.activations = nn.ModuleDict({name: make() for name, make in ACTIVATIONS.items()})
         self.pools = nn.ModuleDict({name: make() for name, make in POOLING.items()})
 
@@ -153,7 +158,10 @@ class CnnSupernet(Supernet):
 
     def _head(self, arch: Architecture, pools: int, features: int) -> tuple[torch.Tensor, ...]:
         hidden = int(arch["hidden_units"])
-        first = self.hidden[pools]
+        key = f"{arch['num_blocks']}_{pools}"
+        if key not in self.hidden:
+            raise InvalidArchitecture(f"{arch.describe()} has more parameters than objective.max_params allows")
+        first = self.hidden[key]
         assert isinstance(first, nn.Linear)
         return (
             first.weight[:hidden, :features],
@@ -312,7 +320,10 @@ def make_supernet(
     mean: list[float],
     std: list[float],
     target: tuple[float, float] | None = None,
+    max_params: int | None = None,
 ) -> Supernet:
+    """The supernet of ``space``; with ``max_params``, weights only paths over that limit would use are left
+    out."""
     try:
         cls = SUPERNETS[space.family]
     except KeyError:
@@ -320,4 +331,6 @@ def make_supernet(
             f"one-shot search has supernets for the families {sorted(SUPERNETS)}, not {space.family!r} "
             f"(space {space.name!r}); use evaluation=train"
         ) from None
+    if cls is CnnSupernet:
+        return CnnSupernet(space, input_shape, num_outputs, mean, std, target, max_params=max_params)
     return cls(space, input_shape, num_outputs, mean, std, target)
