@@ -1,4 +1,5 @@
-"""The Markdown table of docs/benchmarks.md from the run directories of benchmarks/mnist_target.sh.
+"""The Markdown table of docs/benchmarks.md from the run directories of benchmarks/mnist_target.sh (or
+benchmarks/oneshot_mnist.sh: search times are also given relative to the multi-trial ``ppo`` run).
 
 python benchmarks/mnist_table.py /tmp/mnistruns
 """
@@ -17,15 +18,18 @@ def main() -> None:
         name, _, seconds, _ = line.split()
         walls[name] = float(seconds)
     print(
-        "| strategy | wall (search + re-scoring + final + export) | search | children trained (proposed) "
-        "| best proxy val acc | exported trial | final test acc (best / mean ± std of 2 seeds) | params | MFLOPs |"
+        "| strategy | wall (search + re-scoring + final + export) | search (vs ppo) | children evaluated (proposed) "
+        "| best search-time val acc | exported trial | final test acc (best / mean ± std of 2 seeds) | params | MFLOPs |"
     )
     print("|---|---|---|---|---|---|---|---|---|")
+    reference = out / "ppo" / "run.json"
+    ppo = json.loads(reference.read_text())["search_seconds"] if reference.is_file() else None
     for name, wall in walls.items():
         run = json.loads((out / name / "run.json").read_text())
         metrics = json.loads((out / name / "export" / "metrics.json").read_text())
+        ratio = f" ({run['search_seconds'] / ppo:.2f}x)" if ppo else ""
         print(
-            f"| {name} | {wall / 60:.1f} min | {run['search_seconds'] / 60:.1f} min "
+            f"| {name} | {wall / 60:.1f} min | {run['search_seconds'] / 60:.1f} min{ratio} "
             f"| {run['evaluations']} ({run['proposals']}) | {run.get('best_proxy_val_score', 0.0):.4f} "
             f"| {metrics['trial']} | {100 * metrics['test_accuracy']:.2f} % / "
             f"{100 * metrics['test_accuracy_mean']:.2f} ± {100 * metrics['test_accuracy_std']:.2f} % "

@@ -34,14 +34,16 @@ def main() -> None:
     parser.add_argument("--config", type=Path)
     parser.add_argument("--set", action="append", default=[])
     parser.add_argument("--archs", type=int, default=30)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="draws the architectures")
+    parser.add_argument("--supernet-seed", type=int, default=0)
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--standalone-from", type=Path, help="reuse the standalone accuracies of an earlier JSON")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     config = load_config(args.config, ["evaluation=oneshot", *args.set])
     p = prepare(config)
     objective = Objective.for_space(config.objective, p.space, p.dataset.input_shape, p.dataset.num_outputs)
-    evaluator = OneShotEvaluator(p.space, p.dataset, config.training, config.oneshot, objective, args.seed)
+    evaluator = OneShotEvaluator(p.space, p.dataset, config.training, config.oneshot, objective, args.supernet_seed)
     start = time.perf_counter()
     evaluator.warm_up()
     warmup = time.perf_counter() - start
@@ -51,23 +53,33 @@ def main() -> None:
         arch = p.space.sample(rng)
         if arch not in archs and evaluator._measure(arch)[0]:
             archs.append(arch)
+    known = {}
+    if args.standalone_from is not None:
+        for row in json.loads(args.standalone_from.read_text())["pairs"]:
+            known[json.dumps(row["architecture"], sort_keys=True)] = (
+                row["standalone_val_accuracy"],
+                row["train_seconds"],
+            )
     rows = []
     for i, arch in enumerate(archs):
         t = time.perf_counter()
         supernet = evaluator.score(arch)["val_accuracy"]
         scored = time.perf_counter() - t
         t = time.perf_counter()
-        _, val = p.trainer.validate(arch, child_seed(config.seed, arch))
+        standalone, seconds = known.get(json.dumps(arch.to_dict(), sort_keys=True), (None, 0.0))
+        if standalone is None:
+            standalone = p.trainer.validate(arch, child_seed(config.seed, arch))[1]["val_accuracy"]
+            seconds = time.perf_counter() - t
         rows.append(
             {
                 "architecture": arch.to_dict(),
                 "supernet_val_accuracy": supernet,
-                "standalone_val_accuracy": val["val_accuracy"],
+                "standalone_val_accuracy": standalone,
                 "score_seconds": scored,
-                "train_seconds": time.perf_counter() - t,
+                "train_seconds": seconds,
             }
         )
-        logging.info("%d/%d supernet %.4f standalone %.4f", i + 1, len(archs), supernet, val["val_accuracy"])
+        logging.info("%d/%d supernet %.4f standalone %.4f", i + 1, len(archs), supernet, standalone)
     a = [r["supernet_val_accuracy"] for r in rows]
     b = [r["standalone_val_accuracy"] for r in rows]
     result = {

@@ -185,9 +185,29 @@ class PredictorConfig(_Section):
     refit_every: int = Field(5, ge=1)  # evaluations between refits of the predictor
 
 
+class DartsConfig(_Section):
+    """Gradient-based search on the supernet (needs evaluation: oneshot): architecture logits per decision,
+    updated on validation batches between weight steps, one Gumbel-softmax path per step (GDAS)."""
+
+    arch_learning_rate: float = Field(3e-3, gt=0.0)
+    arch_weight_decay: float = Field(1e-3, ge=0.0)
+    steps_per_ask: int = Field(20, ge=1)  # bilevel steps (architecture, then weights) before each proposal
+    tau_max: float = Field(10.0, gt=0.0)  # Gumbel-softmax temperature at the start ...
+    tau_min: float = Field(0.1, gt=0.0)  # ... and at the end of the budget (linear)
+
+
 class StrategyConfig(_Section):
     name: Literal[
-        "ppo", "random", "evolution", "genetic", "bayesian", "random-then-bayesian", "hyperband", "pareto", "predictor"
+        "ppo",
+        "random",
+        "evolution",
+        "genetic",
+        "bayesian",
+        "random-then-bayesian",
+        "hyperband",
+        "pareto",
+        "predictor",
+        "darts",
     ] = "ppo"
     ppo: PPOConfig = PPOConfig()
     evolution: EvolutionConfig = EvolutionConfig()
@@ -195,6 +215,7 @@ class StrategyConfig(_Section):
     hyperband: HyperbandConfig = HyperbandConfig()
     pareto: ParetoConfig = ParetoConfig()
     predictor: PredictorConfig = PredictorConfig()
+    darts: DartsConfig = DartsConfig()
 
 
 ExportFormat = Literal["onnx", "pt2"]
@@ -274,7 +295,10 @@ class RunConfig(_Section):
 
     @model_validator(mode="after")
     def _oneshot_in_process(self) -> RunConfig:
-        if self.evaluation == "oneshot" and (self.execution.workers > 1 or self.execution.executor not in ("auto", "inprocess")):
+        if self.strategy.name == "darts" and self.evaluation != "oneshot":
+            raise ValueError("strategy darts searches a supernet; set evaluation=oneshot (--evaluation oneshot)")
+        in_process = self.execution.workers == 1 and self.execution.executor in ("auto", "inprocess")
+        if self.evaluation == "oneshot" and not in_process:
             raise ValueError(
                 "evaluation=oneshot trains one supernet in the search process; set execution.workers=1 and "
                 "execution.executor=auto"

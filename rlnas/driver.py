@@ -100,9 +100,9 @@ def prepare(config: RunConfig, data: Dataset | None = None, run_dir: Path | None
         raise ConfigError(f"augmentation {sorted(augment)} works on images only; set training.augment=none for a table")
     space = build_space(config.space, dataset.input_shape)
     if config.evaluation == "oneshot":
-        from rlnas.oneshot.supernet import pinned_training
+        from rlnas.oneshot.supernet import oneshot_space
 
-        space = pinned_training(space, config.training.model_dump())
+        space = oneshot_space(space, config.training.model_dump())
     return Prepared(config, dataset, space, ChildTrainer(space, dataset, config.training, config.seed))
 
 
@@ -383,14 +383,21 @@ class Search:
 
                 checkpoint = None if self.run_dir is None else self.run_dir / SUPERNET_FILE
                 evaluator = OneShotEvaluator(
-                    p.space, p.dataset, config.training, config.oneshot, objective, config.seed, checkpoint
+                    p.space,
+                    p.dataset,
+                    config.training,
+                    config.oneshot,
+                    objective,
+                    config.seed,
+                    checkpoint,
+                    config.budget.evaluations,
                 )
             else:
                 evaluator = factory.build(p.trainer)  # worker processes load the dataset themselves
         else:
             self.evaluator_factory = given(evaluator)
         self.evaluator = evaluator
-        ctx = StrategyContext(space, config, config.seed, self.run_dir, self.logger)
+        ctx = StrategyContext(space, config, config.seed, self.run_dir, self.logger, evaluator)
         self.strategy = make_strategy(config.strategy.name, ctx)
         self.resumed = resume
         self.mirror: OptunaMirror | None = None

@@ -68,7 +68,18 @@ class Run:
 
     @property
     def score(self) -> str:
-        return "r2" if any("val_r2" in r.metrics for r in self.records) else "accuracy"
+        regression = any("val_r2" in r.metrics or "supernet_val_r2" in r.metrics for r in self.records)
+        return "r2" if regression else "accuracy"
+
+    @property
+    def score_key(self) -> str:
+        """The metric a trial's search-time score is stored under: a trained proxy's or a supernet's."""
+        prefix = "supernet_" if self.config.evaluation == "oneshot" else ""
+        return f"{prefix}val_{self.score}"
+
+    @property
+    def score_label(self) -> str:
+        return "supernet-estimated validation" if self.config.evaluation == "oneshot" else "proxy validation"
 
     @property
     def label(self) -> str:
@@ -142,7 +153,7 @@ def plot_pareto(run: Run, metric: str, path: Path) -> Path | None:
     _counts(ax, "x")
     unit = {"params": "parameters", "flops": "FLOPs", "latency_ms": "latency (ms)"}.get(metric, metric)
     ax.set_xlabel(f"{unit} (log scale)")
-    ax.set_ylabel(f"proxy validation {'R²' if run.score == 'r2' else 'accuracy'}")
+    ax.set_ylabel(f"{run.score_label} {'R²' if run.score == 'r2' else 'accuracy'}")
     low = np.percentile([val_score(r.metrics) for r in points], 10)
     top = max(val_score(r.metrics) or 0.0 for r in points)
     ax.set_ylim(low - 0.05 * (top - low + 1e-9), top + 0.05 * (top - low + 1e-9))
@@ -498,12 +509,13 @@ def summary_card(run: Run) -> str:
         ("search wall time", "–" if seconds is None else f"{float(seconds):,.0f} s"),
     ]
     exported = None
+    how = " (shared weights)" if c.evaluation == "oneshot" else f" ({c.training.epochs} epochs, search split)"
     if best is not None:
         rows += [
             ("best trial (reward)", f"#{best.number}: reward {best.reward:.4f}"),
             (
-                f"proxy validation {score}",
-                _metric(best, f"val_{score}") + f" ({c.training.epochs} epochs, search split)",
+                f"{run.score_label} {score}",
+                _metric(best, run.score_key) + how,
             ),
             (
                 "params / FLOPs / latency",
@@ -522,7 +534,7 @@ def summary_card(run: Run) -> str:
         )
         rows += [
             (f"final test {s}", f"{final} (trial #{m.get('trial')}, {m.get('epochs')} epochs on train+validation)"),
-            (f"proxy validation {s} of that trial", f"{m.get(f'val_{s}', float('nan')):.4f}"),
+            (f"{run.score_label} {s} of that trial", f"{m.get(f'val_{s}', float('nan')):.4f}"),
         ]
     else:
         rows.append(("final test score", "not exported yet: rlnas export RUN"))
@@ -545,7 +557,8 @@ def summary_card(run: Run) -> str:
 
 def top_table(run: Run, k: int = 10) -> str:
     s = run.score
-    header = ["rank", "trial", "reward", f"proxy val {s}", "params", "FLOPs", "latency ms", "train s", "architecture"]
+    short = "supernet val" if run.config.evaluation == "oneshot" else "proxy val"
+    header = ["rank", "trial", "reward", f"{short} {s}", "params", "FLOPs", "latency ms", "train s", "architecture"]
     rows = []
     for i, r in enumerate(run.top(k), start=1):
         header_l, layers, others = layer_table(r.architecture)
@@ -556,7 +569,7 @@ def top_table(run: Run, k: int = 10) -> str:
                 i,
                 r.number,
                 r.reward,
-                r.metrics.get(f"val_{s}"),
+                r.metrics.get(run.score_key),
                 r.metrics.get("params"),
                 r.metrics.get("flops"),
                 r.metrics.get("latency_ms"),
@@ -575,7 +588,7 @@ def runs_table(runs: Sequence[Run]) -> str:
         "seed",
         "trials",
         "best reward",
-        "proxy val of best",
+        "search-time val of best",
         "final test (mean ± std)",
         "wall s",
     ]
@@ -595,7 +608,7 @@ def runs_table(runs: Sequence[Run]) -> str:
                 run.config.seed,
                 len(run.records),
                 "–" if best is None else f"{best.reward:.4f}",
-                "–" if best is None else _metric(best, f"val_{run.score}"),
+                "–" if best is None else _metric(best, run.score_key),
                 final,
                 format_value(float(run.summary.get("search_seconds", float("nan")))),
             ]

@@ -15,7 +15,7 @@ from rlnas.evaluation import SyntheticEvaluator
 from rlnas.evaluation.table import BenchmarkTable, TableEvaluator
 from rlnas.models.nb201 import arch_string, parse_arch_string
 from rlnas.space import SearchSpace, SpaceSpec, build_space
-from rlnas.strategies import STRATEGIES
+from rlnas.strategies import NEEDS_SUPERNET, STRATEGIES
 from tests.conftest import SHARED
 
 TABLE = SHARED / "benchmarks" / "nb201_cifar10.csv"
@@ -47,7 +47,7 @@ def _found_optimum(strategy: str, seed: int, budget: int) -> bool:
     return result.best is not None and result.best.architecture == evaluator.target
 
 
-@pytest.mark.parametrize("strategy", sorted(STRATEGIES))
+@pytest.mark.parametrize("strategy", sorted(set(STRATEGIES) - NEEDS_SUPERNET))
 def test_strategy_finds_the_optimum_far_more_often_than_chance(strategy: str) -> None:
     budget, seeds = 120, 10
     assert budget / _space().cardinality() < 0.03  # the chance that one random-search run finds it
@@ -58,7 +58,7 @@ def test_strategy_finds_the_optimum_far_more_often_than_chance(strategy: str) ->
         assert hits >= 4, f"{strategy}: {hits}/{seeds}"  # P(>= 4 hits | p = 2.9%, n = 10) < 2e-4
 
 
-@pytest.mark.parametrize("strategy", sorted(STRATEGIES))
+@pytest.mark.parametrize("strategy", sorted(set(STRATEGIES) - NEEDS_SUPERNET))
 def test_strategy_runs_are_reproducible(strategy: str) -> None:
     def keys(seed: int) -> list[str]:
         space = _space()
@@ -74,7 +74,7 @@ def test_strategy_runs_are_reproducible(strategy: str) -> None:
 
 
 @needs_table
-@pytest.mark.parametrize("strategy", sorted(STRATEGIES))
+@pytest.mark.parametrize("strategy", sorted(set(STRATEGIES) - NEEDS_SUPERNET))
 def test_strategy_on_the_table(strategy: str) -> None:
     curve = run_on_table(strategy, seed=0, table_path=TABLE, budget=12)
     assert len(curve.test_at) == 12

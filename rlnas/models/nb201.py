@@ -71,6 +71,7 @@ def _operation(name: str, channels: int) -> nn.Module:
 class Cell(nn.Module):
     def __init__(self, arch: Architecture, channels: int) -> None:
         super().__init__()
+        self.channels = channels
         self.ops = nn.ModuleList(_operation(str(arch[name]), channels) for name in EDGE_NAMES)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -22,7 +22,7 @@ import torch
 
 from rlnas import atomic
 from rlnas.config import OneShotConfig, TrainingConfig
-from rlnas.data.core import Dataset, as_float
+from rlnas.data.core import Dataset, Split, as_float
 from rlnas.errors import ChildFailure, InvalidArchitecture
 from rlnas.evaluation.base import COMPLETE, FAILED, INFEASIBLE, Evaluation
 from rlnas.evaluation.train import augment_batch, loss_function, make_optimizer, scores
@@ -51,7 +51,10 @@ class OneShotEvaluator:
         objective: Objective,
         seed: int,
         checkpoint: Path | None = None,
+        evaluations: int = 0,
     ) -> None:
+        """``evaluations`` (the budget) plans the supernet's cosine learning-rate schedule: the warm-up plus
+        ``steps_per_evaluation`` per evaluation; past the plan the rate stays at its floor."""
         self.space = space
         self.dataset = dataset
         self.config = oneshot
@@ -63,7 +66,12 @@ class OneShotEvaluator:
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
             torch.manual_seed(seed)
             self.supernet: Supernet = make_supernet(
-                space, dataset.input_shape, dataset.num_outputs, dataset.mean, dataset.std, target,
+                space,
+                dataset.input_shape,
+                dataset.num_outputs,
+                dataset.mean,
+                dataset.std,
+                target,
                 objective.config.max_params,
             ).to(self.device)
         self.optimizer = make_optimizer(self.supernet, self.settings)
@@ -71,8 +79,9 @@ class OneShotEvaluator:
         self.generator = torch.Generator().manual_seed(seed)
         self.rng = np.random.default_rng(seed)
         self.steps = 0  # supernet training steps so far
+        self.budget = evaluations
         self.evaluations = 0
-        self._order = torch.zeros(0, dtype=torch.long)
+        self._orders: dict[int, torch.Tensor] = {}  # split -> indices left in this pass
         self._feasible: dict[str, tuple[bool, dict[str, float]]] = {}
         val = dataset.val
         pick = torch.randperm(len(val), generator=torch.Generator().manual_seed(seed))[: oneshot.score_examples]
@@ -86,13 +95,16 @@ class OneShotEvaluator:
     def steps_per_epoch(self) -> int:
         return max(1, math.ceil(len(self.dataset.train) / self.settings.batch_size))
 
-    def _batch(self) -> tuple[torch.Tensor, torch.Tensor]:
-        if len(self._order) < 2:
-            self._order = torch.randperm(len(self.dataset.train), generator=self.generator)
-        idx, self._order = self._order[: self.settings.batch_size], self._order[self.settings.batch_size :]
-        train = self.dataset.train
-        x = augment_batch(as_float(train.x[idx]), self.settings.augment, self.generator)
-        return x.to(self.device), train.y[idx].to(self.device)
+    def batch(self, split: Split | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The next mini-batch of ``split`` (default: the training split; augmented as training.augment),
+        in a seeded order that is reshuffled after every pass."""
+        split = split if split is not None else self.dataset.train
+        order = self._orders.get(id(split))
+        if order is None or len(order) < 2:
+            order = torch.randperm(len(split), generator=self.generator)
+        idx, self._orders[id(split)] = order[: self.settings.batch_size], order[self.settings.batch_size :]
+        x = augment_batch(as_float(split.x[idx]), self.settings.augment, self.generator)
+        return x.to(self.device), split.y[idx].to(self.device)
 
     def random_path(self) -> Architecture:
         """A uniformly random architecture within objective.max_params (the supernet never trains paths
@@ -110,7 +122,9 @@ class OneShotEvaluator:
         total = 0.0
         for _ in range(steps):
             arch = path if path is not None else self.random_path()
-            x, y = self._batch()
+            x, y = self.batch()
+            for group in self.optimizer.param_groups:
+                group["lr"] = self.learning_rate()
             self.optimizer.zero_grad(set_to_none=True)  # paths not taken keep no gradient (Adam skips them)
             loss = self.loss(self.supernet(x, arch), y)
             if not torch.isfinite(loss):
@@ -120,6 +134,15 @@ class OneShotEvaluator:
             self.steps += 1
             total += float(loss.detach())
         return total / max(steps, 1)
+
+    @property
+    def planned_steps(self) -> int:
+        return round(self.config.warmup_epochs * self.steps_per_epoch) + self.budget * self.config.steps_per_evaluation
+
+    def learning_rate(self) -> float:
+        """Cosine from training.learning_rate to 5 % of it over the planned steps."""
+        progress = min(1.0, self.steps / max(1, self.planned_steps))
+        return self.settings.learning_rate * (0.05 + 0.95 * 0.5 * (1.0 + math.cos(math.pi * progress)))
 
     def warm_up(self) -> None:
         """The supernet's first ``warmup_epochs`` on random paths (done once, before the first score)."""
@@ -154,7 +177,7 @@ class OneShotEvaluator:
 
     def score(self, arch: Architecture) -> dict[str, float]:
         """The sub-network's validation scores under the shared weights (``val_<score>`` names)."""
-        batches = [self._batch()[0] for _ in range(self.config.calibration_batches)]
+        batches = [self.batch()[0] for _ in range(self.config.calibration_batches)]
         self.supernet.calibrate(arch, batches)
         model = _Path(self.supernet, arch)
         return {f"val_{name}": value for name, value in scores(model, self.score_split, self.dataset.task).items()}
@@ -177,7 +200,9 @@ class OneShotEvaluator:
             val = self.score(arch)
         except (ChildFailure, InvalidArchitecture, RuntimeError, ValueError) as err:
             log.warning("one-shot evaluation of %s failed: %s", arch.key, err)
-            return Evaluation(failure, FAILED, {"duration_s": time.perf_counter() - start}, f"{type(err).__name__}: {err}")
+            return Evaluation(
+                failure, FAILED, {"duration_s": time.perf_counter() - start}, f"{type(err).__name__}: {err}"
+            )
         self.evaluations += 1
         if self.checkpoint is not None and self.evaluations % self.config.checkpoint_every == 0:
             self.save()

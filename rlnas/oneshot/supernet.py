@@ -18,7 +18,7 @@ are not part of a supernet.
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import torch
@@ -29,9 +29,23 @@ from rlnas.errors import ConfigError, InvalidArchitecture
 from rlnas.models import nb201
 from rlnas.models.families import FAMILIES, TRAINING_DECISIONS, Normalize, TargetScale, build_model
 from rlnas.models.ops import ACTIVATIONS, POOLING
-from rlnas.space.core import Architecture, Choice, SearchSpace
+from rlnas.space.core import Architecture, SearchSpace
 
 Shape = tuple[int, ...]
+
+
+class Gates:
+    """``gates(x, *decisions)``: ``x`` times the gate of each named decision that has one."""
+
+    def __init__(self, gates: Mapping[str, torch.Tensor]) -> None:
+        self.gates = gates
+
+    def __call__(self, x: torch.Tensor, *names: str) -> torch.Tensor:
+        for name in names:
+            gate = self.gates.get(name)
+            if gate is not None:
+                x = x * gate
+        return x
 
 
 class Supernet(nn.Module):
@@ -54,11 +68,16 @@ class Supernet(nn.Module):
         self.normalize = Normalize(mean, std, len(self.input_shape))
         self.target = None if target is None else TargetScale(*target)
 
-    def body(self, x: torch.Tensor, arch: Architecture) -> torch.Tensor:
+    def body(self, x: torch.Tensor, arch: Architecture, gates: Gates) -> torch.Tensor:
         raise NotImplementedError
 
-    def forward(self, x: torch.Tensor, arch: Architecture) -> torch.Tensor:  # type: ignore[override]
-        out = self.body(self.normalize(x), arch)
+    def forward(  # type: ignore[override]
+        self, x: torch.Tensor, arch: Architecture, gates: Mapping[str, torch.Tensor] | None = None
+    ) -> torch.Tensor:
+        """The sub-network of ``arch`` on ``x``. ``gates`` (decision name -> a scalar whose value is 1) multiply
+        the outputs that each decision chose, so that a relaxed search (DARTS/GDAS) gets the gradient of the
+        loss with respect to each choice it made; they do not change the result."""
+        out = self.body(self.normalize(x), arch, Gates(gates or {}))
         return out if self.target is None else self.target(out)
 
     def child_state(self, arch: Architecture) -> dict[str, torch.Tensor]:
@@ -100,8 +119,13 @@ class CnnSupernet(Supernet):
     """The ``cnn`` family's supernet (see the module docstring)."""
 
     def __init__(
-        self, space: SearchSpace, input_shape: Shape, num_outputs: int, *args: Any, max_params: int | None = None,
-        **kwargs: Any
+        self,
+        space: SearchSpace,
+        input_shape: Shape,
+        num_outputs: int,
+        *args: Any,
+        max_params: int | None = None,
+        **kwargs: Any,
     ) -> None:
         super().__init__(space, input_shape, num_outputs, *args, **kwargs)
         family = FAMILIES["cnn"]
@@ -125,10 +149,11 @@ class CnnSupernet(Supernet):
         # and the flattened sizes differ; none where even the narrowest such layer exceeds max_params
         self.hidden = nn.ModuleDict()
         for depth in depths:
+            narrowest = min(int(f) for f in space[f"block{depth}.filters"].choices)
             for pools in range(depth + 1):
-                features = widest * (height >> pools) * (width >> pools)
-                if features and (max_params is None or features * min(hidden) <= max_params):
-                    self.hidden[f"{depth}_{pools}"] = nn.Linear(features, max(hidden))
+                size = (height >> pools) * (width >> pools)
+                if size and (max_params is None or narrowest * size * min(hidden) <= max_params):
+                    self.hidden[f"{depth}_{pools}"] = nn.Linear(widest * size, max(hidden))
         self.output = nn.Linear(max(hidden), self.num_outputs)
         self.activations = nn.ModuleDict({name: make() for name, make in ACTIVATIONS.items()})
         self.pools = nn.ModuleDict({name: make() for name, make in POOLING.items()})
@@ -170,18 +195,20 @@ class CnnSupernet(Supernet):
             self.output.bias,
         )
 
-    def body(self, x: torch.Tensor, arch: Architecture) -> torch.Tensor:
+    def body(self, x: torch.Tensor, arch: Architecture, gates: Gates) -> torch.Tensor:
         pools = 0
         for k, c_in, filters, size, norm, activation, pooling in self._blocks(arch):
             weight, bias = self._kernel(k, c_in, filters, size)
-            x = self.activations[activation](F.conv2d(x, weight, bias, padding=size // 2))
+            x = gates(F.conv2d(x, weight, bias, padding=size // 2), f"block{k}.filters", f"block{k}.kernel_size")
+            x = gates(self.activations[activation](x), f"block{k}.activation")
             if norm:
                 x = self.norms[f"{k}_{filters}"](x)
-            x = self.pools[pooling](x)
+            x = gates(self.pools[pooling](x), f"block{k}.batch_norm", f"block{k}.pooling")
             pools += pooling != "none"
-        x = x.flatten(1)
+        x = gates(x.flatten(1), "num_blocks")
         w1, b1, w2, b2 = self._head(arch, pools, x.shape[1])
         x = self.activations[str(arch["head_activation"])](F.linear(x, w1, b1))
+        x = gates(x, "hidden_units", "head_activation", "dropout")
         return F.linear(F.dropout(x, float(arch["dropout"]), self.training), w2, b2)
 
     def path_modules(self, arch: Architecture) -> Iterator[nn.Module]:
@@ -223,42 +250,40 @@ class NB201Supernet(Supernet):
     def __init__(self, space: SearchSpace, input_shape: Shape, num_outputs: int, *args: Any, **kwargs: Any) -> None:
         super().__init__(space, input_shape, num_outputs, *args, **kwargs)
         full = space.make({name: space[name].choices[0] for name in nb201.EDGE_NAMES})
-        self.net = build_model(full, "nb201", self.input_shape, self.num_outputs)
+        net = build_model(full, "nb201", self.input_shape, self.num_outputs)
+        assert isinstance(net, nn.Sequential)
+        self.net = net
         self.edges = nn.ModuleList()  # per cell: edge -> operation -> module
         for cell in self._cells():
-            per_edge = nn.ModuleList()
-            for name in nb201.EDGE_NAMES:
-                channels = self._cell_channels(cell)
-                per_edge.append(
-                    nn.ModuleDict({str(op): nb201._operation(str(op), channels) for op in space[name].choices})
+            self.edges.append(
+                nn.ModuleList(
+                    nn.ModuleDict({str(op): nb201._operation(str(op), cell.channels) for op in space[name].choices})
+                    for name in nb201.EDGE_NAMES
                 )
-            self.edges.append(per_edge)
+            )
             cell.ops = nn.ModuleList()  # the supernet's operations replace the cell's own
         self._cell_index = {id(cell): i for i, cell in enumerate(self._cells())}
+
+    def _ops(self, cell: nn.Module, edge: int, arch: Architecture) -> nn.Module:
+        """The module of ``arch``'s operation on ``edge`` of ``cell``."""
+        per_edge = self.edges[self._cell_index[id(cell)]]
+        assert isinstance(per_edge, nn.ModuleList)
+        choices = per_edge[edge]
+        assert isinstance(choices, nn.ModuleDict)
+        return choices[str(arch[nb201.EDGE_NAMES[edge]])]
 
     def _cells(self) -> list[nb201.Cell]:
         return [m for m in self.net if isinstance(m, nb201.Cell)]
 
-    def _cell_channels(self, cell: nb201.Cell) -> int:
-        position = list(self.net).index(cell)
-        channels = 0
-        for m in list(self.net)[:position]:
-            if isinstance(m, nn.Conv2d):
-                channels = m.out_channels
-            elif isinstance(m, nb201._Reduction):
-                channels = m.shortcut[1].out_channels
-        return channels
-
-    def body(self, x: torch.Tensor, arch: Architecture) -> torch.Tensor:
+    def body(self, x: torch.Tensor, arch: Architecture, gates: Gates) -> torch.Tensor:
         for m in self.net:
             if isinstance(m, nb201.Cell):
-                ops = self.edges[self._cell_index[id(m)]]
                 nodes = [x]
                 for node in (1, 2, 3):
                     total: torch.Tensor | None = None
                     for e, (j, i) in enumerate(nb201.EDGES):
                         if j == node:
-                            out = ops[e][str(arch[nb201.EDGE_NAMES[e]])](nodes[i])
+                            out = gates(self._ops(m, e, arch)(nodes[i]), nb201.EDGE_NAMES[e])
                             total = out if total is None else total + out
                     assert total is not None
                     nodes.append(total)
@@ -271,17 +296,16 @@ class NB201Supernet(Supernet):
         for m in self.net:
             if not isinstance(m, nb201.Cell):
                 yield from m.modules()
-        for ops in self.edges:
-            for e, name in enumerate(nb201.EDGE_NAMES):
-                yield from ops[e][str(arch[name])].modules()
+        for cell in self._cells():
+            for e in range(len(nb201.EDGE_NAMES)):
+                yield from self._ops(cell, e, arch).modules()
 
     def child_state(self, arch: Architecture) -> dict[str, torch.Tensor]:
         state: dict[str, torch.Tensor] = {}
         for position, m in enumerate(self.net):
             if isinstance(m, nb201.Cell):
-                ops = self.edges[self._cell_index[id(m)]]
-                for e, name in enumerate(nb201.EDGE_NAMES):
-                    for key, value in ops[e][str(arch[name])].state_dict().items():
+                for e in range(len(nb201.EDGE_NAMES)):
+                    for key, value in self._ops(m, e, arch).state_dict().items():
                         state[f"{position}.ops.{e}.{key}"] = value
             else:
                 for key, value in m.state_dict().items():
@@ -292,10 +316,11 @@ class NB201Supernet(Supernet):
 SUPERNETS: dict[str, type[Supernet]] = {"cnn": CnnSupernet, "nb201": NB201Supernet}
 
 
-def pinned_training(space: SearchSpace, training: dict[str, Any]) -> SearchSpace:
-    """The space with every training decision (learning rate, batch size, ...) pinned to the value the
-    supernet trains with (``training``, the training config); a clear error when that value is not among
-    the decision's choices."""
+def oneshot_space(space: SearchSpace, training: dict[str, Any]) -> SearchSpace:
+    """The space one-shot search explores: every training decision (learning rate, batch size, ...) pinned
+    to the value the supernet trains with (``training``, the training config). Clear errors when the family
+    has no supernet or that value is not among the decision's choices."""
+    _supernet_class(space)
     decisions = []
     for decision in space.decisions:
         if decision.role in TRAINING_DECISIONS and len(decision.choices) > 1:
@@ -313,6 +338,16 @@ def pinned_training(space: SearchSpace, training: dict[str, Any]) -> SearchSpace
     return SearchSpace(space.name, space.family, decisions, space.constraint)
 
 
+def _supernet_class(space: SearchSpace) -> type[Supernet]:
+    try:
+        return SUPERNETS[space.family]
+    except KeyError:
+        raise ConfigError(
+            f"one-shot search has supernets for the families {sorted(SUPERNETS)}, not {space.family!r} "
+            f"(space {space.name!r}); use evaluation=train"
+        ) from None
+
+
 def make_supernet(
     space: SearchSpace,
     input_shape: Shape,
@@ -324,13 +359,7 @@ def make_supernet(
 ) -> Supernet:
     """The supernet of ``space``; with ``max_params``, weights only paths over that limit would use are left
     out."""
-    try:
-        cls = SUPERNETS[space.family]
-    except KeyError:
-        raise ConfigError(
-            f"one-shot search has supernets for the families {sorted(SUPERNETS)}, not {space.family!r} "
-            f"(space {space.name!r}); use evaluation=train"
-        ) from None
+    cls = _supernet_class(space)
     if cls is CnnSupernet:
         return CnnSupernet(space, input_shape, num_outputs, mean, std, target, max_params=max_params)
     return cls(space, input_shape, num_outputs, mean, std, target)

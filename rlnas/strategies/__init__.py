@@ -36,7 +36,10 @@ STRATEGIES: dict[str, Callable[[StrategyContext], Strategy]] = {
     "pareto": _lazy("bayesian", "ParetoSearch"),
     "hyperband": _lazy("hyperband", "Hyperband"),
     "predictor": _lazy("predictor", "PredictorSearch"),
+    "darts": _lazy("darts", "Darts"),
 }
+# strategies that search a supernet themselves: they need evaluation=oneshot, not just any evaluator
+NEEDS_SUPERNET = frozenset({"darts"})
 
 
 def make_strategy(name: str, ctx: StrategyContext) -> Strategy:
@@ -48,6 +51,7 @@ def make_strategy(name: str, ctx: StrategyContext) -> Strategy:
 
 
 __all__ = [
+    "NEEDS_SUPERNET",
     "STRATEGIES",
     "Proposal",
     "Strategy",

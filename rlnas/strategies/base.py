@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from rlnas.config import RunConfig
-from rlnas.evaluation.base import Evaluation
+from rlnas.evaluation.base import Evaluation, Evaluator
 from rlnas.space.core import Architecture, SearchSpace
 from rlnas.store import TrialRecord
 from rlnas.tracking import RunLogger
@@ -38,6 +38,7 @@ class StrategyContext:
     seed: int
     run_dir: Path | None
     logger: RunLogger
+    evaluator: Evaluator | None = None  # what scores the proposals (a one-shot search's supernet, for darts)
 
 
 class Strategy:

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Weight sharing against multi-trial search on MNIST (docs/benchmarks.md, "One-shot search"): configs/mnist.yaml
+# end to end (search, re-scoring of the top 3 by standalone training, final training with 2 seeds, export)
+# for multi-trial ppo and random, and one-shot ppo (ENAS), SPOS (uniform paths + evolution) and DARTS (GDAS)
+# on the same space, one after the other on the same machine, each timed alone.
+#
+#   bash benchmarks/oneshot_mnist.sh [OUT] [DATA_DIR] ["ppo oneshot-ppo spos darts random"]
+#   python benchmarks/mnist_table.py OUT
+set -euo pipefail
+out=${1:-/tmp/oneshotruns}
+data=${2:-$(cd "$(dirname "$0")/../.." && pwd)/shared/datasets}
+mkdir -p "$out"
+oneshot=(--evaluation oneshot --budget 60 --set oneshot.warmup_epochs=1 --set oneshot.steps_per_evaluation=5
+    --set oneshot.score_examples=1000 --set oneshot.calibration_batches=2)
+for name in ${3:-ppo oneshot-ppo spos darts random}; do
+    case $name in
+        ppo) flags=(--strategy ppo) ;;
+        random) flags=(--strategy random) ;;
+        oneshot-ppo) flags=(--strategy ppo "${oneshot[@]}") ;;
+        spos) flags=(--strategy evolution "${oneshot[@]}" --set oneshot.path_sampling=uniform) ;;
+        darts) flags=(--strategy darts "${oneshot[@]}" --set oneshot.steps_per_evaluation=0) ;;
+        *) echo "unknown run $name" >&2; exit 2 ;;
+    esac
+    start=$(date +%s.%N)
+    rlnas -q search --config configs/mnist.yaml --set dataset.data_dir="$data" "${flags[@]}" \
+        --run-dir "$out/$name" > "$out/$name.out" 2> "$out/$name.err"
+    end=$(date +%s.%N)
+    echo "$name wall $(echo "$end - $start" | bc) s" >> "$out/walls.txt"
+done
