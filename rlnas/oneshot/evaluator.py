@@ -140,7 +140,9 @@ class OneShotEvaluator:
         return round(self.config.warmup_epochs * self.steps_per_epoch) + self.budget * self.config.steps_per_evaluation
 
     def learning_rate(self) -> float:
-        """Cosine from training.learning_rate to 5 % of it over the planned steps."""
+        """Cosine from training.learning_rate to 5 % of it over the planned steps (constant with no plan)."""
+        if self.planned_steps == 0:
+            return self.settings.learning_rate
         progress = min(1.0, self.steps / max(1, self.planned_steps))
         return self.settings.learning_rate * (0.05 + 0.95 * 0.5 * (1.0 + math.cos(math.pi * progress)))
 
