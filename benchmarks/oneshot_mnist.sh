@@ -18,7 +18,7 @@ for name in ${3:-ppo oneshot-ppo spos darts random}; do
         random) flags=(--strategy random) ;;
         oneshot-ppo) flags=(--strategy ppo "${oneshot[@]}") ;;
         spos) flags=(--strategy evolution "${oneshot[@]}" --set oneshot.path_sampling=uniform) ;;
-        darts) flags=(--strategy darts "${oneshot[@]}" --set oneshot.steps_per_evaluation=0) ;;
+        darts) flags=(--strategy darts "${oneshot[@]}" --set oneshot.steps_per_evaluation=0 --set strategy.darts.steps_per_ask=5) ;;
         *) echo "unknown run $name" >&2; exit 2 ;;
     esac
     start=$(date +%s.%N)

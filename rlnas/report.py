@@ -555,6 +555,17 @@ def summary_card(run: Run) -> str:
     )
 
 
+def _search_scores(runs: Sequence[Run]) -> str:
+    """What the search-time scores of these runs are."""
+    kinds = {run.config.evaluation for run in runs}
+    parts = []
+    if "train" in kinds:
+        parts.append("Proxy: scores measured during the search (short training, validation split).")
+    if "oneshot" in kinds:
+        parts.append("Supernet: sub-networks scored with the shared weights of a one-shot search (validation split).")
+    return " ".join(parts)
+
+
 def top_table(run: Run, k: int = 10) -> str:
     s = run.score
     short = "supernet val" if run.config.evaluation == "oneshot" else "proxy val"
@@ -698,7 +709,7 @@ def report(runs: Sequence[str | Path], out: str | Path | None = None) -> Path:
     (target / "index.html").write_text(
         f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
         f"<style>{STYLE}</style></head><body><header><h1>{html.escape(title)}</h1>"
-        f"<p>Proxy: scores measured during the search (short training, validation split). Final: the exported "
-        f"model on the test split. {links}</p></header><main>{''.join(sections)}</main></body></html>"
+        f"<p>{_search_scores(loaded)} Final: the exported model on the test split. {links}</p></header>"
+        f"<main>{''.join(sections)}</main></body></html>"
     )
     return target

@@ -46,6 +46,7 @@ CHILD_METRICS = {
     "val_rmse": "proxy_val_rmse",
     "supernet_val_accuracy": "supernet_val_accuracy",
     "supernet_val_r2": "supernet_val_r2",
+    "supernet_steps": "supernet_steps",
     "params": "params",
     "flops": "flops",
     "latency_ms": "latency_ms",
