@@ -16,7 +16,7 @@ from rlnas.errors import ConfigError
 from rlnas.evaluation.base import COMPLETE, INFEASIBLE
 from rlnas.evaluation.trainer import Objective
 from rlnas.oneshot.evaluator import SUPERNET_FILE, OneShotEvaluator
-from rlnas.oneshot.supernet import make_supernet
+from rlnas.oneshot.supernet import supernet_class
 from rlnas.space import SpaceSpec, build_space, builtin_space
 
 
@@ -39,7 +39,7 @@ from rlnas.space import SpaceSpec, build_space, builtin_space
 def test_a_sub_network_computes_what_its_standalone_child_computes(spec: dict, shape: tuple[int, ...]) -> None:
     space = build_space(SpaceSpec(**spec), shape)
     torch.manual_seed(0)
-    supernet = make_supernet(space, shape, 10, [0.5] * shape[0], [0.25] * shape[0])
+    supernet = supernet_class(space)(space, shape, 10, [0.5] * shape[0], [0.25] * shape[0])
     optimizer = torch.optim.SGD(supernet.parameters(), lr=0.01)
     rng = np.random.default_rng(0)
     x = torch.rand(8, *shape)

@@ -29,7 +29,7 @@ from rlnas.evaluation.train import augment_batch, loss_function, make_optimizer,
 from rlnas.evaluation.trainer import Objective, settings_for
 from rlnas.models.complexity import count_flops, count_params, cpu_latency_ms
 from rlnas.models.families import build_model
-from rlnas.oneshot.supernet import Supernet, make_supernet
+from rlnas.oneshot.supernet import Supernet, supernet_class
 from rlnas.space.core import Architecture, SearchSpace
 
 log = logging.getLogger(__name__)
@@ -65,7 +65,7 @@ class OneShotEvaluator:
         target = (dataset.target_mean, dataset.target_std) if dataset.task == "regression" else None
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
             torch.manual_seed(seed)
-            self.supernet: Supernet = make_supernet(
+            self.supernet: Supernet = supernet_class(space)(
                 space,
                 dataset.input_shape,
                 dataset.num_outputs,

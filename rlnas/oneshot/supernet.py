@@ -60,13 +60,16 @@ class Supernet(nn.Module):
         mean: list[float],
         std: list[float],
         target: tuple[float, float] | None = None,
+        max_params: int | None = None,
     ) -> None:
+        """With ``max_params``, weights that only paths over that limit would use may be left out."""
         super().__init__()
         self.space = space
         self.input_shape = tuple(int(s) for s in input_shape)
         self.num_outputs = int(num_outputs)
         self.normalize = Normalize(mean, std, len(self.input_shape))
         self.target = None if target is None else TargetScale(*target)
+        self.max_params = max_params
 
     def body(self, x: torch.Tensor, arch: Architecture, gates: Gates) -> torch.Tensor:
         raise NotImplementedError
@@ -118,16 +121,9 @@ class Supernet(nn.Module):
 class CnnSupernet(Supernet):
     """The ``cnn`` family's supernet (see the module docstring)."""
 
-    def __init__(
-        self,
-        space: SearchSpace,
-        input_shape: Shape,
-        num_outputs: int,
-        *args: Any,
-        max_params: int | None = None,
-        **kwargs: Any,
-    ) -> None:
+    def __init__(self, space: SearchSpace, input_shape: Shape, num_outputs: int, *args: Any, **kwargs: Any) -> None:
         super().__init__(space, input_shape, num_outputs, *args, **kwargs)
+        max_params = self.max_params
         family = FAMILIES["cnn"]
         depths = [int(d) for d in space[family.depth_name].choices]
         self.max_depth = max(depths)
@@ -320,7 +316,7 @@ def oneshot_space(space: SearchSpace, training: dict[str, Any]) -> SearchSpace:
     """The space one-shot search explores: every training decision (learning rate, batch size, ...) pinned
     to the value the supernet trains with (``training``, the training config). Clear errors when the family
     has no supernet or that value is not among the decision's choices."""
-    _supernet_class(space)
+    supernet_class(space)
     decisions = []
     for decision in space.decisions:
         if decision.role in TRAINING_DECISIONS and len(decision.choices) > 1:
@@ -338,7 +334,8 @@ def oneshot_space(space: SearchSpace, training: dict[str, Any]) -> SearchSpace:
     return SearchSpace(space.name, space.family, decisions, space.constraint)
 
 
-def _supernet_class(space: SearchSpace) -> type[Supernet]:
+def supernet_class(space: SearchSpace) -> type[Supernet]:
+    """The supernet class of the space's family; a clear error for a family without one."""
     try:
         return SUPERNETS[space.family]
     except KeyError:
@@ -346,20 +343,3 @@ def _supernet_class(space: SearchSpace) -> type[Supernet]:
             f"one-shot search has supernets for the families {sorted(SUPERNETS)}, not {space.family!r} "
             f"(space {space.name!r}); use evaluation=train"
         ) from None
-
-
-def make_supernet(
-    space: SearchSpace,
-    input_shape: Shape,
-    num_outputs: int,
-    mean: list[float],
-    std: list[float],
-    target: tuple[float, float] | None = None,
-    max_params: int | None = None,
-) -> Supernet:
-    """The supernet of ``space``; with ``max_params``, weights only paths over that limit would use are left
-    out."""
-    cls = _supernet_class(space)
-    if cls is CnnSupernet:
-        return CnnSupernet(space, input_shape, num_outputs, mean, std, target, max_params=max_params)
-    return cls(space, input_shape, num_outputs, mean, std, target)
