@@ -19,7 +19,8 @@ def main() -> None:
         walls[name] = float(seconds)
     print(
         "| strategy | wall (search + re-scoring + final + export) | search (vs ppo) | children evaluated (proposed) "
-        "| best search-time val acc | exported trial | final test acc (best / mean ± std of 2 seeds) | params | MFLOPs |"
+        "| best search-time val acc | exported trial | final test acc (best / mean ± std of 2 seeds) "
+        "| params | MFLOPs |"
     )
     print("|---|---|---|---|---|---|---|---|---|")
     reference = out / "ppo" / "run.json"

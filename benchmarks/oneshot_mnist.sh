@@ -10,7 +10,8 @@ set -euo pipefail
 out=${1:-/tmp/oneshotruns}
 data=${2:-$(cd "$(dirname "$0")/../.." && pwd)/shared/datasets}
 mkdir -p "$out"
-oneshot=(--evaluation oneshot --budget 60 --set oneshot.warmup_epochs=1 --set oneshot.steps_per_evaluation=5
+# the same 40 evaluations; half an epoch of supernet warm-up, 2 steps per evaluation, 1000 validation examples
+oneshot=(--evaluation oneshot --set oneshot.warmup_epochs=0.5 --set oneshot.steps_per_evaluation=2
     --set oneshot.score_examples=1000 --set oneshot.calibration_batches=2)
 for name in ${3:-ppo oneshot-ppo spos darts random}; do
     case $name in
@@ -18,7 +19,7 @@ for name in ${3:-ppo oneshot-ppo spos darts random}; do
         random) flags=(--strategy random) ;;
         oneshot-ppo) flags=(--strategy ppo "${oneshot[@]}") ;;
         spos) flags=(--strategy evolution "${oneshot[@]}" --set oneshot.path_sampling=uniform) ;;
-        darts) flags=(--strategy darts "${oneshot[@]}" --set oneshot.steps_per_evaluation=0 --set strategy.darts.steps_per_ask=5) ;;
+        darts) flags=(--strategy darts "${oneshot[@]}" --set oneshot.steps_per_evaluation=0 --set strategy.darts.steps_per_ask=3) ;;
         *) echo "unknown run $name" >&2; exit 2 ;;
     esac
     start=$(date +%s.%N)

@@ -81,13 +81,13 @@ def test_paths_over_max_params_are_infeasible_and_never_trained(digits: Dataset)
     evaluator, p = _evaluator(digits, "objective.max_params=3000", "oneshot.warmup_epochs=1")
     rng = np.random.default_rng(0)
     archs = [p.space.sample(rng) for _ in range(40)]  # type: ignore[attr-defined]
-    big = next(a for a in archs if not evaluator._measure(a)[0])
-    small = next(a for a in archs if evaluator._measure(a)[0])
+    big = next(a for a in archs if not evaluator.feasible(a))
+    small = next(a for a in archs if evaluator.feasible(a))
     result = evaluator.evaluate(big)
     assert result.status == INFEASIBLE and evaluator.steps == 0  # rejected before the warm-up
     assert evaluator.evaluate(small).status == COMPLETE
     for _ in range(20):
-        assert evaluator._measure(evaluator.random_path())[0]
+        assert evaluator.feasible(evaluator.random_path())
 
 
 def test_oneshot_search_stores_supernet_scores_and_resumes_with_its_supernet(tmp_path: Path, digits: Dataset) -> None:
@@ -194,3 +194,15 @@ def test_darts_gates_carry_the_gradient_of_each_choice_without_changing_the_outp
 def test_darts_without_a_supernet_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="evaluation=oneshot"):
         load_config(None, ["strategy.name=darts"])
+
+
+def test_darts_samples_only_paths_within_max_params(digits: Dataset) -> None:
+    config = tiny_config("evaluation=oneshot", "strategy.name=darts", "objective.max_params=3000")
+    search = Search(config, persist=False, data=digits)
+    strategy, evaluator = search.strategy, search.evaluator
+    sampled = [strategy.sample(10.0)[0] for _ in range(30)]  # type: ignore[attr-defined]
+    assert all(evaluator.feasible(a) for a in sampled)  # type: ignore[attr-defined]
+    assert len({a.key for a in sampled}) > 5
+    rng = np.random.default_rng(0)
+    assert not all(evaluator.feasible(search.space.sample(rng)) for _ in range(30))  # type: ignore[attr-defined]
+    search.close()

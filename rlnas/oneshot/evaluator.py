@@ -111,7 +111,7 @@ class OneShotEvaluator:
         that would be rejected)."""
         arch = self.space.sample(self.rng)
         for _ in range(100):
-            if self._measure(arch)[0]:
+            if self.feasible(arch):
                 return arch
             arch = self.space.sample(self.rng)
         return arch
@@ -163,7 +163,7 @@ class OneShotEvaluator:
         log.info("supernet warm-up: %d steps in %.1f s (last loss %.4f)", steps, time.perf_counter() - start, loss)
 
     # -- scoring ----------------------------------------------------------------------------------
-    def _measure(self, arch: Architecture) -> tuple[bool, dict[str, float]]:
+    def measure(self, arch: Architecture) -> tuple[bool, dict[str, float]]:
         """Whether ``arch`` is within objective.max_params, and its params / FLOPs (/ latency)."""
         if arch.key not in self._feasible:
             child = build_model(arch, self.space.family, self.dataset.input_shape, self.dataset.num_outputs)
@@ -177,6 +177,10 @@ class OneShotEvaluator:
             self._feasible[arch.key] = (feasible, metrics)
         return self._feasible[arch.key]
 
+    def feasible(self, arch: Architecture) -> bool:
+        """Whether ``arch`` is within objective.max_params (the supernet holds weights for it)."""
+        return self.measure(arch)[0]
+
     def score(self, arch: Architecture) -> dict[str, float]:
         """The sub-network's validation scores under the shared weights (``val_<score>`` names)."""
         batches = [self.batch()[0] for _ in range(self.config.calibration_batches)]
@@ -188,7 +192,7 @@ class OneShotEvaluator:
         start = time.perf_counter()
         failure = self.objective.config.failure_reward
         try:
-            feasible, measured = self._measure(arch)
+            feasible, measured = self.measure(arch)
             if not feasible:
                 return Evaluation(
                     failure,

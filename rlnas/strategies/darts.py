@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 # choices that add no parameters to the network: where DARTS tends to collapse
 PARAMETER_FREE = {"none", "skip_connect", "avg_pool_3x3", "max_pool_3x3"}
 DARTS_FILE = "darts.pt"
+MAX_REJECTIONS = 1000
 
 
 class Darts(Strategy):
@@ -73,7 +74,17 @@ class Darts(Strategy):
         return valid, None if alpha is None else alpha[valid]
 
     def sample(self, temperature: float) -> tuple[Architecture, dict[str, torch.Tensor]]:
-        """A path from the Gumbel-softmax of the logits, and the straight-through gate of each choice."""
+        """A path from the Gumbel-softmax of the logits within objective.max_params (rejection sampling: the
+        supernet has no weights for larger paths), and the straight-through gate of each choice."""
+        for _ in range(MAX_REJECTIONS):
+            arch, gates = self._sample(temperature)
+            if self.evaluator.feasible(arch):
+                return arch, gates
+        raise StrategyExhausted(
+            f"{MAX_REJECTIONS} paths in a row from the relaxed distribution exceed objective.max_params"
+        )
+
+    def _sample(self, temperature: float) -> tuple[Architecture, dict[str, torch.Tensor]]:
         values: dict[str, Choice] = {}
         gates: dict[str, torch.Tensor] = {}
         position = self.space.next_position(0, values)
@@ -93,7 +104,8 @@ class Darts(Strategy):
         return Architecture(self.space.name, tuple(values.items())), gates
 
     def derived(self) -> Architecture:
-        """The most probable architecture: the argmax of every active decision's (valid) logits."""
+        """The most probable architecture: the argmax of every active decision's (valid) logits (it may exceed
+        objective.max_params: then it is proposed, found INFEASIBLE, and samples follow)."""
         values: dict[str, Choice] = {}
         position = self.space.next_position(0, values)
         while position is not None:
@@ -152,7 +164,7 @@ class Darts(Strategy):
         scalars = {
             "darts/architecture_loss": loss,
             "darts/temperature": self.temperature(),
-            "darts/derived_params": self.evaluator._measure(derived)[1]["params"],
+            "darts/derived_params": self.evaluator.measure(derived)[1]["params"],
         }
         free = self.parameter_free_share(derived)
         if free is not None:
