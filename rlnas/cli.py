@@ -437,7 +437,7 @@ def _verbosity(parser: argparse.ArgumentParser, top: bool) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from rlnas.strategies import STRATEGIES
+    from rlnas.strategies import NEEDS_SUPERNET, STRATEGIES
 
     parser = argparse.ArgumentParser(
         prog="rlnas",
@@ -512,7 +512,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("benchmark", help="compare strategies on a tabular benchmark (NAS-Bench-201 format)", **common)
     p.add_argument("--table", required=True, type=Path, help="CSV with columns arch,valid_acc_12ep,test_acc_200ep")
-    p.add_argument("--strategies", default="ppo,random,evolution", help=f"comma-separated names of: {strategies}")
+    tables = ", ".join(sorted(set(STRATEGIES) - NEEDS_SUPERNET))  # a table has no supernet
+    p.add_argument("--strategies", default="ppo,random,evolution", help=f"comma-separated names of: {tables}")
     p.add_argument("--budgets", type=_int_list, default=[25, 50, 100, 200, 300], help="e.g. 25,50,100,200,300")
     p.add_argument("--seeds", type=int, default=10, help="runs per strategy (seeds F..F+N-1)")
     p.add_argument("--first-seed", type=int, default=0, help="F: the first seed (e.g. to tune on held-out seeds)")
