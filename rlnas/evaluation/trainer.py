@@ -20,7 +20,7 @@ from rlnas.errors import ChildFailure, InvalidArchitecture
 from rlnas.evaluation.base import COMPLETE, FAILED, INFEASIBLE, Evaluation, cache_key, val_score
 from rlnas.evaluation.train import TrainSettings, resolve_device, scores, train_model
 from rlnas.models.checkpoint import model_info, network, save_model
-from rlnas.models.complexity import count_flops, count_params, cpu_latency_ms, largest_architecture
+from rlnas.models.complexity import count_flops, count_params, cpu_latency_ms, largest_architecture, meta_count
 from rlnas.models.families import build_model
 from rlnas.space.core import Architecture, SearchSpace
 
@@ -219,7 +219,7 @@ class TrainingEvaluator:
         start = time.perf_counter()
         limit = self.objective.config.max_params
         if limit is not None:
-            params = count_params(self.trainer.build(arch))
+            params = meta_count(self.trainer.space, arch, dataset.input_shape, dataset.num_outputs)
             if params > limit:
                 return Evaluation(
                     reward=self.objective.config.failure_reward,

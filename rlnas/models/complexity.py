@@ -64,7 +64,7 @@ def largest_architecture(
     if depth.role == "depth":
         values[depth.name] = max(depth.choices)
     best = space._repair(values, rng)
-    best_count = _meta_measure(space, best, input_shape, num_classes, measure)
+    best_count = meta_count(space, best, input_shape, num_classes, measure)
     improved = True
     while improved:
         improved = False
@@ -73,15 +73,18 @@ def largest_architecture(
                 arch = space._repair({**best.to_dict(), decision.name: choice}, rng)
                 if arch.get(decision.name) != choice:
                     continue  # inactive or masked here
-                count = _meta_measure(space, arch, input_shape, num_classes, measure)
+                count = meta_count(space, arch, input_shape, num_classes, measure)
                 if count > best_count:
                     best, best_count, improved = arch, count, True
     return best, best_count
 
 
-def _meta_measure(
-    space: SearchSpace, arch: Architecture, input_shape: Sequence[int], num_classes: int, measure: str
+def meta_count(
+    space: SearchSpace, arch: Architecture, input_shape: Sequence[int], num_classes: int, measure: str = "params"
 ) -> int:
+    """``arch``'s parameters (or FLOPs, as :func:`count_flops` counts them) from a model built on the meta
+    device: no memory is allocated and no weight initialized, so it costs milliseconds even for a
+    13M-parameter architecture that a parameter limit will reject."""
     with torch.device("meta"):
         model = build_model(arch, space.family, tuple(input_shape), num_classes)
         if measure == "params":

@@ -27,7 +27,7 @@ from rlnas.errors import ChildFailure, InvalidArchitecture
 from rlnas.evaluation.base import COMPLETE, FAILED, INFEASIBLE, Evaluation
 from rlnas.evaluation.train import augment_batch, loss_function, make_optimizer, scores
 from rlnas.evaluation.trainer import Objective, settings_for
-from rlnas.models.complexity import count_flops, count_params, cpu_latency_ms
+from rlnas.models.complexity import cpu_latency_ms, meta_count
 from rlnas.models.families import build_model
 from rlnas.oneshot.supernet import Supernet, supernet_class
 from rlnas.space.core import Architecture, SearchSpace
@@ -166,14 +166,15 @@ class OneShotEvaluator:
     def measure(self, arch: Architecture) -> tuple[bool, dict[str, float]]:
         """Whether ``arch`` is within objective.max_params, and its params / FLOPs (/ latency)."""
         if arch.key not in self._feasible:
-            child = build_model(arch, self.space.family, self.dataset.input_shape, self.dataset.num_outputs)
-            metrics = {"params": float(count_params(child))}
+            shape, outputs = self.dataset.input_shape, self.dataset.num_outputs
+            metrics = {"params": float(meta_count(self.space, arch, shape, outputs))}
             limit = self.objective.config.max_params
             feasible = limit is None or metrics["params"] <= limit
             if feasible:
-                metrics["flops"] = float(count_flops(child, self.dataset.input_shape))
+                metrics["flops"] = float(meta_count(self.space, arch, shape, outputs, "flops"))
                 if self.objective.config.complexity == "latency":
-                    metrics["latency_ms"] = cpu_latency_ms(child, self.dataset.input_shape)
+                    child = build_model(arch, self.space.family, shape, outputs)
+                    metrics["latency_ms"] = cpu_latency_ms(child, shape)
             self._feasible[arch.key] = (feasible, metrics)
         return self._feasible[arch.key]
 

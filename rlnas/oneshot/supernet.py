@@ -10,8 +10,9 @@ are not part of a supernet.
   centre ``kernel x kernel`` of the kernel; blocks past its depth are skipped. Batch norm has one layer per
   (block, filters) choice; its statistics are recalibrated on training batches before a sub-network is
   scored (:meth:`Supernet.calibrate`), since they depend on the whole path. The first hidden layer of the
-  head has one weight matrix per feature-map size (number of pooling blocks), sliced to the channels and
-  hidden units of the path; the output layer is sliced to the hidden units.
+  head has one weight matrix per (depth, number of pooling blocks), sliced to the channels and hidden units
+  of the path (sharing it across depths ranked architectures no better); the output layer is sliced to the
+  hidden units.
 - ``nb201`` family: every edge of every cell holds all operations; a sub-network runs the chosen one.
 """
 
