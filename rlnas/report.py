@@ -25,7 +25,7 @@ import numpy as np
 from rlnas.config import RunConfig
 from rlnas.driver import SUMMARY_FILE, TENSORBOARD_DIR, open_run, pareto_front
 from rlnas.errors import UserError
-from rlnas.evaluation.base import COMPLETE, val_score
+from rlnas.evaluation.base import COMPLETE, FAILED, INFEASIBLE, val_score
 from rlnas.formatting import format_value, layer_table
 from rlnas.store import TrialRecord
 
@@ -500,12 +500,17 @@ def summary_card(run: Run) -> str:
     best = run.best()
     score = run.score
     c = run.config
-    failed = sum(1 for r in run.records if r.status != COMPLETE)
+    failed = sum(1 for r in run.records if r.status == FAILED)
+    rejected = sum(1 for r in run.records if r.status == INFEASIBLE)
     seconds = run.summary.get("search_seconds")
     rows: list[tuple[str, str]] = [
         ("strategy / seed", f"{c.strategy.name} / {c.seed}"),
         ("dataset / space", f"{c.dataset.name} / {c.space.name} ({c.space.family})"),
-        ("trials", f"{len(run.records)} ({failed} failed); budget {c.budget.evaluations}"),
+        (
+            "trials",
+            f"{len(run.records)} ({failed} failed, {rejected} over the limits, not evaluated); "
+            f"budget {c.budget.evaluations}",
+        ),
         ("search wall time", "–" if seconds is None else f"{float(seconds):,.0f} s"),
     ]
     exported = None
@@ -569,7 +574,8 @@ def _search_scores(runs: Sequence[Run]) -> str:
 def top_table(run: Run, k: int = 10) -> str:
     s = run.score
     short = "supernet val" if run.config.evaluation == "oneshot" else "proxy val"
-    header = ["rank", "trial", "reward", f"{short} {s}", "params", "FLOPs", "latency ms", "train s", "architecture"]
+    seconds = "score s" if run.config.evaluation == "oneshot" else "train s"
+    header = ["rank", "trial", "reward", f"{short} {s}", "params", "FLOPs", "latency ms", seconds, "architecture"]
     rows = []
     for i, r in enumerate(run.top(k), start=1):
         header_l, layers, others = layer_table(r.architecture)

@@ -8,7 +8,7 @@ from rlnas.config import ObjectiveConfig
 from rlnas.errors import InvalidArchitecture
 from rlnas.evaluation.trainer import Objective
 from rlnas.models import build_model
-from rlnas.models.complexity import count_flops, count_params, cpu_latency_ms, largest_architecture
+from rlnas.models.complexity import count_flops, count_params, cpu_latency_ms, largest_architecture, meta_count
 from rlnas.space import Architecture, SearchSpace, SpaceSpec, build_space, builtin_space
 
 
@@ -62,6 +62,18 @@ def test_largest_architecture_bounds_every_sample(cnn_space: SearchSpace) -> Non
     # the known maximum: 4 blocks of 64 5x5 filters, no pooling, 128 hidden units
     expected = (1 * 64 * 25 + 64) + 3 * (64 * 64 * 25 + 64) + 4 * 2 * 64 + (64 * 64 * 128 + 128) + (128 * 10 + 10)
     assert biggest == expected
+
+
+@pytest.mark.parametrize("space_name", ["cnn", "mlp", "nb201"])
+def test_meta_counts_equal_the_counts_of_the_real_model(space_name: str) -> None:
+    shape = (3, 16, 12)
+    space = build_space(SpaceSpec(**builtin_space(space_name)), shape)
+    rng = np.random.default_rng(3)
+    for _ in range(10):
+        arch = space.sample(rng)
+        model = build_model(arch, space.family, shape, 7)
+        assert meta_count(space, arch, shape, 7) == count_params(model)
+        assert meta_count(space, arch, shape, 7, "flops") == count_flops(model, shape)
 
 
 def test_flops_and_latency_are_measured() -> None:

@@ -17,6 +17,7 @@ from rlnas.evaluation.base import COMPLETE, INFEASIBLE
 from rlnas.evaluation.trainer import Objective
 from rlnas.oneshot.evaluator import SUPERNET_FILE, OneShotEvaluator
 from rlnas.oneshot.supernet import supernet_class
+from rlnas.report import report
 from rlnas.space import SpaceSpec, build_space, builtin_space
 
 
@@ -110,6 +111,10 @@ def test_oneshot_search_stores_supernet_scores_and_resumes_with_its_supernet(tmp
     assert result.evaluations == 9 and len(records) == 9
     assert all("supernet_val_accuracy" in r.metrics for r in records if r.status == COMPLETE)
     assert torch.load(run / SUPERNET_FILE, weights_only=True)["steps"] > steps
+    html = (report([run]) / "index.html").read_text()  # supernet scores labelled as such, never as training
+    rejected = sum(r.status == INFEASIBLE for r in records)
+    assert "supernet val accuracy" in html and "score s" in html and "train s" not in html
+    assert f"(0 failed, {rejected} over the limits, not evaluated)" in html
 
 
 def test_a_damaged_supernet_checkpoint_restarts_the_supernet_with_a_warning(
