@@ -15,6 +15,7 @@ from rlnas.driver import Search, prepare
 from rlnas.errors import ConfigError
 from rlnas.evaluation.base import COMPLETE, INFEASIBLE
 from rlnas.evaluation.trainer import Objective
+from rlnas.models import nb201
 from rlnas.oneshot.evaluator import SUPERNET_FILE, OneShotEvaluator
 from rlnas.oneshot.supernet import supernet_class
 from rlnas.report import report
@@ -211,3 +212,15 @@ def test_darts_samples_only_paths_within_max_params(digits: Dataset) -> None:
     rng = np.random.default_rng(0)
     assert not all(evaluator.feasible(search.space.sample(rng)) for _ in range(30))  # type: ignore[attr-defined]
     search.close()
+
+
+def test_darts_parameter_free_share_counts_cell_operations_only(digits: Dataset) -> None:
+    rng = np.random.default_rng(0)
+    cnn = Search(tiny_config("evaluation=oneshot", "strategy.name=darts"), persist=False, data=digits)
+    assert cnn.strategy.parameter_free_share(cnn.space.sample(rng)) is None  # type: ignore[attr-defined]
+    cnn.close()  # (a block's pooling "none" is no parameter-free operation)
+    cell = Search(tiny_config("evaluation=oneshot", "strategy.name=darts", "space=nb201"), persist=False, data=digits)
+    edges = {name: "skip_connect" if i < 2 else "nor_conv_3x3" for i, name in enumerate(nb201.EDGE_NAMES)}
+    arch = cell.space.make({**cell.space.sample(rng).to_dict(), **edges})
+    assert cell.strategy.parameter_free_share(arch) == pytest.approx(2 / 6)  # type: ignore[attr-defined]
+    cell.close()

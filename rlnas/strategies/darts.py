@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from rlnas.errors import ConfigError
+from rlnas.models import nb201
 from rlnas.space.core import Architecture, Choice
 from rlnas.strategies.base import Strategy, StrategyContext, StrategyExhausted
 
@@ -174,13 +175,13 @@ class Darts(Strategy):
     def parameter_free_share(self, arch: Architecture) -> float | None:
         """The share of decisions that offer parameter-free operations and chose one (DARTS' collapse shows
         as this share going to 1); None when the space has no such decisions (the cnn family)."""
-        mixed = [
-            d.name
-            for d in self.space.decisions
-            if d.name in arch
-            and {str(c) for c in d.choices} & PARAMETER_FREE
-            and set(map(str, d.choices)) - PARAMETER_FREE
-        ]
+        operations = set(nb201.OPERATIONS) | PARAMETER_FREE
+        mixed = []
+        for d in self.space.decisions:
+            choices = set(map(str, d.choices))
+            # cell operations only (a cnn block's pooling "none" is not an operation left out)
+            if d.name in arch and choices <= operations and choices & PARAMETER_FREE and choices - PARAMETER_FREE:
+                mixed.append(d.name)
         if not mixed:
             return None
         return sum(1 for name in mixed if str(arch[name]) in PARAMETER_FREE) / len(mixed)
