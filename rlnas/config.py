@@ -262,6 +262,10 @@ class OneShotConfig(_Section):
     score_examples: int = Field(2000, ge=1)  # validation examples a sub-network is scored on (a fixed subset)
     calibration_batches: int = Field(4, ge=0)  # training batches that recompute batch-norm statistics per path
     checkpoint_every: int = Field(25, ge=1)  # evaluations between supernet checkpoints (RUN/supernet.pt)
+    # random-path training: paths per step, drawn strictly fair (FairNAS), each on its share of the batch
+    # (split_batch: the cost of one path per step) or on the whole batch (paths_per_step times the cost)
+    paths_per_step: int = Field(6, ge=1)
+    split_batch: bool = True
 
 
 class LoggingConfig(_Section):

@@ -19,7 +19,7 @@ from rlnas.models import nb201
 from rlnas.oneshot.evaluator import SUPERNET_FILE, OneShotEvaluator
 from rlnas.oneshot.supernet import supernet_class
 from rlnas.report import report
-from rlnas.space import SpaceSpec, build_space, builtin_space
+from rlnas.space import Architecture, SpaceSpec, build_space, builtin_space
 
 
 @pytest.mark.parametrize(
@@ -64,6 +64,28 @@ def _evaluator(digits: Dataset, *overrides: str) -> tuple[OneShotEvaluator, obje
     p = prepare(config, digits)
     objective = Objective.for_space(config.objective, p.space, digits.input_shape, digits.num_outputs)
     return OneShotEvaluator(p.space, digits, config.training, config.oneshot, objective, 0), p
+
+
+def test_a_random_path_step_splits_its_batch_between_fair_paths(digits: Dataset) -> None:
+    evaluator, p = _evaluator(digits, "oneshot.warmup_epochs=0", "oneshot.paths_per_step=4", "training.batch_size=30")
+    calls: list[tuple[str, int]] = []
+    forward = evaluator.supernet.forward
+
+    def spy(x: torch.Tensor, arch: Architecture, gates: object = None) -> torch.Tensor:
+        calls.append((arch.key, len(x)))
+        return forward(x, arch, gates)
+
+    evaluator.supernet.forward = spy  # type: ignore[method-assign]
+    evaluator.train_steps(1)
+    assert [n for _, n in calls] == [8, 8, 7, 7] and len({key for key, _ in calls}) > 1
+    assert evaluator.steps == 1  # one optimizer step for the four paths
+    calls.clear()
+    evaluator.train_steps(1, p.space.sample(np.random.default_rng(0)))  # type: ignore[attr-defined]
+    assert [n for _, n in calls] == [30]  # a proposed path trains on the whole batch
+    evaluator.config = evaluator.config.model_copy(update={"split_batch": False})
+    calls.clear()
+    evaluator.train_steps(1)
+    assert [n for _, n in calls] == [30] * 4 and evaluator.steps == 3
 
 
 def test_the_shared_weights_learn_and_every_path_is_scored_with_them(digits: Dataset) -> None:

@@ -54,6 +54,19 @@ def test_samples_and_mutations_are_valid_and_mutations_differ(cnn_space: SearchS
         assert child != arch
 
 
+def test_fair_samples_use_every_choice_evenly_and_respect_masks(cnn_space: SearchSpace, toy_space: SearchSpace) -> None:
+    rng = np.random.default_rng(4)
+    for _ in range(50):
+        paths = toy_space.fair_sample(rng, 6)  # no masks: the active paths share every decision's choices evenly
+        assert len(paths) == 6
+        for decision in toy_space.decisions:
+            used = [a[decision.name] for a in paths if decision.name in a]
+            counts = [used.count(choice) for choice in decision.choices]
+            assert max(counts) - min(counts) <= 1, (decision.name, used)
+        for arch in cnn_space.fair_sample(rng, 6):  # masks (pooling on an 8x8 input) are respected
+            assert cnn_space.validate(arch) == arch
+
+
 def test_pooling_is_masked_once_the_feature_map_is_1x1(cnn_space: SearchSpace) -> None:
     # 8x8 input: three poolings reach 1x1, so the fourth block can only choose 'none'
     values = {"num_blocks": 4}

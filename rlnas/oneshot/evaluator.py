@@ -2,7 +2,11 @@
 
 Before the first score the supernet trains ``warmup_epochs`` on uniformly random (feasible) paths; before
 each later score it trains ``steps_per_evaluation`` more steps, on the proposed architecture (ENAS: the
-controller's samples train the weights that score them) or on random paths (SPOS). A score is the
+controller's samples train the weights that score them) or on random paths (SPOS). A random-path step
+trains ``paths_per_step`` paths drawn strictly fair (FairNAS: at each decision the paths take its choices
+in one random cyclic order) and takes one optimizer step on their summed gradients; with ``split_batch``
+they share the step's batch, at the cost of one single-path step. Both rank architectures markedly better
+than one path per step (docs/benchmarks.md). A score is the
 sub-network's accuracy (R² for regression) on a fixed subset of the validation split after its batch-norm
 statistics are recalibrated; it is stored as ``supernet_val_accuracy`` (``supernet_val_r2``), never as a
 trained child's ``val_accuracy``. The strategies, the search loop, the store and everything after the
@@ -117,23 +121,35 @@ class OneShotEvaluator:
         return arch
 
     def train_steps(self, steps: int, path: Architecture | None = None) -> float:
-        """``steps`` supernet steps on ``path`` (None: a new random path per step); the mean loss."""
+        """``steps`` supernet steps on ``path``, or (None) on ``oneshot.paths_per_step`` random paths per step,
+        each on its share of the step's batch (``oneshot.split_batch``) or on all of it; the mean loss."""
         self.supernet.train()
         total = 0.0
         for _ in range(steps):
-            arch = path if path is not None else self.random_path()
             x, y = self.batch()
+            paths = [path] if path is not None else self.random_paths(min(self.config.paths_per_step, len(y)))
             for group in self.optimizer.param_groups:
                 group["lr"] = self.learning_rate()
             self.optimizer.zero_grad(set_to_none=True)  # paths not taken keep no gradient (Adam skips them)
-            loss = self.loss(self.supernet(x, arch), y)
-            if not torch.isfinite(loss):
-                raise ChildFailure(f"non-finite supernet loss ({loss.item()}) at step {self.steps + 1}")
-            loss.backward()
+            n = len(paths)
+            parts = zip(x.tensor_split(n), y.tensor_split(n)) if self.config.split_batch else [(x, y)] * n
+            for arch, (xs, ys) in zip(paths, parts, strict=True):
+                loss = self.loss(self.supernet(xs, arch), ys)
+                if not torch.isfinite(loss):
+                    raise ChildFailure(f"non-finite supernet loss ({loss.item()}) at step {self.steps + 1}")
+                share = len(ys) / len(y) if self.config.split_batch else 1 / n  # adds up to the mean loss
+                (loss * share).backward()
+                total += float(loss.detach()) * share
             self.optimizer.step()
             self.steps += 1
-            total += float(loss.detach())
         return total / max(steps, 1)
+
+    def random_paths(self, count: int) -> list[Architecture]:
+        """``count`` random paths for one training step, within objective.max_params; several are drawn
+        strictly fair (FairNAS: every decision's choices used as evenly as possible)."""
+        if count == 1:
+            return [self.random_path()]
+        return [a if self.feasible(a) else self.random_path() for a in self.space.fair_sample(self.rng, count)]
 
     @property
     def planned_steps(self) -> int:

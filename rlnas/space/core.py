@@ -225,6 +225,22 @@ class SearchSpace:
             position = self.next_position(position + 1, values)
         return Architecture(space=self.name, items=tuple(values.items()))
 
+    def fair_sample(self, rng: np.random.Generator, count: int) -> list[Architecture]:
+        """``count`` random architectures that use every decision's choices as evenly as possible (FairNAS's
+        strict fairness): at each decision, the paths where it is active take its choices in one random
+        cyclic order (a choice a mask forbids on a path is replaced by a random valid one)."""
+        paths: list[dict[str, Choice]] = [{} for _ in range(count)]
+        for position, decision in enumerate(self.decisions):
+            order = [int(i) for i in rng.permutation(len(decision.choices))]
+            active = [values for values in paths if self.is_active(decision, values)]
+            for i, values in enumerate(active):
+                valid = self.valid_indices(position, values)
+                index = order[i % len(order)]
+                if index not in valid:
+                    index = valid[int(rng.integers(len(valid)))]
+                values[decision.name] = decision.choices[index]
+        return [Architecture(space=self.name, items=tuple(values.items())) for values in paths]
+
     def mutate(self, arch: Architecture, rng: np.random.Generator) -> Architecture:
         """Change one active decision to another valid choice; later decisions are repaired."""
         values = arch.to_dict()
