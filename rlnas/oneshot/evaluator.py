@@ -132,7 +132,7 @@ class OneShotEvaluator:
                 group["lr"] = self.learning_rate()
             self.optimizer.zero_grad(set_to_none=True)  # paths not taken keep no gradient (Adam skips them)
             n = len(paths)
-            parts = zip(x.tensor_split(n), y.tensor_split(n)) if self.config.split_batch else [(x, y)] * n
+            parts = zip(x.tensor_split(n), y.tensor_split(n), strict=True) if self.config.split_batch else [(x, y)] * n
             for arch, (xs, ys) in zip(paths, parts, strict=True):
                 loss = self.loss(self.supernet(xs, arch), ys)
                 if not torch.isfinite(loss):
