@@ -232,6 +232,7 @@ class ExportConfig(_Section):
     rescore_repeats: int = Field(1, ge=1)  # trainings (seeds) per re-scored candidate; the best mean wins
     repeats: int = Field(1, ge=1)  # final trainings with different seeds; mean and std are reported
     ensemble: bool = False  # export the average of the repeats (one model) instead of the best on test
+    ensemble_top: int = Field(1, ge=1, le=32)  # > 1: average the final trainings of the N best architectures
     augment: Augment | None = None  # data augmentation of the final training; None: training's
     formats: list[ExportFormat] = Field(default_factory=lambda: list(EXPORT_FORMATS))
 

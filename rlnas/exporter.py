@@ -112,35 +112,51 @@ def _export(
     rescoring = ex.rescore_repeats * (ex.rescore_epochs or 2 * config.training.epochs) * config.training.cv_folds
     with open_run(run)[1] as store:
         candidates = len(store.top_k(ex.rescore_top_k)) if ex.rescore_top_k > 1 else 1
-    counter = _Epochs(progress, (candidates * rescoring if candidates > 1 else 0) + ex.repeats * epochs)
+    members = _ensemble_size(run, ex.ensemble_top)
+    counter = _Epochs(progress, (candidates * rescoring if candidates > 1 else 0) + members * ex.repeats * epochs)
     record, rescored = _rescore(prepared, store_path=run, k=config.export.rescore_top_k, counter=counter)
+    records = [record]
+    if members > 1:  # the winner, then the search's next best architectures
+        with open_run(run)[1] as store:
+            records += [r for r in store.top_k(members) if r.number != record.number][: members - 1]
     arch = prepared.space.validate(record.architecture)
     seed = child_seed(config.seed, arch)
     score = dataset.score_name
     repeats = []
-    for r in range(config.export.repeats):
-        log.info(
-            "final training %d/%d of trial %d for %d epochs on train+validation",
-            r + 1,
-            config.export.repeats,
-            record.number,
-            epochs,
-        )
-        on_epoch = counter.training(f"final training {r + 1}/{config.export.repeats} of trial {record.number}")
-        trained, stats = prepared.trainer.train(
-            arch, seed + r, epochs=epochs, on_train_and_val=True, augment=config.export.augment, on_epoch=on_epoch
-        )
-        trained = trained.to("cpu").eval()
-        repeats.append((scores(trained, dataset.test, dataset.task), seed + r, trained, stats))
+    for member in records:
+        member_arch = prepared.space.validate(member.architecture)
+        member_seed = child_seed(config.seed, member_arch)
+        for r in range(ex.repeats):
+            what = f"final training {r + 1}/{ex.repeats} of trial {member.number}"
+            log.info("%s for %d epochs on train+validation", what, epochs)
+            trained, stats = prepared.trainer.train(
+                member_arch,
+                member_seed + r,
+                epochs=epochs,
+                on_train_and_val=True,
+                augment=ex.augment,
+                on_epoch=counter.training(what),
+            )
+            trained = trained.to("cpu").eval()
+            repeats.append((scores(trained, dataset.test, dataset.task), member_seed + r, trained, stats, member))
     values = np.array([item[0][score] for item in repeats])
-    ensemble = config.export.ensemble and len(repeats) > 1
+    ensemble = len(records) > 1 or (ex.ensemble and len(repeats) > 1)
     model: nn.Module
     if ensemble:
         model = Ensemble([item[2] for item in repeats], dataset.task == "classification").eval()
-        test, seed = scores(model, dataset.test, dataset.task), repeats[0][1]
+        test = scores(model, dataset.test, dataset.task)
         stats = {name: float(np.mean([item[3][name] for item in repeats])) for name in repeats[0][3]}
     else:
-        test, seed, model, stats = max(repeats, key=lambda item: item[0][score])
+        test, seed, model, stats, _ = max(repeats, key=lambda item: item[0][score])
+    exported = (
+        f"the ensemble (average) of the final trainings of trials {', '.join(str(r.number) for r in records)}"
+        if len(records) > 1
+        else f"the ensemble (average) of the {len(repeats)} repeats"
+        if ensemble
+        else "the best of the repeats on the test split (optimistic; the mean is unbiased)"
+        if len(repeats) > 1
+        else "the only training"
+    )
     metrics = {
         "task": dataset.task,
         "score": score,
@@ -148,14 +164,12 @@ def _export(
         f"test_{score}_mean": float(values.mean()),
         f"test_{score}_std": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
         f"test_{score}_repeats": [
-            {"seed": item[1], **{f"test_{k}": v for k, v in item[0].items()}} for item in repeats
+            {"trial": item[4].number, "seed": item[1], **{f"test_{k}": v for k, v in item[0].items()}}
+            for item in repeats
         ],
-        "exported_repeat": f"the ensemble (average) of the {len(repeats)} repeats"
-        if ensemble
-        else "the best of the repeats on the test split (optimistic; the mean is unbiased)"
-        if len(repeats) > 1
-        else "the only training",
+        "exported_repeat": exported,
         "ensemble": len(repeats) if ensemble else 1,
+        "ensemble_trials": [r.number for r in records],
         "rescored": rescored,
         f"val_{score}": float(val_score(record.metrics) or float("nan")),
         f"val_{score}_kind": "supernet estimate: the sub-network with the supernet's shared weights (one-shot search)"
@@ -177,9 +191,19 @@ def _export(
         "dataset": dataset.name,
         "data_fingerprint": dataset.fingerprint(),
     }
-    write_export(run / EXPORT_DIR, model, arch, prepared.space.family, dataset, config, metrics)
+    member_archs = [prepared.space.validate(item[4].architecture) for item in repeats] if ensemble else None
+    write_export(run / EXPORT_DIR, model, arch, prepared.space.family, dataset, config, metrics, member_archs)
     log.info("exported to %s: test %s %.4f", run / EXPORT_DIR, score, metrics[f"test_{score}"])
     return metrics
+
+
+def _ensemble_size(run: Path, ensemble_top: int) -> int:
+    """How many architectures the export averages: ``export.ensemble_top``, or fewer if the run has fewer
+    successful trials."""
+    if ensemble_top == 1:
+        return 1
+    with open_run(run)[1] as store:
+        return max(1, len(store.top_k(ensemble_top)))
 
 
 def _rescore(prepared: Any, store_path: Path, k: int, counter: _Epochs) -> tuple[TrialRecord, list[dict[str, Any]]]:
@@ -236,10 +260,12 @@ def write_export(
     dataset: Dataset,
     config: RunConfig,
     metrics: dict[str, Any],
+    members: list[Architecture] | None = None,
 ) -> None:
     """Write a trained model (normalization included) and its description into ``out``: built in a folder
-    beside it and swapped in at the end, so a kill never leaves half an export (the previous one stays)."""
-    atomic.replace_dir(lambda folder: _write_files(folder, model, arch, family, dataset, config, metrics), out)
+    beside it and swapped in at the end, so a kill never leaves half an export (the previous one stays).
+    An :class:`Ensemble` ``model`` names the architecture of each member in ``members`` (default: ``arch``)."""
+    atomic.replace_dir(lambda folder: _write_files(folder, model, arch, family, dataset, config, metrics, members), out)
 
 
 def _write_files(
@@ -250,11 +276,14 @@ def _write_files(
     dataset: Dataset,
     config: RunConfig,
     metrics: dict[str, Any],
+    members: list[Architecture] | None,
 ) -> None:
     model = model.to("cpu").eval()
     info = model_info(arch, family, dataset)
     if isinstance(model, Ensemble):
         info["ensemble"] = len(model.members)
+        if members is not None and any(m.key != arch.key for m in members):
+            info["members"] = [json.loads(m.to_json()) for m in members]
     (out / "architecture.json").write_text(json.dumps(info, indent=1))
     save_model(out / "model.pt", model, info)
     (out / "config.yaml").write_text(config.to_yaml())
@@ -304,7 +333,15 @@ def io_names(info: dict[str, Any]) -> tuple[str, str]:
 
 
 def _model_card(arch: Architecture, metrics: dict[str, Any], info: dict[str, Any]) -> str:
-    rows = "\n".join(f"| {k} | {v} |" for k, v in arch.items)
+    archs = list(
+        {a.key: a for a in map(Architecture.from_json, info.get("members") or [info["architecture"]])}.values()
+    )
+    trials = metrics.get("ensemble_trials") or [metrics.get("trial")]
+    head = " | ".join(f"trial {n}" for n in trials) if len(archs) > 1 else "choice"
+    rows = f"| decision | {head} |\n|---|{'---|' * len(archs)}\n" + "\n".join(
+        f"| {name} | " + " | ".join(str(a.get(name, "-")) for a in archs) + " |"
+        for name in dict.fromkeys(n for a in sorted(archs, key=lambda a: -len(a.items)) for n, _ in a.items)
+    )
     score = metrics["score"]
     label = {"accuracy": "accuracy", "r2": "R²"}[score]
     repeats = metrics.get(f"test_{score}_repeats", [])
@@ -344,7 +381,8 @@ def _model_card(arch: Architecture, metrics: dict[str, Any], info: dict[str, Any
     members = int(metrics.get("ensemble", 1))
     final = f"final: {metrics['epochs']} epochs on train+val"
     if members > 1:
-        final = f"final: the average of {members} networks, each trained {metrics['epochs']} epochs on train+val"
+        of = f" of {len(archs)} architectures" if len(archs) > 1 else ""
+        final = f"final: the average of {members} networks{of}, each trained {metrics['epochs']} epochs on train+val"
     return f"""# rlnas model: {info["family"]} on {metrics["dataset"]} ({info["task"]})
 
 | metric | value |
@@ -359,9 +397,7 @@ Input: {inputs}. Output: {output}.
 
 Data: {json.dumps(info["dataset"])}, fingerprint {info["data_fingerprint"]}.
 
-## Architecture
-| decision | choice |
-|---|---|
+## Architecture{"s (one column per ensemble member)" if len(archs) > 1 else ""}
 {rows}
 
 ## Loading

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import rlnas
-from rlnas.driver import Search, prepare
+from rlnas.driver import Search, open_run, prepare
 from rlnas.errors import RunDirError
 from rlnas.evaluation.train import accuracy
 from rlnas.exporter import export_run, write_export
@@ -172,3 +172,42 @@ def test_an_ensemble_export_averages_the_final_trainings(tmp_path: Path) -> None
         assert np.allclose(onnx_out, loaded(x).numpy(), atol=1e-5)
     card = (tmp_path / "run" / "export" / "README.md").read_text()
     assert "the average of 3 networks" in card and "log-probabilities" in card
+
+
+def test_an_ensemble_of_the_top_architectures_averages_their_final_trainings(tmp_path: Path) -> None:
+    config = tiny_config(
+        "strategy.name=random",
+        "budget.evaluations=4",
+        "logging.tensorboard=false",
+        "export.ensemble_top=3",
+        "export.formats=[onnx]",
+    )
+    search = Search(config, tmp_path / "run")
+    search.run()
+    search.close()
+    metrics = export_run(tmp_path / "run")
+    with open_run(tmp_path / "run")[1] as store:
+        top = store.top_k(3)
+    assert metrics["ensemble_trials"] == [t.number for t in top] and metrics["trial"] == top[0].number
+    assert (
+        metrics["ensemble"] == 3
+        and [r["trial"] for r in metrics["test_accuracy_repeats"]] == metrics["ensemble_trials"]
+    )
+    info = json.loads((tmp_path / "run" / "export" / "architecture.json").read_text())
+    assert [m["decisions"] for m in info["members"]] == [t.architecture.to_dict() for t in top]
+    loaded = rlnas.load_model(tmp_path / "run")
+    dataset = prepare(config).dataset
+    assert accuracy(loaded, dataset.test) == pytest.approx(metrics["test_accuracy"])
+    members = [accuracy(m, dataset.test) for m in loaded.members]  # type: ignore[union-attr]
+    assert members == pytest.approx([r["test_accuracy"] for r in metrics["test_accuracy_repeats"]])
+    assert metrics["params"] == sum(sum(p.numel() for p in m.parameters()) for m in loaded.members)  # type: ignore[union-attr]
+    x = dataset.test.x[:16].float()
+    with torch.no_grad():
+        mean_probability = torch.stack([torch.softmax(m(x), dim=1) for m in loaded.members]).mean(0)  # type: ignore[union-attr]
+        assert torch.allclose(torch.softmax(loaded(x), dim=1), mean_probability, atol=1e-6)
+        session = onnxruntime.InferenceSession(str(tmp_path / "run" / "export" / "model.onnx"))
+        (onnx_out,) = session.run(None, {"image": x.numpy()})
+        assert np.allclose(onnx_out, loaded(x).numpy(), atol=1e-5)
+    card = (tmp_path / "run" / "export" / "README.md").read_text()
+    assert "the average of 3 networks of 3 architectures" in card
+    assert " | ".join(f"trial {t.number}" for t in top) in card

@@ -50,12 +50,13 @@ def model_info(arch: Architecture, family: str, dataset: Dataset) -> dict[str, A
 
 def network(info: dict[str, Any]) -> nn.Module:
     """The (untrained) network described by ``info`` (:func:`model_info`; older files lack the task), an
-    :class:`Ensemble` of ``info["ensemble"]`` copies when that is above 1."""
+    :class:`Ensemble` of ``info["ensemble"]`` members when that is above 1: copies of the architecture, or
+    the architectures listed in ``info["members"]``."""
     regression = info.get("task") == "regression"
 
-    def one() -> nn.Module:
+    def one(architecture: dict[str, Any]) -> nn.Module:
         return assemble(
-            Architecture.from_json(info["architecture"]),
+            Architecture.from_json(architecture),
             info["family"],
             tuple(info["input_shape"]),
             int(info.get("num_outputs", info["num_classes"])),
@@ -64,8 +65,13 @@ def network(info: dict[str, Any]) -> nn.Module:
             (info["target_mean"], info["target_std"]) if regression else None,
         )
 
-    members = int(info.get("ensemble", 1))
-    return one() if members == 1 else Ensemble([one() for _ in range(members)], classification=not regression)
+    count = int(info.get("ensemble", 1))
+    if count == 1:
+        return one(info["architecture"])
+    archs = info.get("members") or [info["architecture"]] * count
+    if len(archs) != count:
+        raise ValueError(f"{count} ensemble members but {len(archs)} member architectures")
+    return Ensemble([one(a) for a in archs], classification=not regression)
 
 
 def save_model(path: Path, model: nn.Module, info: dict[str, Any], **extra: Any) -> None:
