@@ -16,6 +16,8 @@ from rlnas.errors import ConfigError
 from rlnas.evaluation.base import COMPLETE, INFEASIBLE
 from rlnas.evaluation.trainer import Objective
 from rlnas.models import nb201
+from rlnas.models.complexity import count_params
+from rlnas.models.families import build_model
 from rlnas.oneshot.evaluator import SUPERNET_FILE, OneShotEvaluator
 from rlnas.oneshot.supernet import supernet_class
 from rlnas.report import report
@@ -56,6 +58,7 @@ def test_a_sub_network_computes_what_its_standalone_child_computes(spec: dict, s
         supernet.eval()
         child = supernet.extract(arch).eval()  # build_model's network with the sliced weights
         assert sum(p.numel() for p in child.parameters()) < sum(p.numel() for p in supernet.parameters())
+        assert supernet.path_params(arch) == count_params(build_model(arch, space.family, shape, 10))
         torch.testing.assert_close(supernet(x, arch), child(x), rtol=1e-5, atol=1e-5)
 
 

@@ -180,23 +180,34 @@ class OneShotEvaluator:
 
     # -- scoring ----------------------------------------------------------------------------------
     def measure(self, arch: Architecture) -> tuple[bool, dict[str, float]]:
-        """Whether ``arch`` is within objective.max_params, and its params / FLOPs (/ latency)."""
+        """Whether ``arch`` is within objective.max_params, and its params / FLOPs (/ latency); FLOPs and
+        latency only for a feasible architecture."""
+        feasible, metrics = self._count(arch)
+        shape, outputs = self.dataset.input_shape, self.dataset.num_outputs
+        if "params" not in metrics:
+            metrics["params"] = float(meta_count(self.space, arch, shape, outputs))
+        if feasible and "flops" not in metrics:
+            metrics["flops"] = float(meta_count(self.space, arch, shape, outputs, "flops"))
+            if self.objective.config.complexity == "latency":
+                metrics["latency_ms"] = cpu_latency_ms(build_model(arch, self.space.family, shape, outputs), shape)
+        return feasible, metrics
+
+    def _count(self, arch: Architecture) -> tuple[bool, dict[str, float]]:
+        """Whether ``arch`` is within objective.max_params, and its parameter count when the supernet holds
+        its weights (cached: the warm-up checks every random path, so this must cost microseconds)."""
         if arch.key not in self._feasible:
-            shape, outputs = self.dataset.input_shape, self.dataset.num_outputs
-            metrics = {"params": float(meta_count(self.space, arch, shape, outputs))}
-            limit = self.objective.config.max_params
-            feasible = limit is None or metrics["params"] <= limit
-            if feasible:
-                metrics["flops"] = float(meta_count(self.space, arch, shape, outputs, "flops"))
-                if self.objective.config.complexity == "latency":
-                    child = build_model(arch, self.space.family, shape, outputs)
-                    metrics["latency_ms"] = cpu_latency_ms(child, shape)
-            self._feasible[arch.key] = (feasible, metrics)
+            try:
+                params = self.supernet.path_params(arch)
+            except InvalidArchitecture:  # the supernet left this path's head out: over max_params
+                self._feasible[arch.key] = (False, {})
+            else:
+                limit = self.objective.config.max_params
+                self._feasible[arch.key] = (limit is None or params <= limit, {"params": float(params)})
         return self._feasible[arch.key]
 
     def feasible(self, arch: Architecture) -> bool:
         """Whether ``arch`` is within objective.max_params (the supernet holds weights for it)."""
-        return self.measure(arch)[0]
+        return self._count(arch)[0]
 
     def score(self, arch: Architecture) -> dict[str, float]:
         """The sub-network's validation scores under the shared weights (``val_<score>`` names)."""

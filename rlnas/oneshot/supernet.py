@@ -84,9 +84,18 @@ class Supernet(nn.Module):
         out = self.body(self.normalize(x), arch, Gates(gates or {}))
         return out if self.target is None else self.target(out)
 
-    def child_state(self, arch: Architecture) -> dict[str, torch.Tensor]:
-        """The state dict of ``build_model(arch)``'s network, from the shared weights."""
+    def path_state(self, arch: Architecture) -> dict[str, torch.Tensor]:
+        """The state dict of ``build_model(arch)``'s network as views of the shared weights."""
         raise NotImplementedError
+
+    def child_state(self, arch: Architecture) -> dict[str, torch.Tensor]:
+        """The state dict of ``build_model(arch)``'s network, copied from the shared weights."""
+        return {name: value.detach().clone() for name, value in self.path_state(arch).items()}
+
+    def path_params(self, arch: Architecture) -> int:
+        """The parameter count of ``build_model(arch)``'s network (its weights and biases), from the shapes
+        of the shared weights it uses: microseconds, where building the network costs a millisecond."""
+        return sum(v.numel() for name, v in self.path_state(arch).items() if name.endswith((".weight", ".bias")))
 
     def path_modules(self, arch: Architecture) -> Iterator[nn.Module]:
         """The batch-norm layers the sub-network of ``arch`` uses."""
@@ -213,7 +222,7 @@ class CnnSupernet(Supernet):
             if norm:
                 yield self.norms[f"{k}_{filters}"]
 
-    def child_state(self, arch: Architecture) -> dict[str, torch.Tensor]:
+    def path_state(self, arch: Architecture) -> dict[str, torch.Tensor]:
         state: dict[str, torch.Tensor] = {}
         index = 0  # position in build_cnn's nn.Sequential
         pools = 0
@@ -237,7 +246,7 @@ class CnnSupernet(Supernet):
         state[f"{index}.weight"], state[f"{index}.bias"] = w1, b1
         index += 3  # linear, activation, dropout
         state[f"{index}.weight"], state[f"{index}.bias"] = w2, b2
-        return {name: value.detach().clone() for name, value in state.items()}
+        return state
 
 
 class NB201Supernet(Supernet):
@@ -297,7 +306,7 @@ class NB201Supernet(Supernet):
             for e in range(len(nb201.EDGE_NAMES)):
                 yield from self._ops(cell, e, arch).modules()
 
-    def child_state(self, arch: Architecture) -> dict[str, torch.Tensor]:
+    def path_state(self, arch: Architecture) -> dict[str, torch.Tensor]:
         state: dict[str, torch.Tensor] = {}
         for position, m in enumerate(self.net):
             if isinstance(m, nb201.Cell):
@@ -307,7 +316,7 @@ class NB201Supernet(Supernet):
             else:
                 for key, value in m.state_dict().items():
                     state[f"{position}.{key}"] = value
-        return {name: value.detach().clone() for name, value in state.items()}
+        return state
 
 
 SUPERNETS: dict[str, type[Supernet]] = {"cnn": CnnSupernet, "nb201": NB201Supernet}
