@@ -4,7 +4,8 @@
 # for multi-trial ppo and random, and one-shot ppo (ENAS), SPOS (uniform paths + evolution) and DARTS (GDAS)
 # on the same space, one after the other on the same machine, each timed alone.
 #
-#   bash benchmarks/oneshot_mnist.sh [OUT] [DATA_DIR] ["ppo oneshot-ppo spos darts random"]
+#   bash benchmarks/oneshot_mnist.sh [OUT] [DATA_DIR] ["ppo oneshot-ppo spos darts random"] [EXTRA FLAGS]
+# (EXTRA FLAGS go to every search, e.g. "--set export.enabled=false" to time the searches alone)
 #   python benchmarks/mnist_table.py OUT
 set -euo pipefail
 out=${1:-/tmp/oneshotruns}
@@ -24,7 +25,7 @@ for name in ${3:-ppo oneshot-ppo spos darts random}; do
     esac
     start=$(date +%s.%N)
     rlnas -q search --config configs/mnist.yaml --set dataset.data_dir="$data" "${flags[@]}" \
-        --run-dir "$out/$name" > "$out/$name.out" 2> "$out/$name.err"
+        ${4:-} --run-dir "$out/$name" > "$out/$name.out" 2> "$out/$name.err"
     end=$(date +%s.%N)
     echo "$name wall $(echo "$end - $start" | bc) s" >> "$out/walls.txt"
 done

@@ -143,6 +143,30 @@ def test_oneshot_search_stores_supernet_scores_and_resumes_with_its_supernet(tmp
     assert f"(0 failed, {rejected} over the limits, not evaluated)" in html
 
 
+@pytest.mark.parametrize("strategy", ["evolution", "darts"])
+def test_oneshot_searches_repeat_exactly_whatever_the_global_random_state(
+    tmp_path: Path, digits: Dataset, strategy: str
+) -> None:
+    """Dropout in the supernet draws from torch's global random state, which nothing seeds for these
+    strategies (SB3 seeds it for ppo): the evaluator seeds a fork of it from its own generator."""
+    runs = []
+    for global_seed in (1, 2):
+        torch.manual_seed(global_seed)
+        config = tiny_config(
+            "evaluation=oneshot",
+            f"strategy.name={strategy}",
+            "oneshot.path_sampling=uniform",
+            "budget.evaluations=6",
+            "export.enabled=false",
+            "logging.tensorboard=false",
+        )
+        search = Search(config, tmp_path / f"run{global_seed}", data=digits)
+        search.run()
+        runs.append([(r.architecture.key, r.reward) for r in search.store.trials()])
+        search.close()
+    assert len(runs[0]) >= 6 and runs[0] == runs[1]
+
+
 def test_a_damaged_supernet_checkpoint_restarts_the_supernet_with_a_warning(
     tmp_path: Path, digits: Dataset, caplog: pytest.LogCaptureFixture
 ) -> None:

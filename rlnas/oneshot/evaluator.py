@@ -15,10 +15,11 @@ search (re-scoring by standalone training, final training, export) are those of 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -120,9 +121,22 @@ class OneShotEvaluator:
             arch = self.space.sample(self.rng)
         return arch
 
+    @contextlib.contextmanager
+    def seeded(self) -> Iterator[None]:
+        """Dropout draws from torch's global random state: within this block it is a fork of it, seeded
+        from the evaluator's generator, so that supernet training repeats exactly (and resumes) whatever
+        else in the process draws random numbers, and the global state is left as it was."""
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+            torch.manual_seed(int(torch.randint(0, 2**62, (1,), generator=self.generator)))
+            yield
+
     def train_steps(self, steps: int, path: Architecture | None = None) -> float:
         """``steps`` supernet steps on ``path``, or (None) on ``oneshot.paths_per_step`` random paths per step,
         each on its share of the step's batch (``oneshot.split_batch``) or on all of it; the mean loss."""
+        with self.seeded():
+            return self._train_steps(steps, path)
+
+    def _train_steps(self, steps: int, path: Architecture | None) -> float:
         self.supernet.train()
         total = 0.0
         for _ in range(steps):

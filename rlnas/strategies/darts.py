@@ -123,8 +123,9 @@ class Darts(Strategy):
         arch, gates = self.sample(self.temperature())
         x, y = evaluator.batch(evaluator.dataset.val)
         self.optimizer.zero_grad(set_to_none=True)
-        loss = evaluator.loss(evaluator.supernet(x, arch, gates), y)
-        loss.backward()
+        with evaluator.seeded():
+            loss = evaluator.loss(evaluator.supernet(x, arch, gates), y)
+            loss.backward()
         self.optimizer.step()
         path, _ = self.sample(self.temperature())
         evaluator.train_steps(1, path)  # clears the gradient the architecture step left on the weights
