@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnxruntime
@@ -143,49 +144,42 @@ def test_every_child_can_be_kept_and_reloaded(tmp_path: Path) -> None:
         rlnas.load_trial(tmp_path / "run", 99)
 
 
-def test_an_ensemble_export_averages_the_final_trainings(tmp_path: Path) -> None:
-    config = tiny_config(
-        "strategy.name=random",
-        "budget.evaluations=2",
-        "logging.tensorboard=false",
-        "export.repeats=3",
-        "export.ensemble=true",
-        "export.formats=[onnx]",
-    )
+def _search_and_export(tmp_path: Path, *overrides: str) -> tuple[Any, dict[str, Any]]:
+    """A random search of the tiny config into tmp_path/run and its export (ONNX only)."""
+    config = tiny_config("strategy.name=random", "logging.tensorboard=false", "export.formats=[onnx]", *overrides)
     search = Search(config, tmp_path / "run")
     search.run()
     search.close()
-    metrics = export_run(tmp_path / "run")
+    return config, export_run(tmp_path / "run")
+
+
+def _check_ensemble(loaded: torch.nn.Module, metrics: dict, dataset, export: Path) -> None:  # type: ignore[no-untyped-def]
+    """The exported ensemble scores what metrics.json says, each member as recorded, its output is the log of
+    the members' mean probabilities, and the ONNX file computes the same."""
+    members = loaded.members  # type: ignore[union-attr]
+    assert accuracy(loaded, dataset.test) == pytest.approx(metrics["test_accuracy"])
+    scored = [accuracy(m, dataset.test) for m in members]
+    assert scored == pytest.approx([r["test_accuracy"] for r in metrics["test_accuracy_repeats"]])
+    x = dataset.test.x[:16].float()
+    with torch.no_grad():
+        mean_probability = torch.stack([torch.softmax(m(x), dim=1) for m in members]).mean(0)
+        assert torch.allclose(torch.softmax(loaded(x), dim=1), mean_probability, atol=1e-6)
+        (onnx_out,) = onnxruntime.InferenceSession(str(export / "model.onnx")).run(None, {"image": x.numpy()})
+        assert np.allclose(onnx_out, loaded(x).numpy(), atol=1e-5)
+
+
+def test_an_ensemble_export_averages_the_final_trainings(tmp_path: Path) -> None:
+    config, metrics = _search_and_export(tmp_path, "budget.evaluations=2", "export.repeats=3", "export.ensemble=true")
     assert metrics["ensemble"] == 3 and "ensemble" in metrics["exported_repeat"]
     loaded = rlnas.load_model(tmp_path / "run")
     assert len(loaded.members) == 3  # type: ignore[arg-type]
-    dataset = prepare(config).dataset
-    assert accuracy(loaded, dataset.test) == pytest.approx(metrics["test_accuracy"])
-    members = [accuracy(m, dataset.test) for m in loaded.members]  # type: ignore[union-attr]
-    assert members == pytest.approx([r["test_accuracy"] for r in metrics["test_accuracy_repeats"]])
-    x = dataset.test.x[:16].float()
-    with torch.no_grad():
-        mean_probability = torch.stack([torch.softmax(m(x), dim=1) for m in loaded.members]).mean(0)  # type: ignore[union-attr]
-        assert torch.allclose(torch.softmax(loaded(x), dim=1), mean_probability, atol=1e-6)
-        session = onnxruntime.InferenceSession(str(tmp_path / "run" / "export" / "model.onnx"))
-        (onnx_out,) = session.run(None, {"image": x.numpy()})
-        assert np.allclose(onnx_out, loaded(x).numpy(), atol=1e-5)
+    _check_ensemble(loaded, metrics, prepare(config).dataset, tmp_path / "run" / "export")
     card = (tmp_path / "run" / "export" / "README.md").read_text()
     assert "the average of 3 networks" in card and "log-probabilities" in card
 
 
 def test_an_ensemble_of_the_top_architectures_averages_their_final_trainings(tmp_path: Path) -> None:
-    config = tiny_config(
-        "strategy.name=random",
-        "budget.evaluations=4",
-        "logging.tensorboard=false",
-        "export.ensemble_top=3",
-        "export.formats=[onnx]",
-    )
-    search = Search(config, tmp_path / "run")
-    search.run()
-    search.close()
-    metrics = export_run(tmp_path / "run")
+    config, metrics = _search_and_export(tmp_path, "budget.evaluations=4", "export.ensemble_top=3")
     with open_run(tmp_path / "run")[1] as store:
         top = store.top_k(3)
     assert metrics["ensemble_trials"] == [t.number for t in top] and metrics["trial"] == top[0].number
@@ -196,18 +190,8 @@ def test_an_ensemble_of_the_top_architectures_averages_their_final_trainings(tmp
     info = json.loads((tmp_path / "run" / "export" / "architecture.json").read_text())
     assert [m["decisions"] for m in info["members"]] == [t.architecture.to_dict() for t in top]
     loaded = rlnas.load_model(tmp_path / "run")
-    dataset = prepare(config).dataset
-    assert accuracy(loaded, dataset.test) == pytest.approx(metrics["test_accuracy"])
-    members = [accuracy(m, dataset.test) for m in loaded.members]  # type: ignore[union-attr]
-    assert members == pytest.approx([r["test_accuracy"] for r in metrics["test_accuracy_repeats"]])
+    _check_ensemble(loaded, metrics, prepare(config).dataset, tmp_path / "run" / "export")
     assert metrics["params"] == sum(sum(p.numel() for p in m.parameters()) for m in loaded.members)  # type: ignore[union-attr]
-    x = dataset.test.x[:16].float()
-    with torch.no_grad():
-        mean_probability = torch.stack([torch.softmax(m(x), dim=1) for m in loaded.members]).mean(0)  # type: ignore[union-attr]
-        assert torch.allclose(torch.softmax(loaded(x), dim=1), mean_probability, atol=1e-6)
-        session = onnxruntime.InferenceSession(str(tmp_path / "run" / "export" / "model.onnx"))
-        (onnx_out,) = session.run(None, {"image": x.numpy()})
-        assert np.allclose(onnx_out, loaded(x).numpy(), atol=1e-5)
     card = (tmp_path / "run" / "export" / "README.md").read_text()
     assert "the average of 3 networks of 3 architectures" in card
     assert " | ".join(f"trial {t.number}" for t in top) in card
