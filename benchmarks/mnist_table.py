@@ -44,5 +44,6 @@ def main() -> None:
             f"| {run['evaluations']} ({run['proposals']}) | {run.get('best_proxy_val_score', 0.0):.4f} {final}"
         )
 
+
 if __name__ == "__main__":
     main()

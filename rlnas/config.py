@@ -144,6 +144,13 @@ class PPOConfig(_Section):
     surrogate_members: int = Field(5, ge=1)
     surrogate_hidden: list[int] = Field(default_factory=lambda: [64])
     surrogate_steps: int = Field(100, ge=1)
+    # Elite mutations: this share of all evaluations goes to the surrogate's pick among screen_samples
+    # one-decision mutations of the elite_parents best architectures so far (from screen_after results on, the
+    # picks first catch up with the share, then alternate with the policy's samples). They are proposed
+    # beside the policy, not through it: their rewards feed the surrogate, the reward ranks and the masks,
+    # never a PPO update, so the policy keeps its own exploration. 0 = every evaluation is a policy sample.
+    elite_share: float = Field(0.0, ge=0.0, lt=1.0)
+    elite_parents: int = Field(5, ge=1)
 
 
 class EvolutionConfig(_Section):

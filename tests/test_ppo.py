@@ -8,7 +8,7 @@ from sb3_contrib import MaskablePPO
 from rlnas.config import load_config
 from rlnas.driver import Search, prepare
 from rlnas.evaluation import SyntheticEvaluator
-from rlnas.space import SearchSpace
+from rlnas.space import Architecture, SearchSpace
 from rlnas.strategies import StrategyContext, make_strategy
 from rlnas.tracking import RunLogger
 from tests.conftest import tiny_config
@@ -94,3 +94,30 @@ def test_controller_is_checkpointed_into_the_run_dir(tmp_path: Path) -> None:
     assert checkpoint.is_file()
     model = MaskablePPO.load(checkpoint, device="cpu")
     assert model.action_space.n == prepared.space.max_choices
+
+
+def test_elite_mutations_are_evaluated_beside_the_policy_not_through_it(toy_space: SearchSpace) -> None:
+    """strategy.ppo.elite_share=0.5, elite_parents=1: once screening starts (8 results), half the evaluations
+    are one-decision mutations of the best architecture so far, never a repeat; the PPO rollouts (the bridge's
+    episodes) hold only the policy's own samples, and an elite result told to PPO would be refused."""
+    evaluator = SyntheticEvaluator(toy_space, seed=100)
+    controller = _controller(toy_space, 0, "strategy.ppo.elite_share=0.5", "strategy.ppo.elite_parents=1")
+    told: list[tuple[Architecture, float]] = []
+    elite = 0
+    for _ in range(48):
+        arch = controller.ask()
+        if arch.key in controller._own:
+            elite += 1
+            best = max(told, key=lambda item: item[1])[0].to_dict()
+            mutated = arch.to_dict()
+            assert len([name for name in set(best) & set(mutated) if best[name] != mutated[name]]) == 1
+        evaluation = evaluator.evaluate(arch)
+        controller.tell(arch, evaluation)
+        told.append((arch, evaluation.reward))
+    episodes = controller._bridge.tokens
+    controller.close()
+    assert len({arch.key for arch, _ in told}) == 48
+    # the elite picks catch up with half of all evaluations, then alternate with the policy's (a pick falls back
+    # to the policy when every one-decision mutation of the incumbent was evaluated)
+    assert 20 <= elite <= 24
+    assert episodes == 48 - elite

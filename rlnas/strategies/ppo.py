@@ -304,6 +304,11 @@ class PPOStrategy(Strategy):
         self._fitted_on = 0
         self._plan: deque[int] = deque()
         self._plans = 0
+        # elite mutations (strategy.ppo.elite_share > 0): proposed beside the policy, told to it only as ranks
+        self._seen: set[str] = set()  # every architecture proposed or told (no elite pick repeats one)
+        self._own: dict[str, int] = {}  # elite picks not told yet: arch key -> count
+        self._asked = 0
+        self._elite_asked = 0
         if cfg.screen_samples > 1:
             policy = self.model.policy
             assert isinstance(policy, _ScreenedPolicy)
@@ -360,15 +365,29 @@ class PPOStrategy(Strategy):
 
     # -- strategy interface ------------------------------------------------------------------------
     def ask(self) -> Architecture:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._learn, name="rlnas-ppo", daemon=True)
-            self._thread.start()
-        return self._bridge.ask()
+        arch = self._elite_pick() if self._elite_due() else None
+        if arch is None:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._learn, name="rlnas-ppo", daemon=True)
+                self._thread.start()
+            arch = self._bridge.ask()
+        self._asked += 1
+        self._seen.add(arch.key)
+        return arch
 
     def tell(self, arch: Architecture, evaluation: Evaluation) -> None:
         self.trials_told += 1
         if not evaluation.cached:  # screening uses every result as soon as it is told
             self._history.append((arch, float(evaluation.reward)))
+        own = self._own.get(arch.key, 0)
+        if own:  # an elite pick: it counts in the reward ranks, not in a PPO update
+            if own == 1:
+                del self._own[arch.key]
+            else:
+                self._own[arch.key] = own - 1
+            if not evaluation.cached:
+                self._shaper.add(float(evaluation.reward))
+            return
         self._bridge.tell(arch, evaluation)
 
     def warm_start(self, records: list[TrialRecord]) -> None:
@@ -383,6 +402,7 @@ class PPOStrategy(Strategy):
         for record in records:
             self._shaper.add(float(record.reward))
             self._history.append((record.architecture, float(record.reward)))
+            self._seen.add(record.architecture.key)
             if self.evaluated is not None:
                 self.evaluated.add(record.architecture)
         self.trials_told = len(records)
@@ -455,23 +475,59 @@ class PPOStrategy(Strategy):
         if not self._plan:
             if len(self._history) < cfg.screen_after:
                 return None
-            if self._surrogate is None or len(self._history) >= self._fitted_on + max(1, self._fitted_on // 16):
-                # refit after every new result at first, then after every ~6 % more
-                self._fit_surrogate()
             rng = np.random.default_rng([self.ctx.seed, 0x5C4EE7, self._plans])
             self._plans += 1
             found = {a.key: (a, acts) for a, acts in self._sample_episodes(rng, cfg.screen_samples, self.evaluated)}
             if not found:
                 return None
             candidates = list(found.values())
-            assert self._surrogate is not None
-            mean, spread = self._surrogate.predict(np.stack([self.space.encode(a) for a, _ in candidates]))
-            self._plan.extend(candidates[int(np.argmax(mean + cfg.screen_ucb * spread))][1])
+            self._plan.extend(candidates[self._screen([a for a, _ in candidates])][1])
         action = self._plan.popleft()
         if masks is not None and not np.asarray(masks).reshape(-1)[action]:
             self._plan.clear()  # the masks changed under the plan: let the policy sample this episode
             return None
         return action
+
+    def _screen(self, candidates: list[Architecture]) -> int:
+        """The index of the candidate the surrogate rates best (mean + screen_ucb x spread); the surrogate
+        is refit first when due: after every new result at first, then after every ~6 % more."""
+        if self._surrogate is None or len(self._history) >= self._fitted_on + max(1, self._fitted_on // 16):
+            self._fit_surrogate()
+        assert self._surrogate is not None
+        mean, spread = self._surrogate.predict(np.stack([self.space.encode(a) for a in candidates]))
+        return int(np.argmax(mean + self.cfg.screen_ucb * spread))
+
+    def _elite_due(self) -> bool:
+        share = self.cfg.elite_share
+        started = len(self._history) >= self.cfg.screen_after
+        return share > 0 and started and self._elite_asked < share * (self._asked + 1)
+
+    def _elite_pick(self) -> Architecture | None:
+        """In the driver's thread (the PPO thread waits): the surrogate's pick among ``screen_samples``
+        one-decision mutations, not proposed before, of the ``elite_parents`` best architectures so far."""
+        best: dict[str, tuple[float, Architecture]] = {}
+        for arch, reward in self._history:
+            if arch.key not in best or reward > best[arch.key][0]:
+                best[arch.key] = (reward, arch)
+        parents = [a for _, a in sorted(best.values(), key=lambda item: -item[0])[: self.cfg.elite_parents]]
+        rng = np.random.default_rng([self.ctx.seed, 0xE117E, self._elite_asked])
+        candidates: dict[str, Architecture] = {}
+        for attempt in range(4 * self.cfg.screen_samples):
+            if len(candidates) == self.cfg.screen_samples:
+                break
+            child = self.space.mutate(parents[attempt % len(parents)], rng)
+            if child.key not in self._seen:
+                candidates.setdefault(child.key, child)
+        if not candidates:
+            return None
+        pool = list(candidates.values())
+        pick = pool[self._screen(pool)]
+        self._elite_asked += 1
+        self._own[pick.key] = self._own.get(pick.key, 0) + 1
+        if self.evaluated is not None:
+            self.evaluated.add(pick)  # the policy's masks treat it as evaluated
+        log.debug("elite mutation %d: %s", self._elite_asked, pick.describe())
+        return pick
 
     def _fit_surrogate(self) -> None:
         cfg = self.cfg
