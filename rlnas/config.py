@@ -151,6 +151,7 @@ class PPOConfig(_Section):
     # never a PPO update, so the policy keeps its own exploration. 0 = every evaluation is a policy sample.
     elite_share: float = Field(0.0, ge=0.0, lt=1.0)
     elite_parents: int = Field(5, ge=1)
+    elite_patience: int = Field(0, ge=0)  # pause after this many picks in a row miss the best; 0 = never
 
 
 class EvolutionConfig(_Section):

@@ -121,3 +121,33 @@ def test_elite_mutations_are_evaluated_beside_the_policy_not_through_it(toy_spac
     # to the policy when every one-decision mutation of the incumbent was evaluated)
     assert 20 <= elite <= 24
     assert episodes == 48 - elite
+
+
+def test_elite_mutations_pause_when_they_stop_beating_the_best(toy_space: SearchSpace) -> None:
+    """strategy.ppo.elite_patience=2: after two elite picks in a row that did not beat the best reward so far,
+    every evaluation is the policy's until some result (the policy's) beats it; then the picks resume
+    (measured on seeds 0-3: they resume in seeds 1 and 2; 4-8 picks in 40 evaluations)."""
+    resumed = 0
+    for seed in range(4):
+        evaluator = SyntheticEvaluator(toy_space, seed=100 + seed)
+        patience = "strategy.ppo.elite_patience=2"
+        controller = _controller(
+            toy_space, seed, "strategy.ppo.elite_share=0.5", "strategy.ppo.elite_parents=1", patience
+        )
+        best, misses, elite = -np.inf, 0, 0
+        for _ in range(40):
+            arch = controller.ask()
+            is_elite = arch.key in controller._own
+            if is_elite:
+                assert misses < 2, "an elite pick after two misses in a row, with no new best in between"
+                elite += 1
+            evaluation = evaluator.evaluate(arch)
+            controller.tell(arch, evaluation)
+            if evaluation.reward > best:
+                resumed += misses == 2
+                best, misses = evaluation.reward, 0
+            elif is_elite:
+                misses += 1
+        controller.close()
+        assert 2 <= elite <= 12  # without patience: about half of the 32 after screening starts
+    assert resumed >= 1  # a new best from the policy let the picks resume

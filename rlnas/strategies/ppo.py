@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import bisect
 import logging
+import math
 import threading
 from collections import deque
 from typing import Any
@@ -309,6 +310,8 @@ class PPOStrategy(Strategy):
         self._own: dict[str, int] = {}  # elite picks not told yet: arch key -> count
         self._asked = 0
         self._elite_asked = 0
+        self._best = -math.inf  # the best reward told so far
+        self._elite_misses = 0  # elite picks in a row that did not beat it
         if cfg.screen_samples > 1:
             policy = self.model.policy
             assert isinstance(policy, _ScreenedPolicy)
@@ -377,9 +380,14 @@ class PPOStrategy(Strategy):
 
     def tell(self, arch: Architecture, evaluation: Evaluation) -> None:
         self.trials_told += 1
-        if not evaluation.cached:  # screening uses every result as soon as it is told
-            self._history.append((arch, float(evaluation.reward)))
         own = self._own.get(arch.key, 0)
+        if not evaluation.cached:  # screening uses every result as soon as it is told
+            reward = float(evaluation.reward)
+            self._history.append((arch, reward))
+            if reward > self._best:
+                self._best, self._elite_misses = reward, 0
+            elif own:
+                self._elite_misses += 1
         if own:  # an elite pick: it counts in the reward ranks, not in a PPO update
             if own == 1:
                 del self._own[arch.key]
@@ -402,6 +410,7 @@ class PPOStrategy(Strategy):
         for record in records:
             self._shaper.add(float(record.reward))
             self._history.append((record.architecture, float(record.reward)))
+            self._best = max(self._best, float(record.reward))
             self._seen.add(record.architecture.key)
             if self.evaluated is not None:
                 self.evaluated.add(record.architecture)
@@ -500,7 +509,8 @@ class PPOStrategy(Strategy):
     def _elite_due(self) -> bool:
         share = self.cfg.elite_share
         started = len(self._history) >= self.cfg.screen_after
-        return share > 0 and started and self._elite_asked < share * (self._asked + 1)
+        patient = self.cfg.elite_patience == 0 or self._elite_misses < self.cfg.elite_patience
+        return share > 0 and started and patient and self._elite_asked < share * (self._asked + 1)
 
     def _elite_pick(self) -> Architecture | None:
         """In the driver's thread (the PPO thread waits): the surrogate's pick among ``screen_samples``
