@@ -1,11 +1,13 @@
 """Child evaluations per minute with 1 and with N workers, in one run: the table in docs/benchmarks.md.
 
-    python benchmarks/parallel.py [--settings 1,1x1,2] [--budget 16] [--strategy ppo]
+    python benchmarks/parallel.py [--settings 1,1x1,2] [--budget 16] [--strategy ppo] [--config configs/mnist.yaml]
+        [--set key=value ...]
 
 A setting is ``W`` (W workers, the default threads: one worker trains in the search process with every
 core, more workers are processes with cores / W torch threads each) or ``WxT`` (W worker processes with T
 threads each). Each setting runs the same search (configs/mnist.yaml: real MNIST children, PPO by default,
-seed 0, no export) from scratch, dataset loading and worker start-up included. Reported per setting: wall
+seed 0, no export; ``--config configs/default.yaml`` for small digits children; ``--set`` adds overrides to
+every setting) from scratch, dataset loading and worker start-up included. Reported per setting: wall
 time, children per minute, speed-up over the first setting, and the share of worker time not spent
 training children, ``1 - sum(child durations) / (workers * wall)``: controller, data loading, store,
 worker start-up and workers idle while PPO waits for the last children of a rollout.
@@ -33,9 +35,13 @@ def main() -> None:
     parser.add_argument("--settings", default="1,1x1,2", help="comma-separated W or WxT")
     parser.add_argument("--budget", type=int, default=16)
     parser.add_argument("--strategy", default="ppo")
-    parser.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "datasets"))
+    parser.add_argument("--data-dir", help="dataset.data_dir (default for configs/mnist.yaml: ../shared/datasets)")
+    parser.add_argument("--config", type=Path, default=ROOT / "configs" / "mnist.yaml")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override for every setting")
     parser.add_argument("--out", type=Path, default=Path(tempfile.mkdtemp(prefix="rlnas-parallel-")))
     args = parser.parse_args()
+    if args.data_dir is None and args.config.name == "mnist.yaml":
+        args.data_dir = str(ROOT.parent / "shared" / "datasets")
     rows = []
     for setting in args.settings.split(","):
         workers, _, threads = setting.partition("x")
@@ -43,12 +49,13 @@ def main() -> None:
         if threads:
             overrides += ["execution.executor=process", f"execution.threads_per_worker={threads}"]
         overrides += [
-            f"dataset.data_dir={args.data_dir}",
+            *([f"dataset.data_dir={args.data_dir}"] if args.data_dir else []),
             f"budget.evaluations={args.budget}",
             f"strategy.name={args.strategy}",
             "export.enabled=false",
+            *args.set,
         ]
-        config = load_config(ROOT / "configs" / "mnist.yaml", overrides)
+        config = load_config(args.config, overrides)
         start = time.perf_counter()
         search = Search(config, args.out / f"setting-{setting}")
         result = search.run()
@@ -60,7 +67,7 @@ def main() -> None:
         print(f"{setting}: {len(trials)} children in {wall:.1f} s ({result.stop_reason})", flush=True)
     print(
         f"\n{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
-        f"{args.strategy}, {args.budget} MNIST children per setting\n"
+        f"{args.strategy}, {args.budget} children of {args.config.name} per setting {' '.join(args.set)}\n"
     )
     print("| setting | wall (s) | children / min | speed-up | child training (s, summed) | not training |")
     print("|---|---|---|---|---|---|")

@@ -149,9 +149,9 @@ class PPOConfig(_Section):
     # picks first catch up with the share, then alternate with the policy's samples). They are proposed
     # beside the policy, not through it: their rewards feed the surrogate, the reward ranks and the masks,
     # never a PPO update, so the policy keeps its own exploration. 0 = every evaluation is a policy sample.
-    elite_share: float = Field(0.0, ge=0.0, lt=1.0)
-    elite_parents: int = Field(5, ge=1)
-    elite_patience: int = Field(0, ge=0)  # pause after this many picks in a row miss the best; 0 = never
+    elite_share: float = Field(0.5, ge=0.0, lt=1.0)
+    elite_parents: int = Field(1, ge=1)
+    elite_patience: int = Field(2, ge=0)  # pause after this many picks in a row miss the best; 0 = never
 
 
 class EvolutionConfig(_Section):

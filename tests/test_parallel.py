@@ -45,12 +45,13 @@ def test_every_strategy_runs_with_two_worker_processes(tmp_path: Path, strategy:
 
 @pytest.mark.parametrize("strategy", ["ppo", "random"])
 def test_parallel_runs_propose_the_same_architectures_as_sequential_ones(tmp_path: Path, strategy: str) -> None:
-    """Without screening, PPO's proposals depend on the seed and on whole rollouts only, never on which child
-    finishes first: with 2 workers the evaluated set is the one of the sequential run (the order may differ).
-    Screening (the default) fits its surrogate on each result as it arrives, so with several workers its
-    picks depend on the finishing order, as TPE's do; that is the trade it makes for the early gain."""
+    """Without screening and elite mutations, PPO's proposals depend on the seed and on whole rollouts only,
+    never on which child finishes first: with 2 workers the evaluated set is the one of the sequential run (the
+    order may differ). Screening and elite mutations (the defaults) use each result as it arrives, so with
+    several workers their picks depend on the finishing order, as TPE's do; that is the trade they make for
+    the early gain."""
     budget = ["budget.evaluations=16", "strategy.ppo.episodes_per_update=4", f"strategy.name={strategy}"]
-    budget.append("strategy.ppo.screen_samples=1")
+    budget += ["strategy.ppo.screen_samples=1", "strategy.ppo.elite_share=0"]
     one = _run(tmp_path, "one", *budget)
     two = _run(tmp_path, "two", *budget, "execution.workers=2")
     assert {t.key for t in one} == {t.key for t in two}

@@ -9,7 +9,7 @@ from rlnas.config import load_config
 from rlnas.driver import Search, prepare
 from rlnas.evaluation import SyntheticEvaluator
 from rlnas.space import Architecture, SearchSpace
-from rlnas.strategies import StrategyContext, make_strategy
+from rlnas.strategies import StrategyContext, WaitForResults, make_strategy
 from rlnas.tracking import RunLogger
 from tests.conftest import tiny_config
 
@@ -22,7 +22,8 @@ def _controller(space: SearchSpace, seed: int, *overrides: str):
 def _learn(space: SearchSpace, seed: int, episodes: int) -> tuple[bool, float, float]:
     evaluator = SyntheticEvaluator(space, seed=100 + seed)  # reward: fraction of decisions matching
     # every episode is told its reward, repeats included: the policy itself must concentrate on the best
-    controller = _controller(space, seed, "strategy.ppo.mask_evaluated=false", "strategy.ppo.screen_samples=1")
+    alone = ("strategy.ppo.mask_evaluated=false", "strategy.ppo.screen_samples=1", "strategy.ppo.elite_share=0")
+    controller = _controller(space, seed, *alone)
     first = []
     for episode in range(episodes):
         arch = controller.ask()
@@ -37,8 +38,9 @@ def _learn(space: SearchSpace, seed: int, episodes: int) -> tuple[bool, float, f
 
 
 def test_ppo_learns_the_best_architecture_of_a_synthetic_reward(toy_space: SearchSpace) -> None:
-    """The policy alone (no screening): after 300 episodes the most probable architecture is the optimum, with
-    probability > 0.9, in most seeds (measured: 6 of seeds 0-7; the others settle one decision away)."""
+    """The policy alone (no screening, no elite mutations): after 300 episodes the most probable architecture
+    is the optimum, with probability > 0.9, in most seeds (measured: 6 of seeds 0-7; the others settle one
+    decision away)."""
     outcomes = [_learn(toy_space, seed, 300) for seed in range(8)]
     learned = [found and probability > 0.9 for found, probability, _ in outcomes]
     assert sum(learned) >= 5, outcomes
@@ -60,11 +62,12 @@ def _best_so_far(space: SearchSpace, seed: int, evaluations: int, *overrides: st
 
 def test_screening_finds_good_architectures_with_fewer_evaluations(toy_space: SearchSpace) -> None:
     """Screening (the default: 16 policy samples per evaluation, the surrogate picks one) against the policy
-    alone, seeds 0-7, best reward so far after 30 and 60 evaluations (measured: 0.91 and 0.95 screened,
-    0.77 and 0.81 without)."""
-    screened = np.mean([_best_so_far(toy_space, seed, 60)[[29, 59]] for seed in range(8)], axis=0)
-    off = "strategy.ppo.screen_samples=1"
-    alone = np.mean([_best_so_far(toy_space, seed, 60, off)[[29, 59]] for seed in range(8)], axis=0)
+    alone, elite mutations off in both, seeds 0-7, best reward so far after 30 and 60 evaluations (measured:
+    0.91 and 0.95 screened, 0.77 and 0.81 without)."""
+    no_elite = "strategy.ppo.elite_share=0"
+    screened = np.mean([_best_so_far(toy_space, seed, 60, no_elite)[[29, 59]] for seed in range(8)], axis=0)
+    off = ("strategy.ppo.screen_samples=1", no_elite)
+    alone = np.mean([_best_so_far(toy_space, seed, 60, *off)[[29, 59]] for seed in range(8)], axis=0)
     assert (screened > alone + 0.05).all(), (screened, alone)
 
 
@@ -97,11 +100,12 @@ def test_controller_is_checkpointed_into_the_run_dir(tmp_path: Path) -> None:
 
 
 def test_elite_mutations_are_evaluated_beside_the_policy_not_through_it(toy_space: SearchSpace) -> None:
-    """strategy.ppo.elite_share=0.5, elite_parents=1: once screening starts (8 results), half the evaluations
-    are one-decision mutations of the best architecture so far, never a repeat; the PPO rollouts (the bridge's
-    episodes) hold only the policy's own samples, and an elite result told to PPO would be refused."""
+    """strategy.ppo.elite_share=0.5, elite_parents=1 (the defaults) without patience: once screening starts
+    (8 results), half the evaluations are one-decision mutations of the best architecture so far, never a
+    repeat; the PPO rollouts (the bridge's episodes) hold only the policy's own samples, and an elite result
+    told to PPO would be refused."""
     evaluator = SyntheticEvaluator(toy_space, seed=100)
-    controller = _controller(toy_space, 0, "strategy.ppo.elite_share=0.5", "strategy.ppo.elite_parents=1")
+    controller = _controller(toy_space, 0, "strategy.ppo.elite_patience=0")
     told: list[tuple[Architecture, float]] = []
     elite = 0
     for _ in range(48):
@@ -151,3 +155,38 @@ def test_elite_mutations_pause_when_they_stop_beating_the_best(toy_space: Search
         controller.close()
         assert 2 <= elite <= 12  # without patience: about half of the 32 after screening starts
     assert resumed >= 1  # a new best from the policy let the picks resume
+
+
+def _two_workers(space: SearchSpace, *overrides: str) -> tuple[int, int, int]:
+    """Drive the controller as the search loop does with 2 workers (ask while one is free, the oldest child
+    finishes first): (times a free worker had to wait once 8 results were in, elite picks, PPO episodes) over 48
+    children."""
+    evaluator = SyntheticEvaluator(space, seed=100)
+    controller = _controller(space, 0, *overrides)
+    running: list[Architecture] = []
+    waits = elite = done = 0
+    while done < 48:
+        while len(running) < 2 and done + len(running) < 48:
+            try:
+                arch = controller.ask()
+            except WaitForResults:
+                waits += done >= 8
+                break
+            elite += arch.key in controller._own
+            running.append(arch)
+        arch = running.pop(0)
+        controller.tell(arch, evaluator.evaluate(arch))
+        done += 1
+    episodes = controller._bridge.tokens
+    controller.close()
+    return waits, elite, episodes
+
+
+def test_elite_picks_fill_the_workers_that_wait_for_the_end_of_a_rollout(toy_space: SearchSpace) -> None:
+    """With 2 workers the PPO update waits for its rollout's last child; without elite mutations the other
+    worker idles at every rollout's end (4 times after the first 8 results here), with them it gets an elite
+    pick instead once they have started (8 results), so it never idles. PPO's episodes stay the policy's."""
+    waits, elite, episodes = _two_workers(toy_space, "strategy.ppo.elite_share=0")
+    assert elite == 0 and episodes == 48 and waits >= 3
+    waits, elite, episodes = _two_workers(toy_space, "strategy.ppo.elite_share=0.5")
+    assert waits == 0 and elite > 0 and episodes == 48 - elite

@@ -8,8 +8,9 @@ rollout, the buffer waits for the real rewards (``tell``, in any order) and writ
 steps. With ``gamma = gae_lambda = 1`` and a reward only at the end of an episode this is exactly the
 update a blocking env would give. The driver, not SB3 timesteps, decides when the search stops.
 
-Proposals depend only on the seed and on the rewards of earlier rollouts, never on timing, so runs stay
-deterministic for a given seed whatever the number of workers (only the order of evaluation may differ).
+The policy's own proposals depend only on the seed and on the rewards of earlier rollouts. Screening (a reward
+surrogate picks among several policy samples) and elite mutations (proposed beside the policy) use every
+result as soon as it is told, so with several workers their picks depend on the order children finish in.
 """
 
 from __future__ import annotations
@@ -36,120 +37,11 @@ from rlnas.errors import ConfigError
 from rlnas.evaluation.base import Evaluation
 from rlnas.space.core import Architecture, EvaluatedPrefixes
 from rlnas.store import TrialRecord
-from rlnas.strategies.base import Strategy, StrategyContext, StrategyExhausted, WaitForResults
+from rlnas.strategies.base import Strategy, StrategyContext, WaitForResults
+from rlnas.strategies.ppo_bridge import Bridge, StopLearning
 from rlnas.strategies.surrogate import EnsembleSurrogate, quantiles
 
 log = logging.getLogger(__name__)
-
-
-class _StopLearning(Exception):
-    """Raised inside the PPO thread to end ``learn()`` when the driver closes the strategy."""
-
-
-class _Bridge:
-    """Hand-offs between the PPO thread (``evaluate``, ``collect``) and the driver (``ask``, ``tell``).
-
-    The PPO thread only runs while the driver waits in ``ask`` (``demand``): the two threads never
-    compute at the same time, so a child trained in the search process never shares the global torch
-    RNG with the controller. ``busy`` is held by the PPO thread except while it waits, so ``policy_mode``
-    and ``save`` see a consistent model.
-    """
-
-    def __init__(self, exclude: EvaluatedPrefixes | None) -> None:
-        self.exclude = exclude
-        self.cond = threading.Condition()
-        self.busy = threading.RLock()
-        self.demand = 0  # proposals the driver waits for
-        self.proposals: deque[Architecture] = deque()
-        self.issued: dict[str, deque[int]] = {}  # arch key -> tokens handed to the driver, not yet told
-        self.rewards: dict[int, Evaluation] = {}
-        self.archs: dict[int, Architecture] = {}  # token -> the architecture it stands for
-        self.rollout: list[int] = []  # tokens of this rollout's finished episodes, in order
-        self.collecting: list[int] | None = None  # tokens the PPO thread waits for at the end of a rollout
-        self.tokens = 0
-        self.stopping = False
-        self.ended: tuple[str, BaseException | None] | None = None
-
-    # -- PPO thread ----------------------------------------------------------------------------------
-    def _pause_until(self, ready: Any) -> None:
-        """Wait (holding ``cond``, releasing ``busy``) until ``ready()``; raise when stopping."""
-        self.busy.release()
-        try:
-            while not self.stopping and not ready():
-                self.cond.wait()
-        finally:
-            self.busy.acquire()
-        if self.stopping:
-            raise _StopLearning
-
-    def evaluate(self, arch: Architecture) -> Evaluation:
-        """The env's evaluator: hand the architecture to the driver; the reward follows in ``collect``."""
-        if self.exclude is not None:
-            self.exclude.add(arch)  # pending counts as evaluated: no duplicates within a rollout
-        with self.cond:
-            token = self.tokens
-            self.tokens += 1
-            self.rollout.append(token)
-            self.archs[token] = arch
-            self.issued.setdefault(arch.key, deque()).append(token)
-            self.proposals.append(arch)
-            self.demand = max(0, self.demand - 1)
-            self.cond.notify_all()
-            self._pause_until(lambda: self.demand > 0)
-        return Evaluation(reward=0.0)
-
-    def collect(self) -> list[tuple[Architecture, Evaluation]]:
-        """Wait for the evaluations of this rollout's episodes; returns them in episode order."""
-        with self.cond:
-            tokens, self.rollout = self.rollout, []
-            self.collecting = tokens
-            self.cond.notify_all()
-            try:
-                self._pause_until(lambda: self.demand > 0 and all(t in self.rewards for t in tokens))
-            finally:
-                self.collecting = None
-            return [(self.archs.pop(t), self.rewards.pop(t)) for t in tokens]
-
-    def end(self, kind: str, error: BaseException | None = None) -> None:
-        with self.cond:
-            self.ended = (kind, error)
-            self.cond.notify_all()
-
-    # -- driver thread -------------------------------------------------------------------------------
-    def ask(self) -> Architecture:
-        with self.cond:
-            asked = False
-            while True:
-                if self.proposals:
-                    return self.proposals.popleft()
-                if self.ended is not None:
-                    kind, error = self.ended
-                    if kind == "error":
-                        raise RuntimeError(f"the PPO controller failed: {error!r}") from error
-                    raise StrategyExhausted("the PPO controller stopped")
-                if self.collecting is not None and any(t not in self.rewards for t in self.collecting):
-                    self.demand = 0
-                    raise WaitForResults("the PPO update needs the evaluations of its rollout")
-                if not asked:
-                    self.demand += 1
-                    asked = True
-                    self.cond.notify_all()
-                self.cond.wait()
-
-    def tell(self, arch: Architecture, evaluation: Evaluation) -> None:
-        with self.cond:
-            tokens = self.issued.get(arch.key)
-            if not tokens:
-                raise RuntimeError(f"the PPO controller did not propose {arch.key} (or it was told already)")
-            self.rewards[tokens.popleft()] = evaluation
-            if not tokens:
-                del self.issued[arch.key]
-            self.cond.notify_all()
-
-    def stop(self) -> None:
-        with self.cond:
-            self.stopping = True
-            self.cond.notify_all()
 
 
 class _DeferredRewardBuffer(MaskableRolloutBuffer):
@@ -273,7 +165,7 @@ class PPOStrategy(Strategy):
         self.cfg = cfg
         self._shaper = RewardShaper(cfg.reward_normalization, cfg.rank_exponent)
         self.evaluated = EvaluatedPrefixes(self.space) if cfg.mask_evaluated else None
-        self._bridge = _Bridge(self.evaluated)
+        self._bridge = Bridge(self.evaluated)
         self.terminal_positions: list[int] = []
         self.env = ArchitectureSearchEnv(self.space, evaluator=self._bridge, exclude=self.evaluated)
         self.episode_steps = sum(1 for d in self.space.decisions if len(d.choices) > 1) or 1
@@ -342,7 +234,7 @@ class PPOStrategy(Strategy):
         with self._bridge.busy:
             try:
                 self.model.learn(total_timesteps=2**62, callback=_AfterUpdate(self), reset_num_timesteps=False)
-            except _StopLearning:
+            except StopLearning:
                 self._bridge.end("stopped")
             except BaseException as err:  # noqa: BLE001 - handed to the driver's thread, which re-raises
                 self._bridge.end("error", err)
@@ -373,7 +265,14 @@ class PPOStrategy(Strategy):
             if self._thread is None:
                 self._thread = threading.Thread(target=self._learn, name="rlnas-ppo", daemon=True)
                 self._thread.start()
-            arch = self._bridge.ask()
+            try:
+                arch = self._bridge.ask()
+            except WaitForResults:
+                # the update waits for its rollout's last children: a free worker gets an elite pick instead of
+                # idling (it counts in the share, so later picks wait for the policy to catch up)
+                arch = self._elite_pick() if self._elite_started() else None
+                if arch is None:
+                    raise
         self._asked += 1
         self._seen.add(arch.key)
         return arch
@@ -506,11 +405,12 @@ class PPOStrategy(Strategy):
         mean, spread = self._surrogate.predict(np.stack([self.space.encode(a) for a in candidates]))
         return int(np.argmax(mean + self.cfg.screen_ucb * spread))
 
+    def _elite_started(self) -> bool:
+        return self.cfg.elite_share > 0 and len(self._history) >= self.cfg.screen_after
+
     def _elite_due(self) -> bool:
-        share = self.cfg.elite_share
-        started = len(self._history) >= self.cfg.screen_after
         patient = self.cfg.elite_patience == 0 or self._elite_misses < self.cfg.elite_patience
-        return share > 0 and started and patient and self._elite_asked < share * (self._asked + 1)
+        return self._elite_started() and patient and self._elite_asked < self.cfg.elite_share * (self._asked + 1)
 
     def _elite_pick(self) -> Architecture | None:
         """In the driver's thread (the PPO thread waits): the surrogate's pick among ``screen_samples``
