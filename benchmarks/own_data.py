@@ -1,7 +1,7 @@
 """Your own data, measured: MNIST as a folder of PNG files, and scikit-learn tables as CSV files.
 
     python benchmarks/own_data.py folder --out /tmp/own [--data ../shared/datasets] [--search]
-    python benchmarks/own_data.py tables --out /tmp/own [--budget 40] [--seeds 0,1,2]
+    python benchmarks/own_data.py tables --out /tmp/own [--budget 40] [--seeds 0,1,2] [--split-per-seed]
 
 ``folder`` writes MNIST's 70,000 images as PNG files (DIR/train/<digit>/, DIR/test/<digit>/), times the first
 (parallel decode) and the cached load of ``dataset.name: folder``, checks classes, counts and pixels against
@@ -163,17 +163,20 @@ def tables(args: argparse.Namespace) -> None:
     from rlnas.data import from_csv
 
     warnings.filterwarnings("ignore")  # MLP convergence warnings at scikit-learn's default max_iter
-    print("| data (test rows) | metric | seed | rlnas mlp (budget, wall) | scikit-learn MLP (defaults) | linear |")
-    print("|---|---|---|---|---|---|")
+    head = ["data (test rows)", "metric", "seed", "split seed", "rlnas mlp (budget, wall)", "scikit-learn MLP"]
+    print("| " + " | ".join([*head, "linear"]) + " |")
+    print("|---|---|---|---|---|---|---|")
     for name, loader in (("diabetes", load_diabetes), ("breast_cancer", load_breast_cancer)):
         if args.only and name != args.only:
             continue
         d = loader()
         path = args.out / f"{name}.csv"
         write_csv(path, list(d.feature_names), d.data, d.target)
-        dataset = from_csv(path)
-        metric = "r2" if dataset.task == "regression" else "accuracy"
+        metric = "r2" if from_csv(path).task == "regression" else "accuracy"
+        differences = []
         for seed in args.seeds:
+            split = seed if args.split_per_seed else 0
+            dataset = from_csv(path, split_seed=split)
             run = args.out / f"{name}-{seed}"
             if run.exists():
                 import shutil
@@ -195,6 +198,8 @@ def tables(args: argparse.Namespace) -> None:
                     str(seed),
                     "--run-dir",
                     str(run),
+                    "--set",
+                    f"dataset.split_seed={split}",
                     *[item for o in args.set for item in ("--set", o)],
                 ],
                 check=True,
@@ -211,10 +216,19 @@ def tables(args: argparse.Namespace) -> None:
                 if metrics.get("ensemble", 1) > 1
                 else f"{mean:.4f} ± {std:.4f}"
             )
+            differences.append(metrics[f"test_{metric}"] - base["MLP (defaults)"])
             print(
-                f"| {name} ({len(dataset.test)}) | test {metric} | {seed} | {shown} "
+                f"| {name} ({len(dataset.test)}) | test {metric} | {seed} | {split} | {shown} "
                 f"({args.budget}, {wall:.0f} s) | {list(base.values())[0]:.4f} | "
-                f"{list(base.keys())[1]} {list(base.values())[1]:.4f} |"
+                f"{list(base.keys())[1]} {list(base.values())[1]:.4f} |",
+                flush=True,
+            )
+        if len(differences) > 1:
+            d = np.array(differences)
+            print(
+                f"\n{name}: the exported model minus scikit-learn's MLP, mean over {len(d)} seeds "
+                f"{d.mean():+.4f} ± {d.std(ddof=1) / np.sqrt(len(d)):.4f} (standard error); ahead on "
+                f"{int((d > 1e-6).sum())}, level on {int((abs(d) <= 1e-6).sum())}, behind on {int((d < -1e-6).sum())}\n"
             )
 
 
@@ -229,6 +243,12 @@ def main() -> None:
     parser.add_argument("--seeds", type=lambda s: [int(v) for v in s.split(",")], default=[0, 1, 2])
     parser.add_argument("--set", action="append", default=[], help="tables: a config override for rlnas")
     parser.add_argument("--only", help="tables: diabetes or breast_cancer")
+    parser.add_argument(
+        "--split-per-seed",
+        action="store_true",
+        help="tables: draw the train/validation/test split with the seed (dataset.split_seed), so that the seeds "
+        "average over test sets; default: every seed on split 0",
+    )
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     folder(args) if args.what == "folder" else tables(args)

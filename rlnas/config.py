@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -248,11 +248,14 @@ class ExportConfig(_Section):
 class ExecutionConfig(_Section):
     """Where children train: ``workers`` at a time, in the search process (``inprocess``, one worker),
     in worker processes (``process``) or as Ray actors (``ray``); ``auto`` = inprocess for one worker,
-    process for more. Workers get ``threads_per_worker`` torch threads (default: cores / workers)."""
+    process for more. Workers get ``threads_per_worker`` torch threads (default: cores / workers; one worker
+    in the search process: torch's default; ``auto``: the cores free when each child starts)."""
 
     workers: int = Field(1, ge=1)
     executor: Literal["auto", "inprocess", "process", "ray"] = "auto"
-    threads_per_worker: int | None = Field(None, ge=1)
+    # torch threads per child; auto: the cores that other processes leave free when each child starts (faster on
+    # a busy machine; metrics may then differ in the last digits between runs)
+    threads_per_worker: Annotated[int, Field(ge=1)] | Literal["auto"] | None = None
     kill_grace_seconds: float = Field(60.0, ge=0.0)  # hard kill at training.max_minutes_per_child + this
     ray_address: str | None = None  # an existing cluster ("auto", "ray://host:10001"); none: a local instance
     ray_temp_dir: str | None = None  # where a local Ray instance keeps its files (default: Ray's)

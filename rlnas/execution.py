@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from rlnas.config import RunConfig
 from rlnas.errors import ConfigError, WorkerError
@@ -124,11 +124,43 @@ class Executor:
         """Stop the workers (jobs still running are abandoned)."""
 
 
+def cores() -> int:
+    """The CPU cores this process may run on (its affinity, which containers and ``taskset`` restrict)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def free_cores(loadavg: Path = Path("/proc/loadavg"), reads: int = 3) -> int:
+    """``cores()`` less the other threads running now (Linux's count of runnable threads, of which the caller
+    is one; the least of ``reads`` counts 5 ms apart, so that threads just finishing do not count), at least
+    1: torch threads beyond the free cores wait on each other at every parallel step (a small child trained
+    with 2 threads on 2 cores took 3.1x as long as with 1 beside one busy process, 6.8x beside two;
+    benchmarks/contention.py). Where the count cannot be read: ``cores()``."""
+    counts = []
+    for i in range(reads):
+        try:
+            counts.append(int(loadavg.read_text().split()[3].split("/")[0]))
+        except (OSError, ValueError, IndexError):
+            return cores()
+        if i + 1 < reads:
+            time.sleep(0.005)
+    return max(1, min(cores(), cores() - (min(counts) - 1)))
+
+
+Threads = int | Literal["auto"]  # torch threads per child; auto: the cores free when it starts (free_cores)
+
+
+def child_threads(threads: Threads) -> int:
+    return free_cores() if threads == "auto" else threads
+
+
 class InProcess(Executor):
     """Evaluates in the search process, one child at a time (deterministic, no start-up cost), with
     ``threads`` torch threads while a child trains (None: torch's default)."""
 
-    def __init__(self, evaluator: Evaluator, threads: int | None = None) -> None:
+    def __init__(self, evaluator: Evaluator, threads: Threads | None = None) -> None:
         self.evaluator = evaluator
         self.threads = threads
         self.job: Job | None = None
@@ -144,11 +176,17 @@ class InProcess(Executor):
 
         before = torch.get_num_threads()
         if self.threads is not None:
-            torch.set_num_threads(self.threads)
+            torch.set_num_threads(child_threads(self.threads))
         try:
             return [(job, evaluate(self.evaluator, job.arch, job.fidelity, lambda f: self._progress(job, f)))]
         finally:
             torch.set_num_threads(before)
+
+
+def torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
 
 
 def _set_threads(threads: int) -> None:
@@ -169,10 +207,10 @@ def _evaluate_isolated(
         return failed(f"{type(err).__name__}: {err}", time.perf_counter() - start, failure_reward)
 
 
-def _worker_main(conn: Connection, factory: EvaluatorFactory, threads: int, failure_reward: float) -> None:
+def _worker_main(conn: Connection, factory: EvaluatorFactory, threads: Threads, failure_reward: float) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the search process's to handle
     try:
-        _set_threads(threads)
+        _set_threads(1 if threads == "auto" else threads)
         evaluator = factory()
     except BaseException as err:  # noqa: BLE001 - tell the search process why, then stop
         conn.send(("error", f"{type(err).__name__}: {err}"))
@@ -186,6 +224,8 @@ def _worker_main(conn: Connection, factory: EvaluatorFactory, threads: int, fail
         if message is None:
             return
         arch, fidelity = message
+        if threads == "auto":
+            _set_threads(free_cores())
         evaluation = _evaluate_isolated(evaluator, arch, fidelity, failure_reward, lambda f: conn.send(("progress", f)))
         conn.send(("done", evaluation))
 
@@ -205,7 +245,7 @@ class ProcessPool(Executor):
     """``workers`` spawned processes, each evaluating one child at a time with ``threads`` torch threads."""
 
     def __init__(
-        self, factory: EvaluatorFactory, workers: int, threads: int, time_limit: float | None, failure_reward: float
+        self, factory: EvaluatorFactory, workers: int, threads: Threads, time_limit: float | None, failure_reward: float
     ) -> None:
         self.factory = factory
         self.failure_reward = failure_reward
@@ -471,11 +511,22 @@ def make_executor(run: RunConfig, evaluator: Evaluator, factory: EvaluatorFactor
                 f"execution.executor=inprocess runs one child at a time, but execution.workers={config.workers}; "
                 "use executor process or ray for parallel workers"
             )
+        if config.threads_per_worker is None and (free := free_cores()) < torch_threads():
+            log.warning(
+                "%d of the %d cores are busy with other processes: children train with torch's %d threads, which "
+                "wait on each other on a busy machine (several times slower); execution.threads_per_worker=auto "
+                "gives each child the cores free when it starts",
+                cores() - free,
+                cores(),
+                torch_threads(),
+            )
         return InProcess(evaluator, config.threads_per_worker)
-    threads = config.threads_per_worker or max(1, (os.cpu_count() or 1) // config.workers)
+    share = max(1, cores() // config.workers)
+    threads = config.threads_per_worker or share
     minutes = run.training.max_minutes_per_child
     limit = None if minutes is None else minutes * 60.0 + config.kill_grace_seconds
     reward = run.objective.failure_reward
     if kind == "process":
         return ProcessPool(factory, config.workers, threads, limit, reward)
-    return RayExecutor(factory, config.workers, threads, limit, config.ray_address, config.ray_temp_dir, reward)
+    fixed = share if threads == "auto" else threads  # Ray reserves the CPUs of each actor
+    return RayExecutor(factory, config.workers, fixed, limit, config.ray_address, config.ray_temp_dir, reward)

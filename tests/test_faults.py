@@ -238,6 +238,38 @@ def test_one_worker_trains_with_threads_per_worker_and_restores_torch(monkeypatc
     assert seen == [1] and torch.get_num_threads() == before
 
 
+def test_threads_per_worker_auto_leaves_the_cores_other_processes_use_to_them(
+    tmp_path: Path, monkeypatch, caplog
+) -> None:
+    """``execution.threads_per_worker=auto``: each child trains with the cores free when it starts; other
+    runnable threads (Linux's /proc/loadavg counts them, the caller included) keep theirs, at least 1 is left."""
+    import torch
+
+    from rlnas import execution
+
+    monkeypatch.setattr(execution, "cores", lambda: 8)
+    loadavg = tmp_path / "loadavg"
+    for running, free in (("1", 8), ("4", 5), ("8", 1), ("40", 1)):
+        loadavg.write_text(f"0.52 0.58 0.59 {running}/467 12345\n")
+        assert execution.free_cores(loadavg) == free
+    assert execution.free_cores(tmp_path / "missing") == 8
+    seen: list[int] = []
+    monkeypatch.setattr(execution, "free_cores", lambda: 3)
+    monkeypatch.setattr(execution, "evaluate", lambda *a, **k: seen.append(torch.get_num_threads()) or Evaluation(1.0))
+    executor = execution.InProcess(evaluator=None, threads="auto")  # type: ignore[arg-type]
+    executor.submit(execution.Job("k", None, 1.0))  # type: ignore[arg-type]
+    executor.wait()
+    assert seen == [3]
+    assert tiny_config("execution.threads_per_worker=auto").execution.threads_per_worker == "auto"
+    monkeypatch.setattr(execution, "free_cores", lambda: 1)
+    monkeypatch.setattr(execution, "torch_threads", lambda: 8)
+    with caplog.at_level("WARNING", logger="rlnas.execution"):
+        execution.make_executor(tiny_config(), None, None)  # type: ignore[arg-type]
+    assert "7 of the 8 cores are busy" in caplog.text and "threads_per_worker=auto" in caplog.text
+    with pytest.raises(ConfigError, match="threads_per_worker"):
+        tiny_config("execution.threads_per_worker=0")
+
+
 def test_a_full_disk_stops_the_search_cleanly_and_it_resumes_later(tmp_path: Path, monkeypatch) -> None:
     from rlnas.errors import DiskFullError
     from rlnas.store import TrialStore

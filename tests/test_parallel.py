@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 import signal
 import time
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import rlnas
@@ -14,6 +16,7 @@ from rlnas.driver import Search, prepare
 from rlnas.evaluation import COMPLETE, FAILED, SyntheticEvaluator
 from rlnas.evaluation.base import Evaluation
 from rlnas.evaluation.train import accuracy
+from rlnas.execution import Job, ProcessPool, TrainingEvaluatorFactory
 from rlnas.space.core import Architecture, SearchSpace
 from rlnas.strategies import NEEDS_SUPERNET, STRATEGIES
 from tests.conftest import tiny_config
@@ -72,6 +75,66 @@ def test_real_children_train_in_two_worker_processes(tmp_path: Path) -> None:
     for trial in trials:  # trained in a worker, saved there, reloaded here
         model = rlnas.load_trial(tmp_path / "run", trial.number)
         assert accuracy(model, val) == pytest.approx(trial.metrics["val_accuracy"])
+
+
+class _Probe:
+    """A worker's real evaluator that also says whether the worker's dataset lies in shared memory."""
+
+    supports_fidelity = True
+
+    def __init__(self, inner: object, dataset: object) -> None:
+        self.inner, self.dataset = inner, dataset
+
+    def evaluate(self, arch: Architecture, fidelity: float = 1.0) -> Evaluation:
+        result = self.inner.evaluate(arch, fidelity)  # type: ignore[attr-defined]
+        splits = (self.dataset.train, self.dataset.val, self.dataset.test)  # type: ignore[attr-defined]
+        shared = all(t.is_shared() for s in splits for t in (s.x, s.y))
+        return replace(result, metrics={**result.metrics, "data_shared": float(shared), "pid": float(os.getpid())})
+
+
+@dataclass(frozen=True)
+class _ProbeFactory(TrainingEvaluatorFactory):
+    def build(self, trainer):  # type: ignore[no-untyped-def]
+        return _Probe(super().build(trainer), trainer.dataset)
+
+
+def test_worker_processes_train_on_the_search_processs_dataset_in_shared_memory() -> None:
+    """The dataset goes to the workers once, as shared memory: N workers do not hold N copies of it."""
+    config = tiny_config()
+    prepared = prepare(config)
+    pool = ProcessPool(_ProbeFactory(config, 1.0, None, prepared.dataset), 2, 1, None, -1.0)
+    try:
+        for i in range(2):
+            pool.submit(Job(str(i), prepared.space.sample(np.random.default_rng(i)), 1.0))
+        done: list = []
+        while len(done) < 2:
+            done += pool.wait()
+    finally:
+        pool.close()
+    assert all(evaluation.status == COMPLETE for _, evaluation in done), [e.error for _, e in done]
+    assert len({evaluation.metrics["pid"] for _, evaluation in done}) == 2  # one child in each worker
+    assert all(evaluation.metrics["data_shared"] == 1.0 for _, evaluation in done)
+
+
+class _Threads(SyntheticEvaluator):
+    def evaluate(self, arch: Architecture) -> Evaluation:
+        import torch
+
+        result = super().evaluate(arch)
+        return replace(result, metrics={**result.metrics, "threads": float(torch.get_num_threads())})
+
+
+def test_workers_with_threads_auto_set_the_threads_of_each_child() -> None:
+    from rlnas.execution import cores, given
+
+    space = prepare(tiny_config()).space
+    pool = ProcessPool(given(_Threads(space)), 1, "auto", None, -1.0)
+    try:
+        pool.submit(Job("0", space.sample(np.random.default_rng(0)), 1.0))
+        ((_, evaluation),) = pool.wait()
+    finally:
+        pool.close()
+    assert 1 <= evaluation.metrics["threads"] <= cores()
 
 
 class KillerEvaluator(SyntheticEvaluator):

@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from rlnas.driver import prepare
-from rlnas.evaluation.train import augment_batch, random_shift
+from rlnas.errors import ChildFailure
+from rlnas.evaluation.train import TrainSettings, augment_batch, random_shift, train_model
 from rlnas.evaluation.trainer import Objective, TrainingEvaluator
 from tests.conftest import tiny_config
 
@@ -25,6 +26,19 @@ def test_random_shift_moves_each_image_by_at_most_two_pixels() -> None:
         assert image[1, rows[0], cols[0]] == 2.0  # both channels moved together
         offsets.add((dy, dx))
     assert len(offsets) > 10  # per-image offsets, not one per batch
+
+
+def test_a_diverging_child_fails_with_its_non_finite_loss() -> None:
+    """The loss is checked once per epoch (no host synchronisation per step on a GPU), so a child whose loss
+    overflows fails at the end of that epoch."""
+    prepared = prepare(tiny_config())
+    model = prepared.trainer.build(prepared.space.sample(np.random.default_rng(0)))
+    settings = TrainSettings(epochs=3, optimizer="sgd", learning_rate=1e30)
+    with pytest.raises(ChildFailure, match=r"non-finite training loss \((nan|inf)\) in epoch 1"):
+        train_model(model, prepared.dataset.train, settings, seed=0)
+    calm = prepared.trainer.build(prepared.space.sample(np.random.default_rng(0)))
+    stats = train_model(calm, prepared.dataset.train, TrainSettings(epochs=1), seed=0)
+    assert 0.0 < stats["train_loss"] < 10.0
 
 
 def test_crop_and_flip_augmentation_for_natural_images() -> None:

@@ -56,8 +56,9 @@ def random_shift(x: torch.Tensor, pad: int, generator: torch.Generator) -> torch
     """Each image of ``x`` (N, C, H, W) translated by a random offset in [-pad, pad]^2, zeros filled in."""
     n, c, h, w = x.shape
     padded = nn.functional.pad(x, (pad, pad, pad, pad))
-    dy = torch.randint(0, 2 * pad + 1, (n,), generator=generator).to(x.device)
-    dx = torch.randint(0, 2 * pad + 1, (n,), generator=generator).to(x.device)
+    # drawn on the CPU (the same offsets on every device), copied without waiting for the GPU
+    dy = torch.randint(0, 2 * pad + 1, (n,), generator=generator).to(x.device, non_blocking=True)
+    dx = torch.randint(0, 2 * pad + 1, (n,), generator=generator).to(x.device, non_blocking=True)
     rows = (dy[:, None] + torch.arange(h, device=x.device))[:, None, :, None]
     cols = (dx[:, None] + torch.arange(w, device=x.device))[:, None, None, :]
     batch = torch.arange(n, device=x.device)[:, None, None, None]
@@ -74,7 +75,7 @@ def augment_batch(x: torch.Tensor, augment: str, generator: torch.Generator) -> 
     if augment in ("crop", "crop_flip"):
         x = random_shift(x, max(1, round(min(x.shape[2], x.shape[3]) / 8)), generator)
     if augment in ("flip", "crop_flip"):
-        flip = (torch.rand(x.shape[0], generator=generator) < 0.5).to(x.device)
+        flip = (torch.rand(x.shape[0], generator=generator) < 0.5).to(x.device, non_blocking=True)
         x = torch.where(flip[:, None, None, None], x.flip(3), x)
     return x
 
@@ -124,7 +125,8 @@ def train_model(
     loss_value = float("nan")
     for epoch in range(settings.epochs):
         order = torch.randperm(len(y_all), generator=generator).to(device)
-        total, count = 0.0, 0
+        # the loss stays on the device until the epoch ends: no host synchronisation per step on a GPU
+        total, count = torch.zeros((), device=device), 0
         for i in range(0, len(order), settings.batch_size):
             idx = order[i : i + settings.batch_size]
             if len(idx) < 2 and len(order) > 1:
@@ -132,16 +134,16 @@ def train_model(
             optimizer.zero_grad(set_to_none=True)
             x = augment_batch(as_float(x_all[idx]), settings.augment, generator)
             loss = loss_fn(model(x), y_all[idx])
-            if not torch.isfinite(loss):
-                raise ChildFailure(f"non-finite training loss ({loss.item()}) in epoch {epoch + 1}")
             loss.backward()
             optimizer.step()
             scheduler.step()
-            total += float(loss.detach()) * len(idx)
+            total += loss.detach() * len(idx)
             count += len(idx)
             if settings.max_seconds is not None and time.perf_counter() - start > settings.max_seconds:
                 raise ChildFailure(f"training exceeded the per-child limit of {settings.max_seconds:.0f} s")
-        loss_value = total / max(count, 1)
+        loss_value = float(total) / max(count, 1)
+        if not math.isfinite(loss_value):
+            raise ChildFailure(f"non-finite training loss ({loss_value}) in epoch {epoch + 1}")
         log.debug("epoch %d/%d loss %.4f", epoch + 1, settings.epochs, loss_value)
         if on_epoch is not None:
             on_epoch(epoch + 1, settings.epochs)
