@@ -207,9 +207,27 @@ def _evaluate_isolated(
         return failed(f"{type(err).__name__}: {err}", time.perf_counter() - start, failure_reward)
 
 
-def _worker_main(conn: Connection, factory: EvaluatorFactory, threads: Threads, failure_reward: float) -> None:
+def worker_gpu(slot: int, device: str) -> int | None:
+    """The GPU of worker ``slot`` for ``training.device`` auto or cuda: the workers take the machine's GPUs in
+    turn, so every GPU is used and more workers than GPUs train several children per GPU at once. None on a
+    machine without a GPU and for cpu or an explicit cuda:N."""
+    if device not in ("auto", "cuda"):
+        return None
+    import torch
+
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    return slot % count if count else None
+
+
+def _worker_main(
+    conn: Connection, factory: EvaluatorFactory, threads: Threads, failure_reward: float, gpu: int | None = None
+) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the search process's to handle
     try:
+        if gpu is not None:
+            import torch
+
+            torch.cuda.set_device(gpu)  # "cuda" is this GPU in this worker
         _set_threads(1 if threads == "auto" else threads)
         evaluator = factory()
     except BaseException as err:  # noqa: BLE001 - tell the search process why, then stop
@@ -234,6 +252,7 @@ def _worker_main(conn: Connection, factory: EvaluatorFactory, threads: Threads, 
 class _Worker:
     process: Any
     conn: Connection
+    slot: int = 0
     job: Job | None = None
     ready: bool = False
 
@@ -242,10 +261,17 @@ START_ATTEMPTS = 3  # a worker that dies while starting is started again, this m
 
 
 class ProcessPool(Executor):
-    """``workers`` spawned processes, each evaluating one child at a time with ``threads`` torch threads."""
+    """``workers`` spawned processes, each evaluating one child at a time with ``threads`` torch threads and,
+    for ``device`` auto or cuda on a machine with GPUs, the GPUs in turn (:func:`worker_gpu`)."""
 
     def __init__(
-        self, factory: EvaluatorFactory, workers: int, threads: Threads, time_limit: float | None, failure_reward: float
+        self,
+        factory: EvaluatorFactory,
+        workers: int,
+        threads: Threads,
+        time_limit: float | None,
+        failure_reward: float,
+        device: str = "cpu",
     ) -> None:
         self.factory = factory
         self.failure_reward = failure_reward
@@ -253,21 +279,25 @@ class ProcessPool(Executor):
         self.time_limit = time_limit
         self.capacity = workers
         self.context = multiprocessing.get_context("spawn")  # no fork of a process with threads
-        self.workers = [self._start() for _ in range(workers)]
+        self.device = device
+        self.workers = [self._start(slot) for slot in range(workers)]
         for worker in self.workers:
             self._ready(worker)
 
-    def _start(self) -> _Worker:
+    def _start(self, slot: int) -> _Worker:
         parent, child = self.context.Pipe()
+        gpu = worker_gpu(slot, self.device)
         process = self.context.Process(
             target=_worker_main,
-            args=(child, self.factory, self.threads, self.failure_reward),
+            args=(child, self.factory, self.threads, self.failure_reward, gpu),
             name="rlnas-worker",
             daemon=True,
         )
         process.start()
         child.close()
-        return _Worker(process, parent)
+        if gpu is not None:
+            log.info("worker %d (pid %s) trains on GPU %d", slot, process.pid, gpu)
+        return _Worker(process, parent, slot)
 
     def _ready(self, worker: _Worker) -> None:
         """Wait until ``worker`` has started; one killed while starting is started again (``START_ATTEMPTS``
@@ -286,7 +316,7 @@ class ProcessPool(Executor):
                     ) from None
                 log.warning("a worker process died while starting (exit code %s); starting another", code)
                 worker.conn.close()
-                fresh = self._start()
+                fresh = self._start(worker.slot)
                 worker.process, worker.conn = fresh.process, fresh.conn
                 continue
             if isinstance(message, tuple) and message[0] == "error":
@@ -303,7 +333,7 @@ class ProcessPool(Executor):
             worker.process.kill()
         worker.process.join()
         worker.conn.close()
-        fresh = self._start()
+        fresh = self._start(worker.slot)
         worker.process, worker.conn, worker.ready = fresh.process, fresh.conn, False
         log.warning("worker process replaced (pid %s -> %s)", old, fresh.process.pid)
 
@@ -527,6 +557,6 @@ def make_executor(run: RunConfig, evaluator: Evaluator, factory: EvaluatorFactor
     limit = None if minutes is None else minutes * 60.0 + config.kill_grace_seconds
     reward = run.objective.failure_reward
     if kind == "process":
-        return ProcessPool(factory, config.workers, threads, limit, reward)
+        return ProcessPool(factory, config.workers, threads, limit, reward, run.training.device)
     fixed = share if threads == "auto" else threads  # Ray reserves the CPUs of each actor
     return RayExecutor(factory, config.workers, fixed, limit, config.ray_address, config.ray_temp_dir, reward)

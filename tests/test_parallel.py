@@ -137,6 +137,27 @@ def test_workers_with_threads_auto_set_the_threads_of_each_child() -> None:
     assert 1 <= evaluation.metrics["threads"] <= cores()
 
 
+def test_workers_take_the_gpus_in_turn(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    from rlnas import execution
+    from rlnas.errors import WorkerError
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert [execution.worker_gpu(slot, "auto") for slot in range(5)] == [0, 1, 0, 1, 0]  # 2-3 children per GPU
+    assert execution.worker_gpu(1, "cuda") == 1
+    assert execution.worker_gpu(1, "cpu") is None and execution.worker_gpu(1, "cuda:1") is None
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    assert execution.worker_gpu(0, "auto") is None
+    monkeypatch.undo()
+    # each worker is started on its slot's GPU: GPU 99, which no machine here has, stops it with the reason
+    space = prepare(tiny_config()).space
+    monkeypatch.setattr(execution, "worker_gpu", lambda slot, device: 99 if device == "auto" else None)
+    with pytest.raises(WorkerError, match="could not start: .*(CUDA|cuda|GPU|device)"):
+        execution.ProcessPool(execution.given(SyntheticEvaluator(space)), 1, 1, None, -1.0, "auto")
+
+
 class KillerEvaluator(SyntheticEvaluator):
     """Kills its own worker process (like the OOM killer would) on every ``nth`` call, or hangs."""
 
