@@ -541,7 +541,10 @@ def make_executor(run: RunConfig, evaluator: Evaluator, factory: EvaluatorFactor
                 f"execution.executor=inprocess runs one child at a time, but execution.workers={config.workers}; "
                 "use executor process or ray for parallel workers"
             )
-        if config.threads_per_worker is None and (free := free_cores()) < torch_threads():
+        from rlnas.evaluation.trainer import TrainingEvaluator
+
+        trains = isinstance(evaluator, TrainingEvaluator)  # a table or a fake evaluator has no torch threads
+        if trains and config.threads_per_worker is None and (free := free_cores()) < torch_threads():
             log.warning(
                 "%d of the %d cores are busy with other processes: children train with torch's %d threads, which "
                 "wait on each other on a busy machine (several times slower); execution.threads_per_worker=auto "

@@ -19,10 +19,12 @@ import pytest
 
 from rlnas import atomic
 from rlnas.cli import main
+from rlnas.config import ObjectiveConfig
 from rlnas.driver import Search, default_run_dir, open_run, prepare
 from rlnas.errors import ConfigError, RunDirError
 from rlnas.evaluation import FAILED, SyntheticEvaluator
 from rlnas.evaluation.base import Evaluation
+from rlnas.evaluation.trainer import Objective, TrainingEvaluator
 from rlnas.exporter import export_run
 from rlnas.space.core import Architecture
 from rlnas.store import TrialStore
@@ -264,7 +266,10 @@ def test_threads_per_worker_auto_leaves_the_cores_other_processes_use_to_them(
     monkeypatch.setattr(execution, "free_cores", lambda: 1)
     monkeypatch.setattr(execution, "torch_threads", lambda: 8)
     with caplog.at_level("WARNING", logger="rlnas.execution"):
-        execution.make_executor(tiny_config(), None, None)  # type: ignore[arg-type]
+        execution.make_executor(tiny_config(), SyntheticEvaluator(prepare(tiny_config()).space), None)  # type: ignore[arg-type]
+        assert not caplog.text  # no torch threads in an evaluator that does not train
+        trainer = prepare(tiny_config()).trainer
+        execution.make_executor(tiny_config(), TrainingEvaluator(trainer, Objective(ObjectiveConfig(), 1.0), 0), None)  # type: ignore[arg-type]
     assert "7 of the 8 cores are busy" in caplog.text and "threads_per_worker=auto" in caplog.text
     with pytest.raises(ConfigError, match="threads_per_worker"):
         tiny_config("execution.threads_per_worker=0")
