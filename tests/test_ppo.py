@@ -102,7 +102,7 @@ def test_controller_is_checkpointed_into_the_run_dir(tmp_path: Path) -> None:
 def test_elite_mutations_are_evaluated_beside_the_policy_not_through_it(toy_space: SearchSpace) -> None:
     """strategy.ppo.elite_share=0.5, elite_parents=1 (the defaults) without patience: once screening starts
     (8 results), half the evaluations are one-decision mutations of the best architecture so far, never a
-    repeat; the PPO rollouts (the bridge's episodes) hold only the policy's own samples, and an elite result
+    repeat; the PPO rollouts (the policy's episodes) hold only the policy's own samples, and an elite result
     told to PPO would be refused."""
     evaluator = SyntheticEvaluator(toy_space, seed=100)
     controller = _controller(toy_space, 0, "strategy.ppo.elite_patience=0")
@@ -118,7 +118,7 @@ def test_elite_mutations_are_evaluated_beside_the_policy_not_through_it(toy_spac
         evaluation = evaluator.evaluate(arch)
         controller.tell(arch, evaluation)
         told.append((arch, evaluation.reward))
-    episodes = controller._bridge.tokens
+    episodes = controller.episodes
     controller.close()
     assert len({arch.key for arch, _ in told}) == 48
     # the elite picks catch up with half of all evaluations, then alternate with the policy's (a pick falls back
@@ -177,7 +177,7 @@ def _two_workers(space: SearchSpace, *overrides: str) -> tuple[int, int, int]:
         arch = running.pop(0)
         controller.tell(arch, evaluator.evaluate(arch))
         done += 1
-    episodes = controller._bridge.tokens
+    episodes = controller.episodes
     controller.close()
     return waits, elite, episodes
 

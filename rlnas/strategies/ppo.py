@@ -1,12 +1,14 @@
 """The reinforcement-learning controller: sb3-contrib MaskablePPO on the architecture-search env.
 
-SB3's ``learn()`` runs in a worker thread. The env's evaluator is a bridge that hands each finished
-architecture to the driver (``ask``) and returns a placeholder reward: within one rollout the
-policy is fixed, so every episode of a rollout can be sampled before any of them is evaluated, and the
-driver may evaluate them in parallel (``--workers N``). Before PPO computes returns at the end of the
-rollout, the buffer waits for the real rewards (``tell``, in any order) and writes them into the terminal
-steps. With ``gamma = gae_lambda = 1`` and a reward only at the end of an episode this is exactly the
-update a blocking env would give. The driver, not SB3 timesteps, decides when the search stops.
+The search loop drives MaskablePPO one episode at a time, as SB3's ``learn()`` would (its
+``collect_rollouts`` step by step, then ``train()``), with no thread: each ``ask`` runs the policy through
+the env's decisions into the rollout buffer and returns the finished architecture, whose env reward is a
+placeholder. Within one rollout the policy is fixed, so every episode of a rollout can be sampled before
+any of them is evaluated, and the driver may evaluate them in parallel (``--workers N``). The ``ask`` after
+a rollout's last episode writes the real rewards (``tell``, in any order) into the terminal steps, computes
+the returns and updates the policy; while some are missing it raises WaitForResults. With ``gamma =
+gae_lambda = 1`` and a reward only at the end of an episode this is exactly the update a blocking env would
+give. The driver, not SB3 timesteps, decides when the search stops.
 
 The policy's own proposals depend only on the seed and on the rewards of earlier rollouts. Screening (a reward
 surrogate picks among several policy samples) and elite mutations (proposed beside the policy) use every
@@ -18,7 +20,6 @@ from __future__ import annotations
 import bisect
 import logging
 import math
-import threading
 from collections import deque
 from typing import Any
 
@@ -26,10 +27,10 @@ import numpy as np
 import torch
 from rlnas_envs.architecture_search import ArchitectureSearchEnv
 from sb3_contrib import MaskablePPO
-from sb3_contrib.common.maskable.buffers import MaskableRolloutBuffer
 from sb3_contrib.common.maskable.policies import MaskableActorCriticPolicy
-from stable_baselines3.common.callbacks import BaseCallback
+from sb3_contrib.common.maskable.utils import get_action_masks
 from stable_baselines3.common.logger import KVWriter, Logger
+from stable_baselines3.common.utils import obs_as_tensor
 from stable_baselines3.common.vec_env import DummyVecEnv
 
 from rlnas import atomic
@@ -38,21 +39,9 @@ from rlnas.evaluation.base import Evaluation
 from rlnas.space.core import Architecture, EvaluatedPrefixes
 from rlnas.store import TrialRecord
 from rlnas.strategies.base import Strategy, StrategyContext, WaitForResults
-from rlnas.strategies.ppo_bridge import Bridge, StopLearning
 from rlnas.strategies.surrogate import EnsembleSurrogate, quantiles
 
 log = logging.getLogger(__name__)
-
-
-class _DeferredRewardBuffer(MaskableRolloutBuffer):
-    """A rollout buffer that fills in the terminal rewards (``fill``) before computing returns."""
-
-    fill: Any = None
-
-    def compute_returns_and_advantage(self, last_values: torch.Tensor, dones: np.ndarray) -> None:
-        if self.fill is not None:
-            self.fill(self)
-        super().compute_returns_and_advantage(last_values, dones)
 
 
 class _ScreenedPolicy(MaskableActorCriticPolicy):
@@ -76,6 +65,19 @@ class _ScreenedPolicy(MaskableActorCriticPolicy):
 
 class _NoEvaluation:
     def evaluate(self, arch: Architecture) -> Evaluation:
+        return Evaluation(reward=0.0)
+
+
+class _Pending(_NoEvaluation):
+    """The env's evaluator: a placeholder reward (the real one is told later); a pending architecture counts
+    as evaluated for the masks, so a rollout holds no duplicates."""
+
+    def __init__(self, exclude: EvaluatedPrefixes | None) -> None:
+        self.exclude = exclude
+
+    def evaluate(self, arch: Architecture) -> Evaluation:
+        if self.exclude is not None:
+            self.exclude.add(arch)
         return Evaluation(reward=0.0)
 
 
@@ -106,27 +108,6 @@ class RewardShaper:
         values = np.asarray(self.seen)
         std = float(values.std())
         return (reward - float(values.mean())) / std if std > 1e-8 else reward - float(values.mean())
-
-
-class _AfterUpdate(BaseCallback):
-    """Notes where each finished episode sits in the rollout buffer; after each PPO update, logs the
-    policy and checkpoints the controller."""
-
-    def __init__(self, strategy: PPOStrategy) -> None:
-        super().__init__()
-        self.strategy = strategy
-        self.updates = 0
-
-    def _on_rollout_start(self) -> None:
-        self.strategy.terminal_positions = []
-        if self.num_timesteps > 0:
-            self.updates += 1
-            self.strategy.after_update(self.updates)
-
-    def _on_step(self) -> bool:
-        if self.locals["dones"][0] and "evaluation" in self.locals["infos"][0]:
-            self.strategy.terminal_positions.append(self.strategy.model.rollout_buffer.pos)
-        return True
 
 
 class _PerTrialWriter(KVWriter):
@@ -165,9 +146,15 @@ class PPOStrategy(Strategy):
         self.cfg = cfg
         self._shaper = RewardShaper(cfg.reward_normalization, cfg.rank_exponent)
         self.evaluated = EvaluatedPrefixes(self.space) if cfg.mask_evaluated else None
-        self._bridge = Bridge(self.evaluated)
+        # this rollout: where each episode's last step sits in the buffer, its architecture, the results told
         self.terminal_positions: list[int] = []
-        self.env = ArchitectureSearchEnv(self.space, evaluator=self._bridge, exclude=self.evaluated)
+        self._rollout: list[Architecture] = []
+        self._issued: dict[str, deque[int]] = {}  # arch key -> episodes of this rollout not told yet
+        self._results: dict[int, Evaluation] = {}
+        self.episodes = 0  # the policy's episodes so far
+        self._updates = 0
+        self._started = False
+        self.env = ArchitectureSearchEnv(self.space, evaluator=_Pending(self.evaluated), exclude=self.evaluated)
         self.episode_steps = sum(1 for d in self.space.decisions if len(d.choices) > 1) or 1
         n_steps = cfg.episodes_per_update * self.episode_steps
         self.model = MaskablePPO(
@@ -187,9 +174,7 @@ class PPOStrategy(Strategy):
             seed=ctx.seed,
             device="cpu",
             verbose=0,
-            rollout_buffer_class=_DeferredRewardBuffer,
         )
-        self.model.rollout_buffer.fill = self._fill_rewards  # type: ignore[attr-defined]
         # screening (strategy.ppo.screen_samples > 1): unique evaluations so far, the surrogate fitted on
         # them at the end of each rollout, the actions still to take in this episode
         self._history: list[tuple[Architecture, float]] = []
@@ -226,29 +211,87 @@ class PPOStrategy(Strategy):
         tb_dir = ctx.logger.logdir
         outputs: list[KVWriter] = [] if tb_dir is None else [_PerTrialWriter(self)]
         self.model.set_logger(Logger(folder=None if tb_dir is None else str(tb_dir), output_formats=outputs))
-        self._thread: threading.Thread | None = None
         self.trials_told = 0
 
-    # -- the PPO thread ----------------------------------------------------------------------------
-    def _learn(self) -> None:
-        with self._bridge.busy:
-            try:
-                self.model.learn(total_timesteps=2**62, callback=_AfterUpdate(self), reset_num_timesteps=False)
-            except StopLearning:
-                self._bridge.end("stopped")
-            except BaseException as err:  # noqa: BLE001 - handed to the driver's thread, which re-raises
-                self._bridge.end("error", err)
-            else:
-                self._bridge.end("stopped")
+    # -- MaskablePPO, one episode at a time ----------------------------------------------------------
+    def _start_rollout(self) -> None:
+        """What ``learn()`` does before the first rollout and ``collect_rollouts`` at the start of each."""
+        model = self.model
+        if not self._started:
+            model._setup_learn(total_timesteps=2**62, reset_num_timesteps=False)
+            self._started = True
+        model.policy.set_training_mode(False)
+        model.rollout_buffer.reset()
+        self.terminal_positions, self._rollout = [], []
 
-    def _fill_rewards(self, buffer: MaskableRolloutBuffer) -> None:
-        """In the PPO thread, at the end of a rollout: the shaped rewards into the terminal steps."""
-        evaluations = self._bridge.collect()
-        for _, evaluation in evaluations:
+    def _steps(self) -> Architecture | None:
+        """The policy's steps into the rollout buffer (``collect_rollouts``' loop) until an episode ends (its
+        architecture) or the buffer is full (None: as in SB3, an episode may span two rollouts, its first
+        steps bootstrapped by the value function)."""
+        model = self.model
+        assert model.env is not None
+        while not model.rollout_buffer.full:
+            with torch.no_grad():
+                obs = obs_as_tensor(model._last_obs, model.device)  # type: ignore[arg-type]
+                masks = get_action_masks(model.env)
+                actions, values, log_probs = model.policy(obs, action_masks=masks)
+            actions = actions.cpu().numpy()
+            new_obs, rewards, dones, infos = model.env.step(actions)
+            model.num_timesteps += 1
+            finished = bool(dones[0]) and "evaluation" in infos[0]  # not an invalid action (masks prevent those)
+            if finished:
+                self.terminal_positions.append(model.rollout_buffer.pos)
+            model.rollout_buffer.add(
+                model._last_obs,  # type: ignore[arg-type]
+                actions.reshape(-1, 1),
+                rewards,
+                model._last_episode_starts,  # type: ignore[arg-type]
+                values,
+                log_probs,
+                action_masks=masks,
+            )
+            model._last_obs, model._last_episode_starts = new_obs, dones  # type: ignore[assignment]
+            if finished:
+                arch: Architecture = infos[0]["architecture"]
+                self._issued.setdefault(arch.key, deque()).append(len(self._rollout))
+                self._rollout.append(arch)
+                self.episodes += 1
+                return arch
+        return None
+
+    def _policy_ask(self) -> Architecture:
+        """The policy's next architecture; at a full rollout, PPO's update first (WaitForResults while some
+        of the rollout's results are missing)."""
+        if not self._started:
+            self._start_rollout()
+        while True:
+            if self.model.rollout_buffer.full:
+                if len(self._results) < len(self._rollout):
+                    raise WaitForResults("the PPO update needs the evaluations of its rollout")
+                self._update()
+            arch = self._steps()
+            if arch is not None:
+                return arch
+
+    def _update(self) -> None:
+        """The end of a rollout whose every result is told: the shaped rewards into the terminal steps, the
+        returns, PPO's update (``train()``), then the policy logged and the controller saved."""
+        model, buffer = self.model, self.model.rollout_buffer
+        evaluations = [self._results.pop(i) for i in range(len(self._rollout))]
+        for evaluation in evaluations:
             if not evaluation.cached:
                 self._shaper.add(float(evaluation.reward))
-        for position, (_, evaluation) in zip(self.terminal_positions, evaluations, strict=True):
+        for position, evaluation in zip(self.terminal_positions, evaluations, strict=True):
             buffer.rewards[position, 0] = self._shaper(float(evaluation.reward))
+        with torch.no_grad():
+            last = model.policy.predict_values(obs_as_tensor(model._last_obs, model.device))  # type: ignore[arg-type]
+        buffer.compute_returns_and_advantage(last_values=last, dones=model._last_episode_starts)  # type: ignore[arg-type]
+        self._updates += 1
+        model._update_current_progress_remaining(model.num_timesteps, model._total_timesteps)
+        model.dump_logs(self._updates)
+        model.train()
+        self._start_rollout()
+        self.after_update(self._updates)
 
     def after_update(self, updates: int) -> None:
         if self.ctx.logger.enabled:
@@ -262,11 +305,8 @@ class PPOStrategy(Strategy):
     def ask(self) -> Architecture:
         arch = self._elite_pick() if self._elite_due() else None
         if arch is None:
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._learn, name="rlnas-ppo", daemon=True)
-                self._thread.start()
             try:
-                arch = self._bridge.ask()
+                arch = self._policy_ask()
             except WaitForResults:
                 # the update waits for its rollout's last children: a free worker gets an elite pick instead of
                 # idling (it counts in the share, so later picks wait for the policy to catch up)
@@ -295,7 +335,12 @@ class PPOStrategy(Strategy):
             if not evaluation.cached:
                 self._shaper.add(float(evaluation.reward))
             return
-        self._bridge.tell(arch, evaluation)
+        episodes = self._issued.get(arch.key)
+        if not episodes:
+            raise RuntimeError(f"the PPO controller did not propose {arch.key} (or it was told already)")
+        self._results[episodes.popleft()] = evaluation
+        if not episodes:
+            del self._issued[arch.key]
 
     def warm_start(self, records: list[TrialRecord]) -> None:
         """After a resume: the policy comes from the checkpoint; reward ranks and masks from the trials."""
@@ -317,9 +362,8 @@ class PPOStrategy(Strategy):
 
     def policy_mode(self) -> tuple[Architecture, float, dict[str, dict[str, float]]]:
         """The controller's most probable architecture, the log10 of its probability, and the choice
-        probabilities of every decision along it. Waits until the PPO thread is idle."""
-        with self._bridge.busy:
-            return self._policy_mode()
+        probabilities of every decision along it."""
+        return self._policy_mode()
 
     def _distribution(self, obs: np.ndarray, masks: np.ndarray) -> np.ndarray:
         """The policy's masked choice probabilities for a batch of observations."""
@@ -376,7 +420,7 @@ class PPOStrategy(Strategy):
         return [(arch, acts) for arch, acts in zip(archs, actions, strict=True) if arch is not None]
 
     def _next_action(self, masks: np.ndarray | None) -> int | None:
-        """The policy's planner (in the PPO thread): at the start of an episode, sample
+        """The policy's planner: at the start of an episode, sample
         ``screen_samples`` architectures from the policy and keep the one the surrogate rates best;
         then its actions, one per step. None: let the policy sample (before the surrogate is ready)."""
         cfg = self.cfg
@@ -413,7 +457,7 @@ class PPOStrategy(Strategy):
         return self._elite_started() and patient and self._elite_asked < self.cfg.elite_share * (self._asked + 1)
 
     def _elite_pick(self) -> Architecture | None:
-        """In the driver's thread (the PPO thread waits): the surrogate's pick among ``screen_samples``
+        """The surrogate's pick among ``screen_samples``
         one-decision mutations, not proposed before, of the ``elite_parents`` best architectures so far."""
         best: dict[str, tuple[float, Architecture]] = {}
         for arch, reward in self._history:
@@ -475,14 +519,9 @@ class PPOStrategy(Strategy):
 
     def save(self) -> None:
         if self.checkpoint is not None:
-            with self._bridge.busy:
-                self.checkpoint.parent.mkdir(parents=True, exist_ok=True)
-                atomic.save_with(self.checkpoint, lambda fh: self.model.save(fh))  # type: ignore[arg-type]
+            self.checkpoint.parent.mkdir(parents=True, exist_ok=True)
+            atomic.save_with(self.checkpoint, lambda fh: self.model.save(fh))  # type: ignore[arg-type]
 
     def close(self) -> None:
-        if self._thread is not None and self._thread.is_alive():
-            self._bridge.stop()
-            self._thread.join(timeout=60)
-        self._thread = None
         self.save()
         self.model.logger.close()
