@@ -349,6 +349,15 @@ class Search:
         if persist:
             self.run_dir = Path(run_dir) if run_dir is not None else default_run_dir(config)
             self._lock = RunLock(self.run_dir) if resume else _create_run_dir(self.run_dir)
+        try:
+            self._assemble(config, space, evaluator, resume)
+        except BaseException:
+            self._abandon()  # a run that cannot be opened must not stay locked until garbage collection
+            raise
+
+    def _assemble(self, config: RunConfig, space: SearchSpace, evaluator: Evaluator | None, resume: bool) -> None:
+        """The run's files, store, logger, evaluator, strategy and mirror (the run directory exists, locked)."""
+        if self.run_dir is not None:
             if not resume:
                 atomic.write_text(self.run_dir / "space.json", json.dumps(space.to_dict(), indent=1))
                 if self.prepared is not None:
@@ -411,6 +420,17 @@ class Search:
             for record in done:
                 self.logger.trial(record, write=False)  # best-so-far curves continue where they were
             log.info("resuming %s with %d finished trials", self.run_dir, len(done))
+
+    def _abandon(self) -> None:
+        for part in ("logger", "store"):
+            if hasattr(self, part):
+                try:
+                    getattr(self, part).close()
+                except Exception:  # noqa: BLE001 - already failing; the first error is the one to report
+                    log.debug("closing the %s of an abandoned search failed", part, exc_info=True)
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
     @classmethod
     def resume(

@@ -182,6 +182,8 @@ def test_damaged_exports_are_refused_in_one_line(exported: Path, tmp_path: Path,
 
 
 def test_a_damaged_trial_row_is_named_and_can_be_dropped(exported: Path, tmp_path: Path, capsys) -> None:
+    """...and the refused resume releases the run's lock at once, not when its half-built search is freed
+    (here the kept traceback holds it, as a logged error or an interactive session would)."""
     run = tmp_path / "run"
     shutil.copytree(exported, run)
     with sqlite3.connect(run / "trials.sqlite") as db:
@@ -189,6 +191,9 @@ def test_a_damaged_trial_row_is_named_and_can_be_dropped(exported: Path, tmp_pat
     for argv in (["trials", str(run)], ["resume", str(run), "--no-export"], ["report", str(run)]):
         code, err = _cli(capsys, *argv)
         assert code == 2 and "trial 1 in" in err and "DELETE FROM trials WHERE number = 2" in err
+    with pytest.raises(RunDirError, match="trial 1 in") as refused:
+        Search.resume(run)
+    assert refused.traceback  # still alive while the next resume takes the lock
     with sqlite3.connect(run / "trials.sqlite") as db:
         db.execute("DELETE FROM trials WHERE number = 2")
     code, err = _cli(capsys, "resume", str(run), "--no-export", "--budget", "2")
