@@ -7,7 +7,9 @@ A variant is ``defaults`` or ``+``-joined ``strategy.ppo`` overrides (``key=valu
 once per seed with the largest budget; the smaller budgets are read from the same run's anytime curve
 (PPO's proposals depend only on the seed and the rewards so far, never on the budget, so this equals a
 separate run per budget). Prints mean ± standard error of the table test accuracy of the selected
-architecture. Tune on held-out seeds (e.g. from 100) and confirm on others (0-99, the reported ones).
+architecture, and how many runs end (at the largest budget) on another architecture than the table's
+optimum (the one with the best validation accuracy): stuck in another basin. Tune on held-out seeds (e.g.
+from 100) and confirm on others (0-99, the reported ones).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from rlnas.benchmark import compare
+from rlnas.evaluation.table import BenchmarkTable
 
 ROOT = Path(__file__).resolve().parents[1]
 TABLE = ROOT.parent / "shared" / "benchmarks" / "nb201_cifar10.csv"
@@ -42,8 +45,9 @@ def main() -> None:
     args = parser.parse_args()
     budgets = [int(b) for b in args.budgets.split(",")]
     seeds = f"seeds {args.first_seed}-{args.first_seed + args.seeds - 1}"
-    print(f"| settings ({seeds}) | {' | '.join(str(b) for b in budgets)} | s / run |")
-    print("|---|" + "---|" * (len(budgets) + 1))
+    optimum = BenchmarkTable(args.table).optimum()[2]
+    print(f"| settings ({seeds}) | {' | '.join(str(b) for b in budgets)} | runs off the optimum | s / run |")
+    print("|---|" + "---|" * (len(budgets) + 2))
     for variant in re.split(r",(?![^\[]*\])", args.variants):  # commas inside [...] belong to a value
         result = compare(
             args.table, ["ppo"], [max(budgets)], args.seeds, args.workers, overrides(variant), None, args.first_seed
@@ -53,8 +57,9 @@ def main() -> None:
         for b in budgets:
             values = curves[:, b - 1]
             cells.append(f"{values.mean():.3f} ± {values.std(ddof=1) / np.sqrt(len(values)):.3f}")
+        off = int(np.sum(curves[:, -1] < optimum - 1e-9))
         label = variant.replace("+", ", ")
-        print(f"| {label} | {' | '.join(cells)} | {result['seconds_per_run']['ppo']:.2f} |", flush=True)
+        print(f"| {label} | {' | '.join(cells)} | {off} | {result['seconds_per_run']['ppo']:.2f} |", flush=True)
 
 
 if __name__ == "__main__":

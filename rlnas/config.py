@@ -152,6 +152,7 @@ class PPOConfig(_Section):
     elite_share: float = Field(0.5, ge=0.0, lt=1.0)
     elite_parents: int = Field(1, ge=1)
     elite_patience: int = Field(2, ge=0)  # pause after this many picks in a row miss the best; 0 = never
+    elite_ucb: float = Field(2.0, ge=0.0)  # the elite pick: surrogate mean + elite_ucb x spread
 
 
 class EvolutionConfig(_Section):

@@ -190,3 +190,49 @@ def test_elite_picks_fill_the_workers_that_wait_for_the_end_of_a_rollout(toy_spa
     assert elite == 0 and episodes == 48 and waits >= 3
     waits, elite, episodes = _two_workers(toy_space, "strategy.ppo.elite_share=0.5")
     assert waits == 0 and elite > 0 and episodes == 48 - elite
+
+
+class _FakeSurrogate:
+    """A surrogate whose mean and spread pull apart (mean: the encoding's sum, spread: minus it plus its
+    first feature), recording the candidates of each prediction."""
+
+    def __init__(self) -> None:
+        self.calls: list[np.ndarray] = []
+
+    def predict(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        self.calls.append(x)
+        mean = x.sum(axis=1) + 0.01 * x[:, 1]
+        return mean, np.maximum(0.0, 10.0 - mean + 3.0 * x[:, 0])
+
+
+def test_elite_picks_and_policy_samples_are_screened_with_their_own_exploration_bonus(
+    toy_space: SearchSpace,
+) -> None:
+    """strategy.ppo.elite_ucb weighs the surrogate's spread for the elite picks, screen_ucb for the policy's
+    samples: each proposal is the candidate with the best mean + its own bonus x spread."""
+    evaluator = SyntheticEvaluator(toy_space, seed=100)
+    ucb = {"elite": 0.0, "policy": 5.0}
+    controller = _controller(
+        toy_space, 0, "strategy.ppo.elite_ucb=0", "strategy.ppo.screen_ucb=5", "strategy.ppo.elite_patience=0"
+    )
+    fake = _FakeSurrogate()
+
+    def fit() -> None:
+        controller._surrogate = fake
+        controller._fitted_on = len(controller._history)
+
+    controller._fit_surrogate = fit
+    checked = {"elite": 0, "policy": 0}
+    for _ in range(40):
+        before = len(fake.calls)
+        arch = controller.ask()
+        if len(fake.calls) == before + 1:  # this proposal was screened
+            source = "elite" if arch.key in controller._own else "policy"
+            candidates = fake.calls[-1]
+            mean, spread = fake.predict(candidates)
+            best = candidates[int(np.argmax(mean + ucb[source] * spread))]
+            np.testing.assert_array_equal(toy_space.encode(arch), best)
+            checked[source] += 1
+        controller.tell(arch, evaluator.evaluate(arch))
+    controller.close()
+    assert checked["elite"] >= 5 and checked["policy"] >= 5

@@ -433,21 +433,21 @@ class PPOStrategy(Strategy):
             if not found:
                 return None
             candidates = list(found.values())
-            self._plan.extend(candidates[self._screen([a for a, _ in candidates])][1])
+            self._plan.extend(candidates[self._screen([a for a, _ in candidates], cfg.screen_ucb)][1])
         action = self._plan.popleft()
         if masks is not None and not np.asarray(masks).reshape(-1)[action]:
             self._plan.clear()  # the masks changed under the plan: let the policy sample this episode
             return None
         return action
 
-    def _screen(self, candidates: list[Architecture]) -> int:
-        """The index of the candidate the surrogate rates best (mean + screen_ucb x spread); the surrogate
+    def _screen(self, candidates: list[Architecture], ucb: float) -> int:
+        """The index of the candidate the surrogate rates best (mean + ucb x spread); the surrogate
         is refit first when due: after every new result at first, then after every ~6 % more."""
         if self._surrogate is None or len(self._history) >= self._fitted_on + max(1, self._fitted_on // 16):
             self._fit_surrogate()
         assert self._surrogate is not None
         mean, spread = self._surrogate.predict(np.stack([self.space.encode(a) for a in candidates]))
-        return int(np.argmax(mean + self.cfg.screen_ucb * spread))
+        return int(np.argmax(mean + ucb * spread))
 
     def _elite_started(self) -> bool:
         return self.cfg.elite_share > 0 and len(self._history) >= self.cfg.screen_after
@@ -475,7 +475,7 @@ class PPOStrategy(Strategy):
         if not candidates:
             return None
         pool = list(candidates.values())
-        pick = pool[self._screen(pool)]
+        pick = pool[self._screen(pool, self.cfg.elite_ucb)]
         self._elite_asked += 1
         self._own[pick.key] = self._own.get(pick.key, 0) + 1
         if self.evaluated is not None:
