@@ -147,12 +147,14 @@ class PPOConfig(_Section):
     # Elite mutations: this share of all evaluations goes to the surrogate's pick among screen_samples
     # one-decision mutations of the elite_parents best architectures so far (from screen_after results on, the
     # picks first catch up with the share, then alternate with the policy's samples). They are proposed
-    # beside the policy, not through it: their rewards feed the surrogate, the reward ranks and the masks,
-    # never a PPO update, so the policy keeps its own exploration. 0 = every evaluation is a policy sample.
+    # beside the policy: their rewards feed the surrogate, the reward ranks and the masks; with
+    # elite_to_policy also a PPO update (the pick is an episode of the policy's rollout, as a screened sample
+    # is, whenever the rollout is between episodes). 0 = every evaluation is a policy sample.
     elite_share: float = Field(0.5, ge=0.0, lt=1.0)
     elite_parents: int = Field(1, ge=1)
     elite_patience: int = Field(2, ge=0)  # pause after this many picks in a row miss the best; 0 = never
     elite_ucb: float = Field(2.0, ge=0.0)  # the elite pick: surrogate mean + elite_ucb x spread
+    elite_to_policy: bool = False  # PPO also learns from the elite picks (off: only their ranks count)
 
 
 class EvolutionConfig(_Section):

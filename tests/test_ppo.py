@@ -192,6 +192,47 @@ def test_elite_picks_fill_the_workers_that_wait_for_the_end_of_a_rollout(toy_spa
     assert waits == 0 and elite > 0 and episodes == 48 - elite
 
 
+def test_elite_picks_train_the_policy_with_elite_to_policy(toy_space: SearchSpace) -> None:
+    """strategy.ppo.elite_to_policy=true: an elite pick is an episode of the policy's rollout (its actions in
+    the buffer, as a screened sample's are), so every evaluation reaches a PPO update; told as a policy result.
+    Also without screening (the plan needs no screening), and with 2 workers a pick the rollout cannot take
+    while its update waits goes beside it, so no worker idles."""
+    for screen in ("16", "1"):
+        evaluator = SyntheticEvaluator(toy_space, seed=100)
+        controller = _controller(
+            toy_space,
+            0,
+            "strategy.ppo.elite_patience=0",
+            "strategy.ppo.elite_to_policy=true",
+            f"strategy.ppo.screen_samples={screen}",
+        )
+        told: list[tuple[Architecture, float]] = []
+        elite = in_buffer = 0
+        for _ in range(48):
+            arch = controller.ask()
+            if arch.key in controller._through:
+                elite += 1
+                best = max(told, key=lambda item: item[1])[0].to_dict()
+                mutated = arch.to_dict()
+                assert len([name for name in set(best) & set(mutated) if best[name] != mutated[name]]) == 1
+                buffer, actions = controller.model.rollout_buffer, controller._actions_of(arch)
+                if buffer.pos >= len(actions):  # else the episode began in the previous rollout
+                    stored = buffer.actions[buffer.pos - len(actions) : buffer.pos, 0, 0].astype(int).tolist()
+                    assert stored == actions  # the episode just stepped into the rollout is the pick's
+                    in_buffer += 1
+            assert not controller._own  # one evaluation at a time: the rollout takes every pick
+            evaluation = evaluator.evaluate(arch)
+            controller.tell(arch, evaluation)
+            told.append((arch, evaluation.reward))
+        episodes = controller.episodes
+        controller.close()
+        assert len({arch.key for arch, _ in told}) == 48
+        assert 20 <= elite <= 24  # the share, as beside the policy (test above)
+        assert in_buffer >= elite - 6 and episodes == 48
+    waits, beside, episodes = _two_workers(toy_space, "strategy.ppo.elite_to_policy=true")
+    assert waits == 0 and beside > 0 and episodes == 48 - beside
+
+
 class _FakeSurrogate:
     """A surrogate whose mean and spread pull apart (mean: the encoding's sum, spread: minus it plus its
     first feature), recording the candidates of each prediction."""

@@ -182,14 +182,16 @@ class PPOStrategy(Strategy):
         self._fitted_on = 0
         self._plan: deque[int] = deque()
         self._plans = 0
-        # elite mutations (strategy.ppo.elite_share > 0): proposed beside the policy, told to it only as ranks
+        # elite mutations (strategy.ppo.elite_share > 0): proposed beside the policy, told to it as ranks (and
+        # with elite_to_policy as episodes of its rollout)
         self._seen: set[str] = set()  # every architecture proposed or told (no elite pick repeats one)
-        self._own: dict[str, int] = {}  # elite picks not told yet: arch key -> count
+        self._own: dict[str, int] = {}  # elite picks beside the rollout not told yet: arch key -> count
+        self._through: set[str] = set()  # elite picks in the rollout not told yet
         self._asked = 0
         self._elite_asked = 0
         self._best = -math.inf  # the best reward told so far
         self._elite_misses = 0  # elite picks in a row that did not beat it
-        if cfg.screen_samples > 1:
+        if cfg.screen_samples > 1 or (cfg.elite_share > 0 and cfg.elite_to_policy):
             policy = self.model.policy
             assert isinstance(policy, _ScreenedPolicy)
             policy.planner = self._next_action
@@ -303,14 +305,14 @@ class PPOStrategy(Strategy):
 
     # -- strategy interface ------------------------------------------------------------------------
     def ask(self) -> Architecture:
-        arch = self._elite_pick() if self._elite_due() else None
+        arch = self._elite_ask(self.cfg.elite_to_policy) if self._elite_due() else None
         if arch is None:
             try:
                 arch = self._policy_ask()
             except WaitForResults:
                 # the update waits for its rollout's last children: a free worker gets an elite pick instead of
                 # idling (it counts in the share, so later picks wait for the policy to catch up)
-                arch = self._elite_pick() if self._elite_started() else None
+                arch = self._elite_ask(through=False) if self._elite_started() else None
                 if arch is None:
                     raise
         self._asked += 1
@@ -325,8 +327,9 @@ class PPOStrategy(Strategy):
             self._history.append((arch, reward))
             if reward > self._best:
                 self._best, self._elite_misses = reward, 0
-            elif own:
+            elif own or arch.key in self._through:
                 self._elite_misses += 1
+        self._through.discard(arch.key)
         if own:  # an elite pick: it counts in the reward ranks, not in a PPO update
             if own == 1:
                 del self._own[arch.key]
@@ -425,7 +428,7 @@ class PPOStrategy(Strategy):
         then its actions, one per step. None: let the policy sample (before the surrogate is ready)."""
         cfg = self.cfg
         if not self._plan:
-            if len(self._history) < cfg.screen_after:
+            if cfg.screen_samples == 1 or len(self._history) < cfg.screen_after:
                 return None
             rng = np.random.default_rng([self.ctx.seed, 0x5C4EE7, self._plans])
             self._plans += 1
@@ -456,9 +459,50 @@ class PPOStrategy(Strategy):
         patient = self.cfg.elite_patience == 0 or self._elite_misses < self.cfg.elite_patience
         return self._elite_started() and patient and self._elite_asked < self.cfg.elite_share * (self._asked + 1)
 
+    def _elite_ask(self, through: bool) -> Architecture | None:
+        """An elite pick; with ``through`` (``elite_to_policy``) as the policy's next episode (its actions
+        planned, so the rollout holds them with their log-probabilities under the policy) when the rollout can
+        take the whole episode now, else beside the rollout."""
+        pick = self._elite_pick()
+        if pick is None:
+            return None
+        actions = self._actions_of(pick) if through else []
+        if actions and self._rollout_takes(len(actions)):
+            self._plan.extend(actions)
+            self._through.add(pick.key)
+            arch = self._policy_ask()
+            if arch.key != pick.key:  # cannot happen (the pick is new, so the masks allow it); log it if it does
+                log.warning("elite pick %s left the rollout's plan; the policy sampled %s", pick.key, arch.key)
+                self._through.discard(pick.key)
+            return arch
+        self._own[pick.key] = self._own.get(pick.key, 0) + 1
+        if self.evaluated is not None:
+            self.evaluated.add(pick)  # the policy's masks treat it as evaluated
+        return pick
+
+    def _rollout_takes(self, steps: int) -> bool:
+        """Whether the policy's next episode could be ``steps`` planned steps now without waiting: between
+        episodes, and either room left for them in the buffer or every result of this rollout told (so the
+        update an episode across two rollouts needs can run at once, as for the policy's own episodes)."""
+        buffer = self.model.rollout_buffer
+        if not self._started or self._plan or not bool(self.model._last_episode_starts[0]):  # type: ignore[index]
+            return False
+        return len(self._results) == len(self._rollout) or buffer.buffer_size - buffer.pos >= steps
+
+    def _actions_of(self, arch: Architecture) -> list[int]:
+        """The env's actions that build ``arch``."""
+        env = ArchitectureSearchEnv(self.space, evaluator=_NoEvaluation())
+        env.reset()
+        actions: list[int] = []
+        while env.position is not None:
+            decision = self.space.decisions[env.position]
+            actions.append(decision.choices.index(arch[decision.name]))
+            env.step(actions[-1])
+        return actions
+
     def _elite_pick(self) -> Architecture | None:
-        """The surrogate's pick among ``screen_samples``
-        one-decision mutations, not proposed before, of the ``elite_parents`` best architectures so far."""
+        """The surrogate's pick among ``screen_samples`` one-decision mutations, not proposed before, of the
+        ``elite_parents`` best architectures so far."""
         best: dict[str, tuple[float, Architecture]] = {}
         for arch, reward in self._history:
             if arch.key not in best or reward > best[arch.key][0]:
@@ -477,9 +521,6 @@ class PPOStrategy(Strategy):
         pool = list(candidates.values())
         pick = pool[self._screen(pool, self.cfg.elite_ucb)]
         self._elite_asked += 1
-        self._own[pick.key] = self._own.get(pick.key, 0) + 1
-        if self.evaluated is not None:
-            self.evaluated.add(pick)  # the policy's masks treat it as evaluated
         log.debug("elite mutation %d: %s", self._elite_asked, pick.describe())
         return pick
 
