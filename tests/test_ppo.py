@@ -19,6 +19,11 @@ def _controller(space: SearchSpace, seed: int, *overrides: str):
     return make_strategy("ppo", StrategyContext(space, config, seed, None, RunLogger(None)))
 
 
+def _is_elite(controller, arch: Architecture) -> bool:
+    """Whether ``arch``, just asked, is an elite pick (beside the policy's rollout or, with elite_to_policy, in it)."""
+    return arch.key in controller._own or arch.key in controller._through
+
+
 def _learn(space: SearchSpace, seed: int, episodes: int) -> tuple[bool, float, float]:
     evaluator = SyntheticEvaluator(space, seed=100 + seed)  # reward: fraction of decisions matching
     # every episode is told its reward, repeats included: the policy itself must concentrate on the best
@@ -105,7 +110,7 @@ def test_elite_mutations_are_evaluated_beside_the_policy_not_through_it(toy_spac
     repeat; the PPO rollouts (the policy's episodes) hold only the policy's own samples, and an elite result
     told to PPO would be refused."""
     evaluator = SyntheticEvaluator(toy_space, seed=100)
-    controller = _controller(toy_space, 0, "strategy.ppo.elite_patience=0")
+    controller = _controller(toy_space, 0, "strategy.ppo.elite_patience=0", "strategy.ppo.elite_to_policy=false")
     told: list[tuple[Architecture, float]] = []
     elite = 0
     for _ in range(48):
@@ -141,7 +146,7 @@ def test_elite_mutations_pause_when_they_stop_beating_the_best(toy_space: Search
         best, misses, elite = -np.inf, 0, 0
         for _ in range(40):
             arch = controller.ask()
-            is_elite = arch.key in controller._own
+            is_elite = _is_elite(controller, arch)
             if is_elite:
                 assert misses < 2, "an elite pick after two misses in a row, with no new best in between"
                 elite += 1
@@ -268,7 +273,7 @@ def test_elite_picks_and_policy_samples_are_screened_with_their_own_exploration_
         before = len(fake.calls)
         arch = controller.ask()
         if len(fake.calls) == before + 1:  # this proposal was screened
-            source = "elite" if arch.key in controller._own else "policy"
+            source = "elite" if _is_elite(controller, arch) else "policy"
             candidates = fake.calls[-1]
             mean, spread = fake.predict(candidates)
             best = candidates[int(np.argmax(mean + ucb[source] * spread))]
