@@ -7,7 +7,7 @@ from sb3_contrib import MaskablePPO
 
 from rlnas.config import load_config
 from rlnas.driver import Search, prepare
-from rlnas.evaluation import SyntheticEvaluator
+from rlnas.evaluation import Evaluation, SyntheticEvaluator
 from rlnas.space import Architecture, SearchSpace
 from rlnas.strategies import StrategyContext, WaitForResults, make_strategy
 from rlnas.tracking import RunLogger
@@ -251,16 +251,11 @@ class _FakeSurrogate:
         return mean, np.maximum(0.0, 10.0 - mean + 3.0 * x[:, 0])
 
 
-def test_elite_picks_and_policy_samples_are_screened_with_their_own_exploration_bonus(
-    toy_space: SearchSpace,
-) -> None:
-    """strategy.ppo.elite_ucb weighs the surrogate's spread for the elite picks, screen_ucb for the policy's
-    samples: each proposal is the candidate with the best mean + its own bonus x spread."""
-    evaluator = SyntheticEvaluator(toy_space, seed=100)
-    ucb = {"elite": 0.0, "policy": 5.0}
-    controller = _controller(
-        toy_space, 0, "strategy.ppo.elite_ucb=0", "strategy.ppo.screen_ucb=5", "strategy.ppo.elite_patience=0"
-    )
+def _screened_with(controller, space: SearchSpace, bonus, reward=None) -> list[tuple[str, float]]:
+    """40 proposals of ``controller`` with a fake surrogate: each screened one must be the candidate with the
+    best mean + ``bonus(source, controller)`` x spread (source: "elite" or "policy"); the source and bonus of
+    each screened proposal. ``reward(i)``: the i-th result's reward (default: a synthetic evaluator's)."""
+    evaluator = SyntheticEvaluator(space, seed=100)
     fake = _FakeSurrogate()
 
     def fit() -> None:
@@ -268,17 +263,52 @@ def test_elite_picks_and_policy_samples_are_screened_with_their_own_exploration_
         controller._fitted_on = len(controller._history)
 
     controller._fit_surrogate = fit
-    checked = {"elite": 0, "policy": 0}
-    for _ in range(40):
+    checked: list[tuple[str, float]] = []
+    for i in range(40):
         before = len(fake.calls)
+        expected = {source: bonus(source, controller) for source in ("elite", "policy")}
         arch = controller.ask()
         if len(fake.calls) == before + 1:  # this proposal was screened
             source = "elite" if _is_elite(controller, arch) else "policy"
             candidates = fake.calls[-1]
             mean, spread = fake.predict(candidates)
-            best = candidates[int(np.argmax(mean + ucb[source] * spread))]
-            np.testing.assert_array_equal(toy_space.encode(arch), best)
-            checked[source] += 1
-        controller.tell(arch, evaluator.evaluate(arch))
+            best = candidates[int(np.argmax(mean + expected[source] * spread))]
+            np.testing.assert_array_equal(space.encode(arch), best)
+            checked.append((source, expected[source]))
+        controller.tell(arch, evaluator.evaluate(arch) if reward is None else Evaluation(reward(i)))
     controller.close()
-    assert checked["elite"] >= 5 and checked["policy"] >= 5
+    return checked
+
+
+def test_elite_picks_and_policy_samples_are_screened_with_their_own_exploration_bonus(
+    toy_space: SearchSpace,
+) -> None:
+    """strategy.ppo.elite_ucb weighs the surrogate's spread for the elite picks, screen_ucb for the policy's
+    samples: each proposal is the candidate with the best mean + its own bonus x spread."""
+    ucb = {"elite": 0.0, "policy": 5.0}
+    controller = _controller(
+        toy_space,
+        0,
+        "strategy.ppo.elite_ucb=0",
+        "strategy.ppo.screen_ucb=5",
+        "strategy.ppo.stall_ucb=5",
+        "strategy.ppo.elite_patience=0",
+    )
+    sources = [source for source, _ in _screened_with(controller, toy_space, lambda source, _: ucb[source])]
+    assert sources.count("elite") >= 5 and sources.count("policy") >= 5
+
+
+def test_policy_samples_are_screened_with_the_stall_bonus_while_the_best_stalls(toy_space: SearchSpace) -> None:
+    """strategy.ppo.stall_ucb: the policy's samples are screened with it once the best reward has gone unbeaten
+    for more results than it took to find it, with screen_ucb before that and again after the best improves."""
+    controller = _controller(
+        toy_space, 1, "strategy.ppo.screen_ucb=0", "strategy.ppo.stall_ucb=5", "strategy.ppo.elite_share=0"
+    )
+    best = {9: 0.5, 33: 1.0}  # the 10th result is the best until the 34th beats it
+
+    def bonus(source: str, ctl) -> float:
+        told = len(ctl._history)
+        return 5.0 if 21 <= told < 34 else 0.0  # 11 results after the 10th: more than it took to find it
+
+    screened = _screened_with(controller, toy_space, bonus, lambda i: best.get(i, 0.1 + 0.001 * i))
+    assert [ucb for _, ucb in screened] == [0.0] * 13 + [5.0] * 13 + [0.0] * 6

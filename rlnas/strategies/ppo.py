@@ -191,6 +191,7 @@ class PPOStrategy(Strategy):
         self._elite_asked = 0
         self._best = -math.inf  # the best reward told so far
         self._elite_misses = 0  # elite picks in a row that did not beat it
+        self._best_at = 0  # how many results were told when the best was
         if cfg.screen_samples > 1 or (cfg.elite_share > 0 and cfg.elite_to_policy):
             policy = self.model.policy
             assert isinstance(policy, _ScreenedPolicy)
@@ -326,7 +327,7 @@ class PPOStrategy(Strategy):
             reward = float(evaluation.reward)
             self._history.append((arch, reward))
             if reward > self._best:
-                self._best, self._elite_misses = reward, 0
+                self._best, self._elite_misses, self._best_at = reward, 0, len(self._history)
             elif own or arch.key in self._through:
                 self._elite_misses += 1
         self._through.discard(arch.key)
@@ -357,7 +358,8 @@ class PPOStrategy(Strategy):
         for record in records:
             self._shaper.add(float(record.reward))
             self._history.append((record.architecture, float(record.reward)))
-            self._best = max(self._best, float(record.reward))
+            if float(record.reward) > self._best:
+                self._best, self._best_at = float(record.reward), len(self._history)
             self._seen.add(record.architecture.key)
             if self.evaluated is not None:
                 self.evaluated.add(record.architecture)
@@ -424,8 +426,9 @@ class PPOStrategy(Strategy):
 
     def _next_action(self, masks: np.ndarray | None) -> int | None:
         """The policy's planner: at the start of an episode, sample
-        ``screen_samples`` architectures from the policy and keep the one the surrogate rates best;
-        then its actions, one per step. None: let the policy sample (before the surrogate is ready)."""
+        ``screen_samples`` architectures from the policy and keep the one the surrogate rates best (mean +
+        ``screen_ucb`` x spread, ``stall_ucb`` while the best stalls); then its actions, one per step. None:
+        let the policy sample (before the surrogate is ready)."""
         cfg = self.cfg
         if not self._plan:
             if cfg.screen_samples == 1 or len(self._history) < cfg.screen_after:
@@ -436,7 +439,8 @@ class PPOStrategy(Strategy):
             if not found:
                 return None
             candidates = list(found.values())
-            self._plan.extend(candidates[self._screen([a for a, _ in candidates], cfg.screen_ucb)][1])
+            ucb = cfg.screen_ucb if cfg.stall_ucb is None or not self._stalled() else cfg.stall_ucb
+            self._plan.extend(candidates[self._screen([a for a, _ in candidates], ucb)][1])
         action = self._plan.popleft()
         if masks is not None and not np.asarray(masks).reshape(-1)[action]:
             self._plan.clear()  # the masks changed under the plan: let the policy sample this episode
@@ -454,6 +458,10 @@ class PPOStrategy(Strategy):
 
     def _elite_started(self) -> bool:
         return self.cfg.elite_share > 0 and len(self._history) >= self.cfg.screen_after
+
+    def _stalled(self) -> bool:
+        """Whether the best reward has gone unbeaten for more results than it took to find it."""
+        return len(self._history) - self._best_at > self._best_at
 
     def _elite_due(self) -> bool:
         patient = self.cfg.elite_patience == 0 or self._elite_misses < self.cfg.elite_patience
