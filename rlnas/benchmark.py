@@ -128,15 +128,19 @@ def compare(
         if pool is not None:
             pool.shutdown()
     summary: dict[str, Any] = {}
+    final = {key: {r.seed: r.test_at[-1] for r in rs if r.test_at} for key, rs in runs.items()}
     for strategy in strategies:
         summary[strategy] = {}
         for b in budgets:
-            values = np.array([r.test_at[-1] for r in runs[(strategy, b)] if r.test_at])
+            values = np.array(list(final[(strategy, b)].values()))
             summary[strategy][str(b)] = {
                 "mean": float(values.mean()),
                 "std": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
                 "n": int(len(values)),
             }
+            if strategy != strategies[0]:
+                lead = _margin(final[(strategies[0], b)], final[(strategy, b)])
+                summary[strategy][str(b)]["margin"] = {"of": strategies[0], **lead}
     curves = {s: runs[(s, max(budgets))] for s in strategies}
     optimum = table.optimum()
     return {
@@ -147,6 +151,17 @@ def compare(
         "best_test": table.best_test(),
         "curves": {s: [r.test_at for r in rs] for s, rs in curves.items()},
         "budgets": list(budgets),
+    }
+
+
+def _margin(first: dict[int, float], other: dict[int, float]) -> dict[str, Any]:
+    """One strategy's lead over another: mean and standard error of the difference of their results, paired
+    by seed (over the seeds both have a result for; None where there are too few)."""
+    d = np.array([first[seed] - other[seed] for seed in sorted(set(first) & set(other))])
+    return {
+        "mean": float(d.mean()) if len(d) else None,
+        "se": float(d.std(ddof=1) / math.sqrt(len(d))) if len(d) > 1 else None,
+        "n": int(len(d)),
     }
 
 

@@ -401,6 +401,12 @@ def _benchmark(args: argparse.Namespace) -> int:
     for strategy, row in result["summary"].items():
         cells = "".join(f"{row[b]['mean']:>9.2f} ± {row[b]['std']:<4.2f}" for b in budgets)
         print(f"{strategy:<22}{cells}{result['seconds_per_run'][strategy]:>8.2f}")
+    first, others = strategies[0], [s for s in result["summary"] if s != strategies[0]]
+    if others:
+        print(f"margin of {first} (mean difference ± standard error, paired by seed):")
+        for strategy in others:
+            cells = "".join(_lead(result["summary"][strategy][b]["margin"]) for b in budgets)
+            print(f"{'  over ' + strategy:<22}{cells}")
     optimum = result["optimum"]
     print(f"optimum of the table: test {optimum['test_acc_200ep']:.2f} ({optimum['arch']})")
     print(f"n = {args.seeds} seeds per strategy and budget, from seed {args.first_seed}")
@@ -410,6 +416,13 @@ def _benchmark(args: argparse.Namespace) -> int:
     if args.plot:
         print(f"plot: {plot_curves(result, args.plot)}")
     return 0
+
+
+def _lead(margin: dict[str, Any]) -> str:
+    if margin["mean"] is None:
+        return f"{'-':>16}"
+    se = f" ± {margin['se']:.3f}" if margin["se"] is not None else ""
+    return f"{margin['mean']:>+8.3f}{se:<8}"
 
 
 class _HelpFormatter(argparse.HelpFormatter):
@@ -519,7 +532,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--first-seed", type=int, default=0, help="F: the first seed (e.g. to tune on held-out seeds)")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="parallel processes")
     p.add_argument("--set", action="append", metavar="KEY.PATH=VALUE", help="config override for every run")
-    p.add_argument("--json", type=Path, help="write {strategy: {budget: {mean, std, n}}} here")
+    p.add_argument("--json", type=Path, help="write {strategy: {budget: {mean, std, n, margin}}} here")
     p.add_argument("--plot", type=Path, default=Path("benchmark.png"), help="PNG of the best-so-far curves")
     _verbosity(p, top=False)
     p.set_defaults(func=_benchmark)

@@ -353,6 +353,9 @@ def test_benchmark_runs_end_to_end_on_the_table(tmp_path: Path) -> None:
     expected = [run_on_table("random", seed, table, 10).test_at[-1] for seed in (3, 4)]  # seeds 3 and 4
     assert summary["random"]["10"]["n"] == 2
     assert summary["random"]["10"]["mean"] == pytest.approx(sum(expected) / 2)
+    margin = summary["random"]["10"]["margin"]
+    assert margin["of"] == "ppo" and margin["mean"] == pytest.approx(summary["ppo"]["10"]["mean"] - sum(expected) / 2)
+    assert "margin of ppo" in result.stdout and f"{margin['mean']:+.3f} ± {margin['se']:.3f}" in result.stdout
     assert png.stat().st_size > 1000
     bad = rlnas("benchmark", *args, "--seeds", "0", cwd=tmp_path)
     assert bad.returncode == 2 and "--seeds >= 1" in bad.stderr

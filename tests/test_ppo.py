@@ -3,6 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 from sb3_contrib import MaskablePPO
 
 from rlnas.config import load_config
@@ -298,17 +299,29 @@ def test_elite_picks_and_policy_samples_are_screened_with_their_own_exploration_
     assert sources.count("elite") >= 5 and sources.count("policy") >= 5
 
 
-def test_policy_samples_are_screened_with_the_stall_bonus_while_the_best_stalls(toy_space: SearchSpace) -> None:
+@pytest.mark.parametrize(
+    ("ratio", "stalled"),
+    [(0.5, range(16, 34)), (1.0, range(21, 34))],  # more than 5 (10) results after the 10th, until the 34th
+)
+def test_policy_samples_are_screened_with_the_stall_bonus_while_the_best_stalls(
+    toy_space: SearchSpace, ratio: float, stalled: range
+) -> None:
     """strategy.ppo.stall_ucb: the policy's samples are screened with it once the best reward has gone unbeaten
-    for more results than it took to find it, with screen_ucb before that and again after the best improves."""
+    for more than stall_ratio x the results it took to find it, with screen_ucb before that and again after
+    the best improves."""
     controller = _controller(
-        toy_space, 1, "strategy.ppo.screen_ucb=0", "strategy.ppo.stall_ucb=5", "strategy.ppo.elite_share=0"
+        toy_space,
+        1,
+        "strategy.ppo.screen_ucb=0",
+        "strategy.ppo.stall_ucb=5",
+        f"strategy.ppo.stall_ratio={ratio}",
+        "strategy.ppo.elite_share=0",
     )
     best = {9: 0.5, 33: 1.0}  # the 10th result is the best until the 34th beats it
 
     def bonus(source: str, ctl) -> float:
-        told = len(ctl._history)
-        return 5.0 if 21 <= told < 34 else 0.0  # 11 results after the 10th: more than it took to find it
+        return 5.0 if len(ctl._history) in stalled else 0.0
 
     screened = _screened_with(controller, toy_space, bonus, lambda i: best.get(i, 0.1 + 0.001 * i))
-    assert [ucb for _, ucb in screened] == [0.0] * 13 + [5.0] * 13 + [0.0] * 6
+    before = stalled[0] - 8  # screening starts once 8 results are told (screen_after)
+    assert [ucb for _, ucb in screened] == [0.0] * before + [5.0] * len(stalled) + [0.0] * 6

@@ -88,6 +88,13 @@ def test_compare_summarizes_and_plots(tmp_path: Path) -> None:
     cell = result["summary"]["random"]["10"]
     assert cell["n"] == 2 and 10.0 < cell["mean"] <= 94.38 and cell["std"] >= 0
     assert result["optimum"]["test_acc_200ep"] == pytest.approx(94.373333)
+    lead = [
+        run_on_table("random", s, TABLE, 10).test_at[-1] - run_on_table("evolution", s, TABLE, 10).test_at[-1]
+        for s in (0, 1)
+    ]
+    margin = result["summary"]["evolution"]["10"]["margin"]  # random's lead over evolution, paired by seed
+    assert margin["of"] == "random" and margin["n"] == 2 and "margin" not in result["summary"]["random"]["10"]
+    assert margin["mean"] == pytest.approx(np.mean(lead)) and margin["se"] == pytest.approx(abs(lead[0] - lead[1]) / 2)
     assert plot_curves(result, tmp_path / "c.png").stat().st_size > 1000
 
 

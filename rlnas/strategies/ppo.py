@@ -460,8 +460,9 @@ class PPOStrategy(Strategy):
         return self.cfg.elite_share > 0 and len(self._history) >= self.cfg.screen_after
 
     def _stalled(self) -> bool:
-        """Whether the best reward has gone unbeaten for more results than it took to find it."""
-        return len(self._history) - self._best_at > self._best_at
+        """Whether the best reward has gone unbeaten for more than ``stall_ratio`` x the results it took to
+        find it."""
+        return len(self._history) - self._best_at > self.cfg.stall_ratio * self._best_at
 
     def _elite_due(self) -> bool:
         patient = self.cfg.elite_patience == 0 or self._elite_misses < self.cfg.elite_patience
