@@ -7,7 +7,8 @@ A variant is ``defaults`` or ``+``-joined ``strategy.ppo`` overrides (``key=valu
 once per seed with the largest budget; the smaller budgets are read from the same run's anytime curve
 (PPO's proposals depend only on the seed and the rewards so far, never on the budget, so this equals a
 separate run per budget). Prints mean ± standard error of the table test accuracy of the selected
-architecture, and how many runs end (at the largest budget) on another architecture than the table's
+architecture, each later variant's lead over the first (mean difference ± standard error, paired by
+seed), and how many runs end (at the largest budget) on another architecture than the table's
 optimum (the one with the best validation accuracy): stuck in another basin. Tune on held-out seeds (e.g.
 from 100) and confirm on others (0-99, the reported ones).
 """
@@ -48,11 +49,13 @@ def main() -> None:
     optimum = BenchmarkTable(args.table).optimum()[2]
     print(f"| settings ({seeds}) | {' | '.join(str(b) for b in budgets)} | runs off the optimum | s / run |")
     print("|---|" + "---|" * (len(budgets) + 2))
+    first = None
     for variant in re.split(r",(?![^\[]*\])", args.variants):  # commas inside [...] belong to a value
         result = compare(
             args.table, ["ppo"], [max(budgets)], args.seeds, args.workers, overrides(variant), None, args.first_seed
         )
         curves = np.array(result["curves"]["ppo"])
+        first = curves if first is None else first
         cells = []
         for b in budgets:
             values = curves[:, b - 1]
@@ -60,6 +63,10 @@ def main() -> None:
         off = int(np.sum(curves[:, -1] < optimum - 1e-9))
         label = variant.replace("+", ", ")
         print(f"| {label} | {' | '.join(cells)} | {off} | {result['seconds_per_run']['ppo']:.2f} |", flush=True)
+        if curves is not first:  # the lead over the first variant, paired by seed
+            d = [curves[:, b - 1] - first[:, b - 1] for b in budgets]
+            cells = [f"{x.mean():+.3f} ± {x.std(ddof=1) / np.sqrt(len(x)):.3f}" for x in d]
+            print(f"| (against the first) | {' | '.join(cells)} | | |", flush=True)
 
 
 if __name__ == "__main__":

@@ -156,7 +156,8 @@ class PPOConfig(_Section):
     elite_ucb: float = Field(2.0, ge=0.0)  # the elite pick: surrogate mean + elite_ucb x spread
     elite_to_policy: bool = True  # PPO also learns from the elite picks (off: only their ranks count)
     # The policy's screen bonus once the search stalls: the best reward has not improved for more than
-    # stall_ratio x the results it took to find it (counted from the first); None = screen_ucb throughout.
+    # stall_ratio x the results it took to find it (screen_after at least: the results before screening are
+    # not guided); None = screen_ucb throughout.
     stall_ucb: float | None = Field(4.0, ge=0.0)
     stall_ratio: float = Field(0.5, gt=0.0)
 

@@ -300,15 +300,19 @@ def test_elite_picks_and_policy_samples_are_screened_with_their_own_exploration_
 
 
 @pytest.mark.parametrize(
-    ("ratio", "stalled"),
-    [(0.5, range(16, 34)), (1.0, range(21, 34))],  # more than 5 (10) results after the 10th, until the 34th
+    ("first_best", "ratio", "stalled"),
+    [
+        (10, 0.5, range(16, 34)),  # unbeaten for more than 5 results after the 10th, until the 34th beats it
+        (10, 1.0, range(21, 34)),  # ... more than 10
+        (3, 0.5, range(13, 34)),  # counted from the screening start (8 results): more than 4 after it
+    ],
 )
 def test_policy_samples_are_screened_with_the_stall_bonus_while_the_best_stalls(
-    toy_space: SearchSpace, ratio: float, stalled: range
+    toy_space: SearchSpace, first_best: int, ratio: float, stalled: range
 ) -> None:
     """strategy.ppo.stall_ucb: the policy's samples are screened with it once the best reward has gone unbeaten
-    for more than stall_ratio x the results it took to find it, with screen_ucb before that and again after
-    the best improves."""
+    for more than stall_ratio x the results it took to find it (at least screen_after), with screen_ucb
+    before that and again after the best improves."""
     controller = _controller(
         toy_space,
         1,
@@ -317,7 +321,7 @@ def test_policy_samples_are_screened_with_the_stall_bonus_while_the_best_stalls(
         f"strategy.ppo.stall_ratio={ratio}",
         "strategy.ppo.elite_share=0",
     )
-    best = {9: 0.5, 33: 1.0}  # the 10th result is the best until the 34th beats it
+    best = {first_best - 1: 0.5, 33: 1.0}  # the first_best-th result is the best until the 34th beats it
 
     def bonus(source: str, ctl) -> float:
         return 5.0 if len(ctl._history) in stalled else 0.0

@@ -461,8 +461,9 @@ class PPOStrategy(Strategy):
 
     def _stalled(self) -> bool:
         """Whether the best reward has gone unbeaten for more than ``stall_ratio`` x the results it took to
-        find it."""
-        return len(self._history) - self._best_at > self.cfg.stall_ratio * self._best_at
+        find it, counted from the screening start at the earliest (before it the search is not guided)."""
+        found = max(self._best_at, self.cfg.screen_after)
+        return len(self._history) - found > self.cfg.stall_ratio * found
 
     def _elite_due(self) -> bool:
         patient = self.cfg.elite_patience == 0 or self._elite_misses < self.cfg.elite_patience
