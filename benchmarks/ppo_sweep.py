@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rlnas.benchmark import compare
+from rlnas.benchmark import compare, paired_margin
 from rlnas.evaluation.table import BenchmarkTable
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -64,8 +64,10 @@ def main() -> None:
         label = variant.replace("+", ", ")
         print(f"| {label} | {' | '.join(cells)} | {off} | {result['seconds_per_run']['ppo']:.2f} |", flush=True)
         if curves is not first:  # the lead over the first variant, paired by seed
-            d = [curves[:, b - 1] - first[:, b - 1] for b in budgets]
-            cells = [f"{x.mean():+.3f} ± {x.std(ddof=1) / np.sqrt(len(x)):.3f}" for x in d]
+            leads = [
+                paired_margin(dict(enumerate(curves[:, b - 1])), dict(enumerate(first[:, b - 1]))) for b in budgets
+            ]
+            cells = [f"{lead['mean']:+.3f} ± {lead['se']:.3f}" for lead in leads]
             print(f"| (against the first) | {' | '.join(cells)} | | |", flush=True)
 
 

@@ -139,7 +139,7 @@ def compare(
                 "n": int(len(values)),
             }
             if strategy != strategies[0]:
-                lead = _margin(final[(strategies[0], b)], final[(strategy, b)])
+                lead = paired_margin(final[(strategies[0], b)], final[(strategy, b)])
                 summary[strategy][str(b)]["margin"] = {"of": strategies[0], **lead}
     curves = {s: runs[(s, max(budgets))] for s in strategies}
     optimum = table.optimum()
@@ -154,7 +154,7 @@ def compare(
     }
 
 
-def _margin(first: dict[int, float], other: dict[int, float]) -> dict[str, Any]:
+def paired_margin(first: dict[int, float], other: dict[int, float]) -> dict[str, Any]:
     """One strategy's lead over another: mean and standard error of the difference of their results, paired
     by seed (over the seeds both have a result for; None where there are too few)."""
     d = np.array([first[seed] - other[seed] for seed in sorted(set(first) & set(other))])
