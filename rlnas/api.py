@@ -26,10 +26,12 @@ from torch import nn
 from rlnas.config import RunConfig, load_config
 from rlnas.data.core import Dataset
 from rlnas.driver import Progress, Search, SearchResult
+from rlnas.shipped import find_config
 from rlnas.store import TrialRecord
 
 ConfigLike = str | Path | Mapping[str, Any] | RunConfig | None
 Overrides = Mapping[str, Any] | Sequence[str] | None
+PYTHON_FLAGS = ("config=", "overrides=")  # how errors name the config and the overrides
 
 
 @dataclass
@@ -70,8 +72,9 @@ def _sections(config: ConfigLike) -> dict[str, Any]:
         return config.model_dump(mode="json", by_alias=True)
     if isinstance(config, Mapping):
         return dict(config)
-    load_config(config)  # a clear error for a missing or invalid file
-    return dict(yaml.safe_load(Path(config).read_text()) or {})
+    path = find_config(config, "config=")
+    load_config(path, flags=PYTHON_FLAGS)  # a clear error for an invalid file
+    return dict(yaml.safe_load(path.read_text()) or {})
 
 
 def make_config(
@@ -79,11 +82,13 @@ def make_config(
     config: ConfigLike = None,
     *,
     budget: int | None = None,
+    minutes: float | None = None,
     strategy: str | None = None,
     seed: int | None = None,
     overrides: Overrides = None,
 ) -> RunConfig:
-    """The run config of :func:`search`: ``config`` (a YAML file, sections, a RunConfig or the defaults),
+    """The run config of :func:`search`: ``config`` (a YAML file, a shipped config's name such as ``"table"``,
+    sections, a RunConfig or the defaults),
     its dataset replaced by ``data``, then the keyword arguments and ``overrides`` (``{"training.epochs": 3}``
     or ``["training.epochs=3"]``). A config that names no space gets ``mlp`` for tables, ``cnn`` for images."""
     base = _sections(config)
@@ -92,10 +97,11 @@ def make_config(
         if "space" not in base and not data.is_image:
             base["space"] = "mlp"
     items = _override_list(overrides)
-    for key, value in (("budget.evaluations", budget), ("strategy.name", strategy), ("seed", seed)):
+    named = (("budget.evaluations", budget), ("budget.minutes", minutes), ("strategy.name", strategy), ("seed", seed))
+    for key, value in named:
         if value is not None:
             items.append(f"{key}={json.dumps(value)}")
-    return load_config(None, items, base=base)
+    return load_config(None, items, base=base, flags=PYTHON_FLAGS)
 
 
 def _finish(search: Search, export: bool, data: Dataset | None) -> RunResult:
@@ -133,6 +139,7 @@ def search(
     config: ConfigLike = None,
     *,
     budget: int | None = None,
+    minutes: float | None = None,
     strategy: str | None = None,
     seed: int | None = None,
     run_dir: str | Path | None = None,
@@ -142,7 +149,9 @@ def search(
 ) -> RunResult:
     """Search ``data`` (a :class:`rlnas.data.Dataset`; default: the config's dataset) and, unless
     ``export=False`` or ``export.enabled`` is false, retrain and export the best architecture."""
-    run_config = make_config(data, config, budget=budget, strategy=strategy, seed=seed, overrides=overrides)
+    run_config = make_config(
+        data, config, budget=budget, minutes=minutes, strategy=strategy, seed=seed, overrides=overrides
+    )
     return _finish(Search(run_config, run_dir, progress=callback, data=data), export, data)
 
 
@@ -151,13 +160,20 @@ def resume(
     data: Dataset | None = None,
     *,
     budget: int | None = None,
+    minutes: float | None = None,
     overrides: Overrides = None,
     export: bool = True,
     callback: Progress | None = None,
 ) -> RunResult:
-    """Continue a killed or interrupted search (or extend a finished one with a larger ``budget``); ``data``
-    is required for runs made from arrays in memory and must be the same data."""
-    items = _override_list(overrides) + ([f"budget.evaluations={budget}"] if budget is not None else [])
+    """Continue a killed or interrupted search (or extend a finished one with a larger ``budget`` or
+    ``minutes``, both counting what was spent before); ``data`` is required for runs made from arrays in
+    memory and must be the same data."""
+    items = _override_list(overrides)
+    items += [
+        f"{key}={value}"
+        for key, value in (("budget.evaluations", budget), ("budget.minutes", minutes))
+        if value is not None
+    ]
     return _finish(Search.resume(run_dir, items, progress=callback, data=data), export, data)
 
 

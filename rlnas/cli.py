@@ -64,6 +64,7 @@ def _search(args: argparse.Namespace) -> int:
         return _resume(argparse.Namespace(**{**vars(args), "run": args.resume}))
     flags = {
         "budget": "budget.evaluations",
+        "minutes": "budget.minutes",
         "seed": "seed",
         "strategy": "strategy.name",
         "evaluation": "evaluation",
@@ -71,6 +72,19 @@ def _search(args: argparse.Namespace) -> int:
     }
     config = load_config(args.config, _data_overrides(args.data) + _overrides(args, flags))
     return _run(Search(config, args.run_dir), args)
+
+
+def _config(args: argparse.Namespace) -> int:
+    from rlnas.shipped import find_config, shipped_configs
+
+    if args.name is not None:
+        print(find_config(args.name, "rlnas config NAME").read_text(), end="")
+        return 0
+    for name, path in shipped_configs().items():
+        first = path.read_text().splitlines()[0].lstrip("# ") if path.stat().st_size else ""
+        print(f"{name:<14} {first}")
+    print("use one with: rlnas search --config NAME (or copy it: rlnas config NAME > my.yaml)")
+    return 0
 
 
 def _data_overrides(path: Path | None) -> list[str]:
@@ -89,7 +103,7 @@ def _data_overrides(path: Path | None) -> list[str]:
 def _resume(args: argparse.Namespace) -> int:
     from rlnas.driver import Search
 
-    flags = {"budget": "budget.evaluations", **EXECUTION_FLAGS}
+    flags = {"budget": "budget.evaluations", "minutes": "budget.minutes", **EXECUTION_FLAGS}
     return _run(Search.resume(args.run, _overrides(args, flags)), args)
 
 
@@ -464,12 +478,17 @@ def build_parser() -> argparse.ArgumentParser:
     strategies = ", ".join(STRATEGIES)
 
     p = sub.add_parser("search", help="run a search, then export the best architecture", **common)
-    p.add_argument("--config", type=Path, help="YAML config (default: the built-in defaults = configs/default.yaml)")
+    p.add_argument(
+        "--config",
+        type=Path,
+        help="a YAML file, or a shipped config's name (`rlnas config` lists them; default: the built-in defaults)",
+    )
     p.add_argument("--set", action="append", metavar="KEY.PATH=VALUE", help="override a config value (repeatable)")
     p.add_argument(
         "--run-dir", type=Path, help="run directory (default: RUNS_ROOT/<space>__<strategy>__<seed>__<time>)"
     )
     p.add_argument("--budget", type=int, help="number of child evaluations (budget.evaluations; default: the config's)")
+    p.add_argument("--minutes", type=float, help="also stop after this much search time (budget.minutes)")
     p.add_argument("--seed", type=int, help="random seed (seed; default: the config's, 0 in the built-in defaults)")
     p.add_argument(
         "--strategy",
@@ -498,6 +517,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("resume", help="continue a killed or interrupted search; finished trials are kept", **common)
     p.add_argument("run", type=Path, help="run directory")
     p.add_argument("--budget", type=int, help="a new budget of evaluations (e.g. to extend a finished run)")
+    p.add_argument("--minutes", type=float, help="a new time budget, counting the time spent before (budget.minutes)")
     p.add_argument(
         "--set", action="append", metavar="KEY.PATH=VALUE", help="budget.*, export.*, logging.* or execution.* only"
     )
@@ -551,6 +571,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON")
     _verbosity(p, top=False)
     p.set_defaults(func=_predict)
+
+    p = sub.add_parser("config", help="list the shipped configs, or print one (rlnas config mnist > my.yaml)", **common)
+    p.add_argument("name", nargs="?", help="a shipped config's name (default, mnist, table, ...)")
+    _verbosity(p, top=False)
+    p.set_defaults(func=_config)
 
     p = sub.add_parser("trials", help="list the trials of a run", **common)
     p.add_argument("run", type=Path, help="run directory")

@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from rlnas.errors import ConfigError
+from rlnas.shipped import find_config
 from rlnas.space.spec import SpaceSpec, builtin_space
 
 
@@ -377,7 +378,7 @@ def format_errors(err: ValidationError, source: str, prefix: str = "") -> str:
         path = prefix + ".".join(str(p) for p in e["loc"]) if e["loc"] else prefix.rstrip(".") or "(top level)"
         msg = e["msg"].removeprefix("Value error, ")
         if e["type"] == "extra_forbidden":
-            msg = "unknown key (check the spelling; see configs/default.yaml for every key)"
+            msg = "unknown key (check the spelling; `rlnas config default` shows every key)"
         bad = e.get("input")
         scalar = isinstance(bad, (str, int, float, bool, type(None)))
         shown = f" (got {bad!r})" if scalar and e["type"] not in ("extra_forbidden", "missing") else ""
@@ -386,18 +387,21 @@ def format_errors(err: ValidationError, source: str, prefix: str = "") -> str:
 
 
 def load_config(
-    path: str | Path | None = None, overrides: list[str] | None = None, base: dict[str, Any] | None = None
+    path: str | Path | None = None,
+    overrides: list[str] | None = None,
+    base: dict[str, Any] | None = None,
+    *,
+    flags: tuple[str, str] = ("--config", "--set"),
 ) -> RunConfig:
-    """Load a YAML config (or start from ``base`` sections, or the defaults), apply overrides and validate."""
+    """Load a YAML config (a file, or a shipped config's name; or start from ``base`` sections, or the
+    defaults), apply overrides and validate. ``flags`` name the config and the overrides in error messages
+    (``("config=", "overrides=")`` from Python)."""
     source = "the defaults" if path is None else str(path)
     if overrides:
-        source += " with the --set overrides"
+        source += f" with the {flags[1]} overrides"
     data: Any = copy.deepcopy(base) if base is not None else {}
     if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            what = "is a directory, not a file" if p.is_dir() else "does not exist"
-            raise ConfigError(f"config file {p} {what}; pass an existing YAML file to --config")
+        p = find_config(path, flags[0])
         try:
             data = yaml.safe_load(p.read_text()) or {}
         except (yaml.YAMLError, UnicodeDecodeError) as err:

@@ -41,6 +41,8 @@ log = logging.getLogger(__name__)
 CONFIG_FILE = "config.yaml"
 STORE_FILE = "trials.sqlite"
 SUMMARY_FILE = "run.json"
+RUN_DIR_FLAG = "--run-dir (run_dir= in Python)"  # how errors name the run directory option
+SECONDS_META = "search_seconds"  # the store's record of the search's wall time, over every session
 DATASET_FILE = "dataset.json"  # the data's description and fingerprint: resume and export check them
 TENSORBOARD_DIR = "tensorboard"
 HPARAMS_DIR = "hparams"  # one TensorBoard run per child (HParams sessions)
@@ -134,7 +136,9 @@ def default_run_dir(config: RunConfig) -> Path:
     try:
         base.parent.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        raise RunDirError(f"cannot create runs_root {base.parent} ({err}); set runs_root or --run-dir") from None
+        raise RunDirError(
+            f"cannot create runs_root {base.parent} ({err}); set runs_root, or pass {RUN_DIR_FLAG}"
+        ) from None
     for n in range(1, 1000):
         path = base if n == 1 else base.with_name(f"{base.name}-{n}")
         try:
@@ -142,7 +146,7 @@ def default_run_dir(config: RunConfig) -> Path:
             return path
         except FileExistsError:
             continue
-    raise RunDirError(f"no free run directory name next to {base}; pass --run-dir")
+    raise RunDirError(f"no free run directory name next to {base}; pass {RUN_DIR_FLAG}")
 
 
 LOCK_FILE = ".lock"
@@ -268,10 +272,10 @@ def _create_run_dir(path: Path) -> RunLock:
     """A new (or empty) run directory, locked; a folder left by a search killed during its set-up is
     taken over."""
     if path.exists() and not path.is_dir():
-        raise RunDirError(f"--run-dir {path} is a file, not a folder; choose a new or empty folder")
+        raise RunDirError(f"run directory {path} is a file, not a folder; pass a new or empty folder to {RUN_DIR_FLAG}")
     if path.exists() and any(path.iterdir()):
         if not never_started(path):
-            raise RunDirError(f"run directory {path} already exists and is not empty; choose another --run-dir")
+            raise RunDirError(f"run directory {path} already exists and is not empty; pass another to {RUN_DIR_FLAG}")
         lock = RunLock(path)  # refuses a folder another process is still setting up
         log.warning("%s holds a search stopped during its set-up (no trial): starting afresh in it", path)
         for entry in path.iterdir():
@@ -284,7 +288,9 @@ def _create_run_dir(path: Path) -> RunLock:
         probe.write_text("")
         probe.unlink()
     except OSError as err:
-        raise RunDirError(f"cannot write to run directory {path} ({err}); choose a writable --run-dir") from None
+        raise RunDirError(
+            f"cannot write to run directory {path} ({err}); pass a writable folder to {RUN_DIR_FLAG}"
+        ) from None
     return RunLock(path)
 
 
@@ -473,7 +479,7 @@ class Search:
 
     def _run(self) -> SearchResult:
         budget = self.config.budget
-        start = time.monotonic()
+        start = time.monotonic() - self._seconds_before()  # the clock goes on over interrupts and resumes
         multi_fidelity = bool(getattr(self.evaluator, "supports_fidelity", False))
         cache: dict[str, TrialRecord] = {cache_key(t.key, t.metrics.get("fidelity", 1.0)): t for t in self.store}
         trained = [t for t in cache.values() if t.status != INFEASIBLE]  # infeasible ones cost no budget
@@ -542,6 +548,7 @@ class Search:
                         repeats = 0
                         evaluations += 1
                         spent += job.fidelity
+                    self.store.set_meta(SECONDS_META, repr(time.monotonic() - start))
                     self.logger.trial(record)
                     if self.mirror is not None:
                         self.mirror.add(record)
@@ -558,6 +565,7 @@ class Search:
                         stop_reason = f"{failures} children failed in a row (last: {record.error})"
                         log.error("stopping the search: %s", stop_reason)
         finally:
+            self._save_seconds(time.monotonic() - start)
             executor.close()
             if hasattr(self.evaluator, "close"):
                 self.evaluator.close()  # a one-shot evaluator saves its supernet
@@ -576,21 +584,37 @@ class Search:
         self._finish(result)
         return result
 
+    def _seconds_before(self) -> float:
+        """The search's wall time in the sessions before this one (stored as each trial finishes and when a
+        session stops; run.json for runs from before the store kept it)."""
+        if not self.resumed:
+            return 0.0
+        stored = self.store.get_meta(SECONDS_META)
+        if stored is None and self.run_dir is not None and (self.run_dir / SUMMARY_FILE).is_file():
+            try:
+                stored = str(json.loads((self.run_dir / SUMMARY_FILE).read_text()).get("search_seconds", 0.0))
+            except (ValueError, OSError):
+                stored = None
+        try:
+            return max(0.0, float(stored or 0.0))
+        except ValueError:
+            return 0.0
+
+    def _save_seconds(self, seconds: float) -> None:
+        """Best effort while stopping (an interrupt, a full disk): the last trial's time is stored already."""
+        try:
+            self.store.set_meta(SECONDS_META, repr(seconds))
+        except (OSError, sqlite3.Error):
+            log.warning("could not store the search's wall time", exc_info=True)
+
     def _finish(self, result: SearchResult) -> None:
         if self.run_dir is None:
             return
         best = result.best
-        previous = self.run_dir / SUMMARY_FILE
-        earlier = 0.0  # a resumed run adds its time to the time spent before
-        if self.resumed and previous.is_file():
-            try:
-                earlier = float(json.loads(previous.read_text()).get("search_seconds", 0.0))
-            except (ValueError, OSError):
-                earlier = 0.0
         summary = {
             "evaluations": result.evaluations,
             "stop_reason": result.stop_reason,
-            "search_seconds": earlier + result.seconds,
+            "search_seconds": result.seconds,
             "proposals": result.proposals,
             "best_trial": None if best is None else best.number,
             "best_reward": None if best is None else best.reward,

@@ -13,6 +13,7 @@ batches only; it cannot kill a child stuck inside one step.)
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import multiprocessing
@@ -21,7 +22,7 @@ import signal
 import tempfile
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
@@ -172,15 +173,23 @@ class InProcess(Executor):
     def wait(self) -> list[tuple[Job, Evaluation]]:
         job, self.job = self.job, None
         assert job is not None, "wait() without a submitted job"
-        import torch
-
-        before = torch.get_num_threads()
-        if self.threads is not None:
-            torch.set_num_threads(child_threads(self.threads))
-        try:
+        with thread_policy(self.threads):
             return [(job, evaluate(self.evaluator, job.arch, job.fidelity, lambda f: self._progress(job, f)))]
-        finally:
-            torch.set_num_threads(before)
+
+
+@contextlib.contextmanager
+def thread_policy(threads: Threads | None) -> Iterator[None]:
+    """Torch threads for one training in this process: ``threads`` (``auto``: the cores free now; None:
+    torch's default), restored afterwards. The search's in-process children and the export's trainings."""
+    import torch
+
+    before = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(child_threads(threads))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def torch_threads() -> int:

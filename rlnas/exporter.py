@@ -34,6 +34,7 @@ from rlnas.errors import ConfigError, RunDirError
 from rlnas.evaluation.base import cache_key, val_score
 from rlnas.evaluation.train import scores
 from rlnas.evaluation.trainer import child_seed
+from rlnas.execution import thread_policy
 from rlnas.models.checkpoint import load_model_file, model_info, save_model
 from rlnas.models.complexity import count_flops, count_params, cpu_latency_ms
 from rlnas.models.families import Ensemble
@@ -129,14 +130,15 @@ def _export(
         for r in range(ex.repeats):
             what = f"final training {r + 1}/{ex.repeats} of trial {member.number}"
             log.info("%s for %d epochs on train+validation", what, epochs)
-            trained, stats = prepared.trainer.train(
-                member_arch,
-                member_seed + r,
-                epochs=epochs,
-                on_train_and_val=True,
-                augment=ex.augment,
-                on_epoch=counter.training(what),
-            )
+            with thread_policy(config.execution.threads_per_worker):
+                trained, stats = prepared.trainer.train(
+                    member_arch,
+                    member_seed + r,
+                    epochs=epochs,
+                    on_train_and_val=True,
+                    augment=ex.augment,
+                    on_epoch=counter.training(what),
+                )
             trained = trained.to("cpu").eval()
             repeats.append((scores(trained, dataset.test, dataset.task), member_seed + r, trained, stats, member))
     values = np.array([item[0][score] for item in repeats])
@@ -229,7 +231,8 @@ def _rescore(prepared: Any, store_path: Path, k: int, counter: _Epochs) -> tuple
             on_epoch = counter.training(
                 f"re-scoring trial {record.number} (seed {r + 1}/{config.export.rescore_repeats})"
             )
-            _, val = prepared.trainer.validate(arch, seed + r, epochs=epochs, on_epoch=on_epoch)
+            with thread_policy(config.execution.threads_per_worker):
+                _, val = prepared.trainer.validate(arch, seed + r, epochs=epochs, on_epoch=on_epoch, whole=True)
             values.append(val[f"val_{score}"])
         rows.append(
             {

@@ -19,7 +19,7 @@ from rlnas.errors import RunDirError
 from rlnas.evaluation.base import COMPLETE, Evaluation
 from rlnas.space.core import Architecture
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 1 numbered the rows from 1 (trial n was row n + 1); 2 numbers them as trials, from 0
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS trials (
@@ -113,14 +113,19 @@ class TrialStore:
                 f"{self.path} is not an rlnas trial store or is corrupted ({err}); "
                 "move it away or start a new run directory"
             ) from None
-        if read_only:
-            if version not in (None, str(SCHEMA_VERSION)):
-                raise RunDirError(f"{self.path} has store schema {version}, this rlnas reads {SCHEMA_VERSION}")
-            return
-        if version is None:
-            self.set_meta("schema_version", str(SCHEMA_VERSION))
-        elif version != str(SCHEMA_VERSION):
+        if version not in (None, "1", str(SCHEMA_VERSION)):
             raise RunDirError(f"{self.path} has store schema {version}, this rlnas reads {SCHEMA_VERSION}")
+        self._offset = 1 if version == "1" else 0  # row number - trial number
+        if read_only:
+            return
+        if version == "1":  # renumber the rows as the trials they hold (a sign flip keeps the keys unique)
+            with self._db:
+                self._db.execute("UPDATE trials SET number = -number")
+                self._db.execute("UPDATE trials SET number = -number - 1")
+                self._db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
+            self._offset = 0
+        elif version is None:
+            self.set_meta("schema_version", str(SCHEMA_VERSION))
 
     def close(self) -> None:
         self._db.close()
@@ -148,10 +153,12 @@ class TrialStore:
         started = time.time() if started_at is None else started_at
         duration = float(evaluation.metrics.get("duration_s", 0.0))
         with self._db:
-            cur = self._db.execute(
-                "INSERT INTO trials (key, architecture, status, reward, metrics, error, strategy, started_at,"
-                " duration_s) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            number = int(self._db.execute("SELECT COALESCE(MAX(number) + 1, 0) FROM trials").fetchone()[0])
+            self._db.execute(
+                "INSERT INTO trials (number, key, architecture, status, reward, metrics, error, strategy, started_at,"
+                " duration_s) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
+                    number,
                     arch.key,
                     arch.to_json(),
                     evaluation.status,
@@ -163,7 +170,6 @@ class TrialStore:
                     duration,
                 ),
             )
-        number = int(cur.lastrowid or 0) - 1
         return TrialRecord(
             number,
             arch.key,
@@ -191,7 +197,7 @@ class TrialStore:
             if not isinstance(metrics, dict):
                 raise ValueError(f"metrics are {type(metrics).__name__}, not an object")
             return TrialRecord(
-                int(row[0]) - 1,
+                int(row[0]) - self._offset,
                 str(row[1]),
                 Architecture.from_json(row[2]),
                 str(row[3]),
@@ -204,7 +210,8 @@ class TrialStore:
             )
         except (TypeError, ValueError, KeyError, AttributeError) as err:
             raise RunDirError(
-                f"trial {row[0] - 1 if isinstance(row[0], int) else row[0]} in {self.path} is damaged ({err}); "
+                f"trial {row[0] - self._offset if isinstance(row[0], int) else row[0]} in {self.path} is damaged "
+                f"({err}); "
                 f"restore the file from a copy, or drop that trial with: sqlite3 {self.path} "
                 f"'DELETE FROM trials WHERE number = {row[0]}'"
             ) from None

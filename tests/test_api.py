@@ -126,3 +126,13 @@ def test_regression_on_a_csv_table(tmp_path: Path) -> None:
     assert header[-1] == "prediction" and len(rows) == len(d.target)
     predicted = np.array([float(r[-1]) for r in rows])
     assert 25 < predicted.mean() < 346 and predicted.std() > 10  # in the target's units, not standardized
+
+
+def test_minutes_is_a_budget_that_counts_the_time_spent_before_a_resume(tmp_path: Path) -> None:
+    data = digits_arrays()
+    first = rlnas.search(data, budget=50, minutes=0.001, run_dir=tmp_path / "run", overrides=TINY, export=False)
+    assert first.evaluations == 1 and first.stop_reason.startswith("time budget of 0.001 minutes")
+    again = rlnas.resume(tmp_path / "run", data=data, minutes=0.001, export=False)  # spent already: no child
+    assert again.evaluations == 1 and again.stop_reason.startswith("time budget")
+    more = rlnas.resume(tmp_path / "run", data=data, minutes=60, budget=2, export=False)
+    assert more.evaluations == 2 and more.seconds > first.seconds

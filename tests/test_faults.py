@@ -187,15 +187,15 @@ def test_a_damaged_trial_row_is_named_and_can_be_dropped(exported: Path, tmp_pat
     run = tmp_path / "run"
     shutil.copytree(exported, run)
     with sqlite3.connect(run / "trials.sqlite") as db:
-        db.execute("UPDATE trials SET metrics = '{oops' WHERE number = 2")
+        db.execute("UPDATE trials SET metrics = '{oops' WHERE number = 1")
     for argv in (["trials", str(run)], ["resume", str(run), "--no-export"], ["report", str(run)]):
         code, err = _cli(capsys, *argv)
-        assert code == 2 and "trial 1 in" in err and "DELETE FROM trials WHERE number = 2" in err
+        assert code == 2 and "trial 1 in" in err and "DELETE FROM trials WHERE number = 1" in err
     with pytest.raises(RunDirError, match="trial 1 in") as refused:
         Search.resume(run)
     assert refused.traceback  # still alive while the next resume takes the lock
     with sqlite3.connect(run / "trials.sqlite") as db:
-        db.execute("DELETE FROM trials WHERE number = 2")
+        db.execute("DELETE FROM trials WHERE number = 1")
     code, err = _cli(capsys, "resume", str(run), "--no-export", "--budget", "2")
     assert code == 0, err
     _, store = open_run(run)

@@ -9,6 +9,7 @@ import sqlite3
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -115,3 +116,34 @@ def test_kills_at_random_moments_lose_no_trial_and_keep_the_budget(tmp_path: Pat
     final = _trials(run)
     assert final[: len(kept)] == kept
     assert len(final) == budget and len({key for _, key, _ in final}) == budget
+
+
+def test_search_time_adds_up_over_two_interrupts_and_resumes(tmp_path: Path) -> None:
+    """run.json's search_seconds is the wall time of every session, also of those stopped by Ctrl-C."""
+    from rlnas.driver import Search
+    from tests.conftest import tiny_config
+
+    def stop_at(count: int | None) -> Any:
+        def progress(done: int, total: int, record: Any) -> None:
+            if count is not None and done >= count:
+                raise KeyboardInterrupt
+
+        return progress
+
+    run, sessions = tmp_path / "run", []
+    for stop in (2, 4, None):
+        search = (
+            Search(tiny_config("budget.evaluations=6"), run, progress=stop_at(stop))
+            if not sessions
+            else Search.resume(run, progress=stop_at(stop))
+        )
+        started = time.monotonic()
+        try:
+            search.run()
+        except KeyboardInterrupt:
+            assert stop is not None
+        sessions.append(time.monotonic() - started)
+        search.close()
+    summary = json.loads((run / "run.json").read_text())
+    assert summary["evaluations"] == 6
+    assert sum(sessions) - 0.5 <= summary["search_seconds"] <= sum(sessions)  # not just the last session's

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import csv
+import sqlite3
 from pathlib import Path
 
 import numpy as np
@@ -35,3 +36,30 @@ def test_foreign_file_is_refused(tmp_path: Path) -> None:
     bogus.write_bytes(b"this is not a database, just some text " * 50)
     with pytest.raises(RunDirError, match="not an rlnas trial store"):
         TrialStore(bogus)
+
+
+def test_rows_are_numbered_as_the_trials_and_old_stores_are_renumbered(tmp_path: Path, toy_space: SearchSpace) -> None:
+    """Trial n is row n of trials.sqlite (the number a user repairs with sqlite3); a store written when rows
+    counted from 1 reads the same trials, and is renumbered once it is opened for writing."""
+    rng = np.random.default_rng(1)
+    archs = [toy_space.sample(rng) for _ in range(3)]
+    path = tmp_path / "t.sqlite"
+    with TrialStore(path) as store:
+        for i, arch in enumerate(archs):
+            store.append(arch, Evaluation(reward=float(i), metrics={"val_accuracy": 0.5}), "random")
+    with sqlite3.connect(path) as db:
+        assert [row[0] for row in db.execute("SELECT number FROM trials ORDER BY number")] == [0, 1, 2]
+        db.execute("UPDATE trials SET number = -number - 1")  # the schema 1 layout: rows from 1
+        db.execute("UPDATE trials SET number = -number")
+        db.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+    db.close()
+    with TrialStore(path, read_only=True) as store:
+        assert [(r.number, r.reward) for r in store] == [(0, 0.0), (1, 1.0), (2, 2.0)]
+    with TrialStore(path) as store:
+        assert [(r.number, r.reward) for r in store] == [(0, 0.0), (1, 1.0), (2, 2.0)]
+        assert store.append(toy_space.sample(rng), Evaluation(reward=3.0), "random").number == 3
+    with sqlite3.connect(path) as db:
+        rows = list(db.execute("SELECT number, reward FROM trials ORDER BY number"))
+        assert rows == [(0, 0.0), (1, 1.0), (2, 2.0), (3, 3.0)]
+        assert db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("2",)
+    db.close()

@@ -111,10 +111,12 @@ class ChildTrainer:
         on_train_and_val: bool = False,
         augment: str | None = None,
         on_epoch: Callable[[int, int], None] | None = None,
+        whole: bool = False,
     ) -> tuple[nn.Module, dict[str, float]]:
-        """Build and train a child with an isolated, seeded torch RNG; returns the trained model."""
+        """Build and train a child with an isolated, seeded torch RNG; returns the trained model. On
+        train+validation, or with ``whole``, it trains on all of its data, whatever ``training.data_fraction``."""
         data = self._train_and_val() if on_train_and_val else self.dataset.train
-        return self._fit(arch, seed, data, epochs, augment, on_epoch, whole=on_train_and_val)
+        return self._fit(arch, seed, data, epochs, augment, on_epoch, whole=whole or on_train_and_val)
 
     def validate(
         self,
@@ -122,15 +124,17 @@ class ChildTrainer:
         seed: int,
         epochs: int | None = None,
         on_epoch: Callable[[int, int], None] | None = None,
+        whole: bool = False,
     ) -> tuple[nn.Module, dict[str, float]]:
-        """Train a child and score it on validation: ``val_<score>`` (and the other validation scores) plus
+        """Train a child (on ``training.data_fraction`` of its data, or on all of it with ``whole``) and score it
+        on validation: ``val_<score>`` (and the other validation scores) plus
         the training statistics. With ``training.cv_folds`` = k > 1, k children are trained on k-1 folds of
         train+validation each and scored on the fold left out; the metrics are the means over the folds
         (``val_<score>_std`` their spread, ``train_seconds`` their sum) and the model is the last fold's."""
         k = self.training.cv_folds
         task = self.dataset.task
         if k == 1:
-            model, stats = self.train(arch, seed, epochs, on_epoch=on_epoch)
+            model, stats = self.train(arch, seed, epochs, on_epoch=on_epoch, whole=whole)
             return model, {**{f"val_{n}": v for n, v in scores(model, self.dataset.val, task).items()}, **stats}
         data = self._train_and_val()
         folds = self._folds()
@@ -140,7 +144,7 @@ class ChildTrainer:
             part = replace(data, x=data.x[keep], y=data.y[keep])
             fold_val = replace(data, x=data.x[torch.from_numpy(held)], y=data.y[torch.from_numpy(held)])
             report = None if on_epoch is None else (lambda d, t, f=f: on_epoch(f * t + d, k * t))
-            model, stats = self._fit(arch, seed, part, epochs, None, report)
+            model, stats = self._fit(arch, seed, part, epochs, None, report, whole)
             per_fold.append({**{f"val_{n}": v for n, v in scores(model, fold_val, task).items()}, **stats})
         metrics = {name: float(np.mean([m[name] for m in per_fold])) for name in per_fold[0]}
         score = f"val_{self.dataset.score_name}"
