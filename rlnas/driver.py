@@ -312,6 +312,13 @@ def pareto_front(records: list[TrialRecord], metric: str) -> list[TrialRecord]:
     return sorted(front, key=lambda r: r.metrics[metric])
 
 
+def objective_name(config: RunConfig, score: str) -> str:
+    """What the reward measures, for charts: ``reward = val accuracy - 0.02 x params / max``."""
+    lam, what = config.objective.lambda_, config.objective.complexity
+    penalty = f" - {lam:g} x {what} / max" if lam else ""
+    return f"reward = val {'R²' if score == 'r2' else score}{penalty}"
+
+
 @dataclass
 class SearchResult:
     run_dir: Path | None
@@ -383,9 +390,8 @@ class Search:
         if self.prepared is not None:
             prepared = self.prepared
             self.logger.model_builder = lambda arch: (prepared.trainer.build(arch), prepared.dataset.input_shape)
-        self.logger.start(
-            "r2" if self.prepared is not None and self.prepared.dataset.task == "regression" else "accuracy"
-        )
+        score = "r2" if self.prepared is not None and self.prepared.dataset.task == "regression" else "accuracy"
+        self.logger.start(score)
         if evaluator is None:
             assert self.prepared is not None
             p = self.prepared
@@ -418,7 +424,7 @@ class Search:
         self.mirror: OptunaMirror | None = None
         if self.run_dir is not None and config.logging.optuna:
             attrs = {"strategy": config.strategy.name, "space": space.name, "seed": config.seed}
-            self.mirror = OptunaMirror(self.run_dir, space, attrs)
+            self.mirror = OptunaMirror(self.run_dir, space, attrs, objective_name(config, score))
             self.mirror.sync(self.store.trials() if resume else [])
         if resume:
             done = self.store.trials()

@@ -2,15 +2,17 @@
 runs: ``optuna-dashboard sqlite:///RUN/optuna.sqlite3`` (``pip install 'rlnas[dashboard]'``) and
 ``optuna.visualization`` (history, parameter importances, parallel coordinates, slices).
 
-Each rlnas trial becomes one Optuna trial with the same number: its active decisions as categorical
-parameters with the decision's choices (conditional decisions that are inactive in a child are absent, as
-in any Optuna define-by-run search space), the reward as its value (FAIL without a value when the child
-failed), and the measured metrics, the architecture key and the status as user attributes. The trial store
-stays the record of the run; the mirror is rebuilt from it on resume (``sync``) and never stops a search.
+Each rlnas trial becomes one Optuna trial with the same number, started and completed when the child was:
+its active decisions as categorical parameters with the decision's choices (conditional decisions that are
+inactive in a child are absent, as in any Optuna define-by-run search space), the reward as its value (FAIL
+without a value when the child failed; the objective is named after what it measures), and the measured
+metrics (counts as integers), the architecture key and the status as user attributes. The trial store stays
+the record of the run; the mirror is rebuilt from it on resume (``sync``) and never stops a search.
 """
 
 from __future__ import annotations
 
+import datetime
 import logging
 import math
 import warnings
@@ -20,7 +22,7 @@ from typing import Any
 
 from rlnas.evaluation.base import COMPLETE
 from rlnas.space.core import SearchSpace
-from rlnas.store import TrialRecord
+from rlnas.store import TrialRecord, integer_metric
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +43,10 @@ def _quiet_optuna() -> Any:
 class OptunaMirror:
     """Appends every finished trial of a run to an Optuna study of the same name."""
 
-    def __init__(self, run_dir: str | Path, space: SearchSpace, attrs: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, run_dir: str | Path, space: SearchSpace, attrs: dict[str, Any] | None = None, objective: str = "reward"
+    ) -> None:
+        """``objective`` names the value in Optuna's charts (e.g. ``reward = val accuracy - 0.02 x params``)."""
         optuna = _quiet_optuna()
         self.space = space
         self.study = optuna.create_study(
@@ -52,6 +57,9 @@ class OptunaMirror:
         )
         for key, value in (attrs or {}).items():
             self.study.set_user_attr(key, value)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            self.study.set_metric_names([objective])
         self.count = len(self.study.get_trials(deepcopy=False))
         self.broken = False
 
@@ -75,9 +83,8 @@ class OptunaMirror:
             )
 
     def frozen(self, record: TrialRecord) -> Any:
-        optuna = _quiet_optuna()
         from optuna.distributions import CategoricalDistribution
-        from optuna.trial import TrialState
+        from optuna.trial import FrozenTrial, TrialState
 
         params: dict[str, Any] = {}
         distributions: dict[str, Any] = {}
@@ -90,19 +97,28 @@ class OptunaMirror:
             "rlnas_number": record.number,
             "key": record.key,
             "status": record.status,
-            **{k: v for k, v in record.metrics.items() if isinstance(v, (int, float)) and math.isfinite(v)},
+            **{
+                k: integer_metric(k, v)
+                for k, v in record.metrics.items()
+                if isinstance(v, (int, float)) and math.isfinite(v)
+            },
         }
         if record.error:
             attrs["error"] = record.error[:1000]
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.trial.create_trial(
-                params=params,
-                distributions=distributions,
-                value=float(record.reward) if complete else None,
-                state=TrialState.COMPLETE if complete else TrialState.FAIL,
-                user_attrs=attrs,
-            )
+        start = datetime.datetime.fromtimestamp(record.started_at)
+        return FrozenTrial(
+            number=record.number,
+            state=TrialState.COMPLETE if complete else TrialState.FAIL,
+            value=float(record.reward) if complete else None,
+            datetime_start=start,
+            datetime_complete=start + datetime.timedelta(seconds=max(record.duration_s, 0.0)),
+            params=params,
+            distributions=distributions,
+            user_attrs=attrs,
+            system_attrs={},
+            intermediate_values={},
+            trial_id=0,  # the storage numbers it
+        )
 
 
 def load_study(run_dir: str | Path) -> Any | None:

@@ -41,7 +41,7 @@ CREATE INDEX IF NOT EXISTS trials_key ON trials (key);
 INTEGER_METRICS = frozenset({"params", "flops", "seed", "epochs"})
 
 
-def _integer(name: str, value: Any) -> Any:
+def integer_metric(name: str, value: Any) -> Any:
     """Counts are stored as JSON numbers; they leave the store as integers."""
     if name in INTEGER_METRICS and isinstance(value, float) and value.is_integer():
         return int(value)
@@ -71,7 +71,7 @@ class TrialRecord:
             "key": self.key,
             "status": self.status,
             "reward": self.reward,
-            **{k: _integer(k, v) for k, v in self.metrics.items()},
+            **{k: integer_metric(k, v) for k, v in self.metrics.items()},
             "strategy": self.strategy,
             "duration_s": self.duration_s,
             "error": self.error or "",

@@ -198,6 +198,11 @@ def test_the_optuna_mirror_holds_the_same_trials(run: Path) -> None:
         assert trial.params == {k: v for k, v in record.architecture.items if k in choices}
         assert all(list(trial.distributions[k].choices) == choices[k] for k in trial.params)
         assert trial.user_attrs["params"] == record.metrics["params"]
+        assert type(trial.user_attrs["params"]) is int and type(trial.user_attrs["seed"]) is int
+        duration = (trial.datetime_complete - trial.datetime_start).total_seconds()  # a timeline, not points
+        assert duration == pytest.approx(record.duration_s, abs=1e-3) and duration > 0
+        assert trial.datetime_start.timestamp() == pytest.approx(record.started_at, abs=1e-3)
+    assert study.metric_names == ["reward = val accuracy - 0.02 x params / max"]
 
 
 def test_bad_config_exits_2_without_traceback_or_files(tmp_path: Path) -> None:
