@@ -54,13 +54,28 @@ CHILD_METRICS = {
 }
 
 
-def hparam_value(choice: Any, numeric: bool) -> float | str:
-    """A decision's value as TensorBoard's HParams plugin stores it: a number, or text."""
-    return float(choice) if numeric else str(choice)
+def hparam_value(choice: Any) -> str:
+    """A decision's choice as an HParams value: text, so that the HPARAMS tab shows a discrete axis of the
+    choices and ``16``, not ``16.000`` on a continuous axis."""
+    return f"{choice:g}" if isinstance(choice, float) else str(choice)
 
 
-def _numeric(choices: tuple[Any, ...]) -> bool:
-    return all(isinstance(c, (int, float)) and not isinstance(c, bool) for c in choices)
+def hparam_decisions(space: SearchSpace) -> list[Any]:
+    """The decisions shown as hparams: those with a choice to make, the space-wide ones first (TensorBoard
+    ticks the first five in its HPARAMS tab, a fixed limit of the tab: the rest are a tick away)."""
+    chosen = [d for d in space.decisions if len(d.choices) > 1]
+    return sorted(chosen, key=lambda d: d.condition is not None or "." in d.name)
+
+
+def _failed_session(end: Any) -> Any:
+    """torch's session-end summary (always a success) marked as a failure."""
+    from tensorboard.plugins.hparams import api_pb2, plugin_data_pb2
+
+    value = end.value[0]
+    data = plugin_data_pb2.HParamsPluginData.FromString(value.metadata.plugin_data.content)
+    data.session_end_info.status = api_pb2.Status.STATUS_FAILURE
+    value.metadata.plugin_data.content = data.SerializeToString()
+    return end
 
 
 def display_model(model: nn.Module) -> nn.Module:
@@ -135,9 +150,8 @@ class RunLogger:
 
             values: dict[str, Any] = {}
             domains: dict[str, list[Any]] = {}
-            for decision in self.space.decisions:
-                numeric = _numeric(decision.choices)
-                domains[decision.name] = [hparam_value(c, numeric) for c in decision.choices]
+            for decision in hparam_decisions(self.space):
+                domains[decision.name] = [hparam_value(c) for c in decision.choices]
                 values[decision.name] = domains[decision.name][0]
             metrics = {f"hparam/{tag}": 0.0 for tag in self.metric_tags()}
             experiment, _, _ = hparams(values, metrics, domains)
@@ -221,21 +235,25 @@ class RunLogger:
             self.best_child(record)
 
     def _session(self, record: TrialRecord) -> None:
-        """The child as one HParams session, run ``trial_NNNNN`` of ``hparams_dir``."""
+        """The child as one HParams session, run ``trial_NNNNN`` of ``hparams_dir``. A child that did not
+        complete is a failed session without metrics: its failure reward would stretch the colour scale."""
         from torch.utils.tensorboard import SummaryWriter
         from torch.utils.tensorboard.summary import hparams
 
         assert self.hparams_dir is not None
-        values: dict[str, Any] = {}
-        for name, choice in record.architecture.items:
-            decision = self.space[name] if self.space is not None else None
-            numeric = _numeric(decision.choices) if decision is not None else _numeric((choice,))
-            values[name] = hparam_value(choice, numeric)
-        metrics = {"hparam/reward": float(record.reward)}
-        for metric, tag in CHILD_METRICS.items():
-            if metric in record.metrics:
-                metrics[f"hparam/{tag}"] = float(record.metrics[metric])
+        shown = None if self.space is None else {d.name for d in hparam_decisions(self.space)}
+        values = {
+            name: hparam_value(choice) for name, choice in record.architecture.items if shown is None or name in shown
+        }
+        metrics: dict[str, float] = {}
+        if record.status == COMPLETE:
+            metrics["hparam/reward"] = float(record.reward)
+            for metric, tag in CHILD_METRICS.items():
+                if metric in record.metrics:
+                    metrics[f"hparam/{tag}"] = float(record.metrics[metric])
         _, start, end = hparams(values, metrics)
+        if record.status != COMPLETE:
+            end = _failed_session(end)
         writer = SummaryWriter(log_dir=str(self.hparams_dir / f"trial_{record.number:05d}"))
         writer._get_file_writer().add_summary(start)
         writer._get_file_writer().add_summary(end)

@@ -7,7 +7,9 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -152,31 +154,54 @@ def test_every_child_is_an_hparams_session(run: Path) -> None:
     sessions = sorted(p for p in (run / "hparams").iterdir() if p.is_dir())
     assert [p.name for p in sessions] == [f"trial_{r['number']:05d}" for r in store]
     space = json.loads((run / "space.json").read_text())
+    choices = {d["name"]: d["choices"] for d in space["decisions"] if len(d["choices"]) > 1}  # fixed ones are noise
     for row, session in zip(store, sessions, strict=True):
         acc = EventAccumulator(str(session), size_guidance={"tensors": 0, "scalars": 0})
         acc.Reload()
         content = acc.SummaryMetadata(metadata.SESSION_START_INFO_TAG).plugin_data.content
         start = plugin_data_pb2.HParamsPluginData.FromString(content).session_start_info
-        decisions = {d["name"] for d in space["decisions"]}
-        chosen = {k for k in row if k in decisions}
+        chosen = {k for k in row if k in choices}
         assert set(start.hparams) == chosen
-        for name in chosen:
-            value = start.hparams[name]
-            expected = row[name]
-            if isinstance(expected, (int, float)) and not isinstance(expected, bool):
-                assert value.number_value == pytest.approx(expected)
-            else:
-                assert value.string_value == str(expected)
+        for name in chosen:  # text: discrete axes, 16 and not 16.000
+            expected = f"{row[name]:g}" if isinstance(row[name], float) else str(row[name])
+            assert start.hparams[name].string_value == expected
         assert acc.Scalars("hparam/reward")[0].value == pytest.approx(row["reward"])
         assert acc.Scalars("hparam/proxy_val_accuracy")[0].value == pytest.approx(row["val_accuracy"])
     top = EventAccumulator(str(run / "hparams"), size_guidance={"tensors": 0})
     top.Reload()
     content = top.SummaryMetadata(metadata.EXPERIMENT_TAG).plugin_data.content
     experiment = plugin_data_pb2.HParamsPluginData.FromString(content).experiment
-    assert {h.name for h in experiment.hparam_infos} == {d["name"] for d in space["decisions"]}
+    infos = list(experiment.hparam_infos)
+    assert {h.name for h in infos} == set(choices)
+    assert [h.name for h in infos][:4] == ["num_blocks", "hidden_units", "dropout", "learning_rate"]  # ticked first
+    for info in infos:
+        assert [v.string_value for v in info.domain_discrete.values] == [
+            f"{c:g}" if isinstance(c, float) else str(c) for c in choices[info.name]
+        ]
     assert {"hparam/reward", "hparam/proxy_val_accuracy", "hparam/params"} <= {
         m.name.tag for m in experiment.metric_infos
     }
+
+
+def test_a_failed_child_is_a_failed_hparams_session_without_metrics(tmp_path: Path, cnn_space: Any) -> None:
+    from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
+
+    from rlnas.evaluation import FAILED, Evaluation
+    from rlnas.store import TrialStore
+    from rlnas.tracking import RunLogger
+
+    logger = RunLogger(tmp_path / "tb", cnn_space, tmp_path / "hparams")
+    logger.start("accuracy")
+    arch = cnn_space.sample(np.random.default_rng(0))
+    with TrialStore(":memory:") as store:
+        record = store.append(arch, Evaluation(reward=-1.0, status=FAILED, error="boom"), "random")
+    logger.trial(record)
+    logger.close()
+    acc = EventAccumulator(str(tmp_path / "hparams" / "trial_00000"), size_guidance={"tensors": 0, "scalars": 0})
+    acc.Reload()
+    content = acc.SummaryMetadata(metadata.SESSION_END_INFO_TAG).plugin_data.content
+    assert plugin_data_pb2.HParamsPluginData.FromString(content).session_end_info.status == api_pb2.STATUS_FAILURE
+    assert not [tag for tag in acc.Tags()["scalars"] if tag.startswith("hparam/")]  # no -1 on the colour scale
 
 
 def test_the_optuna_mirror_holds_the_same_trials(run: Path) -> None:
