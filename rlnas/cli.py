@@ -11,19 +11,14 @@ import json
 import logging
 import os
 import shutil
-import signal
 import sys
-import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from rlnas import __version__
+from rlnas.cli_run import EXIT_INTERRUPTED, EXIT_USER_ERROR, export_command, run_search
 from rlnas.errors import FaultError, UserError
-
-EXIT_USER_ERROR = 2
-EXIT_INTERRUPTED = 130
-EXIT_TERMINATED = 143
 
 
 def _overrides(args: argparse.Namespace, flags: dict[str, str]) -> list[str]:
@@ -71,7 +66,7 @@ def _search(args: argparse.Namespace) -> int:
         **EXECUTION_FLAGS,
     }
     config = load_config(args.config, _data_overrides(args.data) + _overrides(args, flags))
-    return _run(Search(config, args.run_dir), args)
+    return run_search(Search(config, args.run_dir), args)
 
 
 def _config(args: argparse.Namespace) -> int:
@@ -104,7 +99,7 @@ def _resume(args: argparse.Namespace) -> int:
     from rlnas.driver import Search
 
     flags = {"budget": "budget.evaluations", "minutes": "budget.minutes", **EXECUTION_FLAGS}
-    return _run(Search.resume(args.run, _overrides(args, flags)), args)
+    return run_search(Search.resume(args.run, _overrides(args, flags)), args)
 
 
 EXECUTION_FLAGS = {
@@ -122,140 +117,6 @@ def _add_execution_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--ray-address", help="an existing Ray cluster, e.g. auto or ray://head:10001 (implies --executor ray)"
     )
-
-
-def _run(search: Any, args: argparse.Namespace) -> int:
-    """Run a prepared search with a progress bar, report it, export the best architecture."""
-    from tqdm import tqdm
-    from tqdm.contrib.logging import logging_redirect_tqdm
-
-    from rlnas.formatting import architecture_text
-    from rlnas.mirror import OPTUNA_FILE
-
-    config = search.config
-    run_dir = search.run_dir
-    done_before = len([t for t in search.store.trials() if t.status != "INFEASIBLE"])
-    print(f"run directory: {run_dir}", file=sys.stderr)
-    if config.logging.tensorboard:
-        print(f"watch it live: tensorboard --logdir {run_dir / 'tensorboard'}", file=sys.stderr)
-        print(f"  every child: tensorboard --logdir {run_dir / 'hparams'} --port 6007  (HPARAMS tab)", file=sys.stderr)
-    if config.logging.optuna:
-        print(f"  with Optuna: optuna-dashboard sqlite:///{run_dir.resolve() / OPTUNA_FILE}", file=sys.stderr)
-    total = config.budget.evaluations
-    bar = tqdm(
-        total=total,
-        initial=min(done_before, total),
-        unit="child",
-        desc="search",
-        file=sys.stderr,
-        disable=args.quiet,
-        bar_format="{l_bar}{bar}| {n:.1f}/{total} [{elapsed}<{remaining}{postfix}]",
-    )
-    interrupted = 0  # the signal that stopped the search
-
-    def on_signal(signum: int, frame: Any) -> None:
-        nonlocal interrupted
-        if interrupted:
-            return  # a second Ctrl-C while stopping: the checkpoint being written is finished first
-        interrupted = signum
-        raise KeyboardInterrupt
-
-    def progress(done: int, total: int, record: Any) -> None:
-        if interrupted:  # a Ctrl-C raised where Python drops exceptions (e.g. in a __del__): stop here instead
-            raise KeyboardInterrupt
-        bar.n = min(float(done), total)
-        bar.set_postfix(best=f"{search.logger.best_reward:.4f}", last=f"{record.reward:.4f}")
-
-    def activity(evaluations: float) -> None:
-        bar.n = min(evaluations, total)
-        bar.refresh()
-
-    search.progress = progress
-    search.activity = activity
-    main_thread = threading.current_thread() is threading.main_thread()
-    # Ctrl-C, and SIGTERM (schedulers, docker stop): stop cleanly, every finished trial kept
-    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)} if main_thread else {}
-    try:
-        with logging_redirect_tqdm():
-            result = search.run()
-    except KeyboardInterrupt:
-        kept = "the controller is checkpointed; " if config.strategy.name == "ppo" else ""
-        what = "terminated (SIGTERM)" if interrupted == signal.SIGTERM else "interrupted"
-        print(
-            f"\n{what}: {len(search.store)} finished trials are saved in {run_dir}; {kept}"
-            f"continue with: rlnas resume {run_dir}",
-            file=sys.stderr,
-        )
-        return EXIT_TERMINATED if interrupted == signal.SIGTERM else EXIT_INTERRUPTED
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-        bar.close()
-        search.close()
-    print(f"search finished: {result.evaluations} children evaluated in {result.seconds:.0f} s ({result.stop_reason})")
-    if result.best is None:
-        print("no child trained successfully; nothing to export")
-        return 1
-    best = result.best
-    from rlnas.evaluation.base import score_metric
-
-    score = "r2" if "val_r2" in best.metrics or "supernet_val_r2" in best.metrics else "accuracy"
-    name = score_metric(best.metrics) or f"val_{score}"
-    label = {"val": "proxy val", "supernet": "supernet-estimated val"}[name.split("_")[0]]
-    print(
-        f"best trial {best.number}: reward {best.reward:.4f}, {label} {score} "
-        f"{best.metrics.get(name, float('nan')):.4f}, params {int(best.metrics.get('params', 0)):,}"
-    )
-    print(_indent(architecture_text(best.architecture, shutil.get_terminal_size().columns - 2)))
-    if config.export.enabled:
-        metrics = _export_with_bar(result.run_dir, search.prepared.dataset if search.prepared else None, args)
-        print(
-            f"exported to {result.run_dir / 'export'}: final test {score} {metrics[f'test_{score}']:.4f} "
-            f"({label} {score} during search {metrics[f'val_{score}']:.4f})"
-        )
-        if len(metrics[f"test_{score}_repeats"]) > 1:
-            print(
-                f"  over {len(metrics[f'test_{score}_repeats'])} final trainings: "
-                f"{metrics[f'test_{score}_mean']:.4f} ± {metrics[f'test_{score}_std']:.4f}"
-            )
-    print(f"TensorBoard: tensorboard --logdir {result.run_dir / 'tensorboard'}")
-    print(f"report: rlnas report {result.run_dir}")
-    return 0
-
-
-def _indent(text: str) -> str:
-    return "\n".join("  " + line for line in text.splitlines())
-
-
-def _export_with_bar(run_dir: Path, data: Any, args: argparse.Namespace, epochs: int | None = None) -> dict[str, Any]:
-    """``export_run`` with a bar over the epochs of its re-scoring and final trainings."""
-    from tqdm import tqdm
-    from tqdm.contrib.logging import logging_redirect_tqdm
-
-    from rlnas.exporter import export_run
-
-    bar = tqdm(total=1, unit="epoch", desc="export", file=sys.stderr, disable=args.quiet)
-
-    def progress(what: str, done: int, total: int) -> None:
-        bar.total = total
-        bar.n = done
-        bar.set_description(what, refresh=False)
-        bar.refresh()
-
-    try:
-        with logging_redirect_tqdm():
-            return export_run(
-                run_dir, epochs=epochs, data_dir=getattr(args, "data_dir", None), data=data, progress=progress
-            )
-    finally:
-        bar.close()
-
-
-def _export(args: argparse.Namespace) -> int:
-    metrics = _export_with_bar(args.run, None, args, epochs=args.epochs)
-    score = metrics["score"]
-    print(json.dumps(metrics, indent=1) if args.json else f"final test {score} {metrics[f'test_{score}']:.4f}")
-    return 0
 
 
 def _evaluate(args: argparse.Namespace) -> int:
@@ -327,7 +188,7 @@ TRIAL_COLUMNS = "number,status,reward,score,params,flops,latency_ms,duration_s,a
 def _trials(args: argparse.Namespace) -> int:
     from rlnas.driver import open_run
     from rlnas.evaluation.base import score_metric
-    from rlnas.formatting import format_value, layer_table, text_table
+    from rlnas.formatting import architecture_line, format_value, text_table
 
     if args.top is not None and args.top < 1:
         raise UserError(f"--top {args.top}: give a positive number of trials, e.g. --top 10")
@@ -351,12 +212,7 @@ def _trials(args: argparse.Namespace) -> int:
         cells = []
         for c in columns:
             if c == "architecture":
-                _, layers, others = layer_table(record.architecture)
-                cells.append(
-                    "; ".join(" ".join(layer) for layer in layers)
-                    + ("; " if layers and others else "")
-                    + ", ".join(f"{k}={v}" for k, v in others)
-                )
+                cells.append(architecture_line(record.architecture))
             else:
                 value = row.get(c, "")
                 cells.append(f"{value:.4f}" if isinstance(value, float) and c != "latency_ms" else format_value(value))
@@ -532,7 +388,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", help="where the run's data lie now, if they moved (dataset.data_dir or dataset.path)")
     p.add_argument("--json", action="store_true", help="print metrics.json")
     _verbosity(p, top=False)
-    p.set_defaults(func=_export)
+    p.set_defaults(func=export_command)
 
     p = sub.add_parser("evaluate", help="accuracy of an exported model on a dataset split", **common)
     p.add_argument("export", type=Path, help="RUN/export or RUN/export/model.pt")

@@ -26,7 +26,16 @@ from rlnas import atomic
 from rlnas.config import RunConfig, load_config
 from rlnas.data import Dataset, load_dataset
 from rlnas.errors import ConfigError, DataError, DiskFullError, RunDirError, is_disk_full
-from rlnas.evaluation.base import COMPLETE, FAILED, INFEASIBLE, Evaluator, cache_key, finite, val_score
+from rlnas.evaluation.base import (
+    COMPLETE,
+    FAILED,
+    INFEASIBLE,
+    Evaluator,
+    cache_key,
+    finite,
+    score_metric,
+    val_score,
+)
 from rlnas.evaluation.trainer import ChildTrainer, Objective
 from rlnas.execution import EvaluatorFactory, Job, TrainingEvaluatorFactory, given, make_executor
 from rlnas.mirror import OPTUNA_FILE, OptunaMirror
@@ -312,6 +321,19 @@ def pareto_front(records: list[TrialRecord], metric: str) -> list[TrialRecord]:
     return sorted(front, key=lambda r: r.metrics[metric])
 
 
+def trial_line(record: TrialRecord) -> str:
+    """One finished trial for the log: its figures first, then its decisions."""
+    name = score_metric(record.metrics)
+    figures = [f"reward {record.reward:.4f}"]
+    if name is not None:
+        figures.append(f"{name.replace('val_', 'proxy val ').replace('_', ' ')} {record.metrics[name]:.4f}")
+    if "params" in record.metrics:
+        figures.append(f"{int(record.metrics['params']):,} params")
+    figures.append(f"{record.duration_s:.1f} s")
+    error = f" ({record.error.splitlines()[0][:200]})" if record.error else ""
+    return f"trial {record.number} {record.status}{error}: {', '.join(figures)} | {record.architecture.describe()}"
+
+
 def objective_name(config: RunConfig, score: str) -> str:
     """What the reward measures, for charts: ``reward = val accuracy - 0.02 x params / max``."""
     lam, what = config.objective.lambda_, config.objective.complexity
@@ -562,9 +584,7 @@ class Search:
                     for arch in waiting:
                         self.strategy.tell(arch, record.evaluation(cached=True))
                     failures = failures + 1 if record.status == FAILED else 0
-                    log.info(
-                        "trial %d %s reward %.4f %s", record.number, record.status, record.reward, job.arch.describe()
-                    )
+                    log.info("%s", trial_line(record))
                     if self.progress is not None:
                         self.progress(evaluations, budget.evaluations, record)
                     if failures >= budget.max_consecutive_failures and stop_reason is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 from typing import Any
 
@@ -39,21 +40,58 @@ def format_value(value: Any) -> str:
     return str(value)
 
 
+MIN_WRAP = 24  # the last column wraps beside the others when it keeps at least this many characters
+
+
 def text_table(header: Sequence[str], rows: Sequence[Sequence[str]], width: int | None = None) -> str:
-    """A plain-text table with aligned columns (numbers right-aligned); rows cut to ``width`` characters."""
+    """A plain-text table with aligned columns (numbers right-aligned) in ``width`` characters. A last column
+    too long for the width (an architecture) wraps at spaces: beside the other columns where it keeps at least
+    ``MIN_WRAP`` characters, otherwise on indented lines under its row."""
     columns = [list(header), *[list(r) for r in rows]]
     widths = [max(len(str(row[i])) for row in columns) for i in range(len(header))]
+    indent = sum(widths[:-1]) + 2 * (len(widths) - 1)
+    if width is not None and len(header) > 1 and indent + widths[-1] > width:
+        beside = width - indent >= MIN_WRAP
+        start, room = (indent, width - indent) if beside else (4, max(MIN_WRAP, width - 4))
+        widths[-1] = min(widths[-1], room)
+
+        def wrapped(row: Sequence[str], is_header: bool = False) -> str:
+            if not beside:  # the other columns, then the last one on lines of its own
+                lines = [] if is_header else textwrap.wrap(str(row[-1]), room, break_on_hyphens=False)
+                return "\n".join([_line(widths[:-1], row[:-1], is_header), *(" " * start + p for p in lines)])
+            lines = [str(row[-1])] if is_header else textwrap.wrap(str(row[-1]), room, break_on_hyphens=False)
+            head = _line(widths, [*row[:-1], (lines or [""])[0]], is_header)
+            return "\n".join([head, *(" " * start + part for part in lines[1:])])
+
+        return "\n".join([wrapped(header, True), *(wrapped(r) for r in rows)])
 
     def line(row: Sequence[str], is_header: bool = False) -> str:
-        cells = []
-        for i, cell in enumerate(row):
-            text = str(cell)
-            numeric = not is_header and _looks_numeric(text)
-            cells.append(text.rjust(widths[i]) if numeric else text.ljust(widths[i]))
-        out = "  ".join(cells).rstrip()
+        out = _line(widths, row, is_header)
         return out if width is None or len(out) <= width else out[: max(1, width - 1)] + "…"
 
     return "\n".join([line(header, True), *(line(r) for r in rows)])
+
+
+def _line(widths: Sequence[int], row: Sequence[str], is_header: bool) -> str:
+    cells = []
+    for i, cell in enumerate(row):
+        text = str(cell)
+        numeric = not is_header and _looks_numeric(text)
+        cells.append(text.rjust(widths[i]) if numeric else text.ljust(widths[i]))
+    return "  ".join(cells).rstrip()
+
+
+def architecture_line(arch: Architecture) -> str:
+    """The architecture on one line, every value labelled: ``block1: filters=16 kernel_size=3; block2: ...;
+    hidden_units=64 dropout=0.3`` (wraps well at spaces)."""
+    header, rows, others = layer_table(arch)
+    parts = [
+        f"{row[0]}: " + " ".join(f"{field}={value}" for field, value in zip(header[1:], row[1:], strict=True) if value)
+        for row in rows
+    ]
+    if others:
+        parts.append(" ".join(f"{k}={v}" for k, v in others))
+    return "; ".join(parts)
 
 
 def _looks_numeric(text: str) -> bool:

@@ -347,10 +347,18 @@ def test_terminal_output_help_and_trials_table(run: Path, tmp_path: Path) -> Non
     help_text = rlnas("search", "--help", cwd=tmp_path).stdout
     assert all(name in help_text for name in STRATEGIES)
     assert "(default: ppo,random,evolution)" in rlnas("benchmark", "--help", cwd=tmp_path).stdout
-    env = {**os.environ, "COLUMNS": "80", "PYTHONWARNINGS": "ignore"}
-    narrow = subprocess.run([*command(), "trials", str(run)], capture_output=True, text=True, env=env, check=True)
-    lines = narrow.stdout.splitlines()
-    assert len(lines) == 6 and max(len(line) for line in lines) <= 80
+    from rlnas.driver import open_run
+    from rlnas.formatting import architecture_line
+
+    with open_run(run, read_only=True)[1] as store:
+        archs = [architecture_line(r.architecture) for r in store]
+    for columns in (80, 100):  # the architecture wraps, every decision labelled, nothing cut
+        env = {**os.environ, "COLUMNS": str(columns), "PYTHONWARNINGS": "ignore"}
+        narrow = subprocess.run([*command(), "trials", str(run)], capture_output=True, text=True, env=env, check=True)
+        lines = narrow.stdout.splitlines()
+        assert len(lines) > 6 and max(len(line) for line in lines) <= columns and "…" not in narrow.stdout
+        flowing = " ".join(narrow.stdout.split())
+        assert all(" ".join(arch.split()) in flowing for arch in archs) and "block1: filters=" in flowing
     chosen = rlnas("trials", str(run), "--columns", "number,reward,params", "-q", cwd=tmp_path).stdout.splitlines()
     assert chosen[0].split() == ["number", "reward", "params"] and len(chosen) == 6
     assert rlnas("trials", str(run), "--columns", "nope", cwd=tmp_path).returncode == 2
