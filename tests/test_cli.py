@@ -331,10 +331,15 @@ def test_report_has_a_summary_top_trials_optuna_plots_and_typed_tables(run: Path
     assert "Top 5 trials by reward" in page and "Decision importances" in page
     assert page.count("data:image/png;base64,") >= 7 and "<img alt" in page  # self-contained
     assert "src='history.png'" not in page
+    assert str((run / "export").resolve()) in page and "href='../export/model.onnx'" in page  # where the model is
+    assert (run / "export" / "README.md").read_text().splitlines()[0] in page  # the model card, embedded
+    assert "Rough: from 5 completed trials only" in page and " ± " not in page  # one final training: no spread
+    assert "block1: filters=" in page  # architectures labelled
     out = tmp_path / "cmp"
     both = rlnas("report", str(run), str(run), "--out", str(out), cwd=tmp_path)
     assert both.returncode == 0 and (out / "runs.png").is_file()
-    assert "ppo, seed 3" in (out / "index.html").read_text()
+    compared = (out / "index.html").read_text()
+    assert "ppo, seed 3 (myrun, #1)" in compared and "ppo, seed 3 (myrun, #2)" in compared  # told apart
     assert rlnas("report", str(run), str(run), cwd=tmp_path).returncode == 2
     (tmp_path / "afile").write_text("")
     bad = rlnas("report", str(run), "--out", str(tmp_path / "afile"), cwd=tmp_path)

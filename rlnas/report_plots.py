@@ -1,0 +1,433 @@
+"""What a report shows of its runs as figures: the loaded run (``Run``), the best-so-far and Pareto plots, the
+repeats of the export, the controller's policy over the search, and Optuna's plots of the trials (history,
+importances, parallel coordinates, slices)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rlnas.config import RunConfig
+from rlnas.driver import SUMMARY_FILE, TENSORBOARD_DIR, open_run, pareto_front
+from rlnas.evaluation.base import COMPLETE, val_score
+from rlnas.store import TrialRecord
+
+log = logging.getLogger(__name__)
+INACTIVE = "(inactive)"
+DPI = 110
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+@dataclass
+class Run:
+    """What a report needs of one run directory."""
+
+    path: Path
+    config: RunConfig
+    records: list[TrialRecord]
+    summary: dict[str, Any]
+    export: dict[str, Any] | None
+    decisions: list[tuple[str, list[Any]]] = field(default_factory=list)  # space order, natural choice order
+
+    @classmethod
+    def load(cls, path: Path) -> Run:
+        config, store = open_run(path, read_only=True)
+        with store:
+            records = store.trials()
+        summary = _json(path / SUMMARY_FILE) or {}
+        export = _json(path / "export" / "metrics.json")
+        space = _json(path / "space.json") or {}
+        decisions = [(d["name"], list(d["choices"])) for d in space.get("decisions", [])]
+        return cls(path, config, records, summary, export, decisions)
+
+    @property
+    def score(self) -> str:
+        regression = any("val_r2" in r.metrics or "supernet_val_r2" in r.metrics for r in self.records)
+        return "r2" if regression else "accuracy"
+
+    @property
+    def score_key(self) -> str:
+        """The metric a trial's search-time score is stored under: a trained proxy's or a supernet's."""
+        prefix = "supernet_" if self.config.evaluation == "oneshot" else ""
+        return f"{prefix}val_{self.score}"
+
+    @property
+    def score_label(self) -> str:
+        return "supernet-estimated validation" if self.config.evaluation == "oneshot" else "proxy validation"
+
+    @property
+    def label(self) -> str:
+        return f"{self.config.strategy.name}, seed {self.config.seed}"
+
+    def best(self) -> TrialRecord | None:
+        done = [r for r in self.records if r.status == COMPLETE and r.metrics.get("fidelity", 1.0) >= 1.0]
+        done = done or [r for r in self.records if r.status == COMPLETE]
+        return max(done, key=lambda r: (r.reward, -r.number)) if done else None
+
+    def top(self, k: int) -> list[TrialRecord]:
+        done = [r for r in self.records if r.status == COMPLETE]
+        return sorted(done, key=lambda r: (-r.reward, r.number))[:k]
+
+
+def run_labels(runs: Sequence[Run]) -> list[str]:
+    """Strategy and seed of each run, with the run's folder (and its place in the list) where a label would
+    repeat."""
+    plain = [run.label for run in runs]
+    named = [
+        label if plain.count(label) == 1 else f"{label} ({run.path.resolve().name})"
+        for run, label in zip(runs, plain, strict=True)
+    ]
+    return [label if named.count(label) == 1 else f"{label[:-1]}, #{i + 1})" for i, label in enumerate(named)]
+
+
+def _json(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text()) if path.is_file() else None
+    except (OSError, ValueError):
+        log.warning("cannot read %s; the report leaves it out", path)
+        return None
+
+
+# -- plots -------------------------------------------------------------------------------------------
+def _save(fig: Any, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=DPI)
+    _pyplot().close(fig)
+    return path
+
+
+def _best_so_far(records: Sequence[TrialRecord]) -> np.ndarray:
+    values = [r.reward if r.status == COMPLETE else -np.inf for r in records]
+    return np.maximum.accumulate(np.asarray(values, dtype=float)) if values else np.zeros(0)
+
+
+def _counts(ax: Any, axis: str) -> None:
+    """Plain tick labels (1k, 10k, 100k) on a log axis, without overlapping minor labels."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    target = ax.xaxis if axis == "x" else ax.yaxis
+    target.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    target.set_major_formatter(FuncFormatter(lambda v, _: _short(v)))
+    target.set_minor_formatter(NullFormatter())
+
+
+def _short(v: float) -> str:
+    for scale, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(v) >= scale:
+            return f"{v / scale:g}{suffix}"
+    return f"{v:g}"
+
+
+def plot_pareto(run: Run, metric: str, path: Path) -> Path | None:
+    points = [
+        r for r in run.records if r.status == COMPLETE and metric in r.metrics and val_score(r.metrics) is not None
+    ]
+    if not points:
+        return None
+    plt = _pyplot()
+    front = pareto_front(list(run.records), metric)
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    ax.scatter(
+        [r.metrics[metric] for r in points], [val_score(r.metrics) for r in points], s=14, alpha=0.45, label="children"
+    )
+    xs, ys = [r.metrics[metric] for r in front], [val_score(r.metrics) for r in front]
+    ax.plot(xs, ys, "o-", color="C3", label="Pareto front")
+    for r, x, y in zip(front, xs, ys, strict=True):
+        ax.annotate(f"#{r.number}", (x, y), textcoords="offset points", xytext=(4, -11), fontsize=8, color="C3")
+    ax.set_xscale("log")
+    _counts(ax, "x")
+    unit = {"params": "parameters", "flops": "FLOPs", "latency_ms": "latency (ms)"}.get(metric, metric)
+    ax.set_xlabel(f"{unit} (log scale)")
+    ax.set_ylabel(f"{run.score_label} {'R²' if run.score == 'r2' else 'accuracy'}")
+    low = np.percentile([val_score(r.metrics) for r in points], 10)
+    top = max(val_score(r.metrics) or 0.0 for r in points)
+    ax.set_ylim(low - 0.05 * (top - low + 1e-9), top + 0.05 * (top - low + 1e-9))
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(loc="lower right")
+    ax.set_title("labels: trial numbers on the front; children below the 10th percentile are cut off", fontsize=8)
+    return _save(fig, path)
+
+
+def plot_repeats(metrics: dict[str, Any], path: Path) -> Path | None:
+    """Box plots of repeated trainings: each re-scored top configuration (validation score, one point per
+    seed) and the final trainings of the winner (test score). None if nothing was repeated."""
+    score = metrics.get("score", "accuracy")
+    rescored = [row for row in metrics.get("rescored", []) if len(row.get(f"rescored_val_{score}_values", [])) > 1]
+    final = [r[f"test_{score}"] for r in metrics.get(f"test_{score}_repeats", [])]
+    panels = []
+    if rescored:
+        data = [row[f"rescored_val_{score}_values"] for row in rescored]
+        labels = [f"trial {row['trial']}" for row in rescored]
+        epochs = rescored[0]["rescore_epochs"]
+        panels.append((data, labels, f"re-scoring: validation {score} ({epochs} epochs, {len(data[0])} seeds)"))
+    if len(final) > 1:
+        panels.append(([final], [f"trial {metrics['trial']}"], f"final: test {score} ({len(final)} seeds)"))
+    if not panels:
+        return None
+    plt = _pyplot()
+    widths = [max(2, len(p[0])) for p in panels]
+    fig, axes = plt.subplots(
+        1, len(panels), figsize=(3 + 1.2 * sum(widths), 4), squeeze=False, gridspec_kw={"width_ratios": widths}
+    )
+    rng = np.random.default_rng(0)  # jitter of the points only
+    for ax, (data, labels, title) in zip(axes[0], panels, strict=True):
+        ax.boxplot(data, tick_labels=labels)
+        for i, values in enumerate(data, start=1):
+            ax.scatter(i + rng.uniform(-0.08, 0.08, len(values)), values, s=14, color="C1", zorder=3)
+        ax.set_title(title, fontsize=9)
+        ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def policy_history(run: Path) -> dict[str, dict[str, list[tuple[int, float]]]]:
+    """``policy/<decision>/<choice>`` scalars of the run's TensorBoard events: decision -> choice -> points."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    logdir = run / TENSORBOARD_DIR
+    if not logdir.is_dir():
+        return {}
+    acc = EventAccumulator(str(logdir), size_guidance={"scalars": 0})
+    acc.Reload()
+    out: dict[str, dict[str, list[tuple[int, float]]]] = {}
+    for tag in acc.Tags()["scalars"]:
+        parts = tag.split("/")
+        if len(parts) == 3 and parts[0] == "policy":
+            out.setdefault(parts[1], {})[parts[2]] = [(e.step, e.value) for e in acc.Scalars(tag)]
+    return out
+
+
+def plot_policy(
+    history: dict[str, dict[str, list[tuple[int, float]]]], decisions: list[tuple[str, list[Any]]], path: Path
+) -> Path | None:
+    """One heatmap row block per decision (space order), one row per choice (natural order), one column per
+    controller update (x: trial number), with a colorbar and the values written in the cells."""
+    order = [(name, [str(c) for c in choices]) for name, choices in decisions if name in history]
+    order += [(name, sorted(history[name])) for name in history if name not in dict(order)]
+    if not order:
+        return None
+    plt = _pyplot()
+    steps = sorted({s for name, _ in order for points in history[name].values() for s, _ in points})
+    rows = sum(len(choices) for _, choices in order)
+    fig, axes = plt.subplots(
+        len(order),
+        1,
+        figsize=(min(16, 5 + 0.45 * len(steps)), 0.2 * rows + 0.12 * len(order) + 1.2),
+        squeeze=False,
+        gridspec_kw={"height_ratios": [len(c) for _, c in order]},
+        layout="constrained",
+    )
+    image = None
+    for k, (ax, (name, choices)) in enumerate(zip(axes[:, 0], order, strict=True)):
+        grid = np.full((len(choices), len(steps)), np.nan)
+        for i, choice in enumerate(choices):
+            for step, value in history[name].get(choice, []):
+                grid[i, steps.index(step)] = value
+        image = ax.imshow(grid, aspect="auto", vmin=0, vmax=1, cmap="viridis", interpolation="nearest")
+        ax.set_yticks(range(len(choices)), choices, fontsize=7)
+        ax.set_ylabel(name, rotation=0, ha="right", va="center", fontsize=8)
+        if len(steps) <= 30:
+            for (i, j), value in np.ndenumerate(grid):
+                if not np.isnan(value):
+                    ax.text(
+                        j,
+                        i,
+                        f"{value:.2f}",
+                        ha="center",
+                        va="center",
+                        fontsize=6,
+                        color="black" if value > 0.6 else "white",
+                    )
+        ticks = range(0, len(steps), max(1, len(steps) // 15))
+        if k == len(order) - 1:
+            ax.set_xticks(list(ticks), [str(steps[t]) for t in ticks], fontsize=7)
+            ax.set_xlabel("trial number at the controller update")
+        else:
+            ax.set_xticks([])
+    fig.colorbar(
+        image, ax=axes[:, 0].tolist(), shrink=min(1.0, 12 / rows + 0.1), aspect=30, label="probability of the choice"
+    )
+    fig.suptitle("controller: probability of each choice, averaged over episodes sampled from the policy", fontsize=9)
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+    return path
+
+
+def plot_runs(runs: Sequence[Run], path: Path) -> Path:
+    """Best reward so far of several runs, labelled by strategy and seed, on a y-range that shows them."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(9, 5))
+    tails = []
+    for i, (run, label) in enumerate(zip(runs, run_labels(runs), strict=True)):
+        curve = _best_so_far(run.records)
+        finite = np.where(np.isfinite(curve), curve, np.nan)
+        ax.plot(range(1, len(curve) + 1), finite, label=label, color=f"C{i % 10}", linewidth=1.6)
+        if np.isfinite(finite).any():
+            tails.append(finite[np.isfinite(finite)][len(finite[np.isfinite(finite)]) // 5 :])
+    if tails:
+        values = np.concatenate(tails)
+        low, high = float(values.min()), float(values.max())
+        pad = 0.08 * (high - low) if high > low else 0.01
+        ax.set_ylim(low - pad, high + pad)
+    ax.set_xlabel("trials")
+    ax.set_ylabel("best reward so far (proxy)")
+    ax.set_title("y-axis from the curves after their first fifth", fontsize=8)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    return _save(fig, path)
+
+
+# -- Optuna's plots of the trials --------------------------------------------------------------------
+def optuna_study(run: Run, fill_inactive: bool) -> Any:
+    """The run's trials as an in-memory Optuna study: the same trials as the run's mirror
+    (RUN/optuna.sqlite3); with ``fill_inactive`` every decision is a parameter of every trial, inactive
+    decisions taking the value "(inactive)", so importances cover conditional decisions too."""
+    import optuna
+    from optuna.distributions import CategoricalDistribution
+    from optuna.trial import TrialState
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="maximize", study_name=run.path.name)
+    choices = {name: values for name, values in run.decisions if len(values) > 1}
+    trials = []
+    for record in run.records:
+        if record.status != COMPLETE or not math.isfinite(record.reward):
+            continue
+        params: dict[str, Any] = {}
+        dists: dict[str, Any] = {}
+        for name, values in choices.items():
+            if name in record.architecture:
+                value = record.architecture[name]
+                params[name] = str(value) if fill_inactive else value
+                dists[name] = CategoricalDistribution(
+                    [str(v) for v in values] + [INACTIVE] if fill_inactive else values
+                )
+            elif fill_inactive:
+                params[name] = INACTIVE
+                dists[name] = CategoricalDistribution([str(v) for v in values] + [INACTIVE])
+        trials.append(
+            optuna.trial.create_trial(
+                params=params,
+                distributions=dists,
+                value=float(record.reward),
+                state=TrialState.COMPLETE,
+                user_attrs={"rlnas_number": record.number},
+            )
+        )
+    study.add_trials(trials)
+    return study
+
+
+def importances(run: Run) -> dict[str, float]:
+    """fANOVA importance of each decision for the reward (Optuna's evaluator, seeded); {} if too few trials."""
+    import optuna
+
+    study = optuna_study(run, fill_inactive=True)
+    if len(study.trials) < 4:
+        return {}
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return dict(
+                optuna.importance.get_param_importances(
+                    study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0)
+                )
+            )
+    except (ValueError, RuntimeError) as err:
+        log.warning("parameter importances not computed: %s", err)
+        return {}
+
+
+def optuna_plots(run: Run, target: Path, ranked: list[str]) -> list[tuple[str, Path, str]]:
+    """Optuna's optimization history, importances, parallel coordinates and slices, as PNG."""
+    import optuna.visualization.matplotlib as ovm
+
+    plt = _pyplot()
+    native = optuna_study(run, fill_inactive=False)
+    if len(native.trials) < 2:
+        return []
+    out = []
+    import matplotlib
+
+    with warnings.catch_warnings(), matplotlib.rc_context():  # Optuna switches the global style to ggplot
+        warnings.simplefilter("ignore")
+        ax = ovm.plot_optimization_history(native, target_name="reward")
+        _figure(ax).set_size_inches(8, 4.5)
+        out.append(
+            (
+                "Optimization history",
+                _save(_figure(ax), target / "history.png"),
+                "reward of every completed trial and the best so far (Optuna)",
+            )
+        )
+        if ranked:
+            filled = optuna_study(run, fill_inactive=True)
+            ax = ovm.plot_param_importances(filled, evaluator=_fanova(), params=ranked[:15], target_name="reward")
+            _figure(ax).set_size_inches(8, 0.35 * min(15, len(ranked)) + 1.5)
+            out.append(
+                (
+                    "Decision importances",
+                    _save(_figure(ax), target / "importances.png"),
+                    'fANOVA importance for the reward; inactive decisions count as the choice "(inactive)"'
+                    + _few_trials(native),
+                )
+            )
+            top = ranked[: min(8, len(ranked))]
+            ax = ovm.plot_parallel_coordinate(filled, params=top, target_name="reward")
+            _figure(ax).set_size_inches(11, 5)
+            out.append(
+                (
+                    "Parallel coordinates",
+                    _save(_figure(ax), target / "parallel.png"),
+                    f"the {len(top)} most important decisions; colour: reward",
+                )
+            )
+            top = ranked[: min(6, len(ranked))]
+            axes = ovm.plot_slice(filled, params=top, target_name="reward")
+            figure = _figure(np.atleast_1d(np.asarray(axes, dtype=object)).ravel()[0])
+            figure.set_size_inches(min(18, 3.2 * len(top)), 4)
+            out.append(
+                (
+                    "Slices",
+                    _save(figure, target / "slice.png"),
+                    "reward against each of the most important decisions; colour: trial number",
+                )
+            )
+    plt.close("all")
+    return out
+
+
+MIN_IMPORTANCE_TRIALS = 20
+
+
+def _few_trials(study: Any) -> str:
+    """A caveat for importances estimated from few completed trials."""
+    done = sum(1 for t in study.trials if t.value is not None)
+    if done >= MIN_IMPORTANCE_TRIALS:
+        return ""
+    return f". Rough: from {done} completed trials only (fANOVA needs about {MIN_IMPORTANCE_TRIALS} or more)"
+
+
+def _figure(ax: Any) -> Any:
+    return ax.figure
+
+
+def _fanova() -> Any:
+    import optuna
+
+    return optuna.importance.FanovaImportanceEvaluator(seed=0)
