@@ -11,6 +11,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import shutil
 import sqlite3
 import time
@@ -23,7 +24,7 @@ from typing import Any
 import yaml
 
 from rlnas import atomic
-from rlnas.config import RunConfig, load_config
+from rlnas.config import USER_DATASETS, RunConfig, load_config
 from rlnas.data import Dataset, load_dataset
 from rlnas.errors import ConfigError, DataError, DiskFullError, RunDirError, is_disk_full
 from rlnas.evaluation.base import (
@@ -138,10 +139,14 @@ def check_same_data(run_dir: Path, dataset: Dataset) -> None:
 
 
 def default_run_dir(config: RunConfig) -> Path:
-    """A new, empty run directory ``RUNS_ROOT/<space>__<strategy>__<seed>__<time>``, created here; two
-    searches started in the same second get ``...-2``, ``...-3`` (created exclusively, so they never share one)."""
+    """A new, empty run directory ``RUNS_ROOT/<data>__<space>__<strategy>__<seed>__<time>``, created here
+    (``<data>``: the dataset's name, or the name of the user's folder or file); two searches started in the
+    same second get ``...-2``, ``...-3`` (created exclusively, so they never share one)."""
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    base = Path(config.runs_root) / f"{config.space.name}__{config.strategy.name}__{config.seed}__{stamp}"
+    name: str = config.dataset.name
+    if name in USER_DATASETS and config.dataset.path:
+        name = re.sub(r"[^\w.-]+", "_", Path(config.dataset.path).stem).strip("._") or name
+    base = Path(config.runs_root) / f"{name}__{config.space.name}__{config.strategy.name}__{config.seed}__{stamp}"
     try:
         base.parent.mkdir(parents=True, exist_ok=True)
     except OSError as err:

@@ -34,6 +34,34 @@ def test_mnist_from_the_shared_directory() -> None:
     assert mnist.std[0] == pytest.approx(0.3081, abs=2e-3)
 
 
+def test_fashion_mnist_as_released_gzipped_files_is_read_as_torchvision_would(tmp_path: Path) -> None:
+    import gzip
+
+    from rlnas.data.builtin import IDX_FILES
+
+    rng = np.random.default_rng(0)
+    images = {"train": rng.integers(0, 256, (40, 28, 28), dtype=np.uint8), "t10k": rng.integers(0, 256, (10, 28, 28))}
+    labels = {"train": np.arange(40, dtype=np.uint8) % 10, "t10k": np.arange(10, dtype=np.uint8)}
+    raw = tmp_path / "FashionMNIST" / "raw"
+    raw.mkdir(parents=True)
+    for name in IDX_FILES:
+        part = name.split("-")[0]
+        array = (images if "images" in name else labels)[part].astype(np.uint8)
+        header = bytes([0, 0, 8, array.ndim]) + b"".join(d.to_bytes(4, "big") for d in array.shape)
+        with gzip.open(raw / f"{name}.gz", "wb") as fh:  # only the .gz files, as the dataset is released
+            fh.write(header + array.tobytes())
+    data = load_dataset("fashion_mnist", data_dir=str(tmp_path), val_fraction=0.25)
+    assert data.class_names[0] == "T-shirt/top" and data.input_shape == (1, 28, 28)
+    assert len(data.test) == 10 and len(data.train) + len(data.val) == 40
+    assert np.array_equal(data.test.x.numpy()[:, 0], images["t10k"].astype(np.uint8))
+    (raw / "t10k-labels-idx1-ubyte.gz").unlink()
+    with pytest.raises(DataError, match="t10k-labels-idx1-ubyte .each may be .gz"):
+        load_dataset("fashion_mnist", data_dir=str(tmp_path))
+    (raw / "t10k-labels-idx1-ubyte").write_bytes(b"garbage")
+    with pytest.raises(DataError, match="t10k-labels-idx1-ubyte cannot be read as an MNIST-format"):
+        load_dataset("fashion_mnist", data_dir=str(tmp_path))
+
+
 def test_missing_torchvision_dataset_says_what_to_do(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="dataset.download=true"):
         load_dataset("cifar10", data_dir=str(tmp_path))

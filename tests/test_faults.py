@@ -82,6 +82,9 @@ def test_a_run_in_use_is_locked_and_default_names_never_collide(tmp_path: Path) 
     named = tiny_config(f"runs_root={tmp_path / 'runs'}")
     first, second = default_run_dir(named), default_run_dir(named)
     assert first != second and first.is_dir() and second.is_dir()
+    assert first.name.startswith("digits__cnn__ppo__0__")  # the data first: a run says what it searched
+    photos = tiny_config(f"runs_root={tmp_path / 'runs'}", "dataset.name=folder", "dataset.path='my photos/'")
+    assert default_run_dir(photos).name.startswith("my_photos__cnn__ppo__0__")
 
 
 def test_damaged_or_edited_runs_are_refused_with_the_reason(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -161,3 +162,29 @@ def test_surrogate_ranks_unseen_architectures_and_is_seeded() -> None:
     assert np.array_equal(mean, mean_again)
     assert spearmanr(mean, y[80:]).correlation > 0.6
     assert spread.mean() > 0
+
+
+def test_the_gp_sampler_models_every_decision_of_a_conditional_space(toy_space: SearchSpace) -> None:
+    """Optuna's GP sampler models a fixed set of parameters: asked for every decision, it never falls back to
+    random sampling (one warning each) for the conditional ones, and resumes from stored trials."""
+    import optuna
+
+    gp = ["strategy.name=bayesian", "strategy.bayesian.sampler=gp", "strategy.bayesian.n_startup=4"]
+    config = load_config(None, [*gp, "budget.evaluations=14"])
+    search = Search(config, space=toy_space, evaluator=SyntheticEvaluator(toy_space), persist=False)
+    calls = []
+    sampler = search.strategy.study.sampler
+    original = sampler.sample_independent
+    sampler.sample_independent = lambda *a, **k: calls.append(a[1].number) or original(*a, **k)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", optuna.exceptions.ExperimentalWarning)
+        result = search.run()
+    records = search.store.trials()
+    search.close()
+    assert result.evaluations == 14 and calls and max(calls) < 4  # after the random start-up: the GP, always
+    depths = {len([k for k, _ in r.architecture.items if k.startswith("layer")]) for r in records}
+    assert len(depths) > 1  # conditional decisions were used and left out as the depth demands
+    again = Search(config, space=toy_space, evaluator=SyntheticEvaluator(toy_space), persist=False)
+    again.strategy.warm_start(records)
+    assert len(again.strategy.study.trials) == 14 and again.strategy.ask() is not None
+    again.close()

@@ -1,8 +1,10 @@
 """Optuna-based strategies on the rlnas space: Bayesian optimization (TPE or GP), random search followed
 by Bayesian optimization, and NSGA-II multi-objective (Pareto) search.
 
-Conditional decisions are suggested only when they are active (define-by-run), so Optuna never sees the
-parameters of unused layers; a masked choice (e.g. pooling a 1x1 map) is replaced by a valid one.
+TPE and NSGA-II are asked for conditional decisions only when they are active (define-by-run), so they never
+see the parameters of unused layers. Optuna's GP sampler models a fixed set of parameters (it would sample
+every conditional decision at random): it is asked for every decision of the space, and the inactive ones
+are left out of the architecture. A masked choice (e.g. pooling a 1x1 map) is replaced by a valid one.
 """
 
 from __future__ import annotations
@@ -24,13 +26,17 @@ from rlnas.strategies.base import RandomSearch, StrategyContext
 COMPLEXITY_METRIC = {"params": "params", "flops": "flops", "latency": "latency_ms"}
 
 
-def suggest_architecture(trial: optuna.trial.BaseTrial, space: SearchSpace, rng: Any) -> Architecture:
-    """Walk the space's active decisions, asking the trial for each choice index."""
+def suggest_architecture(
+    trial: optuna.trial.BaseTrial, space: SearchSpace, rng: Any, static: bool = False
+) -> Architecture:
+    """Walk the space's active decisions, asking the trial for each choice index (``static``: the trial is
+    first asked for every decision, active or not)."""
+    asked = {d.name: int(trial.suggest_categorical(d.name, _indices(d))) for d in space.decisions} if static else {}
     values: dict[str, Choice] = {}
     position = space.next_position(0, values)
     while position is not None:
         decision = space.decisions[position]
-        index = int(trial.suggest_categorical(decision.name, list(range(len(decision.choices)))))
+        index = asked[decision.name] if static else int(trial.suggest_categorical(decision.name, _indices(decision)))
         valid = space.valid_indices(position, values)
         if index not in valid:
             index = valid[int(rng.integers(len(valid)))]
@@ -39,13 +45,20 @@ def suggest_architecture(trial: optuna.trial.BaseTrial, space: SearchSpace, rng:
     return Architecture(space.name, tuple(values.items()))
 
 
-def _params_of(space: SearchSpace, arch: Architecture) -> tuple[dict[str, Any], dict[str, BaseDistribution]]:
+def _indices(decision: Any) -> list[int]:
+    return list(range(len(decision.choices)))
+
+
+def _params_of(
+    space: SearchSpace, arch: Architecture, static: bool = False
+) -> tuple[dict[str, Any], dict[str, BaseDistribution]]:
+    """An architecture as a trial's parameters (``static``: inactive decisions too, at their first choice)."""
     params: dict[str, Any] = {}
     dists: dict[str, BaseDistribution] = {}
     for decision in space.decisions:
-        if decision.name in arch:
-            params[decision.name] = decision.index(arch[decision.name])
-            dists[decision.name] = CategoricalDistribution(list(range(len(decision.choices))))
+        if decision.name in arch or static:
+            params[decision.name] = decision.index(arch[decision.name]) if decision.name in arch else 0
+            dists[decision.name] = CategoricalDistribution(_indices(decision))
     return params, dists
 
 
@@ -58,6 +71,7 @@ class BayesianOptimization(RandomSearch):
         super().__init__(ctx)
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         self.cfg = ctx.config.strategy.bayesian
+        self.static = self.cfg.sampler == "gp"  # the GP sampler needs every decision in every trial
         self.study = self._create_study(self.cfg.n_startup)
         self._pending: dict[str, deque[optuna.trial.Trial]] = {}  # arch key -> asked trials, not yet told
 
@@ -82,7 +96,7 @@ class BayesianOptimization(RandomSearch):
         """Add the finished trials of an interrupted run to the study."""
         self.seen.update(r.key for r in records)
         for record in records:
-            params, dists = _params_of(self.space, record.architecture)
+            params, dists = _params_of(self.space, record.architecture, self.static)
             value = self._value(record.evaluation(cached=False))
             if value is None:
                 continue
@@ -91,7 +105,7 @@ class BayesianOptimization(RandomSearch):
 
     def ask(self) -> Architecture:
         trial = self.study.ask()
-        arch = suggest_architecture(trial, self.space, self.rng)
+        arch = suggest_architecture(trial, self.space, self.rng, self.static)
         self._pending.setdefault(arch.key, deque()).append(trial)
         self.seen.add(arch.key)
         return arch
@@ -138,7 +152,7 @@ class RandomThenBayesian(BayesianOptimization):
     def tell(self, arch: Architecture, evaluation: Evaluation) -> None:
         if arch.key in self._random:
             self._random.discard(arch.key)
-            params, dists = _params_of(self.space, arch)
+            params, dists = _params_of(self.space, arch, self.static)
             trial = optuna.trial.create_trial(params=params, distributions=dists, value=float(evaluation.reward))
             self.study.add_trial(trial)
             return
@@ -158,6 +172,7 @@ class ParetoSearch(BayesianOptimization):
             population_size=ctx.config.strategy.pareto.population_size, seed=int(self.rng.integers(2**31))
         )
         self.study = optuna.create_study(directions=["maximize", "minimize"], sampler=sampler)
+        self.static = False
         self._pending = {}
 
     def _value(self, evaluation: Evaluation) -> float | list[float] | None:
