@@ -40,13 +40,12 @@ def run_search(search: Any, args: argparse.Namespace) -> int:
         total=total,
         initial=min(done_before, total),
         unit="child",
-        desc="search",
         file=sys.stderr,
         disable=args.quiet,
-        bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix}",
+        bar_format="search {percentage:3.0f}%|{bar}| {desc}",  # the figures (desc) with no separator of tqdm's
     )
     status = _SearchStatus(done_before, total, time.monotonic())
-    bar.set_postfix_str(status.text(), refresh=False)
+    bar.set_description_str(status.text(), refresh=False)
     interrupted = 0  # the signal that stopped the search
 
     def on_signal(signum: int, frame: Any) -> None:
@@ -61,12 +60,12 @@ def run_search(search: Any, args: argparse.Namespace) -> int:
             raise KeyboardInterrupt
         status.finished(done, search.logger.best_reward, record.reward)
         bar.n = min(float(done), total)
-        bar.set_postfix_str(status.text())
+        bar.set_description_str(status.text())
 
     def activity(evaluations: float) -> None:  # the bar moves while children train; the counts stay whole
         if not interrupted:
             bar.n = min(evaluations, total)
-            bar.set_postfix_str(status.text())
+            bar.set_description_str(status.text())
 
     search.progress = progress
     search.activity = activity
@@ -156,8 +155,13 @@ def _export_with_bar(run_dir: Path, data: Any, args: argparse.Namespace, epochs:
     from tqdm import tqdm
     from tqdm.contrib.logging import logging_redirect_tqdm
 
-    from rlnas.exporter import export_run
+    from rlnas.exporter import export_plan, export_run
 
+    print(
+        f"export: {export_plan(run_dir, epochs).describe()} (--no-export skips it; --set export.epochs=N "
+        "or `rlnas export RUN --epochs N` changes it)",
+        file=sys.stderr,
+    )
     bar = tqdm(total=1, unit="epoch", desc="export", file=sys.stderr, disable=args.quiet)
 
     def progress(what: str, done: int, total: int) -> None:

@@ -19,6 +19,7 @@ import io
 import json
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -110,11 +111,9 @@ def _export(
     dataset = prepared.dataset
     epochs = epochs if epochs is not None else config.export.epochs
     ex = config.export
-    rescoring = ex.rescore_repeats * (ex.rescore_epochs or 2 * config.training.epochs) * config.training.cv_folds
-    with open_run(run)[1] as store:
-        candidates = len(store.top_k(ex.rescore_top_k)) if ex.rescore_top_k > 1 else 1
-    members = _ensemble_size(run, ex.ensemble_top)
-    counter = _Epochs(progress, (candidates * rescoring if candidates > 1 else 0) + members * ex.repeats * epochs)
+    plan = export_plan(run, epochs)
+    members = plan.members
+    counter = _Epochs(progress, plan.rescore_epochs + plan.final_epochs)
     record, rescored = _rescore(prepared, store_path=run, k=config.export.rescore_top_k, counter=counter)
     records = [record]
     if members > 1:  # the winner, then the search's next best architectures
@@ -199,13 +198,48 @@ def _export(
     return metrics
 
 
-def _ensemble_size(run: Path, ensemble_top: int) -> int:
-    """How many architectures the export averages: ``export.ensemble_top``, or fewer if the run has fewer
-    successful trials."""
-    if ensemble_top == 1:
-        return 1
-    with open_run(run)[1] as store:
-        return max(1, len(store.top_k(ensemble_top)))
+@dataclass(frozen=True)
+class ExportPlan:
+    """What an export will train: epochs of re-scoring (on the training split) and of final trainings (on
+    train+validation), and a guess of the seconds they take at the pace of the search's best child."""
+
+    rescore_epochs: int
+    final_epochs: int
+    final_trainings: int
+    members: int
+    seconds: float | None
+
+    def describe(self) -> str:
+        parts = [f"{self.final_trainings} final training(s) of {self.final_epochs // self.final_trainings} epochs"]
+        if self.rescore_epochs:
+            parts.insert(0, f"{self.rescore_epochs} epochs of re-scoring")
+        guess = "" if self.seconds is None else f", about {_duration(self.seconds)} at the search's pace"
+        return " and ".join(parts) + guess
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
+
+
+def export_plan(run_dir: str | Path, epochs: int | None = None) -> ExportPlan:
+    """What ``export_run(run_dir, epochs)`` will train, from the run's config and trials (nothing trained)."""
+    run = Path(run_dir)
+    config, store = open_run(run, read_only=True)
+    with store:
+        top = store.top_k(max(config.export.rescore_top_k, config.export.ensemble_top))
+    ex, training = config.export, config.training
+    epochs = epochs if epochs is not None else ex.epochs
+    candidates = min(len(top), ex.rescore_top_k)
+    rescore = ex.rescore_repeats * (ex.rescore_epochs or 2 * training.epochs) * training.cv_folds
+    rescore_epochs = candidates * rescore if candidates > 1 else 0
+    members = max(1, min(len(top), ex.ensemble_top))
+    seconds = None
+    if top and float(top[0].metrics.get("epochs", 0)) > 0 and "train_seconds" in top[0].metrics:
+        best = top[0].metrics  # its search epochs were on data_fraction of the training split (per fold)
+        per_epoch = float(best["train_seconds"]) / float(best["epochs"]) / training.data_fraction / training.cv_folds
+        val = config.dataset.val_fraction
+        seconds = per_epoch * (rescore_epochs + members * ex.repeats * epochs / (1 - val))
+    return ExportPlan(rescore_epochs, members * ex.repeats * epochs, members * ex.repeats, members, seconds)
 
 
 def _rescore(prepared: Any, store_path: Path, k: int, counter: _Epochs) -> tuple[TrialRecord, list[dict[str, Any]]]:

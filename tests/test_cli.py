@@ -45,6 +45,8 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     result = rlnas("search", *TINY, "--run-dir", "myrun", "--budget", "5", "--seed", "3", cwd=root)
     assert result.returncode == 0, result.stderr
     assert "final test accuracy" in result.stdout
+    assert "export: 1 final training(s) of 3 epochs, about " in result.stderr  # said before it starts
+    assert "5/5 children" in result.stderr and "best reward" in result.stderr
     return root / "myrun"
 
 

@@ -13,7 +13,7 @@ import rlnas
 from rlnas.driver import Search, open_run, prepare
 from rlnas.errors import RunDirError
 from rlnas.evaluation.train import accuracy
-from rlnas.exporter import export_run, write_export
+from rlnas.exporter import export_plan, export_run, write_export
 from rlnas.report import report
 from tests.conftest import tiny_config
 
@@ -92,8 +92,11 @@ def test_export_run_retrains_the_best_trial(tmp_path: Path) -> None:
     assert accuracy(model, prepare(config).dataset.test) == pytest.approx(metrics["test_accuracy"])
 
 
-def test_export_rescores_the_top_k_and_repeats_the_final_training(tmp_path: Path) -> None:
+def test_export_rescores_the_top_k_and_repeats_the_final_training(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     config = tiny_config(
+        "training.data_fraction=0.5",
         "strategy.name=random",
         "budget.evaluations=3",
         "logging.tensorboard=false",
@@ -108,7 +111,18 @@ def test_export_rescores_the_top_k_and_repeats_the_final_training(tmp_path: Path
     search.run()
     top2 = [t.number for t in search.store.top_k(2)]
     search.close()
+    plan = export_plan(tmp_path / "run")
+    assert (plan.rescore_epochs, plan.final_epochs, plan.final_trainings) == (2 * 2 * 2, 3 * 2, 3)
+    assert plan.seconds is not None and plan.seconds > 0
+    import rlnas.evaluation.trainer as trainer
+
+    fractions: list[float] = []
+    train_model = trainer.train_model
+    monkeypatch.setattr(
+        trainer, "train_model", lambda m, d, s, *a: fractions.append(s.data_fraction) or train_model(m, d, s, *a)
+    )
     metrics = export_run(tmp_path / "run")
+    assert fractions == [1.0] * (2 * 2 + 3)  # re-scoring and final trainings on the whole split, not 0.5 of it
     assert [row["trial"] for row in metrics["rescored"]] == top2
     assert metrics["trial"] in top2
     chosen = max(metrics["rescored"], key=lambda row: row["rescored_val_accuracy"])
