@@ -8,6 +8,7 @@ The public API (imported lazily, so that ``import rlnas`` stays cheap)::
     rlnas.resume("runs/photos", data=data)
     rlnas.export("runs/photos", data=data)
     model = rlnas.load_model("runs/photos/export")
+    labels = rlnas.load_predictor("runs/photos/export").predict(images)  # raw arrays or files in
 """
 
 from __future__ import annotations
@@ -47,6 +48,14 @@ def load_model(path: Any, map_location: str = "cpu") -> Any:
     return _load(path, map_location=map_location)
 
 
+def load_predictor(export: Any, invert: bool = False) -> Any:
+    """An exported model ready for raw inputs (image files or arrays, table rows or a CSV file):
+    ``.predict(x)``, ``.predict_proba(x)``, ``.evaluate(x, y)``, ``.features(x)`` (what ONNX takes)."""
+    from rlnas.predict import load_predictor as _load
+
+    return _load(export, invert=invert)
+
+
 def load_trial(run_dir: Any, number: int, map_location: str = "cpu") -> Any:
     """Load the trained child of trial ``number`` of a run searched with ``logging.keep_children: true``."""
     from rlnas.exporter import load_trial as _load
@@ -61,6 +70,7 @@ __all__ = [
     "data",
     "export",
     "load_model",
+    "load_predictor",
     "load_trial",
     "resume",
     "search",

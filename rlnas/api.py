@@ -18,7 +18,7 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from torch import nn
@@ -26,8 +26,12 @@ from torch import nn
 from rlnas.config import RunConfig, load_config
 from rlnas.data.core import Dataset
 from rlnas.driver import Progress, Search, SearchResult
+from rlnas.errors import RunDirError
 from rlnas.shipped import find_config
 from rlnas.store import TrialRecord
+
+if TYPE_CHECKING:
+    from rlnas.predict import Predictor
 
 ConfigLike = str | Path | Mapping[str, Any] | RunConfig | None
 Overrides = Mapping[str, Any] | Sequence[str] | None
@@ -46,6 +50,7 @@ class RunResult:
     seconds: float
     export_dir: Path | None = None
     metrics: dict[str, Any] = field(default_factory=dict)  # the export's metrics.json
+    _predictor: Predictor | None = field(default=None, repr=False, compare=False)
 
     @property
     def model(self) -> nn.Module | None:
@@ -54,6 +59,25 @@ class RunResult:
         from rlnas.exporter import load_model
 
         return load_model(self.export_dir)
+
+    @property
+    def predictor(self) -> Predictor:
+        """The exported model with its preprocessing (raw arrays, image files, table rows)."""
+        if self.export_dir is None:
+            raise RunDirError(f"{self.run_dir} has no export; run rlnas.export(run_dir) first")
+        from rlnas.predict import Predictor
+
+        if self._predictor is None:
+            self._predictor = Predictor(self.export_dir)
+        return self._predictor
+
+    def predict(self, x: Any) -> Any:
+        """Class indices (``predictor.class_names`` names them) or predicted values, for raw inputs."""
+        return self.predictor.predict(x)
+
+    def evaluate(self, x: Any, y: Any) -> dict[str, float]:
+        """The exported model's accuracy (or R², MAE, RMSE) on raw inputs and their labels."""
+        return self.predictor.evaluate(x, y)
 
 
 def _override_list(overrides: Overrides) -> list[str]:

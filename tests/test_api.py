@@ -66,6 +66,18 @@ def test_search_on_arrays_in_memory_exports_a_usable_model(tmp_path: Path) -> No
     assert accuracy == pytest.approx(result.metrics["test_accuracy"], abs=1e-6)
     recorded = json.loads((tmp_path / "run" / "dataset.json").read_text())
     assert recorded["fingerprint"] == data.fingerprint() and recorded["description"] == {"name": "memory"}
+    raw = data.test.x.numpy()[:, 0]  # (N, H, W) uint8 pixels, as a user holds them: no float NCHW by hand
+    assert np.array_equal(result.predict(raw), logits.argmax(1).numpy())
+    assert result.evaluate(raw, data.test.y.numpy()) == {"accuracy": pytest.approx(accuracy, abs=1e-6)}
+    assert result.evaluate(raw[..., None] / 255.0, data.test.y.numpy().astype(str))["accuracy"] == pytest.approx(
+        accuracy, abs=1e-6
+    )  # NHWC floats in [0, 1], labels as class names
+    predictor = rlnas.load_predictor(result.export_dir)
+    assert predictor.predict(raw[0]).shape == (1,) and predictor.predict_proba(raw).shape == (len(raw), 10)
+    with pytest.raises(DataError, match="do not fit the model's input"):
+        predictor.predict(np.zeros((2, 5, 5), dtype=np.uint8))
+    with pytest.raises(DataError, match="'cat' is not one of the model's classes"):
+        predictor.evaluate(raw[:1], ["cat"])
 
 
 def test_export_and_resume_need_the_same_data(tmp_path: Path) -> None:
@@ -126,6 +138,19 @@ def test_regression_on_a_csv_table(tmp_path: Path) -> None:
     assert header[-1] == "prediction" and len(rows) == len(d.target)
     predicted = np.array([float(r[-1]) for r in rows])
     assert 25 < predicted.mean() < 346 and predicted.std() > 10  # in the target's units, not standardized
+    predictor = rlnas.load_predictor(result.export_dir)  # raw rows in: the stored encoding applied inside
+    assert predictor.columns == list(d.feature_names)
+    values = predictor.predict(d.data)  # rows of values in the table's column order
+    dicts = predictor.predict([dict(zip(d.feature_names, row, strict=True)) for row in d.data[:5]])
+    assert np.allclose(values, predicted, rtol=1e-4, atol=1e-3) and np.allclose(dicts, values[:5])
+    assert result.evaluate(d.data, d.target)["r2"] == pytest.approx(
+        1 - ((values - d.target) ** 2).sum() / ((d.target - d.target.mean()) ** 2).sum(), abs=1e-4
+    )
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(result.export_dir / "model.onnx"))  # ONNX users encode with it too
+    onnx = session.run(None, {"features": predictor.features(d.data[:5]).numpy()})[0]
+    assert np.allclose(onnx.reshape(-1), values[:5], rtol=1e-4, atol=1e-3)
 
 
 def test_minutes_is_a_budget_that_counts_the_time_spent_before_a_resume(tmp_path: Path) -> None:

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 CHANNEL_COUNTS = (1, 3, 4)
 
 
-def _layout(x: np.ndarray, layout: str, where: str) -> np.ndarray:
+def to_layout(x: np.ndarray, layout: str, where: str) -> np.ndarray:
     """Images as NCHW (uint8 kept, floats as float32); tables as (N, F) float32."""
     if x.ndim == 2:
         return x.astype(np.float32)
@@ -88,7 +88,7 @@ def dataset_from_arrays(
         if len(x) == 0:
             raise DataError(f"{where}: no examples")
         check_finite(x, f"{where} inputs")
-        x = _layout(x, layout, where)
+        x = to_layout(x, layout, where)
         if resolved == "classification":
             y = check_labels(y, f"{where} labels", num_classes)
             num_classes = num_classes or int(y.max()) + 1
