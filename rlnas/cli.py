@@ -222,6 +222,15 @@ def _trials(args: argparse.Namespace) -> int:
     return 0
 
 
+def _nb201_table(args: argparse.Namespace) -> int:
+    from rlnas.evaluation.table import write_nats_table
+
+    _check_output_file("--out", str(args.out))
+    rows = write_nats_table(args.source, args.out, args.dataset)
+    print(f"wrote {rows} architectures to {args.out}; compare strategies on it: rlnas benchmark --table {args.out}")
+    return 0
+
+
 def _int_list(text: str) -> list[int]:
     try:
         values = [int(v) for v in text.split(",") if v.strip()]
@@ -412,6 +421,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plot", type=Path, default=Path("benchmark.png"), help="PNG of the best-so-far curves")
     _verbosity(p, top=False)
     p.set_defaults(func=_benchmark)
+
+    p = sub.add_parser(
+        "nb201-table", help="make a benchmark table from the public NATS-Bench (NAS-Bench-201) files", **common
+    )
+    p.add_argument("source", type=Path, help="the NATS-Bench topology folder, e.g. NATS-tss-v1_0-3ffb9-simple")
+    p.add_argument("--out", type=Path, required=True, help="the CSV to write (arch,valid_acc_12ep,test_acc_200ep)")
+    p.add_argument("--dataset", default="cifar10", choices=["cifar10", "cifar100", "ImageNet16-120"])
+    _verbosity(p, top=False)
+    p.set_defaults(func=_nb201_table)
 
     p = sub.add_parser("report", help="CSV, Excel, plots and index.html of a run (or compare several)", **common)
     p.add_argument("runs", nargs="+", type=Path, help="run directories")

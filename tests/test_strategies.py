@@ -188,3 +188,40 @@ def test_the_gp_sampler_models_every_decision_of_a_conditional_space(toy_space: 
     again.strategy.warm_start(records)
     assert len(again.strategy.study.trials) == 14 and again.strategy.ask() is not None
     again.close()
+
+
+class _FakeNats:
+    """The part of NATS-Bench's topology API the converter reads, over three architectures."""
+
+    archs = [
+        "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|",
+        "|none~0|+|none~0|none~1|+|none~0|none~1|none~2|",
+        "|skip_connect~0|+|nor_conv_1x1~0|skip_connect~1|+|nor_conv_1x1~0|skip_connect~1|skip_connect~2|",
+    ]
+
+    def __len__(self) -> int:
+        return len(self.archs)
+
+    def arch(self, index: int) -> str:
+        return self.archs[index]
+
+    def get_more_info(self, index: int, dataset: str, hp: str, is_random: bool) -> dict[str, float]:
+        assert not is_random  # seed-averaged values, not one random seed's
+        if hp == "12":
+            assert dataset == "cifar10-valid"
+            return {"valid-accuracy": 80.0 + index}
+        assert (dataset, hp) == ("cifar10", "200")
+        return {"test-accuracy": 90.0 + index, "valid-accuracy": 0.0}
+
+
+def test_nats_bench_files_become_a_benchmark_table(tmp_path: Path) -> None:
+    from rlnas.evaluation.table import write_nats_table
+
+    out = tmp_path / "nb201.csv"
+    assert write_nats_table("unused", out, api=_FakeNats()) == 3
+    table = BenchmarkTable(out)  # the format rlnas benchmark reads
+    assert table.rows[_FakeNats.archs[2]] == (82.0, 92.0)
+    with pytest.raises(DataError, match="NATS-Bench has cifar10, cifar100, ImageNet16-120"):
+        write_nats_table("unused", out, dataset="svhn")
+    with pytest.raises(DataError, match="does not exist; pass the NATS-Bench topology folder"):
+        write_nats_table(tmp_path / "missing", out)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
+from typing import Any
 
 from rlnas.errors import DataError, InvalidArchitecture
 from rlnas.evaluation.base import Evaluation
@@ -92,3 +93,39 @@ class TableEvaluator:
     def test_accuracy(self, arch: Architecture) -> float:
         """The table's test accuracy (%) of ``arch``: for reporting a selected architecture only."""
         return self._row(arch)[1]
+
+
+NATS_DATASETS = ("cifar10", "cifar100", "ImageNet16-120")
+
+
+def write_nats_table(source: str | Path, out: str | Path, dataset: str = "cifar10", api: Any = None) -> int:
+    """A table in this format from the public NATS-Bench topology files (the NAS-Bench-201 space; e.g. the
+    folder ``NATS-tss-v1_0-3ffb9-simple``, read with ``pip install nats_bench``): for each of the 15,625
+    architectures, the seed-averaged validation accuracy after 12 epochs (CIFAR-10: the ``cifar10-valid``
+    split) and the test accuracy after 200 epochs. ``api``: an opened NATS-Bench API (for tests). Returns the
+    number of rows written."""
+    if dataset not in NATS_DATASETS:
+        raise DataError(f"dataset {dataset!r}: NATS-Bench has {', '.join(NATS_DATASETS)}")
+    if api is None:
+        try:
+            from nats_bench import create
+        except ImportError:
+            raise DataError("reading NATS-Bench files needs its API: pip install nats_bench") from None
+        if not Path(source).exists():
+            raise DataError(
+                f"{source} does not exist; pass the NATS-Bench topology folder (NATS-tss-v1_0-3ffb9-simple)"
+            )
+        api = create(str(source), "tss", fast_mode=True, verbose=False)
+    valid_split = "cifar10-valid" if dataset == "cifar10" else dataset
+    target = Path(out)
+    with target.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(REQUIRED_COLUMNS)
+        for index in range(len(api)):
+            arch = api.arch(index)
+            parse_arch_string(arch)  # the cell this table format knows
+            valid = api.get_more_info(index, valid_split, hp="12", is_random=False)
+            test = api.get_more_info(index, dataset, hp="200", is_random=False)
+            score = valid["valid-accuracy"] if "valid-accuracy" in valid else valid["valtest-accuracy"]
+            writer.writerow([arch, f"{float(score):.6f}", f"{float(test['test-accuracy']):.6f}"])
+    return len(api)
