@@ -107,14 +107,14 @@ def write_nats_table(source: str | Path, out: str | Path, dataset: str = "cifar1
     if dataset not in NATS_DATASETS:
         raise DataError(f"dataset {dataset!r}: NATS-Bench has {', '.join(NATS_DATASETS)}")
     if api is None:
-        try:
-            from nats_bench import create
-        except ImportError:
-            raise DataError("reading NATS-Bench files needs its API: pip install nats_bench") from None
         if not Path(source).exists():
             raise DataError(
                 f"{source} does not exist; pass the NATS-Bench topology folder (NATS-tss-v1_0-3ffb9-simple)"
             )
+        try:
+            from nats_bench import create
+        except ImportError:
+            raise DataError("reading NATS-Bench files needs its API: pip install nats_bench") from None
         api = create(str(source), "tss", fast_mode=True, verbose=False)
     valid_split = "cifar10-valid" if dataset == "cifar10" else dataset
     target = Path(out)
