@@ -86,9 +86,34 @@ def display_model(model: nn.Module) -> nn.Module:
     if not isinstance(model, nn.Sequential):
         return model
     named: OrderedDict[str, nn.Module] = OrderedDict()
-    for i, module in enumerate(model):
-        named[f"{i:02d}_{_module_label(module)}"] = display_model(module)
+    for i, module in enumerate(_leaves(model)):  # nested Sequentials flattened: one level of named layers
+        named[f"{i:02d}_{_module_label(module)}"] = module
     return nn.Sequential(named)
+
+
+def _leaves(model: nn.Module) -> list[nn.Module]:
+    from torch import nn
+
+    if not isinstance(model, nn.Sequential):
+        return [model]
+    return [leaf for module in model for leaf in _leaves(module)]
+
+
+def legible_graph(graph_def: Any) -> Any:
+    """A traced graph with the layers at the top level (not inside one collapsed node of the root module)
+    and scopes named by the layer alone (``00_conv5x5_1to32``, not ``Conv2d[00_conv5x5_1to32]``), so that
+    TensorBoard's labels are not cut."""
+
+    def rename(name: str) -> str:
+        parts = name.split("/")
+        if len(parts) > 1 and parts[0] not in ("input", "output"):
+            parts = parts[1:]  # the root module's scope
+        return "/".join(re.sub(r"^[\w.]+\[([^\]]+)\]$", r"\1", part) for part in parts)
+
+    for node in graph_def.node:
+        node.name = rename(node.name)
+        node.input[:] = [rename(name) for name in node.input]
+    return graph_def
 
 
 def _module_label(module: nn.Module) -> str:
@@ -304,10 +329,13 @@ class RunLogger:
 
                 assert self.logdir is not None
                 # its own run: TensorBoard shows a run's newest graph, and the search's scalars stay apart
-                writer = SummaryWriter(log_dir=str(self.logdir / BEST_GRAPH_RUN))
+                from torch.utils.tensorboard._pytorch_graph import graph
+
                 with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")  # add_graph traces with the deprecated torch.jit
-                    writer.add_graph(display_model(model).eval(), torch.zeros(1, *input_shape, device=device))
+                    warnings.simplefilter("ignore")  # the graph is traced with the deprecated torch.jit
+                    graph_def, stats = graph(display_model(model).eval(), torch.zeros(1, *input_shape, device=device))
+                writer = SummaryWriter(log_dir=str(self.logdir / BEST_GRAPH_RUN))
+                writer._get_file_writer().add_graph((legible_graph(graph_def), stats))
                 writer.close()
             except Exception as err:  # noqa: BLE001 - a graph is a nice-to-have; never fail a run for it
                 log.warning("could not log the model graph: %s", err)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -123,6 +124,13 @@ def test_tensorboard_holds_the_search_policy_and_ppo_tags_on_the_trial_axis(run:
     graph.Reload()
     nodes = [n.name for n in graph.Graph().node]
     assert any("conv" in n and "x" in n and "to" in n for n in nodes), nodes[:20]  # e.g. conv3x3_1to8
+    tops = {n.split("/")[0] for n in nodes}  # the layers at the top level, not one collapsed root node
+    assert {"00_normalize", "input", "output"} <= tops and any(
+        re.fullmatch(r"\d\d_conv\dx\d_\d+to\d+", t) for t in tops
+    )
+    assert not [n for n in nodes if "[" in n or n.startswith("Sequential")]  # short labels: no Class[name] scopes
+    graph_names = set(nodes)
+    assert all(i in graph_names for n in graph.Graph().node for i in n.input)  # inputs renamed alike
 
 
 def test_custom_scalars_put_each_decision_on_one_chart(run: Path) -> None:
