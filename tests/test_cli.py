@@ -74,7 +74,7 @@ def test_trials_lists_every_trial(run: Path) -> None:
     rows = json.loads(result.stdout)
     assert len(rows) == 5
     assert {"key", "status", "reward", "val_accuracy", "params", "flops", "latency_ms"} <= set(rows[0])
-    table = rlnas("trials", str(run), cwd=run).stdout.splitlines()
+    table = rlnas("trials", str(run), "--wide", cwd=run).stdout.splitlines()  # a line per trial
     assert len(table) == 6 and "val_accuracy" in table[0]
 
 
