@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -7,6 +8,12 @@ import pytest
 from rlnas.config import RunConfig, load_config
 from rlnas.data import Dataset, load_dataset
 from rlnas.space import SearchSpace, SpaceSpec, build_space, builtin_space
+
+if "PYTEST_XDIST_WORKER" in os.environ:  # pytest -n N: N workers share the cores, one torch thread each
+    import torch
+
+    os.environ.setdefault("OMP_NUM_THREADS", "1")  # the CLI subprocesses of the tests too
+    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 SHARED_DATASETS = SHARED / "datasets"
