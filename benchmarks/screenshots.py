@@ -49,6 +49,10 @@ def shoot(url: str, out: Path, width: int = 1400, height: int = 1000, wait_ms: i
             "--no-sandbox",
             "--disable-gpu",
             "--hide-scrollbars",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
             f"--window-size={width},{height}",
             f"--virtual-time-budget={wait_ms}",
             f"--screenshot={out}",
@@ -95,8 +99,8 @@ def main() -> None:
         ),
     ]
     try:
-        # forceSVG: headless Chromium draws no WebGL charts; smoothing=0: every trial as it was measured
-        tb, hp = f"http://127.0.0.1:{tb_port}/?forceSVG=true&smoothing=0", f"http://127.0.0.1:{hp_port}"
+        # forceSVG: headless Chromium draws no WebGL charts
+        tb, hp = f"http://127.0.0.1:{tb_port}/?forceSVG=true", f"http://127.0.0.1:{hp_port}"
         od = f"http://127.0.0.1:{od_port}"
         for url in (tb, hp, od):
             wait_for(url)
@@ -108,6 +112,7 @@ def main() -> None:
         shoot(f"{tb}#graphs&run=best_child_graph", args.out / "tensorboard_graph.png", height=900)
         shoot(f"{od}/dashboard/studies/1", args.out / "optuna_dashboard_history.png", height=1300)
         shoot(f"{od}/dashboard/studies/1/analytics", args.out / "optuna_dashboard_analytics.png", height=1300)
+        shoot(f"{od}/dashboard/studies/1/trials", args.out / "optuna_dashboard_trials.png", height=1300)
         shoot((run / "report" / "index.html").resolve().as_uri(), args.out / "report.png", height=2600)
     finally:
         for server in servers:
