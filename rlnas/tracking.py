@@ -79,15 +79,18 @@ def _failed_session(end: Any) -> Any:
 
 
 def display_model(model: nn.Module) -> nn.Module:
-    """The same modules (no copy) under names that say what they are, e.g. ``conv3x3_1to32`` or
-    ``linear_800to128``, so the graph in TensorBoard shows kernel sizes and widths."""
+    """The same modules (no copy) under names that say what they are, e.g. ``conv3x3_32`` (32 filters) or
+    ``linear_128``, so the graph in TensorBoard shows kernel sizes and widths."""
     from torch import nn
 
     if not isinstance(model, nn.Sequential):
         return model
     named: OrderedDict[str, nn.Module] = OrderedDict()
-    for i, module in enumerate(_leaves(model)):  # nested Sequentials flattened: one level of named layers
-        named[f"{i:02d}_{_module_label(module)}"] = module
+    seen: dict[str, int] = {}
+    for module in _leaves(model):  # nested Sequentials flattened: one level of named layers
+        label = _module_label(module)
+        seen[label] = seen.get(label, 0) + 1
+        named[label if seen[label] == 1 else f"{label}_{seen[label]}"] = module  # relu, relu_2, ...
     return nn.Sequential(named)
 
 
@@ -101,7 +104,7 @@ def _leaves(model: nn.Module) -> list[nn.Module]:
 
 def legible_graph(graph_def: Any) -> Any:
     """A traced graph with the layers at the top level (not inside one collapsed node of the root module)
-    and scopes named by the layer alone (``00_conv5x5_1to32``, not ``Conv2d[00_conv5x5_1to32]``), so that
+    and scopes named by the layer alone (``conv5x5_32``, not ``Conv2d[conv5x5_32]``), so that
     TensorBoard's labels are not cut."""
 
     def rename(name: str) -> str:
@@ -119,17 +122,17 @@ def legible_graph(graph_def: Any) -> Any:
 def _module_label(module: nn.Module) -> str:
     from torch import nn
 
-    if isinstance(module, nn.Conv2d):
+    if isinstance(module, nn.Conv2d):  # short: TensorBoard cuts labels past about 12 characters
         k = module.kernel_size
-        return f"conv{k[0]}x{k[1]}_{module.in_channels}to{module.out_channels}"
+        return f"conv{k[0]}x{k[1]}_{module.out_channels}"
     if isinstance(module, nn.Linear):
-        return f"linear_{module.in_features}to{module.out_features}"
+        return f"linear_{module.out_features}"
     if isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)):
-        return f"batchnorm{module.num_features}"
+        return f"bn{module.num_features}"
     if isinstance(module, (nn.MaxPool2d, nn.AvgPool2d)):
-        return f"{type(module).__name__.lower()}{module.kernel_size}"
+        return f"{type(module).__name__.lower()[:7]}{module.kernel_size}"
     if isinstance(module, nn.Dropout):
-        return f"dropout{module.p:g}".replace(".", "p")
+        return f"drop{module.p:g}".replace(".", "p")
     return re.sub(r"\W", "", type(module).__name__.lower())
 
 
