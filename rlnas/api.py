@@ -151,7 +151,7 @@ def _finish(search: Search, export: bool, data: Dataset | None) -> RunResult:
 
 
 def _trials(run_dir: Path) -> list[TrialRecord]:
-    from rlnas.driver import open_run
+    from rlnas.rundir import open_run
 
     _, store = open_run(run_dir)
     with store:

@@ -186,9 +186,9 @@ TRIAL_COLUMNS = "number,status,reward,score,params,flops,latency_ms,duration_s,a
 
 
 def _trials(args: argparse.Namespace) -> int:
-    from rlnas.driver import open_run
     from rlnas.evaluation.base import score_metric
     from rlnas.formatting import architecture_line, format_value, text_table
+    from rlnas.rundir import open_run
 
     if args.top is not None and args.top < 1:
         raise UserError(f"--top {args.top}: give a positive number of trials, e.g. --top 10")

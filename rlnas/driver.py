@@ -7,26 +7,19 @@ unique child evaluations (or minutes) is spent, then hands the best architecture
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
-import re
-import shutil
 import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
-from typing import Any
-
-import yaml
 
 from rlnas import atomic
-from rlnas.config import USER_DATASETS, RunConfig, load_config
+from rlnas.config import RunConfig, load_config
 from rlnas.data import Dataset, load_dataset
-from rlnas.errors import ConfigError, DataError, DiskFullError, RunDirError, is_disk_full
+from rlnas.errors import ConfigError, DataError, DiskFullError, is_disk_full
 from rlnas.evaluation.base import (
     COMPLETE,
     FAILED,
@@ -39,7 +32,21 @@ from rlnas.evaluation.base import (
 )
 from rlnas.evaluation.trainer import ChildTrainer, Objective
 from rlnas.execution import EvaluatorFactory, Job, TrainingEvaluatorFactory, given, make_executor
-from rlnas.mirror import OPTUNA_FILE, OptunaMirror
+from rlnas.mirror import OptunaMirror
+from rlnas.rundir import (
+    CONFIG_FILE,
+    DATASET_FILE,
+    HPARAMS_DIR,
+    RESUMABLE,
+    STORE_FILE,
+    SUMMARY_FILE,
+    TENSORBOARD_DIR,
+    RunLock,
+    check_unchanged,
+    create_run_dir,
+    default_run_dir,
+    open_run,
+)
 from rlnas.space import SearchSpace, build_space
 from rlnas.space.core import Architecture
 from rlnas.store import TrialRecord, TrialStore
@@ -48,15 +55,7 @@ from rlnas.tracking import RunLogger
 
 log = logging.getLogger(__name__)
 
-CONFIG_FILE = "config.yaml"
-STORE_FILE = "trials.sqlite"
-SUMMARY_FILE = "run.json"
-RUN_DIR_FLAG = "--run-dir (run_dir= in Python)"  # how errors name the run directory option
 SECONDS_META = "search_seconds"  # the store's record of the search's wall time, over every session
-DATASET_FILE = "dataset.json"  # the data's description and fingerprint: resume and export check them
-TENSORBOARD_DIR = "tensorboard"
-HPARAMS_DIR = "hparams"  # one TensorBoard run per child (HParams sessions)
-CHILDREN_DIR = "children"  # RUN/children/<cache key>.pt with logging.keep_children
 MAX_CONSECUTIVE_REPEATS = 1000  # a converged policy that proposes nothing new must not loop forever
 
 Progress = Callable[[int, int, "TrialRecord | None"], None]
@@ -136,176 +135,6 @@ def check_same_data(run_dir: Path, dataset: Dataset) -> None:
             f"{now} now; fingerprint {dataset.fingerprint()} now, "
             f"{recorded['fingerprint']} then); restore or pass the original data, or start a new run for new data"
         )
-
-
-def default_run_dir(config: RunConfig) -> Path:
-    """A new, empty run directory ``RUNS_ROOT/<data>__<space>__<strategy>__<seed>__<time>``, created here
-    (``<data>``: the dataset's name, or the name of the user's folder or file); two searches started in the
-    same second get ``...-2``, ``...-3`` (created exclusively, so they never share one)."""
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    name: str = config.dataset.name
-    if name in USER_DATASETS and config.dataset.path:
-        name = re.sub(r"[^\w.-]+", "_", Path(config.dataset.path).stem).strip("._") or name
-    base = Path(config.runs_root) / f"{name}__{config.space.name}__{config.strategy.name}__{config.seed}__{stamp}"
-    try:
-        base.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise RunDirError(
-            f"cannot create runs_root {base.parent} ({err}); set runs_root, or pass {RUN_DIR_FLAG}"
-        ) from None
-    for n in range(1, 1000):
-        path = base if n == 1 else base.with_name(f"{base.name}-{n}")
-        try:
-            path.mkdir()
-            return path
-        except FileExistsError:
-            continue
-    raise RunDirError(f"no free run directory name next to {base}; pass {RUN_DIR_FLAG}")
-
-
-LOCK_FILE = ".lock"
-
-
-class RunLock:
-    """An exclusive lock on a run directory, held for the life of the process that writes the run (the
-    operating system releases it when the process dies, even by SIGKILL)."""
-
-    def __init__(self, run_dir: Path) -> None:
-        import fcntl
-
-        self.path = run_dir / LOCK_FILE
-        try:
-            self._fh = self.path.open("a+")
-        except OSError as err:
-            raise RunDirError(
-                f"cannot write to run directory {run_dir} ({err.strerror}); make it writable, or copy it elsewhere"
-            ) from None
-        try:
-            fcntl.flock(self._fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            self._fh.seek(0)
-            owner = self._fh.read().strip() or "another process"
-            self._fh.close()
-            raise RunDirError(
-                f"{run_dir} is in use by another rlnas process (pid {owner}); wait until it ends or stop it, "
-                "then resume"
-            ) from None
-        self._fh.seek(0)
-        self._fh.truncate()
-        self._fh.write(str(os.getpid()))
-        self._fh.flush()
-
-    def release(self) -> None:
-        if not self._fh.closed:
-            self._fh.close()  # closing the file releases the lock
-
-
-def open_run(run_dir: str | Path, read_only: bool = False) -> tuple[RunConfig, TrialStore]:
-    """The config and trial store of an existing run directory (``read_only``: for commands that only read)."""
-    path = Path(run_dir)
-    if path.is_dir() and never_started(path):
-        raise RunDirError(
-            f"{path} holds a search that was stopped while it was being set up, before its first trial (nothing "
-            f"was lost); start it again: rlnas search ... --run-dir {path}"
-        )
-    if not (path / CONFIG_FILE).is_file() or not (path / STORE_FILE).is_file():
-        raise RunDirError(
-            f"{path} is not an rlnas run directory (it needs {CONFIG_FILE} and {STORE_FILE}); "
-            "pass the directory a search created, e.g. runs/<space>__<strategy>__<seed>__<time>"
-        )
-    if (path / STORE_FILE).stat().st_size == 0:
-        raise RunDirError(
-            f"{path / STORE_FILE} is empty (0 bytes): the run's trials are gone (a full disk or a copy cut short?); "
-            "restore it from a backup, or start a new run"
-        )
-    return load_config(path / CONFIG_FILE), TrialStore(path / STORE_FILE, read_only=read_only)
-
-
-def _flat(data: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(data, dict):
-        out: dict[str, Any] = {}
-        for key, value in data.items():
-            out.update(_flat(value, f"{prefix}{key}."))
-        return out
-    return {prefix.rstrip("."): data}
-
-
-def check_unchanged(run_dir: Path, config: RunConfig, recorded: str | None) -> None:
-    """Refuse a config.yaml edited by hand outside the sections a resume may change."""
-    if recorded is None:
-        return  # runs made before rlnas recorded their config in the store
-    then = _flat(load_config(base=yaml.safe_load(recorded)).model_dump(by_alias=True))
-    now = _flat(config.model_dump(by_alias=True))
-    changed = [
-        f"{key}: {then.get(key)!r} -> {now.get(key)!r}"
-        for key in sorted(set(then) | set(now))
-        if not key.startswith(RESUMABLE) and then.get(key) != now.get(key)
-    ]
-    if changed:
-        raise ConfigError(
-            f"{run_dir / CONFIG_FILE} was changed since the search started ({'; '.join(changed)}); only budget.*, "
-            "export.*, logging.* and execution.* may change on resume: undo the edit or start a new run"
-        )
-
-
-RESUMABLE = ("budget.", "export.", "logging.", "execution.")
-
-
-# what a run directory holds before its first trial can be stored
-SETUP_NAMES = frozenset(
-    {LOCK_FILE, ".write-test", "space.json", DATASET_FILE, CONFIG_FILE, STORE_FILE, TENSORBOARD_DIR, HPARAMS_DIR}
-    | {f"{STORE_FILE}-{suffix}" for suffix in ("journal", "wal", "shm")}
-    | {OPTUNA_FILE}
-)
-
-
-def never_started(path: Path) -> bool:
-    """A run directory left by a search killed while it was being set up: nothing but rlnas's set-up files
-    (and their temporary files), and a store that is missing or was never given its config (so no trial)."""
-    names = [p.name for p in path.iterdir()]
-    if not names or not all(n in SETUP_NAMES or (n.startswith(".") and n.endswith(".tmp")) for n in names):
-        return False
-    store = path / STORE_FILE
-    if not store.is_file():
-        return True
-    if store.stat().st_size == 0 and (path / CONFIG_FILE).is_file():
-        return False  # a store emptied later (a full disk): open_run says what happened
-    try:
-        with contextlib.closing(sqlite3.connect(f"{store.resolve().as_uri()}?mode=ro", uri=True)) as db:
-            tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-            if "meta" not in tables:
-                return "trials" not in tables
-            started = db.execute("SELECT 1 FROM meta WHERE key = 'config'").fetchone() is not None
-            trials = "trials" in tables and db.execute("SELECT COUNT(*) FROM trials").fetchone()[0] > 0
-    except sqlite3.Error:
-        return False
-    return not started and not trials
-
-
-def _create_run_dir(path: Path) -> RunLock:
-    """A new (or empty) run directory, locked; a folder left by a search killed during its set-up is
-    taken over."""
-    if path.exists() and not path.is_dir():
-        raise RunDirError(f"run directory {path} is a file, not a folder; pass a new or empty folder to {RUN_DIR_FLAG}")
-    if path.exists() and any(path.iterdir()):
-        if not never_started(path):
-            raise RunDirError(f"run directory {path} already exists and is not empty; pass another to {RUN_DIR_FLAG}")
-        lock = RunLock(path)  # refuses a folder another process is still setting up
-        log.warning("%s holds a search stopped during its set-up (no trial): starting afresh in it", path)
-        for entry in path.iterdir():
-            if entry.name != LOCK_FILE:
-                shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
-        return lock
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = path / ".write-test"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as err:
-        raise RunDirError(
-            f"cannot write to run directory {path} ({err}); pass a writable folder to {RUN_DIR_FLAG}"
-        ) from None
-    return RunLock(path)
 
 
 def pareto_front(records: list[TrialRecord], metric: str) -> list[TrialRecord]:
@@ -388,7 +217,7 @@ class Search:
         self._lock: RunLock | None = None
         if persist:
             self.run_dir = Path(run_dir) if run_dir is not None else default_run_dir(config)
-            self._lock = RunLock(self.run_dir) if resume else _create_run_dir(self.run_dir)
+            self._lock = RunLock(self.run_dir) if resume else create_run_dir(self.run_dir)
         try:
             self._assemble(config, space, evaluator, resume)
         except BaseException:

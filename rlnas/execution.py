@@ -84,8 +84,8 @@ class TrainingEvaluatorFactory:
         return self.build(prepare(self.config, self.dataset).trainer)
 
     def build(self, trainer: ChildTrainer) -> Evaluator:
-        from rlnas.driver import CHILDREN_DIR
         from rlnas.evaluation.trainer import Objective, TrainingEvaluator
+        from rlnas.rundir import CHILDREN_DIR
 
         config = self.config
         objective = Objective(config.objective, self.max_complexity)

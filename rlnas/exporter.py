@@ -30,7 +30,7 @@ from torch import nn
 from rlnas import atomic
 from rlnas.config import USER_DATASETS, RunConfig
 from rlnas.data import Dataset
-from rlnas.driver import CHILDREN_DIR, RunLock, open_run, prepare
+from rlnas.driver import prepare
 from rlnas.errors import ConfigError, RunDirError
 from rlnas.evaluation.base import cache_key, val_score
 from rlnas.evaluation.train import scores
@@ -39,6 +39,7 @@ from rlnas.execution import thread_policy
 from rlnas.models.checkpoint import load_model_file, model_info, save_model
 from rlnas.models.complexity import count_flops, count_params, cpu_latency_ms
 from rlnas.models.families import Ensemble
+from rlnas.rundir import CHILDREN_DIR, RunLock, open_run
 from rlnas.space.core import Architecture
 from rlnas.store import TrialRecord
 

@@ -19,7 +19,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from rlnas.driver import open_run
 from rlnas.errors import UserError
 from rlnas.evaluation.base import FAILED, INFEASIBLE
 from rlnas.exporter import EXPORT_DIR
@@ -35,6 +34,7 @@ from rlnas.report_plots import (
     policy_history,
     run_labels,
 )
+from rlnas.rundir import open_run
 from rlnas.store import TrialRecord
 
 log = logging.getLogger(__name__)

@@ -16,8 +16,9 @@ from typing import Any
 import numpy as np
 
 from rlnas.config import RunConfig
-from rlnas.driver import SUMMARY_FILE, TENSORBOARD_DIR, open_run, pareto_front
+from rlnas.driver import pareto_front
 from rlnas.evaluation.base import COMPLETE, val_score
+from rlnas.rundir import SUMMARY_FILE, TENSORBOARD_DIR, open_run
 from rlnas.store import TrialRecord
 
 log = logging.getLogger(__name__)

@@ -215,8 +215,8 @@ def test_a_failed_child_is_a_failed_hparams_session_without_metrics(tmp_path: Pa
 
 
 def test_the_optuna_mirror_holds_the_same_trials(run: Path) -> None:
-    from rlnas.driver import open_run
     from rlnas.mirror import load_study
+    from rlnas.rundir import open_run
 
     study = load_study(run)
     assert study is not None
@@ -362,8 +362,8 @@ def test_terminal_output_help_and_trials_table(run: Path, tmp_path: Path) -> Non
     help_text = rlnas("search", "--help", cwd=tmp_path).stdout
     assert all(name in help_text for name in STRATEGIES)
     assert "(default: ppo,random,evolution)" in rlnas("benchmark", "--help", cwd=tmp_path).stdout
-    from rlnas.driver import open_run
     from rlnas.formatting import architecture_line
+    from rlnas.rundir import open_run
 
     with open_run(run, read_only=True)[1] as store:
         archs = [architecture_line(r.architecture) for r in store]

@@ -10,11 +10,12 @@ import pytest
 import torch
 
 import rlnas
-from rlnas.driver import Search, open_run, prepare
+from rlnas.driver import Search, prepare
 from rlnas.errors import RunDirError
 from rlnas.evaluation.train import accuracy
 from rlnas.exporter import export_plan, export_run, write_export
 from rlnas.report import report
+from rlnas.rundir import open_run
 from tests.conftest import tiny_config
 
 

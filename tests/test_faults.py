@@ -20,12 +20,13 @@ import pytest
 from rlnas import atomic
 from rlnas.cli import main
 from rlnas.config import ObjectiveConfig
-from rlnas.driver import Search, default_run_dir, open_run, prepare
+from rlnas.driver import Search, prepare
 from rlnas.errors import ConfigError, RunDirError
 from rlnas.evaluation import FAILED, SyntheticEvaluator
 from rlnas.evaluation.base import Evaluation
 from rlnas.evaluation.trainer import Objective, TrainingEvaluator
 from rlnas.exporter import export_run
+from rlnas.rundir import default_run_dir, open_run
 from rlnas.space.core import Architecture
 from rlnas.store import TrialStore
 from tests.conftest import tiny_config
