@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from rlnas import data
     from rlnas.api import RunResult, export, resume, search
     from rlnas.data import Dataset
+    from rlnas.evaluation.train import EpochEnd
 
 _LAZY = {
     "search": "rlnas.api",
@@ -29,6 +30,7 @@ _LAZY = {
     "export": "rlnas.api",
     "RunResult": "rlnas.api",
     "Dataset": "rlnas.data",
+    "EpochEnd": "rlnas.evaluation.train",
 }
 
 
@@ -65,6 +67,7 @@ def load_trial(run_dir: Any, number: int, map_location: str = "cpu") -> Any:
 
 __all__ = [
     "Dataset",
+    "EpochEnd",
     "RunResult",
     "__version__",
     "data",

@@ -7,8 +7,11 @@
     result = rlnas.search(data, budget=40, run_dir="runs/photos")
     result.best, result.trials, result.export_dir, result.model
 
-Progress goes to the ``rlnas`` loggers and to an optional ``callback(done, total, record)`` called after
-every finished child; nothing is printed. Runs made from arrays in memory record the data's fingerprint:
+Progress goes to the ``rlnas`` loggers, to an optional ``callback(done, total, record)`` called after
+every finished child, and to an optional ``on_epoch(architecture, epoch)`` called after every epoch of a child
+in training (``epoch.epoch`` of ``epoch.epochs``, ``epoch.score`` its validation accuracy or R², ``epoch.train_loss``),
+whatever the executor; an exception in a callback stops the search (finished trials stay stored). Nothing is
+printed. Runs made from arrays in memory record the data's fingerprint:
 ``resume`` and ``export`` of such a run need the same data (``data=...``) and refuse any other.
 """
 
@@ -25,7 +28,7 @@ from torch import nn
 
 from rlnas.config import RunConfig, load_config
 from rlnas.data.core import Dataset
-from rlnas.driver import Progress, Search, SearchResult
+from rlnas.driver import EpochCallback, Progress, Search, SearchResult
 from rlnas.errors import RunDirError
 from rlnas.shipped import find_config
 from rlnas.store import TrialRecord
@@ -170,13 +173,14 @@ def search(
     overrides: Overrides = None,
     export: bool = True,
     callback: Progress | None = None,
+    on_epoch: EpochCallback | None = None,
 ) -> RunResult:
     """Search ``data`` (a :class:`rlnas.data.Dataset`; default: the config's dataset) and, unless
     ``export=False`` or ``export.enabled`` is false, retrain and export the best architecture."""
     run_config = make_config(
         data, config, budget=budget, minutes=minutes, strategy=strategy, seed=seed, overrides=overrides
     )
-    return _finish(Search(run_config, run_dir, progress=callback, data=data), export, data)
+    return _finish(Search(run_config, run_dir, progress=callback, data=data, on_epoch=on_epoch), export, data)
 
 
 def resume(
@@ -188,6 +192,7 @@ def resume(
     overrides: Overrides = None,
     export: bool = True,
     callback: Progress | None = None,
+    on_epoch: EpochCallback | None = None,
 ) -> RunResult:
     """Continue a killed or interrupted search (or extend a finished one with a larger ``budget`` or
     ``minutes``, both counting what was spent before); ``data`` is required for runs made from arrays in
@@ -198,7 +203,7 @@ def resume(
         for key, value in (("budget.evaluations", budget), ("budget.minutes", minutes))
         if value is not None
     ]
-    return _finish(Search.resume(run_dir, items, progress=callback, data=data), export, data)
+    return _finish(Search.resume(run_dir, items, progress=callback, data=data, on_epoch=on_epoch), export, data)
 
 
 def export(run_dir: str | Path, data: Dataset | None = None, epochs: int | None = None) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from pathlib import Path
 from rlnas import atomic
 from rlnas.config import RunConfig, load_config
 from rlnas.data import Dataset, load_dataset
-from rlnas.errors import ConfigError, DataError, DiskFullError, is_disk_full
+from rlnas.errors import CallbackError, ConfigError, DataError, DiskFullError, is_disk_full
 from rlnas.evaluation.base import (
     COMPLETE,
     FAILED,
@@ -30,6 +30,7 @@ from rlnas.evaluation.base import (
     score_metric,
     val_score,
 )
+from rlnas.evaluation.train import EpochEnd
 from rlnas.evaluation.trainer import ChildTrainer, Objective
 from rlnas.execution import EvaluatorFactory, Job, TrainingEvaluatorFactory, given, make_executor
 from rlnas.mirror import OptunaMirror
@@ -59,6 +60,8 @@ SECONDS_META = "search_seconds"  # the store's record of the search's wall time,
 MAX_CONSECUTIVE_REPEATS = 1000  # a converged policy that proposes nothing new must not loop forever
 
 Progress = Callable[[int, int, "TrialRecord | None"], None]
+# hears of every epoch of every child as it trains: the child's architecture and what the epoch reported
+EpochCallback = Callable[[Architecture, EpochEnd], None]
 # the evaluations done so far, counting the trained fraction of the children still running (progress bars)
 Activity = Callable[[float], None]
 
@@ -199,10 +202,13 @@ class Search:
         persist: bool = True,
         resume: bool = False,
         data: Dataset | None = None,
+        on_epoch: EpochCallback | None = None,
     ) -> None:
         """``data`` replaces the config's dataset (data handed over from Python); ``evaluator`` (with its
         ``space``) replaces real training, e.g. a table or a fake; with ``persist=False`` nothing is
-        written (in-memory store, no TensorBoard): for benchmarks."""
+        written (in-memory store, no TensorBoard): for benchmarks. ``progress`` hears of every finished
+        trial, ``on_epoch`` of every epoch of a child in training (whatever executor trains it); an exception
+        in either stops the search (finished trials stay stored)."""
         self.config = config
         self.prepared: Prepared | None = None
         if evaluator is None:
@@ -212,6 +218,7 @@ class Search:
             raise ValueError("an evaluator needs the space it evaluates")
         self.space: SearchSpace = space
         self.progress = progress
+        self.on_epoch = on_epoch
         self.activity: Activity | None = None
         self.run_dir: Path | None = None
         self._lock: RunLock | None = None
@@ -307,6 +314,7 @@ class Search:
         overrides: list[str] | None = None,
         progress: Progress | None = None,
         data: Dataset | None = None,
+        on_epoch: EpochCallback | None = None,
     ) -> Search:
         """Continue a killed or interrupted search: finished trials are kept and never retrained, the
         controller restarts from its checkpoint. Only ``budget.*``, ``export.*``, ``logging.*`` and
@@ -324,7 +332,7 @@ class Search:
             )
         if overrides:
             config = load_config(path / CONFIG_FILE, overrides)
-        return cls(config, path, progress=progress, resume=True, data=data)
+        return cls(config, path, progress=progress, resume=True, data=data, on_epoch=on_epoch)
 
     def run(self) -> SearchResult:
         """``ask`` while workers are free, evaluate (or answer from the cache), ``tell`` as children finish.
@@ -353,9 +361,15 @@ class Search:
         stop_reason: str | None = None
         executor = make_executor(self.config, self.evaluator, self.evaluator_factory)
 
-        def heard(_: Job) -> None:
+        def heard(job: Job, event: EpochEnd) -> None:
             if self.activity is not None:
-                self.activity(evaluations + sum(job.progress * job.fidelity for job, _, _ in running.values()))
+                self.activity(evaluations + sum(j.progress * j.fidelity for j, _, _ in running.values()))
+            if self.on_epoch is not None:
+                try:
+                    self.on_epoch(job.arch, event)
+                except Exception as err:
+                    # not a failure of the child: an error the in-process trainer must not take for one
+                    raise CallbackError(f"the on_epoch callback raised {type(err).__name__}: {err}") from err
 
         executor.on_progress = heard
         try:

@@ -40,6 +40,11 @@ class ChildFailure(RlnasError):
     """Training or scoring a child network failed (exception, NaN loss, timeout)."""
 
 
+class CallbackError(RlnasError):
+    """A callback given to a search (``on_epoch``) raised; the search stops, every finished trial is stored.
+    The callback's exception is the cause (``__cause__``)."""
+
+
 class FaultError(RlnasError):
     """A fault outside rlnas stopped the work (a worker that cannot start, a full disk); every finished
     trial is stored and the run can be resumed once the cause is gone. The CLI prints it and exits 1."""

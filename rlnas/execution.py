@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from rlnas.config import RunConfig
 from rlnas.errors import ConfigError, WorkerError
 from rlnas.evaluation.base import FAILED, Evaluation, Evaluator
+from rlnas.evaluation.train import EpochEnd, OnEpoch
 from rlnas.space.core import Architecture
 
 if TYPE_CHECKING:
@@ -42,10 +43,7 @@ log = logging.getLogger(__name__)
 EvaluatorFactory = Callable[[], Evaluator]
 
 
-Progress = Callable[[float], None]  # the fraction of the running child trained so far
-
-
-def evaluate(evaluator: Evaluator, arch: Architecture, fidelity: float, progress: Progress | None = None) -> Evaluation:
+def evaluate(evaluator: Evaluator, arch: Architecture, fidelity: float, progress: OnEpoch | None = None) -> Evaluation:
     """One evaluation, at a fidelity if the evaluator supports it; ``progress`` hears of its epochs if the
     evaluator reports them (real training does)."""
     if hasattr(evaluator, "on_epoch"):
@@ -103,16 +101,16 @@ class Job:
 
 
 class Executor:
-    """Runs up to ``capacity`` jobs at a time. ``on_progress(job)``, if set, is called when a running job
-    reports an epoch (in the thread that called ``wait``)."""
+    """Runs up to ``capacity`` jobs at a time. ``on_progress(job, epoch)``, if set, is called when a running
+    job reports an epoch, in the thread that called ``wait``, the same way for every executor."""
 
     capacity = 1
-    on_progress: Callable[[Job], None] | None = None
+    on_progress: Callable[[Job, EpochEnd], None] | None = None
 
-    def _progress(self, job: Job, fraction: float) -> None:
-        job.progress = fraction
+    def _progress(self, job: Job, event: EpochEnd) -> None:
+        job.progress = event.fraction
         if self.on_progress is not None:
-            self.on_progress(job)
+            self.on_progress(job, event)
 
     def submit(self, job: Job) -> None:
         raise NotImplementedError
@@ -205,7 +203,7 @@ def _set_threads(threads: int) -> None:
 
 
 def _evaluate_isolated(
-    evaluator: Evaluator, arch: Architecture, fidelity: float, failure_reward: float, progress: Progress | None = None
+    evaluator: Evaluator, arch: Architecture, fidelity: float, failure_reward: float, progress: OnEpoch | None = None
 ) -> Evaluation:
     """In a worker: any exception of a child becomes a FAILED evaluation with its traceback's last line."""
     start = time.perf_counter()
@@ -373,7 +371,7 @@ class ProcessPool(Executor):
                     while worker.conn.poll():  # also what arrived while another worker was replaced
                         kind, payload = worker.conn.recv()
                         if kind == "progress":
-                            self._progress(job, float(payload))
+                            self._progress(job, payload)
                         else:
                             finished = payload
                             break
@@ -415,15 +413,25 @@ class ProcessPool(Executor):
 
 
 class _RayWorker:
-    """A Ray actor holding one evaluator."""
+    """A Ray actor holding one evaluator. It runs two calls at once, so that the epochs a child reports while it
+    trains can be collected (``drain``) during its ``evaluate``."""
 
     def __init__(self, factory: EvaluatorFactory, threads: int, failure_reward: float) -> None:
         _set_threads(threads)
         self.evaluator = factory()
         self.failure_reward = failure_reward
+        self.events: list[EpochEnd] = []
 
     def evaluate(self, arch: Architecture, fidelity: float) -> Evaluation:
-        return _evaluate_isolated(self.evaluator, arch, fidelity, self.failure_reward)
+        return _evaluate_isolated(self.evaluator, arch, fidelity, self.failure_reward, self.events.append)
+
+    def drain(self) -> list[EpochEnd]:
+        events = self.events[:]  # the list itself stays: the running evaluation appends to it
+        del self.events[: len(events)]
+        return events
+
+
+RAY_POLL_SECONDS = 1.0  # how often the Ray executor collects the epochs its running children reported
 
 
 class RayExecutor(Executor):
@@ -484,7 +492,8 @@ class RayExecutor(Executor):
         return self.link
 
     def _start(self) -> Any:
-        return self.actor_class.remote(self.factory, self.threads, self.failure_reward)
+        actor = self.actor_class.options(max_concurrency=2)  # evaluate, and drain while it runs
+        return actor.remote(self.factory, self.threads, self.failure_reward)
 
     def submit(self, job: Job) -> None:
         busy = {id(actor) for actor, _ in self.running.values()}
@@ -497,14 +506,26 @@ class RayExecutor(Executor):
         self.actors[self.actors.index(actor)] = self._start()
         log.warning("Ray actor replaced")
 
+    def _drain(self) -> None:
+        """Pass on the epochs the running children reported since the last call."""
+        asked = [(actor.drain.remote(), job) for actor, job in self.running.values()]
+        for ref, job in asked:
+            try:
+                events = self.ray.get(ref)
+            except self.ray.exceptions.RayError:
+                continue  # a dead actor: its job is handled as failed when its evaluation is waited for
+            for event in events:
+                self._progress(job, event)
+
     def wait(self) -> list[tuple[Job, Evaluation]]:
         assert self.running, "wait() without a submitted job"
         while True:
-            timeout = None
+            timeout = RAY_POLL_SECONDS
             if self.time_limit is not None:
                 oldest = min(job.started for _, job in self.running.values())
-                timeout = max(0.0, oldest + self.time_limit - time.monotonic())
+                timeout = min(timeout, max(0.0, oldest + self.time_limit - time.monotonic()))
             ready, _ = self.ray.wait(list(self.running), num_returns=1, timeout=timeout)
+            self._drain()
             done: list[tuple[Job, Evaluation]] = []
             for ref in ready:
                 actor, job = self.running.pop(ref)

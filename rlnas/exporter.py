@@ -33,7 +33,7 @@ from rlnas.data import Dataset
 from rlnas.driver import prepare
 from rlnas.errors import ConfigError, RunDirError
 from rlnas.evaluation.base import cache_key, val_score
-from rlnas.evaluation.train import scores
+from rlnas.evaluation.train import EpochEnd, OnEpoch, scores
 from rlnas.evaluation.trainer import child_seed
 from rlnas.execution import thread_policy
 from rlnas.models.checkpoint import load_model_file, model_info, save_model
@@ -59,14 +59,14 @@ class _Epochs:
         self.total = total
         self.done = 0
 
-    def training(self, what: str) -> Callable[[int, int], None] | None:
+    def training(self, what: str) -> OnEpoch | None:
         if self.progress is None:
             return None
         start = self.done
         progress = self.progress
 
-        def on_epoch(epoch: int, epochs: int) -> None:
-            self.done = start + epoch
+        def on_epoch(event: EpochEnd) -> None:
+            self.done = start + event.epoch
             progress(what, self.done, self.total)
 
         progress(what, start, self.total)

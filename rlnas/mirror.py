@@ -6,8 +6,9 @@ Each rlnas trial becomes one Optuna trial with the same number, started and comp
 its active decisions as categorical parameters with the decision's choices (conditional decisions that are
 inactive in a child are absent, as in any Optuna define-by-run search space), the reward as its value (FAIL
 without a value when the child failed; the objective is named after what it measures), and the measured
-metrics (counts as integers), the architecture key and the status as user attributes. The trial store stays
-the record of the run; the mirror is rebuilt from it on resume (``sync``) and never stops a search.
+metrics (counts as integers), the architecture key and the status as user attributes, and the validation
+score after each epoch as its intermediate values (optuna-dashboard's "Intermediate Values" chart). The trial
+store stays the record of the run; the mirror is rebuilt from it on resume (``sync``) and never stops a search.
 """
 
 from __future__ import annotations
@@ -116,7 +117,7 @@ class OptunaMirror:
             distributions=distributions,
             user_attrs=attrs,
             system_attrs={},
-            intermediate_values={},
+            intermediate_values={epoch: float(v) for epoch, v in enumerate(record.curve, start=1)},
             trial_id=0,  # the storage numbers it
         )
 

@@ -23,10 +23,10 @@ from rlnas.errors import UserError
 from rlnas.evaluation.base import FAILED, INFEASIBLE
 from rlnas.exporter import EXPORT_DIR
 from rlnas.formatting import architecture_line, format_value, layer_table
+from rlnas.report_optuna import importances, optuna_plots
 from rlnas.report_plots import (
     Run,
-    importances,
-    optuna_plots,
+    plot_curves,
     plot_pareto,
     plot_policy,
     plot_repeats,
@@ -333,6 +333,15 @@ def report(runs: Sequence[str | Path], out: str | Path | None = None) -> Path:
             image = plot_pareto(run, metric, target / f"pareto_{metric}.png")
             if image is not None:
                 images.append((f"Pareto front: proxy score vs {metric}", image, "higher and further left is better"))
+        curves = plot_curves(run, target / "curves.png")
+        if curves is not None:
+            images.append(
+                (
+                    "Validation curves of the children",
+                    curves,
+                    "the validation score after each epoch of each child; the best five by reward labelled",
+                )
+            )
         if run.export is not None:
             boxes = plot_repeats(run.export, target / "repeats.png")
             if boxes is not None:

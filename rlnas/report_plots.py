@@ -1,13 +1,11 @@
 """What a report shows of its runs as figures: the loaded run (``Run``), the best-so-far and Pareto plots, the
-repeats of the export, the controller's policy over the search, and Optuna's plots of the trials (history,
-importances, parallel coordinates, slices)."""
+children's validation curves, the repeats of the export and the controller's policy over the search (Optuna's
+plots of the trials: rlnas/report_optuna.py)."""
 
 from __future__ import annotations
 
 import json
 import logging
-import math
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +20,6 @@ from rlnas.rundir import SUMMARY_FILE, TENSORBOARD_DIR, open_run
 from rlnas.store import TrialRecord
 
 log = logging.getLogger(__name__)
-INACTIVE = "(inactive)"
 DPI = 110
 
 
@@ -165,6 +162,34 @@ def plot_pareto(run: Run, metric: str, path: Path) -> Path | None:
     return _save(fig, path)
 
 
+def plot_curves(run: Run, path: Path, labelled: int = 5) -> Path | None:
+    """Each child's validation score after each of its epochs, the best ``labelled`` children by reward
+    drawn in colour with their trial numbers; None where no child has a curve of two epochs or more."""
+    curved = [r for r in run.records if len(r.curve) >= 2]
+    if not curved:
+        return None
+    plt = _pyplot()
+    best = {r.number for r in sorted(curved, key=lambda r: (-r.reward, r.number))[:labelled] if r.status == COMPLETE}
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for r in curved:
+        epochs = np.arange(1, len(r.curve) + 1)
+        if r.number in best:
+            ax.plot(epochs, r.curve, "o-", lw=1.6, ms=3, label=f"#{r.number}", zorder=3)
+        else:
+            ax.plot(epochs, r.curve, "-", lw=0.8, color="0.6", alpha=0.5)
+    values = np.concatenate([np.asarray(r.curve, dtype=float) for r in curved])
+    low = np.percentile(values, 10)
+    top = float(values.max())
+    ax.set_ylim(low - 0.05 * (top - low + 1e-9), top + 0.05 * (top - low + 1e-9))
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(f"{run.score_label} {'R²' if run.score == 'r2' else 'accuracy'}")
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right", title="best by reward", title_fontsize=8)
+    ax.set_title("grey: the other children; scores below the 10th percentile are cut off", fontsize=8)
+    return _save(fig, path)
+
+
 def plot_repeats(metrics: dict[str, Any], path: Path) -> Path | None:
     """Box plots of repeated trainings: each re-scored top configuration (validation score, one point per
     seed) and the final trainings of the winner (test score). None if nothing was repeated."""
@@ -291,144 +316,3 @@ def plot_runs(runs: Sequence[Run], path: Path) -> Path:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
     return _save(fig, path)
-
-
-# -- Optuna's plots of the trials --------------------------------------------------------------------
-def optuna_study(run: Run, fill_inactive: bool) -> Any:
-    """The run's trials as an in-memory Optuna study: the same trials as the run's mirror
-    (RUN/optuna.sqlite3); with ``fill_inactive`` every decision is a parameter of every trial, inactive
-    decisions taking the value "(inactive)", so importances cover conditional decisions too."""
-    import optuna
-    from optuna.distributions import CategoricalDistribution
-    from optuna.trial import TrialState
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(direction="maximize", study_name=run.path.name)
-    choices = {name: values for name, values in run.decisions if len(values) > 1}
-    trials = []
-    for record in run.records:
-        if record.status != COMPLETE or not math.isfinite(record.reward):
-            continue
-        params: dict[str, Any] = {}
-        dists: dict[str, Any] = {}
-        for name, values in choices.items():
-            if name in record.architecture:
-                value = record.architecture[name]
-                params[name] = str(value) if fill_inactive else value
-                dists[name] = CategoricalDistribution(
-                    [str(v) for v in values] + [INACTIVE] if fill_inactive else values
-                )
-            elif fill_inactive:
-                params[name] = INACTIVE
-                dists[name] = CategoricalDistribution([str(v) for v in values] + [INACTIVE])
-        trials.append(
-            optuna.trial.create_trial(
-                params=params,
-                distributions=dists,
-                value=float(record.reward),
-                state=TrialState.COMPLETE,
-                user_attrs={"rlnas_number": record.number},
-            )
-        )
-    study.add_trials(trials)
-    return study
-
-
-def importances(run: Run) -> dict[str, float]:
-    """fANOVA importance of each decision for the reward (Optuna's evaluator, seeded); {} if too few trials."""
-    import optuna
-
-    study = optuna_study(run, fill_inactive=True)
-    if len(study.trials) < 4:
-        return {}
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return dict(
-                optuna.importance.get_param_importances(
-                    study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0)
-                )
-            )
-    except (ValueError, RuntimeError) as err:
-        log.warning("parameter importances not computed: %s", err)
-        return {}
-
-
-def optuna_plots(run: Run, target: Path, ranked: list[str]) -> list[tuple[str, Path, str]]:
-    """Optuna's optimization history, importances, parallel coordinates and slices, as PNG."""
-    import optuna.visualization.matplotlib as ovm
-
-    plt = _pyplot()
-    native = optuna_study(run, fill_inactive=False)
-    if len(native.trials) < 2:
-        return []
-    out = []
-    import matplotlib
-
-    with warnings.catch_warnings(), matplotlib.rc_context():  # Optuna switches the global style to ggplot
-        warnings.simplefilter("ignore")
-        ax = ovm.plot_optimization_history(native, target_name="reward")
-        _figure(ax).set_size_inches(8, 4.5)
-        out.append(
-            (
-                "Optimization history",
-                _save(_figure(ax), target / "history.png"),
-                "reward of every completed trial and the best so far (Optuna)",
-            )
-        )
-        if ranked:
-            filled = optuna_study(run, fill_inactive=True)
-            ax = ovm.plot_param_importances(filled, evaluator=_fanova(), params=ranked[:15], target_name="reward")
-            _figure(ax).set_size_inches(8, 0.35 * min(15, len(ranked)) + 1.5)
-            out.append(
-                (
-                    "Decision importances",
-                    _save(_figure(ax), target / "importances.png"),
-                    'fANOVA importance for the reward; inactive decisions count as the choice "(inactive)"'
-                    + _few_trials(native),
-                )
-            )
-            top = ranked[: min(8, len(ranked))]
-            ax = ovm.plot_parallel_coordinate(filled, params=top, target_name="reward")
-            _figure(ax).set_size_inches(11, 5)
-            out.append(
-                (
-                    "Parallel coordinates",
-                    _save(_figure(ax), target / "parallel.png"),
-                    f"the {len(top)} most important decisions; colour: reward",
-                )
-            )
-            top = ranked[: min(6, len(ranked))]
-            axes = ovm.plot_slice(filled, params=top, target_name="reward")
-            figure = _figure(np.atleast_1d(np.asarray(axes, dtype=object)).ravel()[0])
-            figure.set_size_inches(min(18, 3.2 * len(top)), 4)
-            out.append(
-                (
-                    "Slices",
-                    _save(figure, target / "slice.png"),
-                    "reward against each of the most important decisions; colour: trial number",
-                )
-            )
-    plt.close("all")
-    return out
-
-
-MIN_IMPORTANCE_TRIALS = 20
-
-
-def _few_trials(study: Any) -> str:
-    """A caveat for importances estimated from few completed trials."""
-    done = sum(1 for t in study.trials if t.value is not None)
-    if done >= MIN_IMPORTANCE_TRIALS:
-        return ""
-    return f". Rough: from {done} completed trials only (fANOVA needs about {MIN_IMPORTANCE_TRIALS} or more)"
-
-
-def _figure(ax: Any) -> Any:
-    return ax.figure
-
-
-def _fanova() -> Any:
-    import optuna
-
-    return optuna.importance.FanovaImportanceEvaluator(seed=0)

@@ -19,7 +19,8 @@ from rlnas.errors import RunDirError
 from rlnas.evaluation.base import COMPLETE, Evaluation
 from rlnas.space.core import Architecture
 
-SCHEMA_VERSION = 2  # 1 numbered the rows from 1 (trial n was row n + 1); 2 numbers them as trials, from 0
+# 1 numbered the rows from 1 (trial n was row n + 1); 2 numbers them as trials, from 0; 3 adds the curves
+SCHEMA_VERSION = 3
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS trials (
@@ -32,7 +33,8 @@ CREATE TABLE IF NOT EXISTS trials (
     error TEXT,
     strategy TEXT NOT NULL,
     started_at REAL NOT NULL,
-    duration_s REAL NOT NULL
+    duration_s REAL NOT NULL,
+    curve TEXT NOT NULL DEFAULT '[]'
 );
 CREATE INDEX IF NOT EXISTS trials_key ON trials (key);
 """
@@ -60,9 +62,10 @@ class TrialRecord:
     strategy: str
     started_at: float
     duration_s: float
+    curve: tuple[float, ...] = ()  # the validation score after each epoch
 
     def evaluation(self, cached: bool = True) -> Evaluation:
-        return Evaluation(self.reward, self.status, dict(self.metrics), self.error, cached=cached)
+        return Evaluation(self.reward, self.status, dict(self.metrics), self.error, cached=cached, curve=self.curve)
 
     def flat(self) -> dict[str, Any]:
         """One flat row: number, status, reward, metrics, then the decisions."""
@@ -75,6 +78,7 @@ class TrialRecord:
             "strategy": self.strategy,
             "duration_s": self.duration_s,
             "error": self.error or "",
+            "curve": [round(v, 6) for v in self.curve],
         }
         row.update(self.architecture.to_dict())
         return row
@@ -113,19 +117,27 @@ class TrialStore:
                 f"{self.path} is not an rlnas trial store or is corrupted ({err}); "
                 "move it away or start a new run directory"
             ) from None
-        if version not in (None, "1", str(SCHEMA_VERSION)):
+        if version not in (None, "1", "2", str(SCHEMA_VERSION)):
             raise RunDirError(f"{self.path} has store schema {version}, this rlnas reads {SCHEMA_VERSION}")
         self._offset = 1 if version == "1" else 0  # row number - trial number
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(trials)")}
+        self._curve = "curve" if "curve" in columns else "'[]'"  # stores before schema 3 have no curves
         if read_only:
             return
-        if version == "1":  # renumber the rows as the trials they hold (a sign flip keeps the keys unique)
-            with self._db:
-                self._db.execute("UPDATE trials SET number = -number")
-                self._db.execute("UPDATE trials SET number = -number - 1")
-                self._db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
-            self._offset = 0
+        if version is not None and version != str(SCHEMA_VERSION):
+            self._upgrade(version)
         elif version is None:
             self.set_meta("schema_version", str(SCHEMA_VERSION))
+
+    def _upgrade(self, version: str) -> None:
+        with self._db:
+            if version == "1":  # renumber the rows as the trials they hold (a sign flip keeps the keys unique)
+                self._db.execute("UPDATE trials SET number = -number")
+                self._db.execute("UPDATE trials SET number = -number - 1")
+            if self._curve != "curve":
+                self._db.execute("ALTER TABLE trials ADD COLUMN curve TEXT NOT NULL DEFAULT '[]'")
+            self._db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
+        self._offset, self._curve = 0, "curve"
 
     def close(self) -> None:
         self._db.close()
@@ -156,7 +168,7 @@ class TrialStore:
             number = int(self._db.execute("SELECT COALESCE(MAX(number) + 1, 0) FROM trials").fetchone()[0])
             self._db.execute(
                 "INSERT INTO trials (number, key, architecture, status, reward, metrics, error, strategy, started_at,"
-                " duration_s) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " duration_s, curve) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     number,
                     arch.key,
@@ -168,6 +180,7 @@ class TrialStore:
                     strategy,
                     started,
                     duration,
+                    json.dumps([float(v) for v in evaluation.curve]),
                 ),
             )
         return TrialRecord(
@@ -181,12 +194,13 @@ class TrialStore:
             strategy,
             started,
             duration,
+            tuple(float(v) for v in evaluation.curve),
         )
 
     def __iter__(self) -> Iterator[TrialRecord]:
         for row in self._db.execute(
-            "SELECT number, key, architecture, status, reward, metrics, error, strategy, started_at, duration_s"
-            " FROM trials ORDER BY number"
+            "SELECT number, key, architecture, status, reward, metrics, error, strategy, started_at, duration_s,"
+            f" {self._curve} FROM trials ORDER BY number"
         ):
             yield self._record(row)
 
@@ -196,6 +210,9 @@ class TrialStore:
             metrics = json.loads(row[5])
             if not isinstance(metrics, dict):
                 raise ValueError(f"metrics are {type(metrics).__name__}, not an object")
+            curve = json.loads(row[10])
+            if not isinstance(curve, list):
+                raise ValueError(f"the curve is {type(curve).__name__}, not a list")
             return TrialRecord(
                 int(row[0]) - self._offset,
                 str(row[1]),
@@ -207,6 +224,7 @@ class TrialStore:
                 str(row[7]),
                 float(row[8]),
                 float(row[9]),
+                tuple(float(v) for v in curve),
             )
         except (TypeError, ValueError, KeyError, AttributeError) as err:
             raise RunDirError(
@@ -236,7 +254,7 @@ class TrialStore:
         return sorted(done, key=lambda t: (-value(t), t.number))[:k]
 
     def to_csv(self, path: str | Path) -> Path:
-        rows = [t.flat() for t in self]
+        rows = [{**t.flat(), "curve": json.dumps(list(t.curve))} for t in self]
         columns: list[str] = []
         for row in rows:
             columns += [c for c in row if c not in columns]

@@ -161,3 +161,40 @@ def test_minutes_is_a_budget_that_counts_the_time_spent_before_a_resume(tmp_path
     assert again.evaluations == 1 and again.stop_reason.startswith("time budget")
     more = rlnas.resume(tmp_path / "run", data=data, minutes=60, budget=2, export=False)
     assert more.evaluations == 2 and more.seconds > first.seconds
+
+
+def test_on_epoch_hears_every_epoch_and_a_raising_callback_stops_the_search(tmp_path: Path) -> None:
+    """``on_epoch(architecture, epoch)`` hears each epoch of each child with its validation score (the stored
+    curve); a callback that raises stops the search with CallbackError: not a failed child, and the trials
+    finished before it stay stored."""
+    from rlnas.errors import CallbackError
+
+    data = digits_arrays()
+    heard: list = []
+    overrides = {**TINY, "training.epochs": 2}
+    result = rlnas.search(
+        data, budget=2, run_dir=tmp_path / "run", overrides=overrides, export=False,
+        on_epoch=lambda arch, epoch: heard.append((arch.key, epoch.epoch, epoch.epochs, epoch.score)),
+    )  # fmt: skip
+    assert [(n, e) for _, n, e, _ in heard] == [(1, 2), (2, 2), (1, 2), (2, 2)]
+    for trial in result.trials:
+        assert tuple(s for key, _, _, s in heard if key == trial.key) == trial.curve
+        assert trial.curve[-1] == trial.metrics["val_accuracy"]
+    from rlnas.report import report
+
+    page = (report([tmp_path / "run"]) / "index.html").read_text()
+    assert "Validation curves of the children" in page and (tmp_path / "run" / "report" / "curves.png").is_file()
+
+    def stop_in_third_child(arch: object, epoch: rlnas.EpochEnd) -> None:
+        heard.append(epoch)
+        if len(heard) == 6:  # the first epoch of the third child
+            raise KeyError("enough")
+
+    heard.clear()
+    with pytest.raises(CallbackError, match="on_epoch callback raised KeyError: 'enough'") as caught:
+        rlnas.search(data, budget=4, run_dir=tmp_path / "stopped", overrides=overrides, on_epoch=stop_in_third_child)
+    assert isinstance(caught.value.__cause__, KeyError)
+    from rlnas.store import TrialStore
+
+    with TrialStore(tmp_path / "stopped" / "trials.sqlite", read_only=True) as store:
+        assert [t.status for t in store] == ["COMPLETE", "COMPLETE"]  # the interrupted child is not a failure

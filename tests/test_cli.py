@@ -237,6 +237,8 @@ def test_the_optuna_mirror_holds_the_same_trials(run: Path) -> None:
         duration = (trial.datetime_complete - trial.datetime_start).total_seconds()  # a timeline, not points
         assert duration == pytest.approx(record.duration_s, abs=1e-3) and duration > 0
         assert trial.datetime_start.timestamp() == pytest.approx(record.started_at, abs=1e-3)
+        # the validation score after each epoch: optuna-dashboard's intermediate values
+        assert trial.intermediate_values == {1: record.metrics["val_accuracy"]} == {1: record.curve[0]}
     assert study.metric_names == ["reward = val accuracy - 0.02 x params / max"]
 
 

@@ -61,15 +61,30 @@ def test_parallel_runs_propose_the_same_architectures_as_sequential_ones(tmp_pat
     assert len(one) == len(two) == 16
 
 
+def heard_epochs(trials: list, heard: list) -> None:
+    """``on_epoch`` heard every epoch of every child, scored as its stored curve says, in order."""
+    for trial in trials:
+        events = [e for arch, e in heard if arch.key == trial.key]
+        assert [(e.epoch, e.epochs) for e in events] == [(i, 2) for i in (1, 2)]
+        assert tuple(e.score for e in events) == trial.curve and len(trial.curve) == 2
+        assert trial.curve[-1] == trial.metrics["val_accuracy"]
+
+
 def test_real_children_train_in_two_worker_processes(tmp_path: Path) -> None:
     config = tiny_config(
-        "execution.workers=2", "budget.evaluations=4", "strategy.name=random", "logging.keep_children=true"
+        "execution.workers=2",
+        "budget.evaluations=4",
+        "strategy.name=random",
+        "logging.keep_children=true",
+        "training.epochs=2",
     )
-    search = Search(config, tmp_path / "run")
+    heard: list = []
+    search = Search(config, tmp_path / "run", on_epoch=lambda arch, epoch: heard.append((arch, epoch)))
     search.run()
     trials = search.store.trials()
     search.close()
     assert len(trials) == 4 and all(t.status == COMPLETE for t in trials)
+    heard_epochs(trials, heard)
     assert all(0.0 < t.metrics["val_accuracy"] <= 1.0 and t.metrics["params"] > 0 for t in trials)
     val = prepare(config).dataset.val
     for trial in trials:  # trained in a worker, saved there, reloaded here
@@ -263,10 +278,13 @@ def test_ray_executor_on_a_local_instance(tmp_path: Path, monkeypatch: pytest.Mo
         f"execution.ray_temp_dir={ray_dir}",
         "budget.evaluations=4",
         "strategy.name=ppo",
+        "training.epochs=2",
     )
-    search = Search(config, tmp_path / "run")
+    heard: list = []
+    search = Search(config, tmp_path / "run", on_epoch=lambda arch, epoch: heard.append((arch, epoch)))
     search.run()
     trials = search.store.trials()
     search.close()
     assert len(trials) == 4 and all(t.status == COMPLETE for t in trials), [t.error for t in trials]
     assert any(ray_dir.iterdir()), "Ray kept its files elsewhere"
+    heard_epochs(trials, heard)  # collected from the actors while they train

@@ -61,5 +61,38 @@ def test_rows_are_numbered_as_the_trials_and_old_stores_are_renumbered(tmp_path:
     with sqlite3.connect(path) as db:
         rows = list(db.execute("SELECT number, reward FROM trials ORDER BY number"))
         assert rows == [(0, 0.0), (1, 1.0), (2, 2.0), (3, 3.0)]
-        assert db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("2",)
+        assert db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("3",)
+    db.close()
+
+
+def test_curves_are_stored_and_older_stores_gain_the_column(tmp_path: Path, toy_space: SearchSpace) -> None:
+    """A trial's per-epoch validation curve round-trips; a schema 2 store (no curve column) reads with empty
+    curves, read-only too, and gains the column once it is opened for writing."""
+    rng = np.random.default_rng(2)
+    path = tmp_path / "t.sqlite"
+    with sqlite3.connect(path) as db:  # the schema 2 layout, written by rlnas before curves
+        db.executescript(
+            "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+            "CREATE TABLE trials (number INTEGER PRIMARY KEY, key TEXT NOT NULL, architecture TEXT NOT NULL,"
+            " status TEXT NOT NULL, reward REAL NOT NULL, metrics TEXT NOT NULL, error TEXT, strategy TEXT NOT NULL,"
+            " started_at REAL NOT NULL, duration_s REAL NOT NULL);"
+            "INSERT INTO meta VALUES ('schema_version', '2');"
+        )
+        old = toy_space.sample(rng)
+        db.execute(
+            "INSERT INTO trials VALUES (0, ?, ?, 'COMPLETE', 0.5, '{\"val_accuracy\": 0.5}', NULL, 'random', 0, 1)",
+            (old.key, old.to_json()),
+        )
+    db.close()
+    with TrialStore(path, read_only=True) as store:
+        assert [(r.number, r.curve) for r in store] == [(0, ())]
+    with TrialStore(path) as store:
+        new = store.append(toy_space.sample(rng), Evaluation(0.9, curve=(0.5, 0.8, 0.9)), "random")
+        assert new.curve == (0.5, 0.8, 0.9)
+        assert [r.curve for r in store] == [(), (0.5, 0.8, 0.9)]
+        assert store.trials()[1].evaluation().curve == (0.5, 0.8, 0.9)  # the cache answers with the curve
+        store.to_csv(tmp_path / "t.csv")
+    assert "[0.5, 0.8, 0.9]" in (tmp_path / "t.csv").read_text()
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("3",)
     db.close()

@@ -66,9 +66,9 @@ def test_cross_validation_trains_on_k_minus_1_folds_and_scores_the_one_left_out(
     scored: list[tuple[int, float]] = []
     real_train, real_scores = trainer_module.train_model, trainer_module.scores
 
-    def recording_train(model, data, settings, seed, on_epoch):  # type: ignore[no-untyped-def]
+    def recording_train(model, data, settings, seed, on_epoch, *rest):  # type: ignore[no-untyped-def]
         train_sizes.append(len(data))
-        return real_train(model, data, settings, seed, on_epoch)
+        return real_train(model, data, settings, seed, on_epoch, *rest)
 
     def recording_scores(model, split, task):  # type: ignore[no-untyped-def]
         result = real_scores(model, split, task)
@@ -77,15 +77,43 @@ def test_cross_validation_trains_on_k_minus_1_folds_and_scores_the_one_left_out(
 
     monkeypatch.setattr(trainer_module, "train_model", recording_train)
     monkeypatch.setattr(trainer_module, "scores", recording_scores)
-    epochs: list[tuple[int, int]] = []
+    epochs: list[tuple[int, int, float | None]] = []
     arch = prepared.space.sample(np.random.default_rng(0))
-    _, metrics = prepared.trainer.validate(arch, seed=1, on_epoch=lambda done, total: epochs.append((done, total)))
+    _, metrics = prepared.trainer.validate(arch, seed=1, on_epoch=lambda e: epochs.append((e.epoch, e.epochs, e.score)))
     rows = len(prepared.dataset.train) + len(prepared.dataset.val)
     assert len(scored) == 3 and sum(n for n, _ in scored) == rows  # every row scored once, by one fold
     assert train_sizes == [rows - n for n, _ in scored]  # each child trained on the other folds
     assert metrics["val_accuracy"] == pytest.approx(np.mean([a for _, a in scored]))
     assert metrics["val_accuracy_std"] == pytest.approx(np.std([a for _, a in scored]))
     assert metrics["cv_folds"] == 3
-    assert epochs == [(d, 6) for d in range(1, 7)]  # progress over all folds' epochs
+    assert epochs == [(d, 6, None) for d in range(1, 7)]  # progress over all folds' epochs, no scores
     evaluation = TrainingEvaluator(prepared.trainer, Objective(config.objective, 1e9), seed=0).evaluate(arch)
     assert evaluation.metrics["cv_folds"] == 3 and 0.0 < evaluation.metrics["val_accuracy"] <= 1.0
+
+
+def test_children_report_a_validation_curve_that_leaves_their_training_unchanged() -> None:
+    """Each epoch is scored on validation; the last epoch's score is the child's score, and scoring as it goes
+    trains exactly the same network as training without it (dropout and batch norm back in training mode)."""
+    config = tiny_config("training.epochs=3")
+    prepared = prepare(config)
+    arch = prepared.space.sample(np.random.default_rng(3))
+    heard = []
+    evaluator = TrainingEvaluator(prepared.trainer, Objective(config.objective, 1e9), seed=0)
+    evaluator.on_epoch = heard.append
+    evaluation = evaluator.evaluate(arch)
+    assert [(e.epoch, e.epochs) for e in heard] == [(1, 3), (2, 3), (3, 3)]
+    assert evaluation.curve == tuple(e.score for e in heard)
+    assert evaluation.curve[-1] == evaluation.metrics["val_accuracy"]
+    assert all(0.0 <= s <= 1.0 for s in evaluation.curve) and all(e.train_loss > 0 for e in heard)
+    settings = TrainSettings(epochs=3, data_fraction=0.5)
+    scored, plain = (prepared.trainer.build(arch) for _ in range(2))
+    plain.load_state_dict(scored.state_dict())
+    events = []
+    with torch.random.fork_rng():
+        torch.manual_seed(7)  # dropout draws from torch's RNG
+        train_model(scored, prepared.dataset.train, settings, 5, events.append, prepared.dataset.val)
+        torch.manual_seed(7)
+        train_model(plain, prepared.dataset.train, settings, 5)
+    assert len(events) == 3 and all(e.score is not None for e in events)
+    for a, b in zip(scored.state_dict().values(), plain.state_dict().values(), strict=True):
+        assert torch.equal(a, b)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 import numpy as np
@@ -46,11 +46,16 @@ class Evaluation:
     metrics: Mapping[str, float] = field(default_factory=dict)
     error: str | None = None
     cached: bool = False
+    curve: tuple[float, ...] = ()  # the validation score after each epoch of its training (where it was trained)
 
 
 def finite(evaluation: Evaluation, failure_reward: float) -> Evaluation:
     """The evaluation, or a FAILED one if its reward or a metric is not a finite number (NaN, inf): the
-    search goes on and the trial store only ever holds finite numbers."""
+    search goes on and the trial store only ever holds finite numbers (a curve keeps its finite start)."""
+    curve = evaluation.curve
+    if not all(math.isfinite(float(v)) for v in curve):
+        end = next(i for i, v in enumerate(curve) if not math.isfinite(float(v)))
+        evaluation = replace(evaluation, curve=tuple(float(v) for v in curve[:end]))
     bad = [name for name, value in evaluation.metrics.items() if not math.isfinite(float(value))]
     if math.isfinite(float(evaluation.reward)) and not bad:
         return evaluation
@@ -58,7 +63,7 @@ def finite(evaluation: Evaluation, failure_reward: float) -> Evaluation:
     what += ("; " if what and bad else "") + ", ".join(f"{n} {evaluation.metrics[n]}" for n in bad)
     metrics = {k: float(v) for k, v in evaluation.metrics.items() if k not in bad}
     error = f"non-finite {what}" + (f" ({evaluation.error})" if evaluation.error else "")
-    return Evaluation(failure_reward, FAILED, metrics, error, evaluation.cached)
+    return Evaluation(failure_reward, FAILED, metrics, error, evaluation.cached, evaluation.curve)
 
 
 class Evaluator(Protocol):

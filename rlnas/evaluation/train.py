@@ -6,7 +6,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -30,6 +30,26 @@ class TrainSettings:
     augment: str = "none"  # shift (+-2 px), crop (+-H/8 px, zero padded), flip (horizontal), crop_flip; per batch
     task: str = "classification"  # regression: MSE loss, scaled by the variance of the targets
     target_std: float = 1.0
+
+
+@dataclass(frozen=True)
+class EpochEnd:
+    """What a child reports after each epoch of its training: ``epoch`` of ``epochs`` done, the epoch's mean
+    training loss and, where the training is scored as it goes, the validation ``score`` (accuracy or R²) and
+    every validation score (``scores``)."""
+
+    epoch: int
+    epochs: int
+    train_loss: float | None = None
+    score: float | None = None
+    scores: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def fraction(self) -> float:
+        return self.epoch / max(self.epochs, 1)
+
+
+OnEpoch = Callable[[EpochEnd], None]
 
 
 def resolve_device(name: str) -> torch.device:
@@ -98,10 +118,12 @@ def train_model(
     train: Split,
     settings: TrainSettings,
     seed: int,
-    on_epoch: Callable[[int, int], None] | None = None,
+    on_epoch: OnEpoch | None = None,
+    val: Split | None = None,
+    score_name: str = "accuracy",
 ) -> dict[str, float]:
-    """Train ``model`` in place (mini-batch, shuffled by a generator seeded with ``seed``); ``on_epoch(done,
-    epochs)`` is called after every epoch (progress bars).
+    """Train ``model`` in place (mini-batch, shuffled by a generator seeded with ``seed``); ``on_epoch`` hears
+    of every epoch (:class:`EpochEnd`), scored on ``val`` (its ``score_name`` as the score) where given.
 
     Raises ChildFailure on a non-finite loss or when ``settings.max_seconds`` is exceeded.
     """
@@ -145,8 +167,14 @@ def train_model(
         if not math.isfinite(loss_value):
             raise ChildFailure(f"non-finite training loss ({loss_value}) in epoch {epoch + 1}")
         log.debug("epoch %d/%d loss %.4f", epoch + 1, settings.epochs, loss_value)
+        if val is not None:
+            measured = scores(model, val, settings.task)
+            model.train()
+            event = EpochEnd(epoch + 1, settings.epochs, loss_value, measured[score_name], measured)
+        else:
+            event = EpochEnd(epoch + 1, settings.epochs, loss_value)
         if on_epoch is not None:
-            on_epoch(epoch + 1, settings.epochs)
+            on_epoch(event)
     return {"train_loss": loss_value, "train_seconds": time.perf_counter() - start}
 
 

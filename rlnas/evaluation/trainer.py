@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import math
 import time
-from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -18,7 +18,7 @@ from rlnas.config import ObjectiveConfig, TrainingConfig
 from rlnas.data.core import Dataset, Split, fold_indices
 from rlnas.errors import ChildFailure, InvalidArchitecture
 from rlnas.evaluation.base import COMPLETE, FAILED, INFEASIBLE, Evaluation, cache_key, val_score
-from rlnas.evaluation.train import TrainSettings, resolve_device, scores, train_model
+from rlnas.evaluation.train import EpochEnd, OnEpoch, TrainSettings, resolve_device, scores, train_model
 from rlnas.models.checkpoint import model_info, network, save_model
 from rlnas.models.complexity import count_flops, count_params, cpu_latency_ms, largest_architecture, meta_count
 from rlnas.models.families import build_model
@@ -88,6 +88,11 @@ class Objective:
         return cls(config, count)
 
 
+def _fold_epoch(on_epoch: OnEpoch, fold: int, folds: int, event: EpochEnd) -> None:
+    """An epoch of fold ``fold`` of ``folds``, numbered over all folds' epochs, without the fold's scores."""
+    on_epoch(EpochEnd(fold * event.epochs + event.epoch, folds * event.epochs, event.train_loss))
+
+
 class ChildTrainer:
     """Builds and trains child networks of one space on one dataset."""
 
@@ -110,7 +115,7 @@ class ChildTrainer:
         epochs: int | None = None,
         on_train_and_val: bool = False,
         augment: str | None = None,
-        on_epoch: Callable[[int, int], None] | None = None,
+        on_epoch: OnEpoch | None = None,
         whole: bool = False,
     ) -> tuple[nn.Module, dict[str, float]]:
         """Build and train a child with an isolated, seeded torch RNG; returns the trained model. On
@@ -123,19 +128,29 @@ class ChildTrainer:
         arch: Architecture,
         seed: int,
         epochs: int | None = None,
-        on_epoch: Callable[[int, int], None] | None = None,
+        on_epoch: OnEpoch | None = None,
         whole: bool = False,
     ) -> tuple[nn.Module, dict[str, float]]:
         """Train a child (on ``training.data_fraction`` of its data, or on all of it with ``whole``) and score it
-        on validation: ``val_<score>`` (and the other validation scores) plus
-        the training statistics. With ``training.cv_folds`` = k > 1, k children are trained on k-1 folds of
+        on validation: ``val_<score>`` (and the other validation scores) plus the training statistics.
+        ``on_epoch`` hears of every epoch with its validation scores (the last epoch's are the result).
+        With ``training.cv_folds`` = k > 1, k children are trained on k-1 folds of
         train+validation each and scored on the fold left out; the metrics are the means over the folds
-        (``val_<score>_std`` their spread, ``train_seconds`` their sum) and the model is the last fold's."""
+        (``val_<score>_std`` their spread, ``train_seconds`` their sum) and the model is the last fold's; their
+        epochs are reported without scores (each fold scores a different split), numbered over all folds."""
         k = self.training.cv_folds
         task = self.dataset.task
         if k == 1:
-            model, stats = self.train(arch, seed, epochs, on_epoch=on_epoch, whole=whole)
-            return model, {**{f"val_{n}": v for n, v in scores(model, self.dataset.val, task).items()}, **stats}
+            last: list[EpochEnd] = []
+
+            def heard(event: EpochEnd) -> None:
+                last[:] = [event]
+                if on_epoch is not None:
+                    on_epoch(event)
+
+            model, stats = self._fit(arch, seed, self.dataset.train, epochs, None, heard, whole, self.dataset.val)
+            final = last[-1].scores if last else scores(model, self.dataset.val, task)
+            return model, {**{f"val_{n}": v for n, v in final.items()}, **stats}
         data = self._train_and_val()
         folds = self._folds()
         per_fold: list[dict[str, float]] = []
@@ -143,7 +158,7 @@ class ChildTrainer:
             keep = torch.from_numpy(np.concatenate([folds[i] for i in range(k) if i != f]))
             part = replace(data, x=data.x[keep], y=data.y[keep])
             fold_val = replace(data, x=data.x[torch.from_numpy(held)], y=data.y[torch.from_numpy(held)])
-            report = None if on_epoch is None else (lambda d, t, f=f: on_epoch(f * t + d, k * t))
+            report = None if on_epoch is None else functools.partial(_fold_epoch, on_epoch, f, k)
             model, stats = self._fit(arch, seed, part, epochs, None, report, whole)
             per_fold.append({**{f"val_{n}": v for n, v in scores(model, fold_val, task).items()}, **stats})
         metrics = {name: float(np.mean([m[name] for m in per_fold])) for name in per_fold[0]}
@@ -173,8 +188,9 @@ class ChildTrainer:
         data: Split,
         epochs: int | None,
         augment: str | None,
-        on_epoch: Callable[[int, int], None] | None,
+        on_epoch: OnEpoch | None,
         whole: bool = False,
+        val: Split | None = None,
     ) -> tuple[nn.Module, dict[str, float]]:
         settings = settings_for(arch, self.training, self.dataset, epochs, augment)
         if whole:
@@ -183,7 +199,7 @@ class ChildTrainer:
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(seed)
             model = self.build(arch)
-            stats = train_model(model, data, settings, seed, on_epoch)
+            stats = train_model(model, data, settings, seed, on_epoch, val, self.dataset.score_name)
         return model, stats
 
 
@@ -208,7 +224,7 @@ class TrainingEvaluator:
         self.objective = objective
         self.seed = seed
         self.keep_dir = keep_dir
-        self.on_epoch: Callable[[float], None] | None = None  # the fraction of the child trained (progress bars)
+        self.on_epoch: OnEpoch | None = None  # hears of every epoch of the child being trained
 
     def effective_fidelity(self, fidelity: float) -> float:
         """The fidelity actually trained: a whole number of epochs, at least one."""
@@ -231,10 +247,16 @@ class TrainingEvaluator:
                     metrics={"params": float(params), "seed": float(seed), "duration_s": time.perf_counter() - start},
                     error=f"{params} parameters > objective.max_params={limit}; not trained",
                 )
+        curve: list[float] = []  # the validation score after each epoch
+
+        def heard(event: EpochEnd) -> None:
+            if event.score is not None:
+                curve.append(event.score)
+            if self.on_epoch is not None:
+                self.on_epoch(event)
+
         try:
-            report = self.on_epoch
-            on_epoch = None if report is None else (lambda done, total: report(done / total))
-            model, val = self.trainer.validate(arch, seed, epochs=epochs, on_epoch=on_epoch)
+            model, val = self.trainer.validate(arch, seed, epochs=epochs, on_epoch=heard)
             if not all(math.isfinite(v) for v in val.values()):
                 raise ChildFailure(f"non-finite validation score {val}")
             metrics = {
@@ -254,11 +276,12 @@ class TrainingEvaluator:
                 status=FAILED,
                 metrics={"seed": float(seed), "duration_s": time.perf_counter() - start},
                 error=f"{type(err).__name__}: {err}",
+                curve=tuple(curve),
             )
         if self.keep_dir is not None:
             self._keep(arch, fidelity, model, metrics)
         metrics["duration_s"] = time.perf_counter() - start
-        return Evaluation(reward=self.objective(metrics), status=COMPLETE, metrics=metrics)
+        return Evaluation(reward=self.objective(metrics), status=COMPLETE, metrics=metrics, curve=tuple(curve))
 
     def _keep(self, arch: Architecture, fidelity: float, model: nn.Module, metrics: dict[str, float]) -> None:
         assert self.keep_dir is not None

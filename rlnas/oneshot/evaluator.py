@@ -19,7 +19,7 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +30,7 @@ from rlnas.config import OneShotConfig, TrainingConfig
 from rlnas.data.core import Dataset, Split, as_float
 from rlnas.errors import ChildFailure, InvalidArchitecture
 from rlnas.evaluation.base import COMPLETE, FAILED, INFEASIBLE, Evaluation
-from rlnas.evaluation.train import augment_batch, loss_function, make_optimizer, scores
+from rlnas.evaluation.train import EpochEnd, OnEpoch, augment_batch, loss_function, make_optimizer, scores
 from rlnas.evaluation.trainer import Objective, settings_for
 from rlnas.models.complexity import cpu_latency_ms, meta_count
 from rlnas.models.families import build_model
@@ -91,7 +91,7 @@ class OneShotEvaluator:
         val = dataset.val
         pick = torch.randperm(len(val), generator=torch.Generator().manual_seed(seed))[: oneshot.score_examples]
         self.score_split = type(val)(x=val.x[pick], y=val.y[pick])
-        self.on_epoch: Callable[[float], None] | None = None  # progress of the warm-up (progress bars)
+        self.on_epoch: OnEpoch | None = None  # progress of the warm-up (progress bars), in chunks of steps
         if checkpoint is not None and checkpoint.is_file():
             self._load(checkpoint)
 
@@ -189,7 +189,7 @@ class OneShotEvaluator:
             loss = self.train_steps(n)
             done += n
             if self.on_epoch is not None:
-                self.on_epoch(done / steps)
+                self.on_epoch(EpochEnd(done, steps, float(loss)))
         log.info("supernet warm-up: %d steps in %.1f s (last loss %.4f)", steps, time.perf_counter() - start, loss)
 
     # -- scoring ----------------------------------------------------------------------------------
