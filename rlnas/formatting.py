@@ -13,15 +13,16 @@ def layer_table(arch: Architecture) -> tuple[list[str], list[list[str]], list[tu
     """Decisions named ``<layer>.<field>`` as a table (one row per layer, one column per field) and the
     others as (name, value) pairs: ``block1.filters=16, block1.kernel_size=3, lr=0.001`` becomes
     ``[layer, filters, kernel_size]``, ``[[block1, 16, 3]]`` and ``[(lr, 0.001)]``."""
-    fields: list[str] = []
+    fields: list[str] = []  # a field first seen in a later layer goes right after the field before it there
     layers: dict[str, dict[str, str]] = {}
     others: list[tuple[str, str]] = []
     for name, value in arch.items:
         layer, dot, field = name.partition(".")
         if dot:
+            values = layers.setdefault(layer, {})
             if field not in fields:
-                fields.append(field)
-            layers.setdefault(layer, {})[field] = format_value(value)
+                fields.insert(fields.index(list(values)[-1]) + 1 if values else len(fields), field)
+            values[field] = format_value(value)
         else:
             others.append((name, format_value(value)))
     rows = [[layer, *(values.get(f, "") for f in fields)] for layer, values in layers.items()]

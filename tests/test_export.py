@@ -210,3 +210,52 @@ def test_an_ensemble_of_the_top_architectures_averages_their_final_trainings(tmp
     card = (tmp_path / "run" / "export" / "README.md").read_text()
     assert "the average of 3 networks of 3 architectures" in card
     assert " | ".join(f"trial {t.number}" for t in top) in card
+
+
+@pytest.mark.parametrize("kind", ["plain", "residual", "inverted", "separable"])
+def test_every_convnet_block_exports_to_onnx_and_pt2(tmp_path: Path, kind: str) -> None:
+    """A trained convnet child of each block type (squeeze-and-excite on, strided and pooled stages) written
+    by the export: model.pt, ONNX and .pt2 give the outputs of the network in memory."""
+    from rlnas.config import load_config
+
+    config = load_config(
+        None,
+        [
+            "space=convnet",
+            f"space.per_layer.block=[{kind}]",
+            "space.per_layer.se=[true]",
+            "space.per_layer.width=[8]",
+            "space.depth=[2]",
+            "training.epochs=1",
+            "logging.graph=false",
+        ],
+    )
+    prepared = prepare(config)
+    arch = prepared.space.make(
+        {
+            **prepared.space.sample(np.random.default_rng(0)).to_dict(),
+            "stage1.downsample": "stride",
+            "stage2.downsample": "pool",
+        }
+    )
+    model, _ = prepared.trainer.train(arch, seed=1, epochs=1)
+    model = model.eval()
+    metrics = {"test_accuracy": 0.5, "val_accuracy": 0.5, "params": 1, "flops": 1, "latency_ms": 0.1, "epochs": 1}
+    write_export(
+        tmp_path,
+        model,
+        arch,
+        "convnet",
+        prepared.dataset,
+        config,
+        {**metrics, "dataset": "digits", "score": "accuracy"},
+    )
+    x = prepared.dataset.test.x[:7]
+    with torch.no_grad():
+        expected = model(x)
+        torch.testing.assert_close(rlnas.load_model(tmp_path)(x), expected)
+        torch.testing.assert_close(
+            torch.export.load(str(tmp_path / "model.pt2")).module()(x), expected, rtol=1e-5, atol=1e-5
+        )
+    got = onnxruntime.InferenceSession(str(tmp_path / "model.onnx")).run(None, {"image": x.numpy()})[0]
+    np.testing.assert_allclose(got, expected.numpy(), rtol=1e-4, atol=1e-4)

@@ -20,16 +20,18 @@ def _every_choice(space: SearchSpace):
             values = space.sample(rng).to_dict()
             values[space.decisions[0].name] = max(space.decisions[0].choices)
             values[decision.name] = choice
-            if decision.role == "pooling":  # keep the other blocks from pooling the map away
+            if decision.condition is not None and decision.condition.values is not None:
+                values[decision.condition.decision] = decision.condition.values[0]  # e.g. an inverted block
+            if decision.role in ("pooling", "downsample"):  # keep the other blocks from pooling the map away
                 for other in space.decisions:
-                    if other.role == "pooling" and other.name != decision.name:
+                    if other.role == decision.role and other.name != decision.name:
                         values[other.name] = "none"
             arch = space._repair(values, rng)
             if arch.get(decision.name) == choice:
                 yield decision.name, choice, arch
 
 
-@pytest.mark.parametrize("space_name", ["cnn", "mlp", "nb201"])
+@pytest.mark.parametrize("space_name", ["cnn", "convnet", "mlp", "nb201"])
 @pytest.mark.parametrize("shape", [(1, 8, 8), (3, 32, 32)])
 def test_every_choice_builds_and_runs(space_name: str, shape: tuple[int, int, int]) -> None:
     space = build_space(SpaceSpec(**builtin_space(space_name)), shape)
@@ -64,7 +66,7 @@ def test_largest_architecture_bounds_every_sample(cnn_space: SearchSpace) -> Non
     assert biggest == expected
 
 
-@pytest.mark.parametrize("space_name", ["cnn", "mlp", "nb201"])
+@pytest.mark.parametrize("space_name", ["cnn", "convnet", "mlp", "nb201"])
 def test_meta_counts_equal_the_counts_of_the_real_model(space_name: str) -> None:
     shape = (3, 16, 12)
     space = build_space(SpaceSpec(**builtin_space(space_name)), shape)
@@ -93,3 +95,45 @@ def test_objective_is_accuracy_minus_weighted_relative_complexity() -> None:
     assert flops({"val_accuracy": 0.8, "params": 1e9, "flops": 50}) == pytest.approx(0.7)
     latency = Objective(ObjectiveConfig(complexity="latency", **{"lambda": 1.0}), max_complexity=4)
     assert latency({"val_accuracy": 1.0, "latency_ms": 1.0}) == pytest.approx(0.75)
+
+
+def test_convnet_blocks_have_the_parameters_of_their_definition() -> None:
+    """Each block type's parameter count from its textbook definition (no conv bias before BN)."""
+    from rlnas.models.blocks import block
+
+    def params(module: torch.nn.Module) -> int:
+        return sum(p.numel() for p in module.parameters())
+
+    bn = 2  # weight and bias per channel
+    assert params(block("plain", 8, 16, 3, 1, "relu", False, 1)) == 8 * 16 * 9 + bn * 16
+    assert params(block("separable", 8, 16, 5, 2, "relu", False, 1)) == 8 * 25 + bn * 8 + 8 * 16 + bn * 16
+    same = 16 * 16 * 9 + bn * 16
+    assert params(block("residual", 16, 16, 3, 1, "relu", False, 1)) == 2 * same  # identity shortcut
+    projected = 8 * 16 * 9 + bn * 16 + same + (8 * 16 + bn * 16)  # 1x1 conv + BN on the shortcut
+    assert params(block("residual", 8, 16, 3, 2, "relu", False, 1)) == projected
+    hidden = 16 * 6
+    inverted = (16 * hidden + bn * hidden) + (hidden * 9 + bn * hidden) + (hidden * 16 + bn * 16)
+    assert params(block("inverted", 16, 16, 3, 1, "silu", False, 6)) == inverted
+    se = (hidden * 24 + 24) + (24 * hidden + hidden)  # squeeze to hidden / 4 units and excite, with biases
+    assert params(block("inverted", 16, 16, 3, 1, "silu", True, 6)) == inverted + se
+    x = torch.rand(2, 16, 9, 9)
+    for kind in ("plain", "residual", "inverted", "separable"):
+        out = block(kind, 16, 24, 3, 2, "relu", True, 3).eval()(x)
+        assert out.shape == (2, 24, 5, 5), kind  # stride 2 rounds up, as convolutions with padding do
+
+
+def test_expansion_is_a_decision_only_of_inverted_residual_stages() -> None:
+    spec = builtin_space("convnet")
+    space = build_space(SpaceSpec(**spec), (1, 28, 28))
+    rng = np.random.default_rng(0)
+    archs = [space.sample(rng) for _ in range(200)]
+    for arch in archs:
+        for k in range(1, int(arch["num_stages"]) + 1):
+            assert (f"stage{k}.expansion" in arch) == (arch[f"stage{k}.block"] == "inverted")
+    assert {a.get("stage1.expansion") for a in archs} == {None, 3, 6}
+    plain = build_space(
+        SpaceSpec(**{**spec, "per_layer": {**spec["per_layer"], "block": ["plain", "residual"]}}), (1, 28, 28)
+    )
+    assert not any(d.role == "expansion" for d in plain.decisions)  # no inverted blocks: no expansion decision
+    only = build_space(SpaceSpec(**{**spec, "per_layer": {**spec["per_layer"], "block": ["inverted"]}}), (1, 28, 28))
+    assert only["stage1.expansion"].condition is None  # every stage-1 block is inverted

@@ -190,6 +190,7 @@ def test_a_damaged_supernet_checkpoint_restarts_the_supernet_with_a_warning(
         (["execution.workers=2"], "execution.workers=1"),
         (["training.learning_rate=0.01"], "training.learning_rate=0.01"),
         (["space=mlp"], "families"),
+        (["space=convnet"], "not 'convnet' .*block types"),
     ],
 )
 def test_oneshot_config_mistakes_are_clear_errors(digits: Dataset, overrides: list[str], message: str) -> None:

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from rlnas.errors import InvalidArchitecture
-from rlnas.models import nb201
+from rlnas.models import blocks, nb201
 from rlnas.models.ops import ACTIVATIONS, OPTIMIZERS, POOLING
 from rlnas.space.core import Architecture, Choice, Constraint, Decision
 
@@ -50,12 +50,18 @@ VALUE_CHECKS: dict[str, tuple[Callable[[Choice], bool], str]] = {
     "learning_rate": (lambda v: _is_number(v) and v > 0, "positive numbers"),
     "weight_decay": (lambda v: _is_number(v) and v >= 0, "non-negative numbers"),
     "batch_size": (lambda v: _is_int(v) and v >= 1, "positive integers"),
+    "width": (lambda v: _is_int(v) and v >= 1, "positive integers"),
+    "blocks": (lambda v: _is_int(v) and 1 <= v <= 16, "integers from 1 to 16"),
+    "expansion": (lambda v: _is_int(v) and 1 <= v <= 16, "integers from 1 to 16"),
+    "se": (lambda v: isinstance(v, bool), "true/false"),
 }
 ALLOWED_VALUES: dict[str, tuple[str, ...]] = {
     "activation": tuple(ACTIVATIONS),
     "pooling": tuple(POOLING),
     "optimizer": OPTIMIZERS,
     "operation": nb201.OPERATIONS,
+    "block": blocks.BLOCKS,
+    "downsample": blocks.DOWNSAMPLE,
 }
 
 
@@ -63,7 +69,9 @@ ALLOWED_VALUES: dict[str, tuple[str, ...]] = {
 class Family:
     """How spaces of one model family are declared and built.
 
-    ``per_layer``/``head`` map a decision role to its default choices (None: the space must declare it).
+    ``per_layer``/``head`` map a decision role to its default choices (None: the space must declare it);
+    ``requires`` makes a per-layer role active only for some values of another, earlier one of the same layer
+    (``{"expansion": ("block", ("inverted",))}``).
     """
 
     name: str
@@ -74,6 +82,7 @@ class Family:
     build: Builder
     make_constraint: Callable[[Shape], Constraint | None] = field(default=lambda shape: None)
     cell: Mapping[str, tuple[Choice, ...]] = field(default_factory=dict)  # cell decision -> default choices
+    requires: Mapping[str, tuple[str, tuple[Choice, ...]]] = field(default_factory=dict)
 
 
 def _act(name: str) -> nn.Module:
@@ -177,6 +186,25 @@ FAMILIES: dict[str, Family] = {
         head={"hidden_units": None, "head_activation": ("relu",), "dropout": (0.0,)},
         build=build_cnn,
         make_constraint=cnn_constraint,
+    ),
+    "convnet": Family(
+        name="convnet",
+        depth_name="num_stages",
+        layer_prefix="stage",
+        per_layer={
+            "block": ("residual",),
+            "width": None,
+            "blocks": (1,),
+            "kernel_size": (3,),
+            "expansion": (4,),
+            "se": (False,),
+            "activation": ("relu",),
+            "downsample": ("stride",),
+        },
+        head={"dropout": (0.0,)},
+        build=blocks.build_convnet,
+        make_constraint=blocks.convnet_constraint,
+        requires={"expansion": ("block", ("inverted",))},
     ),
     "mlp": Family(
         name="mlp",

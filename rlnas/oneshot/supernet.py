@@ -349,7 +349,14 @@ def supernet_class(space: SearchSpace) -> type[Supernet]:
     try:
         return SUPERNETS[space.family]
     except KeyError:
+        why = NO_SUPERNET.get(space.family, "")
         raise ConfigError(
             f"one-shot search has supernets for the families {sorted(SUPERNETS)}, not {space.family!r} "
-            f"(space {space.name!r}); use evaluation=train"
+            f"(space {space.name!r}){why}; use evaluation=train"
         ) from None
+
+
+NO_SUPERNET = {
+    "convnet": ": its block types (plain, residual, inverted, separable) hold weights of different shapes and "
+    "roles at the same place, which one shared set of weights does not stand for",
+}

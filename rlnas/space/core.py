@@ -19,10 +19,23 @@ Constraint = Callable[[Mapping[str, Choice], "Decision", Choice], bool]
 
 @dataclass(frozen=True)
 class Condition:
-    """A decision is active only while ``values[decision] >= min_value``."""
+    """A decision is active only while ``values[decision] >= min_value`` (a depth), or, with ``values``, while
+    ``values[decision]`` is one of them (e.g. an expansion ratio only for inverted-residual blocks); never
+    while ``decision`` itself is inactive."""
 
     decision: str
-    min_value: int
+    min_value: int | None = None
+    values: tuple[Choice, ...] | None = None
+
+    def holds(self, value: Choice) -> bool:
+        if self.values is not None:
+            return any(value == v and type(value) is type(v) for v in self.values)
+        return bool(value >= self.min_value)
+
+    def to_dict(self) -> dict[str, Any]:
+        if self.values is not None:
+            return {"decision": self.decision, "values": list(self.values)}
+        return {"decision": self.decision, "min_value": self.min_value}
 
 
 @dataclass(frozen=True)
@@ -167,7 +180,7 @@ class SearchSpace:
             return True
         if cond.decision not in values:
             return False
-        return bool(values[cond.decision] >= cond.min_value)
+        return cond.holds(values[cond.decision])
 
     def valid_indices(self, position: int, values: Mapping[str, Choice]) -> list[int]:
         """Indices of the choices of decision ``position`` allowed after ``values``."""
@@ -308,9 +321,7 @@ class SearchSpace:
                 {
                     "name": d.name,
                     "choices": list(d.choices),
-                    "condition": None
-                    if d.condition is None
-                    else {"decision": d.condition.decision, "min_value": d.condition.min_value},
+                    "condition": None if d.condition is None else d.condition.to_dict(),
                 }
                 for d in self.decisions
             ],

@@ -104,6 +104,23 @@ BUILTIN_SPACES: dict[str, dict[str, Any]] = {
         "head": {"hidden_units": [32, 64, 128], "dropout": [0.0, 0.25, 0.5]},
         "training": {"learning_rate": [0.0003, 0.001, 0.003]},
     },
+    "convnet": {
+        "name": "convnet",
+        "family": "convnet",
+        "depth": [2, 3],
+        "per_layer": {
+            "block": ["plain", "residual", "inverted", "separable"],
+            "width": [16, 32, 64],
+            "blocks": [1, 2],
+            "kernel_size": [3, 5],
+            "expansion": [3, 6],
+            "se": [False, True],
+            "activation": ["relu", "silu"],
+            "downsample": ["stride", "pool", "none"],
+        },
+        "head": {"dropout": [0.0, 0.2]},
+        "training": {"learning_rate": [0.001, 0.003, 0.01]},
+    },
     "nb201": {"name": "nb201", "family": "nb201", "cell": {"operations": list(nb201.OPERATIONS)}},
     "mlp": {
         "name": "mlp",
@@ -201,7 +218,10 @@ def build_space(spec: SpaceSpec, input_shape: Shape) -> SearchSpace:
         for k in range(1, max(spec.depth) + 1):
             condition = None if k <= min(spec.depth) else Condition(family.depth_name, k)
             for role, choices in per_layer.items():
-                decisions.append(Decision(layer_name(family, k, role), choices, condition, role=role))
+                needs = _requirement(family, k, role, per_layer)
+                if needs is False:
+                    continue  # e.g. an expansion ratio in a space without inverted-residual blocks
+                decisions.append(Decision(layer_name(family, k, role), choices, needs or condition, role=role))
     decisions += [Decision(name, choices, role="operation") for name, choices in cell.items()]
     decisions += [Decision(role, choices, role=role) for role, choices in head.items()]
     decisions += [Decision(role, choices, role=role) for role, choices in training.items()]
@@ -209,15 +229,34 @@ def build_space(spec: SpaceSpec, input_shape: Shape) -> SearchSpace:
     return SearchSpace(spec.name, spec.family, decisions, family.make_constraint(input_shape))
 
 
+def _requirement(
+    family: Family, k: int, role: str, per_layer: Mapping[str, tuple[Choice, ...]]
+) -> Condition | bool | None:
+    """The condition of a role that ``family.requires`` ties to another role of layer ``k``: that condition,
+    None where every choice of the other role allows it (only the depth conditions it), False where none
+    does (the decision is left out)."""
+    if role not in family.requires:
+        return None
+    other, values = family.requires[role]
+    allowed = [c for c in per_layer[other] if c in values]
+    if not allowed:
+        return False
+    if len(allowed) == len(per_layer[other]):
+        return None
+    return Condition(layer_name(family, k, other), values=tuple(allowed))
+
+
 def _check_pooling(spec: SpaceSpec, per_layer: Mapping[str, tuple[Choice, ...]], input_shape: Shape) -> None:
-    pooling = per_layer.get("pooling")
+    role = "pooling" if "pooling" in per_layer else "downsample"
+    pooling = per_layer.get(role)
     if pooling is None or spec.depth is None or "none" in pooling or len(input_shape) != 3:
         return
     size = min(int(input_shape[1]), int(input_shape[2]))
     deepest = max(spec.depth)
     if size >> (deepest - 1) < 2:
         raise SpaceError(
-            f"space.per_layer.pooling={list(pooling)} pools at every one of up to {deepest} blocks, but the "
-            f"input is only {input_shape[1]}x{input_shape[2]}: add 'none' to the pooling choices or reduce "
+            f"space.per_layer.{role}={list(pooling)} halves the feature map at every one of up to {deepest} "
+            "blocks or stages, but the "
+            f"input is only {input_shape[1]}x{input_shape[2]}: add 'none' to the {role} choices or reduce "
             "the depth"
         )
