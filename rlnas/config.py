@@ -94,6 +94,11 @@ class TrainingConfig(_Section):
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?|mps)$")
     max_minutes_per_child: float | None = Field(None, gt=0.0)
     augment: Augment = "none"  # shift: +-2 px translations; crop: +-H/8 (padded random crop); flip; crop_flip
+    erasing: float = Field(0.0, ge=0.0, le=1.0)  # random erasing (cutout): probability per image, after augment
+    label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)  # classification: cross-entropy with smoothed targets
+    schedule: Literal["cosine", "onecycle", "constant"] = "cosine"  # learning rate over the steps
+    warmup_epochs: float = Field(0.0, ge=0.0)  # linear warm-up from lr/25 (cosine and constant schedules)
+    precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast and channels-last on CUDA, fp32 else
     # k > 1: score every child by k-fold cross-validation on train+validation (the mean of the k fold
     # scores), for small tables where one validation split of a few dozen rows ties most children
     cv_folds: int = Field(1, ge=1, le=20)
@@ -251,6 +256,8 @@ class ExportConfig(_Section):
     ensemble: bool = False  # export the average of the repeats (one model) instead of the best on test
     ensemble_top: int = Field(1, ge=1, le=32)  # > 1: average the final trainings of the N best architectures
     augment: Augment | None = None  # data augmentation of the final training; None: training's
+    erasing: float | None = Field(None, ge=0.0, le=1.0)  # random erasing of the final training; None: training's
+    ema: float = Field(0.0, ge=0.0, lt=1.0)  # > 0: export the exponential moving average of the weights (decay)
     formats: list[ExportFormat] = Field(default_factory=lambda: list(EXPORT_FORMATS))
 
 

@@ -34,7 +34,7 @@ from rlnas.driver import prepare
 from rlnas.errors import ConfigError, RunDirError
 from rlnas.evaluation.base import cache_key, val_score
 from rlnas.evaluation.train import EpochEnd, OnEpoch, scores
-from rlnas.evaluation.trainer import child_seed
+from rlnas.evaluation.trainer import Recipe, child_seed
 from rlnas.execution import thread_policy
 from rlnas.models.checkpoint import load_model_file, model_info, save_model
 from rlnas.models.complexity import count_flops, count_params, cpu_latency_ms
@@ -138,6 +138,7 @@ def _export(
                     on_train_and_val=True,
                     augment=ex.augment,
                     on_epoch=counter.training(what),
+                    final=Recipe(ex.erasing, ex.ema),
                 )
             trained = trained.to("cpu").eval()
             repeats.append((scores(trained, dataset.test, dataset.task), member_seed + r, trained, stats, member))

@@ -107,6 +107,9 @@ def test_export_rescores_the_top_k_and_repeats_the_final_training(
         "export.rescore_repeats=2",
         "export.formats=[]",
         "logging.keep_children=true",
+        "export.ema=0.9",
+        "export.erasing=0.25",
+        "training.label_smoothing=0.1",
     )
     search = Search(config, tmp_path / "run")
     search.run()
@@ -117,13 +120,17 @@ def test_export_rescores_the_top_k_and_repeats_the_final_training(
     assert plan.seconds is not None and plan.seconds > 0
     import rlnas.evaluation.trainer as trainer
 
-    fractions: list[float] = []
+    fractions: list[tuple[float, float, float, float]] = []
     train_model = trainer.train_model
-    monkeypatch.setattr(
-        trainer, "train_model", lambda m, d, s, *a: fractions.append(s.data_fraction) or train_model(m, d, s, *a)
-    )
+
+    def recording(m, d, s, *a):  # type: ignore[no-untyped-def]
+        fractions.append((s.data_fraction, s.ema, s.erasing, s.label_smoothing))
+        return train_model(m, d, s, *a)
+
+    monkeypatch.setattr(trainer, "train_model", recording)
     metrics = export_run(tmp_path / "run")
-    assert fractions == [1.0] * (2 * 2 + 3)  # re-scoring and final trainings on the whole split, not 0.5 of it
+    # re-scoring and final trainings on the whole split, not 0.5 of it; the export's recipe for the final ones
+    assert fractions == [(1.0, 0.0, 0.0, 0.1)] * (2 * 2) + [(1.0, 0.9, 0.25, 0.1)] * 3
     assert [row["trial"] for row in metrics["rescored"]] == top2
     assert metrics["trial"] in top2
     chosen = max(metrics["rescored"], key=lambda row: row["rescored_val_accuracy"])

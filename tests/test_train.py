@@ -117,3 +117,95 @@ def test_children_report_a_validation_curve_that_leaves_their_training_unchanged
     assert len(events) == 3 and all(e.score is not None for e in events)
     for a, b in zip(scored.state_dict().values(), plain.state_dict().values(), strict=True):
         assert torch.equal(a, b)
+
+
+def _lrs(settings: TrainSettings, steps_per_epoch: int) -> list[float]:
+    from rlnas.evaluation.train import make_schedule
+
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=settings.learning_rate)
+    schedule = make_schedule(optimizer, settings, steps_per_epoch)
+    rates = []
+    for _ in range(settings.epochs * steps_per_epoch):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        schedule.step()
+    return rates
+
+
+def test_learning_rate_schedules_with_warm_up() -> None:
+    plain = _lrs(TrainSettings(epochs=4, learning_rate=0.1), 10)
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    reference = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=40)
+    expected = []
+    for _ in range(40):
+        expected.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        reference.step()
+    np.testing.assert_allclose(plain, expected, atol=1e-12)  # no warm-up: torch's cosine annealing
+    warm = _lrs(TrainSettings(epochs=4, learning_rate=0.1, warmup_epochs=1), 10)
+    assert warm[0] == pytest.approx(0.1 / 25) and warm[10] == pytest.approx(0.1)
+    assert all(a < b for a, b in zip(warm[:10], warm[1:11], strict=True))  # rising linearly to the peak
+    assert all(a >= b for a, b in zip(warm[10:], warm[11:], strict=False)) and warm[-1] < 0.002
+    flat = _lrs(TrainSettings(epochs=2, learning_rate=0.1, warmup_epochs=0.5, schedule="constant"), 10)
+    assert flat[5:] == [pytest.approx(0.1)] * 15
+    cycle = _lrs(TrainSettings(epochs=4, learning_rate=0.1, schedule="onecycle"), 10)
+    assert max(cycle) == pytest.approx(0.1) and int(np.argmax(cycle)) in (11, 12) and cycle[0] < 0.01 and cycle[-1] < 1e-3
+
+
+def test_weight_decay_spares_biases_and_normalization() -> None:
+    from rlnas.evaluation.train import make_optimizer
+
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.Linear(4, 2))
+    optimizer = make_optimizer(model, TrainSettings(optimizer="adamw", weight_decay=0.05))
+    decay = {id(p): g["weight_decay"] for g in optimizer.param_groups for p in g["params"]}
+    assert decay[id(model[0].weight)] == decay[id(model[2].weight)] == 0.05
+    assert decay[id(model[0].bias)] == decay[id(model[1].weight)] == decay[id(model[1].bias)] == 0.0
+    assert len(decay) == len(list(model.parameters()))
+
+
+def test_label_smoothing_and_random_erasing() -> None:
+    from rlnas.evaluation.train import loss_function, random_erasing
+
+    logits, y = torch.randn(5, 3), torch.tensor([0, 1, 2, 1, 0])
+    smoothed = loss_function(TrainSettings(label_smoothing=0.3))(logits, y)
+    target = torch.full((5, 3), 0.1).scatter(1, y[:, None], 0.8)
+    assert smoothed == pytest.approx(float(-(target * torch.log_softmax(logits, 1)).sum(1).mean()), rel=1e-5)
+    x = torch.rand(400, 2, 16, 16) + 1.0  # every pixel >= 1, the batch mean about 1.5
+    out = random_erasing(x, 0.5, torch.Generator().manual_seed(0))
+    changed = (out != x).flatten(1).any(1)
+    assert 150 < int(changed.sum()) < 250  # about half the images
+    for image, was in zip(out[changed], x[changed], strict=True):
+        erased = (image != was).all(0)  # every channel of a rectangle
+        rows, cols = erased.any(1).nonzero(), erased.any(0).nonzero()
+        height, width = int(rows.max() - rows.min() + 1), int(cols.max() - cols.min() + 1)
+        assert int(erased.sum()) == height * width  # one rectangle
+        assert 0.02 * 256 - 8 <= height * width <= 0.33 * 256 + 8  # 2-33 % of the image, rounded
+    assert torch.allclose(out[changed][:, :, 0, 0].mean(), torch.tensor(1.5), atol=0.3)
+    assert torch.equal(augment_batch(x, "none", torch.Generator(), erasing=0.0), x)
+
+
+def test_weight_average_and_bf16_training() -> None:
+    """``ema`` ends the training with the averaged weights (what WeightAverage computes, step by step);
+    ``precision=bf16`` trains under autocast (on the CPU too) to a finite loss."""
+    from rlnas.evaluation.train import WeightAverage
+
+    prepared = prepare(tiny_config())
+    arch = prepared.space.sample(np.random.default_rng(0))
+    net = torch.nn.Linear(2, 1)
+    average = WeightAverage(net, 0.5)
+    start = net.weight.detach().clone()
+    with torch.no_grad():
+        net.weight.add_(1.0)
+    average.update(net)  # decay min(0.5, 2/11) = 2/11
+    torch.testing.assert_close(average.average["weight"], start + 9 / 11)
+    models = []
+    for ema in (0.0, 0.99):
+        model = prepared.trainer.build(arch)
+        with torch.random.fork_rng():
+            torch.manual_seed(0)
+            train_model(model, prepared.dataset.train, TrainSettings(epochs=2, ema=ema), seed=0)
+        models.append(model)
+    assert not torch.equal(next(models[0].parameters()), next(models[1].parameters()))
+    bf16 = prepared.trainer.build(arch)
+    stats = train_model(bf16, prepared.dataset.train, TrainSettings(epochs=1, precision="bf16"), seed=0)
+    assert 0.0 < stats["train_loss"] < 10.0

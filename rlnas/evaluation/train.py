@@ -30,6 +30,12 @@ class TrainSettings:
     augment: str = "none"  # shift (+-2 px), crop (+-H/8 px, zero padded), flip (horizontal), crop_flip; per batch
     task: str = "classification"  # regression: MSE loss, scaled by the variance of the targets
     target_std: float = 1.0
+    erasing: float = 0.0  # random erasing: the probability that an image gets a random rectangle blanked
+    label_smoothing: float = 0.0
+    schedule: str = "cosine"  # cosine, onecycle, constant (per step)
+    warmup_epochs: float = 0.0  # linear warm-up (cosine, constant); onecycle: its rising phase, if given
+    precision: str = "auto"  # auto: bf16 autocast and channels-last on CUDA; fp32; bf16
+    ema: float = 0.0  # > 0: the trained model ends with the exponential moving average of its weights
 
 
 @dataclass(frozen=True)
@@ -61,8 +67,14 @@ def resolve_device(name: str) -> torch.device:
 
 
 def make_optimizer(model: nn.Module, settings: TrainSettings) -> torch.optim.Optimizer:
-    params = model.parameters()
+    """The optimizer; weight decay applies to weights, not to biases and normalization parameters."""
     lr, wd = settings.learning_rate, settings.weight_decay
+    trained = [p for p in model.parameters() if p.requires_grad]
+    groups = [
+        {"params": [p for p in trained if p.ndim > 1], "weight_decay": wd},
+        {"params": [p for p in trained if p.ndim <= 1], "weight_decay": 0.0},
+    ]
+    params = [g for g in groups if g["params"]]
     if settings.optimizer == "adam":
         return torch.optim.Adam(params, lr=lr, weight_decay=wd)
     if settings.optimizer == "adamw":
@@ -70,6 +82,72 @@ def make_optimizer(model: nn.Module, settings: TrainSettings) -> torch.optim.Opt
     if settings.optimizer == "sgd":
         return torch.optim.SGD(params, lr=lr, momentum=0.9, nesterov=True, weight_decay=wd)
     raise ChildFailure(f"unknown optimizer {settings.optimizer!r}")
+
+
+WARMUP_START = 1 / 25  # the warm-up's first learning rate, as a fraction of the peak (as one-cycle starts)
+
+
+def make_schedule(
+    optimizer: torch.optim.Optimizer, settings: TrainSettings, steps_per_epoch: int
+) -> torch.optim.lr_scheduler.LRScheduler:
+    """The learning rate per step: ``cosine`` annealing to zero, ``onecycle`` (rise then anneal) or
+    ``constant``, after a linear warm-up of ``warmup_epochs`` (cosine, constant)."""
+    total = max(1, settings.epochs * steps_per_epoch)
+    warm = min(total - 1, round(settings.warmup_epochs * steps_per_epoch))
+    if settings.schedule == "onecycle":
+        rise = warm / total if warm > 0 else 0.3
+        peaks = [group["lr"] for group in optimizer.param_groups]
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=peaks, total_steps=total, pct_start=rise)
+    cosine = settings.schedule == "cosine"
+
+    def factor(step: int) -> float:
+        if step < warm:
+            return WARMUP_START + (1 - WARMUP_START) * step / warm
+        return 0.5 * (1 + math.cos(math.pi * (step - warm) / (total - warm))) if cosine else 1.0
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+class WeightAverage:
+    """An exponential moving average of a model's parameters and buffers (decay warmed up as
+    ``min(decay, (1 + n) / (10 + n))`` over the first steps), copied into the model at the end."""
+
+    def __init__(self, model: nn.Module, decay: float) -> None:
+        self.decay = decay
+        self.steps = 0
+        self.average = {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        self.steps += 1
+        decay = min(self.decay, (1 + self.steps) / (10 + self.steps))
+        for name, value in model.state_dict().items():
+            kept = self.average[name]
+            if kept.is_floating_point():
+                kept.lerp_(value, 1.0 - decay)
+            else:
+                kept.copy_(value)  # counters (BatchNorm's num_batches_tracked)
+
+    def apply(self, model: nn.Module) -> None:
+        model.load_state_dict(self.average)
+
+
+def random_erasing(x: torch.Tensor, probability: float, generator: torch.Generator) -> torch.Tensor:
+    """Random erasing (Zhong et al. 2020; Cutout's generalization): each image, with ``probability``, gets a
+    rectangle of 2-33 % of its area and aspect ratio 0.3-3.3 filled with the batch's channel means."""
+    n, _, h, w = x.shape
+    area = torch.empty(n).uniform_(0.02, 0.33, generator=generator) * h * w
+    ratio = torch.exp(torch.empty(n).uniform_(math.log(0.3), math.log(1 / 0.3), generator=generator))
+    eh = (area * ratio).sqrt().round().clamp(1, h).long()
+    ew = (area / ratio).sqrt().round().clamp(1, w).long()
+    top = (torch.rand(n, generator=generator) * (h - eh + 1)).long()
+    left = (torch.rand(n, generator=generator) * (w - ew + 1)).long()
+    chosen = torch.rand(n, generator=generator) < probability
+    rows, cols = torch.arange(h), torch.arange(w)
+    inside_rows = (rows[None, :] >= top[:, None]) & (rows[None, :] < (top + eh)[:, None])
+    inside_cols = (cols[None, :] >= left[:, None]) & (cols[None, :] < (left + ew)[:, None])
+    mask = (inside_rows[:, :, None] & inside_cols[:, None, :] & chosen[:, None, None])[:, None].to(x.device)
+    return torch.where(mask, x.mean(dim=(0, 2, 3), keepdim=True), x)
 
 
 def random_shift(x: torch.Tensor, pad: int, generator: torch.Generator) -> torch.Tensor:
@@ -86,9 +164,17 @@ def random_shift(x: torch.Tensor, pad: int, generator: torch.Generator) -> torch
     return padded[batch, channel, rows, cols]
 
 
-def augment_batch(x: torch.Tensor, augment: str, generator: torch.Generator) -> torch.Tensor:
-    """One batch of images with random augmentation (``augment`` as in :class:`TrainSettings`)."""
-    if augment == "none" or x.dim() != 4:
+def augment_batch(x: torch.Tensor, augment: str, generator: torch.Generator, erasing: float = 0.0) -> torch.Tensor:
+    """One batch of images with random augmentation (``augment`` as in :class:`TrainSettings`), then random
+    erasing with probability ``erasing``."""
+    if x.dim() != 4:
+        return x
+    x = _augment(x, augment, generator)
+    return random_erasing(x, erasing, generator) if erasing > 0 else x
+
+
+def _augment(x: torch.Tensor, augment: str, generator: torch.Generator) -> torch.Tensor:
+    if augment == "none":
         return x
     if augment == "shift":
         return random_shift(x, 2, generator)
@@ -103,7 +189,7 @@ def augment_batch(x: torch.Tensor, augment: str, generator: torch.Generator) -> 
 def loss_function(settings: TrainSettings) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     """Cross-entropy (classification) or the MSE of standardized targets (regression)."""
     if settings.task != "regression":
-        return nn.CrossEntropyLoss()
+        return nn.CrossEntropyLoss(label_smoothing=settings.label_smoothing)
     scale = 1.0 / max(settings.target_std, 1e-12) ** 2
     mse = nn.MSELoss()
 
@@ -138,10 +224,12 @@ def train_model(
     else:
         x_all, y_all = train.x, train.y
     x_all, y_all = x_all.to(device), y_all.to(device)
+    bf16 = settings.precision == "bf16" or (settings.precision == "auto" and device.type == "cuda")
+    layout = torch.channels_last if device.type == "cuda" and x_all.dim() == 4 else torch.contiguous_format
+    model.to(memory_format=layout)
     optimizer = make_optimizer(model, settings)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
-        optimizer, T_max=settings.epochs * math.ceil(len(y_all) / settings.batch_size)
-    )
+    scheduler = make_schedule(optimizer, settings, math.ceil(len(y_all) / settings.batch_size))
+    average = WeightAverage(model, settings.ema) if settings.ema > 0 else None
     loss_fn = loss_function(settings)
     start = time.perf_counter()
     loss_value = float("nan")
@@ -154,11 +242,14 @@ def train_model(
             if len(idx) < 2 and len(order) > 1:
                 continue  # a batch of one breaks BatchNorm
             optimizer.zero_grad(set_to_none=True)
-            x = augment_batch(as_float(x_all[idx]), settings.augment, generator)
-            loss = loss_fn(model(x), y_all[idx])
+            x = augment_batch(as_float(x_all[idx]), settings.augment, generator, settings.erasing)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+                loss = loss_fn(model(x.contiguous(memory_format=layout)).float(), y_all[idx])
             loss.backward()
             optimizer.step()
             scheduler.step()
+            if average is not None:
+                average.update(model)
             total += loss.detach() * len(idx)
             count += len(idx)
             if settings.max_seconds is not None and time.perf_counter() - start > settings.max_seconds:
@@ -167,6 +258,8 @@ def train_model(
         if not math.isfinite(loss_value):
             raise ChildFailure(f"non-finite training loss ({loss_value}) in epoch {epoch + 1}")
         log.debug("epoch %d/%d loss %.4f", epoch + 1, settings.epochs, loss_value)
+        if average is not None and epoch + 1 == settings.epochs:
+            average.apply(model)  # the last epoch is scored (and the model returned) with the averaged weights
         if val is not None:
             measured = scores(model, val, settings.task)
             model.train()

@@ -7,7 +7,7 @@ import hashlib
 import logging
 import math
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -41,8 +41,10 @@ def settings_for(
     dataset: Dataset,
     epochs: int | None = None,
     augment: str | None = None,
+    final: Recipe | None = None,
 ) -> TrainSettings:
-    """Training settings: the config's, overridden by the architecture's training decisions."""
+    """Training settings: the config's, overridden by the architecture's training decisions (and, for a final
+    training, by the export's recipe)."""
     max_seconds = None if training.max_minutes_per_child is None else training.max_minutes_per_child * 60.0
     return TrainSettings(
         epochs=epochs if epochs is not None else training.epochs,
@@ -56,7 +58,22 @@ def settings_for(
         augment=augment if augment is not None else training.augment,
         task=dataset.task,
         target_std=dataset.target_std,
+        erasing=final.erasing if final is not None and final.erasing is not None else training.erasing,
+        label_smoothing=training.label_smoothing,
+        schedule=training.schedule,
+        warmup_epochs=training.warmup_epochs,
+        precision=training.precision,
+        ema=final.ema if final is not None else 0.0,
     )
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """What a final training changes of the search's recipe: random erasing (None: the training config's) and
+    the weight average's decay (0: none)."""
+
+    erasing: float | None = None
+    ema: float = 0.0
 
 
 class Objective:
@@ -117,11 +134,13 @@ class ChildTrainer:
         augment: str | None = None,
         on_epoch: OnEpoch | None = None,
         whole: bool = False,
+        final: Recipe | None = None,
     ) -> tuple[nn.Module, dict[str, float]]:
         """Build and train a child with an isolated, seeded torch RNG; returns the trained model. On
-        train+validation, or with ``whole``, it trains on all of its data, whatever ``training.data_fraction``."""
+        train+validation, or with ``whole``, it trains on all of its data, whatever ``training.data_fraction``;
+        ``final`` is the export's recipe for a final training."""
         data = self._train_and_val() if on_train_and_val else self.dataset.train
-        return self._fit(arch, seed, data, epochs, augment, on_epoch, whole=whole or on_train_and_val)
+        return self._fit(arch, seed, data, epochs, augment, on_epoch, whole=whole or on_train_and_val, final=final)
 
     def validate(
         self,
@@ -191,8 +210,9 @@ class ChildTrainer:
         on_epoch: OnEpoch | None,
         whole: bool = False,
         val: Split | None = None,
+        final: Recipe | None = None,
     ) -> tuple[nn.Module, dict[str, float]]:
-        settings = settings_for(arch, self.training, self.dataset, epochs, augment)
+        settings = settings_for(arch, self.training, self.dataset, epochs, augment, final)
         if whole:
             settings = replace(settings, data_fraction=1.0)
         devices = [torch.device(settings.device)] if settings.device.startswith("cuda") else []

@@ -221,7 +221,8 @@ def build_space(spec: SpaceSpec, input_shape: Shape) -> SearchSpace:
                 needs = _requirement(family, k, role, per_layer)
                 if needs is False:
                     continue  # e.g. an expansion ratio in a space without inverted-residual blocks
-                decisions.append(Decision(layer_name(family, k, role), choices, needs or condition, role=role))
+                own = needs if isinstance(needs, Condition) else condition
+                decisions.append(Decision(layer_name(family, k, role), choices, own, role=role))
     decisions += [Decision(name, choices, role="operation") for name, choices in cell.items()]
     decisions += [Decision(role, choices, role=role) for role, choices in head.items()]
     decisions += [Decision(role, choices, role=role) for role, choices in training.items()]
