@@ -19,26 +19,16 @@ own and the exports (ONNX, ``.pt2``) trace them as they are.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
-
 import torch
 from torch import nn
 
 from rlnas.errors import InvalidArchitecture
-from rlnas.models.ops import ACTIVATIONS
-from rlnas.space.core import Architecture, Choice, Decision
+from rlnas.models.ops import HalvingLimit, activation, image_shape
+from rlnas.space.core import Architecture
 
 BLOCKS = ("plain", "residual", "inverted", "separable")
 DOWNSAMPLE = ("stride", "pool", "none")
 SE_REDUCTION = 4  # squeeze-and-excite: hidden units = channels / 4 (at least 8)
-
-
-def activation(name: str) -> nn.Module:
-    try:
-        return ACTIVATIONS[name]()
-    except KeyError:
-        raise InvalidArchitecture(f"unknown activation {name!r}; allowed: {sorted(ACTIVATIONS)}") from None
 
 
 def conv_bn(
@@ -113,15 +103,9 @@ def block(kind: str, cin: int, cout: int, kernel: int, stride: int, act: str, se
     raise InvalidArchitecture(f"unknown block type {kind!r}; allowed: {list(BLOCKS)}")
 
 
-def _image(input_shape: tuple[int, ...]) -> tuple[int, int, int]:
-    if len(input_shape) != 3:
-        raise InvalidArchitecture(f"the convnet family needs (channels, height, width) inputs, got {input_shape}")
-    return int(input_shape[0]), int(input_shape[1]), int(input_shape[2])
-
-
 def build_convnet(arch: Architecture, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
     """The network of a ``convnet`` architecture (see the module's doc)."""
-    channels, height, width = _image(input_shape)
+    channels, height, width = image_shape(input_shape, "convnet")
     stages = int(arch["num_stages"])
     width_in = int(arch["stage1.width"])
     layers: list[nn.Module] = [conv_bn(channels, width_in, 3, act=str(arch["stage1.activation"]))]
@@ -154,19 +138,7 @@ def build_convnet(arch: Architecture, input_shape: tuple[int, ...], num_classes:
     return nn.Sequential(*layers)
 
 
-@dataclass(frozen=True)
-class DownsampleLimit:
-    """Masks downsampling choices that would shrink the feature map below 2x2 (picklable, for workers)."""
-
-    size: int
-
-    def __call__(self, values: Mapping[str, Choice], decision: Decision, choice: Choice) -> bool:
-        if decision.role != "downsample" or choice == "none":
-            return True
-        halvings = sum(1 for name, v in values.items() if name.endswith(".downsample") and v != "none")
-        return self.size >> halvings >= 2
-
-
-def convnet_constraint(input_shape: tuple[int, ...]) -> DownsampleLimit:
-    _, height, width = _image(input_shape)
-    return DownsampleLimit(min(height, width))
+def convnet_constraint(input_shape: tuple[int, ...]) -> HalvingLimit:
+    """Mask downsampling that would shrink the feature map below 2x2."""
+    _, height, width = image_shape(input_shape, "convnet")
+    return HalvingLimit(min(height, width), "downsample")

@@ -16,8 +16,8 @@ from torch import nn
 
 from rlnas.errors import InvalidArchitecture
 from rlnas.models import blocks, nb201
-from rlnas.models.ops import ACTIVATIONS, OPTIMIZERS, POOLING
-from rlnas.space.core import Architecture, Choice, Constraint, Decision
+from rlnas.models.ops import ACTIVATIONS, OPTIMIZERS, POOLING, HalvingLimit, activation, image_shape
+from rlnas.space.core import Architecture, Choice, Constraint
 
 Shape = tuple[int, ...]
 Builder = Callable[[Architecture, Shape, int], nn.Module]
@@ -85,13 +85,6 @@ class Family:
     requires: Mapping[str, tuple[str, tuple[Choice, ...]]] = field(default_factory=dict)
 
 
-def _act(name: str) -> nn.Module:
-    try:
-        return ACTIVATIONS[name]()
-    except KeyError:
-        raise InvalidArchitecture(f"unknown activation {name!r}; allowed: {sorted(ACTIVATIONS)}") from None
-
-
 def _pool(name: str) -> nn.Module:
     try:
         return POOLING[name]()
@@ -103,21 +96,14 @@ def layer_name(family: Family, k: int, role: str) -> str:
     return f"{family.layer_prefix}{k}.{role}"
 
 
-def _check_image(input_shape: Shape) -> tuple[int, int, int]:
-    if len(input_shape) != 3:
-        raise InvalidArchitecture(f"the cnn family needs (channels, height, width) inputs, got {input_shape}")
-    c, h, w = input_shape
-    return int(c), int(h), int(w)
-
-
 def build_cnn(arch: Architecture, input_shape: Shape, num_classes: int) -> nn.Module:
     """``[Conv2d -> act -> [BatchNorm] -> Pool] x depth -> Flatten -> Linear -> act -> Dropout -> Linear``."""
-    channels, height, width = _check_image(input_shape)
+    channels, height, width = image_shape(input_shape, "cnn")
     layers: list[nn.Module] = []
     for k in range(1, int(arch["num_blocks"]) + 1):
         filters = int(arch[f"block{k}.filters"])
         kernel = int(arch[f"block{k}.kernel_size"])
-        layers += [nn.Conv2d(channels, filters, kernel, padding=kernel // 2), _act(arch[f"block{k}.activation"])]
+        layers += [nn.Conv2d(channels, filters, kernel, padding=kernel // 2), activation(arch[f"block{k}.activation"])]
         if arch[f"block{k}.batch_norm"]:
             layers.append(nn.BatchNorm2d(filters))
         pooling = arch[f"block{k}.pooling"]
@@ -131,30 +117,17 @@ def build_cnn(arch: Architecture, input_shape: Shape, num_classes: int) -> nn.Mo
     layers += [
         nn.Flatten(),
         nn.Linear(channels * height * width, hidden),
-        _act(arch["head_activation"]),
+        activation(arch["head_activation"]),
         nn.Dropout(float(arch["dropout"])),
         nn.Linear(hidden, num_classes),
     ]
     return nn.Sequential(*layers)
 
 
-@dataclass(frozen=True)
-class PoolingLimit:
-    """Masks pooling choices that would shrink the feature map below 2x2 (picklable, for workers)."""
-
-    size: int
-
-    def __call__(self, values: Mapping[str, Choice], decision: Decision, choice: Choice) -> bool:
-        if decision.role != "pooling" or choice == "none":
-            return True
-        pools = sum(1 for name, v in values.items() if name.endswith(".pooling") and v != "none")
-        return self.size >> pools >= 2
-
-
 def cnn_constraint(input_shape: Shape) -> Constraint:
-    """Mask pooling choices that would shrink the feature map below 1x1."""
-    _, height, width = _check_image(input_shape)
-    return PoolingLimit(min(height, width))
+    """Mask pooling choices that would shrink the feature map below 2x2."""
+    _, height, width = image_shape(input_shape, "cnn")
+    return HalvingLimit(min(height, width), "pooling")
 
 
 def build_mlp(arch: Architecture, input_shape: Shape, num_classes: int) -> nn.Module:
@@ -165,7 +138,11 @@ def build_mlp(arch: Architecture, input_shape: Shape, num_classes: int) -> nn.Mo
     layers: list[nn.Module] = [nn.Flatten()]
     for k in range(1, int(arch["num_layers"]) + 1):
         units = int(arch[f"layer{k}.units"])
-        layers += [nn.Linear(features, units), _act(arch[f"layer{k}.activation"]), nn.Dropout(float(arch["dropout"]))]
+        layers += [
+            nn.Linear(features, units),
+            activation(arch[f"layer{k}.activation"]),
+            nn.Dropout(float(arch["dropout"])),
+        ]
         features = units
     layers.append(nn.Linear(features, num_classes))
     return nn.Sequential(*layers)

@@ -1,0 +1,104 @@
+"""Hand-made networks trained with rlnas's recipe, as a final training of the export trains them: on
+train+validation for ``--epochs``, scored once on the test split. The baseline a search must beat.
+
+    python benchmarks/handmade.py --data-dir DIR --dataset fashion_mnist --net two_conv --epochs 10 \
+        [--set training.erasing=0.25 ...] [--ema 0.999] [--augment shift] [--out result.json]
+
+Nets: ``two_conv`` (cnn family: two 3x3 conv blocks of 32 and 64 filters with BN and max pooling, a 128-unit
+hidden layer, dropout 0.25) and ``resnet_small`` (convnet family: three residual stages of 32, 64 and 128
+channels, each starting with a stride-2 block).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from rlnas.config import load_config
+from rlnas.driver import prepare
+from rlnas.evaluation.train import scores
+from rlnas.evaluation.trainer import Recipe
+from rlnas.models.complexity import count_flops, count_params
+
+STAGE = {"blocks": 1, "kernel_size": 3, "se": False, "activation": "relu", "downsample": "stride"}
+NETS = {
+    "two_conv": (
+        [
+            "space.depth=[2]",
+            "space.per_layer.filters=[32,64]",
+            "space.per_layer.kernel_size=[3]",
+            "space.head.hidden_units=[128]",
+            "space.head.dropout=[0.25]",
+        ],
+        {
+            "num_blocks": 2,
+            **{f"block{k}.{r}": v for k in (1, 2) for r, v in (("kernel_size", 3), ("activation", "relu"))},
+            **{f"block{k}.{r}": v for k in (1, 2) for r, v in (("batch_norm", True), ("pooling", "max"))},
+            "block1.filters": 32,
+            "block2.filters": 64,
+            "hidden_units": 128,
+            "head_activation": "relu",
+            "dropout": 0.25,
+        },
+    ),
+    "resnet_small": (
+        ["space=convnet", "space.depth=[3]", "space.per_layer.width=[32,64,128]", "space.head.dropout=[0.0]"],
+        {
+            "num_stages": 3,
+            **{f"stage{k}.{r}": v for k in (1, 2, 3) for r, v in STAGE.items()},
+            **{f"stage{k}.block": "residual" for k in (1, 2, 3)},
+            **{f"stage{k}.width": w for k, w in ((1, 32), (2, 64), (3, 128))},
+            "dropout": 0.0,
+        },
+    ),
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-dir", required=True)
+    parser.add_argument("--dataset", default="fashion_mnist")
+    parser.add_argument("--net", choices=sorted(NETS), default="two_conv")
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--augment", default="shift")
+    parser.add_argument("--ema", type=float, default=0.0)
+    parser.add_argument("--set", action="append", default=[], help="training.* overrides (the recipe)")
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    space, values = NETS[args.net]
+    config = load_config(None, [f"dataset.name={args.dataset}", f"dataset.data_dir={args.data_dir}", *space, *args.set])
+    prepared = prepare(config)
+    arch = prepared.space.make({**{d.name: d.choices[0] for d in prepared.space.decisions}, **values})
+    start = time.perf_counter()
+    model, stats = prepared.trainer.train(
+        arch, args.seed, epochs=args.epochs, on_train_and_val=True, augment=args.augment, final=Recipe(ema=args.ema)
+    )
+    seconds = time.perf_counter() - start
+    shape = prepared.dataset.input_shape
+    result = {
+        "net": args.net,
+        "dataset": args.dataset,
+        "epochs": args.epochs,
+        "seed": args.seed,
+        "augment": args.augment,
+        "ema": args.ema,
+        "recipe": args.set,
+        "params": count_params(model),
+        "mflops": round(count_flops(model, shape) / 1e6, 2),
+        "train_seconds": round(seconds, 1),
+        "threads": torch.get_num_threads(),
+        **{f"test_{k}": v for k, v in scores(model.eval(), prepared.dataset.test, prepared.dataset.task).items()},
+    }
+    text = json.dumps(result, indent=1)
+    print(text)
+    if args.out is not None:
+        args.out.write_text(text)
+
+
+if __name__ == "__main__":
+    main()
