@@ -149,7 +149,8 @@ def test_learning_rate_schedules_with_warm_up() -> None:
     flat = _lrs(TrainSettings(epochs=2, learning_rate=0.1, warmup_epochs=0.5, schedule="constant"), 10)
     assert flat[5:] == [pytest.approx(0.1)] * 15
     cycle = _lrs(TrainSettings(epochs=4, learning_rate=0.1, schedule="onecycle"), 10)
-    assert max(cycle) == pytest.approx(0.1) and int(np.argmax(cycle)) in (11, 12) and cycle[0] < 0.01 and cycle[-1] < 1e-3
+    assert max(cycle) == pytest.approx(0.1) and int(np.argmax(cycle)) in (11, 12)  # the peak at 30 % of the steps
+    assert cycle[0] < 0.01 and cycle[-1] < 1e-3
 
 
 def test_weight_decay_spares_biases_and_normalization() -> None:
