@@ -110,7 +110,8 @@ def main() -> None:
         shoot(f"{hp}/#hparams", args.out / "tensorboard_hparams.png", height=1100)
         shoot(f"{tb}#text", args.out / "tensorboard_best_child.png", height=900)
         shoot(f"{tb}#graphs&run=best_child_graph", args.out / "tensorboard_graph.png", height=900)
-        shoot(f"{od}/dashboard/studies/1", args.out / "optuna_dashboard_history.png", height=2400)  # + intermediate values
+        # the whole study page: history, importances, timeline, intermediate values
+        shoot(f"{od}/dashboard/studies/1", args.out / "optuna_dashboard_history.png", height=2400)
         shoot(f"{od}/dashboard/studies/1/analytics", args.out / "optuna_dashboard_analytics.png", height=1300)
         shoot(f"{od}/dashboard/studies/1/trials", args.out / "optuna_dashboard_trials.png", height=1300)
         shoot((run / "report" / "index.html").resolve().as_uri(), args.out / "report.png", height=2600)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
@@ -243,7 +244,7 @@ def train_model(
                 continue  # a batch of one breaks BatchNorm
             optimizer.zero_grad(set_to_none=True)
             x = augment_batch(as_float(x_all[idx]), settings.augment, generator, settings.erasing)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            with torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext():
                 loss = loss_fn(model(x.contiguous(memory_format=layout)).float(), y_all[idx])
             loss.backward()
             optimizer.step()

@@ -168,8 +168,8 @@ class ChildTrainer:
                     on_epoch(event)
 
             model, stats = self._fit(arch, seed, self.dataset.train, epochs, None, heard, whole, self.dataset.val)
-            final = last[-1].scores if last else scores(model, self.dataset.val, task)
-            return model, {**{f"val_{n}": v for n, v in final.items()}, **stats}
+            measured = last[-1].scores if last else scores(model, self.dataset.val, task)
+            return model, {**{f"val_{n}": v for n, v in measured.items()}, **stats}
         data = self._train_and_val()
         folds = self._folds()
         per_fold: list[dict[str, float]] = []
