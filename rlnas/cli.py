@@ -482,12 +482,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     except FaultError as err:  # not the user's mistake, but nothing a traceback would explain better
         print(f"rlnas {args.command}: error: {err}", file=sys.stderr)
         return 1
-    except BrokenPipeError:  # e.g. `rlnas predict ... | head`: the reader is gone, nothing more to say
+    except BrokenPipeError as err:
+        if not _stdout_closed():  # a pipe of rlnas's own broke, not the terminal's
+            print(
+                f"rlnas {args.command}: error: {err} (a broken pipe inside rlnas); finished work is saved",
+                file=sys.stderr,
+            )
+            return 1
+        # e.g. `rlnas predict ... | head`: the reader is gone, nothing more to say
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except KeyboardInterrupt:
         print(f"rlnas {args.command}: interrupted; finished trials are saved in the run directory", file=sys.stderr)
         return EXIT_INTERRUPTED
+
+
+def _stdout_closed() -> bool:
+    """Whether standard output is a pipe whose reader has gone (poll reports an error on its write end)."""
+    import select
+
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # no file descriptor: not an OS pipe that could break
+        return False
+    if not hasattr(select, "poll"):  # Windows: assume the reader went away, as Python's own advice does
+        return True
+    poller = select.poll()
+    poller.register(fd, select.POLLOUT)
+    return any(events & select.POLLERR for _, events in poller.poll(0))
 
 
 if __name__ == "__main__":

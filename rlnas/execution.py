@@ -345,12 +345,23 @@ class ProcessPool(Executor):
         log.warning("worker process replaced (pid %s -> %s)", old, fresh.process.pid)
 
     def submit(self, job: Job) -> None:
+        """Send ``job`` to a free worker; one that died while idle (the OOM killer) is replaced first."""
         worker = next(w for w in self.workers if w.job is None)
-        if not worker.ready:
-            self._ready(worker)
+        for attempt in (1, 2):
+            if not worker.ready:
+                self._ready(worker)
+            try:
+                worker.conn.send((job.arch, job.fidelity))
+                break
+            except OSError as err:  # BrokenPipeError, ConnectionResetError: the worker is gone
+                if attempt == 2:
+                    raise WorkerError(
+                        f"cannot send a child to a fresh worker process ({err}); finished trials are saved: "
+                        "resume the run, or run with --workers 1 to see the error in the search process"
+                    ) from None
+                self._replace(worker)  # it died while idle
         worker.job = job
         job.started = time.monotonic()
-        worker.conn.send((job.arch, job.fidelity))
 
     def wait(self) -> list[tuple[Job, Evaluation]]:
         busy = [w for w in self.workers if w.job is not None]

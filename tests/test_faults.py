@@ -381,3 +381,16 @@ def test_a_read_only_run_can_be_read_and_writing_it_says_why_not(exported: Path,
         code, err = _cli(capsys, "report", str(run), "--out", str(tmp_path / "report"))
         assert code == 0, err
     assert (tmp_path / "report" / "index.html").is_file()
+
+
+def test_a_broken_pipe_inside_rlnas_is_an_error_not_a_closed_terminal(monkeypatch, capsys) -> None:
+    """Only a reader that went away from standard output ends a command quietly with 0 (``| head``); a
+    BrokenPipeError from rlnas's own pipes (a worker's) is an error with exit 1 and a message."""
+    from rlnas import cli
+
+    def broken(args):  # type: ignore[no-untyped-def]
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(cli, "_config", broken)
+    assert cli.main(["config"]) == 1
+    assert "broken pipe inside rlnas" in capsys.readouterr().err

@@ -16,7 +16,7 @@ from rlnas.driver import Search, prepare
 from rlnas.evaluation import COMPLETE, FAILED, SyntheticEvaluator
 from rlnas.evaluation.base import Evaluation
 from rlnas.evaluation.train import accuracy
-from rlnas.execution import Job, ProcessPool, TrainingEvaluatorFactory
+from rlnas.execution import Job, ProcessPool, TrainingEvaluatorFactory, given
 from rlnas.space.core import Architecture, SearchSpace
 from rlnas.strategies import NEEDS_SUPERNET, STRATEGIES
 from tests.conftest import tiny_config
@@ -212,6 +212,27 @@ def test_dead_hung_or_raising_workers_are_failed_trials_and_replaced(tmp_path: P
     expected = {"kill": "worker process died (exit code -9)", "hang": "hard time limit", "raise": "TypeError"}[how]
     assert all(expected in (t.error or "") and t.reward == -1 for t in failed), [(t.error, t.reward) for t in failed]
     assert all(t.status == COMPLETE for t in trials if t not in failed)
+
+
+def test_a_worker_that_died_between_children_is_replaced_when_the_next_child_is_sent() -> None:
+    """The OOM killer may take an idle worker: sending it the next child must not raise BrokenPipeError (which
+    the command line once took for a closed terminal, ending the search with exit 0 in silence)."""
+    space = prepare(tiny_config()).space
+    pool = ProcessPool(given(SyntheticEvaluator(space)), 1, 1, None, -1.0)
+    try:
+        pool.submit(Job("0", space.sample(np.random.default_rng(0)), 1.0))
+        ((_, first),) = pool.wait()
+        dead = pool.workers[0].process
+        os.kill(dead.pid, signal.SIGKILL)
+        dead.join()
+        for i in (1, 2):  # the first send finds the dead worker; the second goes to its replacement
+            pool.submit(Job(str(i), space.sample(np.random.default_rng(i)), 1.0))
+            ((_, evaluation),) = pool.wait()
+            assert evaluation.status == COMPLETE, evaluation.error
+        assert pool.workers[0].process.pid != dead.pid
+    finally:
+        pool.close()
+    assert first.status == COMPLETE
 
 
 class StartKiller(KillerEvaluator):
