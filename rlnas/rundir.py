@@ -58,6 +58,7 @@ def default_run_dir(config: RunConfig) -> Path:
 
 
 LOCK_FILE = ".lock"
+MARKER_FILE = ".rlnas-run"  # written first into every run directory rlnas creates: only such a folder is taken over
 
 
 class RunLock:
@@ -147,17 +148,30 @@ RESUMABLE = ("budget.", "export.", "logging.", "execution.")
 
 # what a run directory holds before its first trial can be stored
 SETUP_NAMES = frozenset(
-    {LOCK_FILE, ".write-test", "space.json", DATASET_FILE, CONFIG_FILE, STORE_FILE, TENSORBOARD_DIR, HPARAMS_DIR}
+    {
+        LOCK_FILE,
+        MARKER_FILE,
+        ".write-test",
+        "space.json",
+        DATASET_FILE,
+        CONFIG_FILE,
+        STORE_FILE,
+        TENSORBOARD_DIR,
+        HPARAMS_DIR,
+    }
     | {f"{STORE_FILE}-{suffix}" for suffix in ("journal", "wal", "shm")}
     | {OPTUNA_FILE}
 )
 
 
 def never_started(path: Path) -> bool:
-    """A run directory left by a search killed while it was being set up: nothing but rlnas's set-up files
-    (and their temporary files), and a store that is missing or was never given its config (so no trial)."""
+    """A run directory left by a search killed while it was being set up: rlnas's mark, nothing but rlnas's
+    set-up files (and their temporary files), and a store that is missing or was never given its config (so no
+    trial). A folder without the mark is never taken for one, whatever names its files have."""
     names = [p.name for p in path.iterdir()]
-    if not names or not all(n in SETUP_NAMES or (n.startswith(".") and n.endswith(".tmp")) for n in names):
+    if MARKER_FILE not in names:
+        return False
+    if not all(n in SETUP_NAMES or (n.startswith(".") and n.endswith(".tmp")) for n in names):
         return False
     store = path / STORE_FILE
     if not store.is_file():
@@ -187,14 +201,12 @@ def create_run_dir(path: Path) -> RunLock:
         lock = RunLock(path)  # refuses a folder another process is still setting up
         log.warning("%s holds a search stopped during its set-up (no trial): starting afresh in it", path)
         for entry in path.iterdir():
-            if entry.name != LOCK_FILE:
+            if entry.name not in (LOCK_FILE, MARKER_FILE):
                 shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
         return lock
     try:
         path.mkdir(parents=True, exist_ok=True)
-        probe = path / ".write-test"
-        probe.write_text("")
-        probe.unlink()
+        (path / MARKER_FILE).write_text("rlnas run directory\n")  # the mark, and the test that the folder is writable
     except OSError as err:
         raise RunDirError(
             f"cannot write to run directory {path} ({err}); pass a writable folder to {RUN_DIR_FLAG}"

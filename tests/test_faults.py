@@ -341,6 +341,20 @@ def test_a_search_killed_during_its_set_up_can_be_started_again_in_the_same_fold
     with pytest.raises(RunDirError, match="already exists and is not empty"):
         Search(config, tmp_path / "mine")  # a folder with anything else in it is never cleared
     assert (tmp_path / "mine" / "notes.txt").is_file()
+    # only names rlnas also uses, but the user's files: a folder rlnas did not mark is never taken over
+    users = tmp_path / "users"
+    (users / "tensorboard").mkdir(parents=True)
+    (users / "tensorboard" / "events.out.tfevents.1.mine").write_text("the user's events")
+    (users / "config.yaml").write_text("seed: 1\n")
+    (users / "dataset.json").write_text("{}")
+    with pytest.raises(RunDirError, match="already exists and is not empty"):
+        Search(config, users)
+    assert sorted(p.name for p in users.rglob("*")) == [
+        "config.yaml",
+        "dataset.json",
+        "events.out.tfevents.1.mine",
+        "tensorboard",
+    ]
 
 
 @contextlib.contextmanager
