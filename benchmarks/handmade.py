@@ -2,7 +2,10 @@
 train+validation for ``--epochs``, scored once on the test split. The baseline a search must beat.
 
     python benchmarks/handmade.py --data-dir DIR --dataset fashion_mnist --net two_conv --epochs 10 \
-        [--set training.erasing=0.25 ...] [--ema 0.999] [--augment shift] [--out result.json]
+        [--set training.erasing=0.25 ...] [--ema 0.999] [--augment shift] [--out result.json] [--tune]
+
+``--tune``: train on the training split only and report the validation accuracy after every epoch, never
+the test split (for choosing a recipe on held-out data).
 
 Nets: ``two_conv`` (cnn family: two 3x3 conv blocks of 32 and 64 filters with BN and max pooling, a 128-unit
 hidden layer, dropout 0.25) and ``resnet_small`` (convnet family: three residual stages of 32, 64 and 128
@@ -69,14 +72,23 @@ def main() -> None:
     parser.add_argument("--ema", type=float, default=0.0)
     parser.add_argument("--set", action="append", default=[], help="training.* overrides (the recipe)")
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--tune", action="store_true", help="train on train, score validation per epoch")
     args = parser.parse_args()
     space, values = NETS[args.net]
     config = load_config(None, [f"dataset.name={args.dataset}", f"dataset.data_dir={args.data_dir}", *space, *args.set])
     prepared = prepare(config)
     arch = prepared.space.make({**{d.name: d.choices[0] for d in prepared.space.decisions}, **values})
     start = time.perf_counter()
+    curve: list[float] = []
     model, stats = prepared.trainer.train(
-        arch, args.seed, epochs=args.epochs, on_train_and_val=True, augment=args.augment, final=Recipe(ema=args.ema)
+        arch,
+        args.seed,
+        epochs=args.epochs,
+        on_train_and_val=not args.tune,
+        augment=args.augment,
+        final=Recipe(ema=args.ema),
+        on_epoch=lambda event: curve.append(round(event.score or 0.0, 4)),
+        val=prepared.dataset.val if args.tune else None,
     )
     seconds = time.perf_counter() - start
     shape = prepared.dataset.input_shape
@@ -92,8 +104,13 @@ def main() -> None:
         "mflops": round(count_flops(model, shape) / 1e6, 2),
         "train_seconds": round(seconds, 1),
         "threads": torch.get_num_threads(),
-        **{f"test_{k}": v for k, v in scores(model.eval(), prepared.dataset.test, prepared.dataset.task).items()},
     }
+    if args.tune:
+        result["val_curve"] = curve
+    else:
+        result.update(
+            {f"test_{k}": v for k, v in scores(model.eval(), prepared.dataset.test, prepared.dataset.task).items()}
+        )
     text = json.dumps(result, indent=1)
     print(text)
     if args.out is not None:

@@ -111,6 +111,7 @@ class ObjectiveConfig(_Section):
     lambda_: float = Field(0.02, ge=0.0, alias="lambda")
     failure_reward: float = 0.0
     max_params: int | None = Field(None, ge=1)  # hard limit: larger children are INFEASIBLE, never trained
+    max_flops: int | None = Field(None, ge=1)  # hard limit on FLOPs per example (bounds the training time), likewise
 
 
 class BudgetConfig(_Section):
@@ -334,6 +335,11 @@ class RunConfig(_Section):
             raise ValueError(
                 "evaluation=oneshot trains one supernet in the search process; set execution.workers=1 and "
                 "execution.executor=auto"
+            )
+        if self.evaluation == "oneshot" and self.objective.max_flops is not None:
+            raise ValueError(
+                f"objective.max_flops={self.objective.max_flops} is not supported with evaluation=oneshot (the "
+                "supernet bounds its paths by parameters); use objective.max_params or evaluation=train"
             )
         return self
 

@@ -31,7 +31,7 @@ from rlnas.evaluation.base import (
     val_score,
 )
 from rlnas.evaluation.train import EpochEnd
-from rlnas.evaluation.trainer import ChildTrainer, Objective
+from rlnas.evaluation.trainer import ChildTrainer, Objective, check_limits
 from rlnas.execution import EvaluatorFactory, Job, TrainingEvaluatorFactory, given, make_executor
 from rlnas.mirror import OptunaMirror
 from rlnas.rundir import (
@@ -117,6 +117,8 @@ def prepare(config: RunConfig, data: Dataset | None = None, run_dir: Path | None
         from rlnas.oneshot.supernet import oneshot_space
 
         space = oneshot_space(space, config.training.model_dump())
+    else:
+        check_limits(space, dataset, config.objective, config.seed)
     return Prepared(config, dataset, space, ChildTrainer(space, dataset, config.training, config.seed))
 
 

@@ -37,11 +37,13 @@ def test_overrides_are_typed_yaml_values() -> None:
         ("budget.evaluations=many", r"budget\.evaluations"),
         ("epochs", "key.path=value"),
         ("training.epochs.max=3", r"training\.epochs: .*valid integer"),
+        ("objective.max_flops=0", r"objective\.max_flops: .*greater than or equal to 1"),
+        ("evaluation=oneshot objective.max_flops=1000000", r"max_flops=1000000 is not supported with evaluation="),
     ],
 )
 def test_bad_values_fail_at_load_naming_the_key(override: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
-        load_config(None, [override])
+        load_config(None, override.split(" "))
 
 
 def test_malformed_and_missing_files(tmp_path: Path) -> None:

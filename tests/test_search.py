@@ -125,10 +125,13 @@ def test_hyperband_trains_at_lower_fidelity_and_pays_pro_rata(tmp_path: Path) ->
     assert result.evaluations == len(trials)
 
 
-def test_children_over_max_params_are_infeasible_untrained_and_cost_no_budget(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("measure", "limit"), [("params", 3000), ("flops", 60000)])
+def test_children_over_a_hard_limit_are_infeasible_untrained_and_cost_no_budget(
+    tmp_path: Path, measure: str, limit: int
+) -> None:
     from rlnas.evaluation import INFEASIBLE
 
-    config = tiny_config("strategy.name=random", "budget.evaluations=3", "objective.max_params=3000")
+    config = tiny_config("strategy.name=random", "budget.evaluations=3", f"objective.max_{measure}={limit}")
     search = Search(config, tmp_path / "run")
     result = search.run()
     trials = search.store.trials()
@@ -136,7 +139,16 @@ def test_children_over_max_params_are_infeasible_untrained_and_cost_no_budget(tm
     infeasible = [t for t in trials if t.status == INFEASIBLE]
     trained = [t for t in trials if t.status == COMPLETE]
     assert len(trained) == result.evaluations == 3
-    assert infeasible, "the tiny space has children over 3000 parameters; some should have been proposed"
-    assert all(t.metrics["params"] > 3000 and "objective.max_params=3000" in (t.error or "") for t in infeasible)
-    assert all(t.metrics["params"] <= 3000 and "train_seconds" in t.metrics for t in trained)
+    assert infeasible, f"the tiny space has children over {limit} {measure}; some should have been proposed"
+    assert all(t.metrics[measure] > limit and f"objective.max_{measure}={limit}" in (t.error or "") for t in infeasible)
+    assert all(t.metrics[measure] <= limit and "train_seconds" in t.metrics for t in trained)
     assert all("train_seconds" not in t.metrics for t in infeasible)
+
+
+@pytest.mark.parametrize("limit", ["objective.max_params=10", "objective.max_flops=10"])
+def test_a_hard_limit_no_architecture_meets_is_refused_before_the_search(tmp_path: Path, limit: str) -> None:
+    from rlnas.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=rf"{limit} \(the smallest has \d+\).*raise the limit"):
+        Search(tiny_config(limit), tmp_path / "run")
+    assert not (tmp_path / "run").exists()

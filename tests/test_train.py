@@ -210,3 +210,18 @@ def test_weight_average_and_bf16_training() -> None:
     bf16 = prepared.trainer.build(arch)
     stats = train_model(bf16, prepared.dataset.train, TrainSettings(epochs=1, precision="bf16"), seed=0)
     assert 0.0 < stats["train_loss"] < 10.0
+
+
+def test_auto_precision_uses_bf16_for_images_on_a_native_bf16_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``precision: auto`` on the CPU: bf16 only where the CPU computes it natively and the inputs are images
+    of 16x16 or more (tables and 8x8 digits stay fp32)."""
+    from rlnas.evaluation import train
+
+    cpu = torch.device("cpu")
+    for native in (True, False):
+        monkeypatch.setattr(train, "native_bf16", lambda device, native=native: native)
+        assert train.auto_bf16(cpu, (1, 28, 28)) is native
+        assert train.auto_bf16(cpu, (3, 16, 16)) is native
+        assert train.auto_bf16(cpu, (1, 8, 8)) is False
+        assert train.auto_bf16(cpu, (64,)) is False
+    assert train.auto_bf16(torch.device("meta"), (1, 28, 28)) is False

@@ -16,7 +16,7 @@ from torch import nn
 
 from rlnas.config import ObjectiveConfig, TrainingConfig
 from rlnas.data.core import Dataset, Split, fold_indices
-from rlnas.errors import ChildFailure, InvalidArchitecture
+from rlnas.errors import ChildFailure, ConfigError, InvalidArchitecture
 from rlnas.evaluation.base import COMPLETE, FAILED, INFEASIBLE, Evaluation, cache_key, val_score
 from rlnas.evaluation.train import EpochEnd, OnEpoch, TrainSettings, resolve_device, scores, train_model
 from rlnas.models.checkpoint import model_info, network, save_model
@@ -135,12 +135,14 @@ class ChildTrainer:
         on_epoch: OnEpoch | None = None,
         whole: bool = False,
         final: Recipe | None = None,
+        val: Split | None = None,
     ) -> tuple[nn.Module, dict[str, float]]:
         """Build and train a child with an isolated, seeded torch RNG; returns the trained model. On
         train+validation, or with ``whole``, it trains on all of its data, whatever ``training.data_fraction``;
-        ``final`` is the export's recipe for a final training."""
+        ``final`` is the export's recipe for a final training; ``on_epoch`` hears epochs scored on ``val``."""
         data = self._train_and_val() if on_train_and_val else self.dataset.train
-        return self._fit(arch, seed, data, epochs, augment, on_epoch, whole=whole or on_train_and_val, final=final)
+        whole = whole or on_train_and_val
+        return self._fit(arch, seed, data, epochs, augment, on_epoch, whole=whole, val=val, final=final)
 
     def validate(
         self,
@@ -223,6 +225,31 @@ class ChildTrainer:
         return model, stats
 
 
+LIMIT_SAMPLES = 64  # random architectures that must not all break the hard limits
+
+
+def check_limits(space: SearchSpace, dataset: Dataset, objective: ObjectiveConfig, seed: int) -> None:
+    """Refuse hard limits (``objective.max_params`` / ``max_flops``) that none of ``LIMIT_SAMPLES`` random
+    architectures of the space meets: the search would propose nothing it may train."""
+    limits = {m: v for m, v in (("params", objective.max_params), ("flops", objective.max_flops)) if v is not None}
+    if not limits:
+        return
+    rng = np.random.default_rng(seed)
+    smallest = dict.fromkeys(limits, math.inf)
+    for _ in range(LIMIT_SAMPLES):
+        arch = space.sample(rng)
+        counts = {m: meta_count(space, arch, dataset.input_shape, dataset.num_outputs, m) for m in limits}
+        if all(counts[m] <= limit for m, limit in limits.items()):
+            return
+        smallest = {m: min(smallest[m], counts[m]) for m in limits}
+    found = " and ".join(f"objective.max_{m}={v} (the smallest has {smallest[m]:.0f})" for m, v in limits.items())
+    raise ConfigError(
+        f"none of {LIMIT_SAMPLES} random architectures of space {space.name!r} on inputs of shape "
+        f"{dataset.input_shape} meets {found}: the search would find nothing it may train; raise the limit or "
+        "offer smaller choices in the space"
+    )
+
+
 class TrainingEvaluator:
     """Evaluates an architecture by real training; failures become FAILED evaluations.
 
@@ -257,15 +284,20 @@ class TrainingEvaluator:
         fidelity = self.effective_fidelity(fidelity)
         epochs = round(fidelity * self.trainer.training.epochs)
         start = time.perf_counter()
-        limit = self.objective.config.max_params
-        if limit is not None:
-            params = meta_count(self.trainer.space, arch, dataset.input_shape, dataset.num_outputs)
-            if params > limit:
+        for measure, limit in (
+            ("params", self.objective.config.max_params),
+            ("flops", self.objective.config.max_flops),
+        ):
+            if limit is None:
+                continue
+            count = meta_count(self.trainer.space, arch, dataset.input_shape, dataset.num_outputs, measure)
+            if count > limit:
+                name = "parameters" if measure == "params" else "FLOPs"
                 return Evaluation(
                     reward=self.objective.config.failure_reward,
                     status=INFEASIBLE,
-                    metrics={"params": float(params), "seed": float(seed), "duration_s": time.perf_counter() - start},
-                    error=f"{params} parameters > objective.max_params={limit}; not trained",
+                    metrics={measure: float(count), "seed": float(seed), "duration_s": time.perf_counter() - start},
+                    error=f"{count} {name} > objective.max_{measure}={limit}; not trained",
                 )
         curve: list[float] = []  # the validation score after each epoch
 

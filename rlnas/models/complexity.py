@@ -89,6 +89,6 @@ def meta_count(
         model = build_model(arch, space.family, tuple(input_shape), num_classes)
         if measure == "params":
             return count_params(model)
-        with FlopCounterMode(display=False) as counter:
-            model(torch.zeros(1, *input_shape))
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            model.eval()(torch.zeros(1, *input_shape))  # eval: batch norm takes a batch of one on a 1x1 map
         return int(counter.get_total_flops())
