@@ -9,7 +9,9 @@ the test split (for choosing a recipe on held-out data).
 
 Nets: ``two_conv`` (cnn family: two 3x3 conv blocks of 32 and 64 filters with BN and max pooling, a 128-unit
 hidden layer, dropout 0.25) and ``resnet_small`` (convnet family: three residual stages of 32, 64 and 128
-channels, each starting with a stride-2 block).
+channels, each starting with a stride-2 block). ``--stages`` builds any other convnet:
+``--stages residual:64:2:stride,residual:128:2:stride,plain:256:1:pool`` (block:width:blocks:downsample per
+stage, 3x3 kernels, ReLU).
 """
 
 from __future__ import annotations
@@ -61,11 +63,26 @@ NETS = {
 }
 
 
+def convnet(stages: str) -> tuple[list[str], dict[str, object]]:
+    """The ``--stages`` net: ``block:width:blocks:downsample`` per stage, comma-separated."""
+    parts = [stage.split(":") for stage in stages.split(",")]
+    values: dict[str, object] = {"num_stages": len(parts), "dropout": 0.0}
+    for k, (kind, width, blocks, downsample) in enumerate(parts, 1):
+        stage = {**STAGE, "block": kind, "width": int(width), "blocks": int(blocks), "downsample": downsample}
+        values.update({f"stage{k}.{role}": v for role, v in stage.items()})
+    widths = sorted({int(p[1]) for p in parts})
+    blocks = sorted({int(p[2]) for p in parts})
+    space = ["space=convnet", f"space.depth=[{len(parts)}]", f"space.per_layer.width={widths}"]
+    space += [f"space.per_layer.blocks={blocks}", "space.per_layer.block=[plain,residual]"]
+    return [*space, "space.per_layer.downsample=[stride,pool,none]", "space.head.dropout=[0.0]"], values
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", required=True)
     parser.add_argument("--dataset", default="fashion_mnist")
     parser.add_argument("--net", choices=sorted(NETS), default="two_conv")
+    parser.add_argument("--stages", help="a convnet instead of --net: block:width:blocks:downsample,...")
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--augment", default="shift")
@@ -74,7 +91,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path)
     parser.add_argument("--tune", action="store_true", help="train on train, score validation per epoch")
     args = parser.parse_args()
-    space, values = NETS[args.net]
+    space, values = convnet(args.stages) if args.stages else NETS[args.net]
     config = load_config(None, [f"dataset.name={args.dataset}", f"dataset.data_dir={args.data_dir}", *space, *args.set])
     prepared = prepare(config)
     arch = prepared.space.make({**{d.name: d.choices[0] for d in prepared.space.decisions}, **values})
@@ -93,7 +110,7 @@ def main() -> None:
     seconds = time.perf_counter() - start
     shape = prepared.dataset.input_shape
     result = {
-        "net": args.net,
+        "net": args.stages or args.net,
         "dataset": args.dataset,
         "epochs": args.epochs,
         "seed": args.seed,

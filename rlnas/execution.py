@@ -33,6 +33,7 @@ from rlnas.errors import ConfigError, WorkerError
 from rlnas.evaluation.base import FAILED, Evaluation, Evaluator
 from rlnas.evaluation.train import EpochEnd, OnEpoch
 from rlnas.space.core import Architecture
+from rlnas.threads import torch_threads
 
 if TYPE_CHECKING:
     from rlnas.data.core import Dataset
@@ -179,18 +180,11 @@ class InProcess(Executor):
 def thread_policy(threads: Threads | None) -> Iterator[None]:
     """Torch threads for one training in this process: ``threads`` (``auto``: the cores free now; None:
     torch's default), restored afterwards. The search's in-process children and the export's trainings."""
-    import torch
-
-    before = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(child_threads(threads))
-    try:
+    with torch_threads(None if threads is None else child_threads(threads)):
         yield
-    finally:
-        torch.set_num_threads(before)
 
 
-def torch_threads() -> int:
+def _torch_threads() -> int:
     import torch
 
     return torch.get_num_threads()
@@ -585,14 +579,14 @@ def make_executor(run: RunConfig, evaluator: Evaluator, factory: EvaluatorFactor
         from rlnas.evaluation.trainer import TrainingEvaluator
 
         trains = isinstance(evaluator, TrainingEvaluator)  # a table or a fake evaluator has no torch threads
-        if trains and config.threads_per_worker is None and (free := free_cores()) < torch_threads():
+        if trains and config.threads_per_worker is None and (free := free_cores()) < _torch_threads():
             log.warning(
                 "%d of the %d cores are busy with other processes: children train with torch's %d threads, which "
                 "wait on each other on a busy machine (several times slower); execution.threads_per_worker=auto "
                 "gives each child the cores free when it starts",
                 cores() - free,
                 cores(),
-                torch_threads(),
+                _torch_threads(),
             )
         return InProcess(evaluator, config.threads_per_worker)
     share = max(1, cores() // config.workers)

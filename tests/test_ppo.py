@@ -25,32 +25,44 @@ def _is_elite(controller, arch: Architecture) -> bool:
     return arch.key in controller._own or arch.key in controller._through
 
 
-def _learn(space: SearchSpace, seed: int, episodes: int) -> tuple[bool, float, float]:
-    evaluator = SyntheticEvaluator(space, seed=100 + seed)  # reward: fraction of decisions matching
-    # every episode is told its reward, repeats included: the policy itself must concentrate on the best
-    alone = ("strategy.ppo.mask_evaluated=false", "strategy.ppo.screen_samples=1", "strategy.ppo.elite_share=0")
-    controller = _controller(space, seed, *alone)
-    first = []
-    for episode in range(episodes):
-        arch = controller.ask()
-        reward = evaluator.evaluate(arch)
-        controller.tell(arch, reward)
-        if episode < 30:
-            first.append(reward.reward)
-    mode, log10_probability, table = controller.policy_mode()
-    controller.close()
-    assert set(table) <= {d.name for d in space.decisions}
-    return mode == evaluator.target, 10**log10_probability, float(np.mean(first))
+# a target whose decisions' best choices sit at different indices (0, 1, 2, 3)
+TARGET = {
+    "num_layers": 3,
+    "layer1.units": 8,
+    "layer1.activation": "tanh",
+    "layer2.units": 64,
+    "layer2.activation": "elu",
+    "layer3.units": 16,
+    "layer3.activation": "relu",
+    "dropout": 0.2,
+    "learning_rate": 0.01,
+}
 
 
-def test_ppo_learns_the_best_architecture_of_a_synthetic_reward(toy_space: SearchSpace) -> None:
-    """The policy alone (no screening, no elite mutations): after 300 episodes the most probable architecture
-    is the optimum, with probability > 0.9, in most seeds (measured: 6 of seeds 0-7; the others settle one
-    decision away)."""
-    outcomes = [_learn(toy_space, seed, 300) for seed in range(8)]
-    learned = [found and probability > 0.9 for found, probability, _ in outcomes]
-    assert sum(learned) >= 5, outcomes
-    assert all(start < 0.7 for _, _, start in outcomes)  # it did not start out knowing the answer
+def test_the_policy_learns_each_decisions_own_choice(toy_space: SearchSpace) -> None:
+    """The policy alone (no screening, no elite mutations), told the share of decisions equal to a target's:
+    after 100 evaluations its most probable choice is the target's on at least 8 of the 9 decisions along the
+    target's episode, in each of seeds 0-3 (measured: 9, 9, 8, 8). One output head shared by all decisions
+    (SB3's default) learns an index habit instead and fails this (measured: 7, 5, 7, 7)."""
+    target = toy_space.make(TARGET)
+    plain = ("strategy.ppo.screen_samples=1", "strategy.ppo.elite_share=0")
+    for seed in range(4):
+        evaluator = SyntheticEvaluator(toy_space, target=target)
+        controller = _controller(toy_space, seed, *plain)
+        rewards = []
+        for _ in range(100):
+            arch = controller.ask()
+            evaluation = evaluator.evaluate(arch)
+            controller.tell(arch, evaluation)
+            rewards.append(evaluation.reward)
+        table = controller.path_probabilities(target)
+        controller.close()
+        assert set(table) == set(TARGET)
+        learned = [
+            name for name, choices in table.items() if max(choices, key=choices.__getitem__) == str(target[name])
+        ]
+        assert len(learned) >= 8, (seed, table)
+        assert np.mean(rewards[:20]) < 0.7  # it did not start out knowing the answer
 
 
 def _best_so_far(space: SearchSpace, seed: int, evaluations: int, *overrides: str) -> np.ndarray:
@@ -68,13 +80,13 @@ def _best_so_far(space: SearchSpace, seed: int, evaluations: int, *overrides: st
 
 def test_screening_finds_good_architectures_with_fewer_evaluations(toy_space: SearchSpace) -> None:
     """Screening (the default: 16 policy samples per evaluation, the surrogate picks one) against the policy
-    alone, elite mutations off in both, seeds 0-7, best reward so far after 30 and 60 evaluations (measured:
-    0.91 and 0.95 screened, 0.77 and 0.81 without)."""
+    alone, elite mutations off in both, seeds 0-7, best reward so far after 30 evaluations (measured: 0.92
+    screened, 0.72 without; by 60 the policy alone catches up: 0.99 and 0.94)."""
     no_elite = "strategy.ppo.elite_share=0"
-    screened = np.mean([_best_so_far(toy_space, seed, 60, no_elite)[[29, 59]] for seed in range(8)], axis=0)
+    screened = np.mean([_best_so_far(toy_space, seed, 30, no_elite)[-1] for seed in range(8)])
     off = ("strategy.ppo.screen_samples=1", no_elite)
-    alone = np.mean([_best_so_far(toy_space, seed, 60, *off)[[29, 59]] for seed in range(8)], axis=0)
-    assert (screened > alone + 0.05).all(), (screened, alone)
+    alone = np.mean([_best_so_far(toy_space, seed, 30, *off)[-1] for seed in range(8)])
+    assert screened > alone + 0.1, (screened, alone)
 
 
 def test_ppo_is_reproducible_for_a_seed(toy_space: SearchSpace) -> None:
@@ -233,7 +245,9 @@ def test_elite_picks_train_the_policy_with_elite_to_policy(toy_space: SearchSpac
         episodes = controller.episodes
         controller.close()
         assert len({arch.key for arch, _ in told}) == 48
-        assert 20 <= elite <= 24  # the share, as beside the policy (test above)
+        # the share, as beside the policy (test above); without screening the policy itself soon proposes most
+        # one-decision mutations of the best, and a pick needs an unseen one (measured: 24 screened, 17 not)
+        assert (20 if screen == "16" else 12) <= elite <= 24
         assert in_buffer >= elite - 6 and episodes == 48
     waits, beside, episodes = _two_workers(toy_space, "strategy.ppo.elite_to_policy=true")
     assert waits == 0 and beside > 0 and episodes == 48 - beside

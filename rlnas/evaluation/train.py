@@ -246,7 +246,9 @@ def train_model(
         x_all, y_all = train.x, train.y
     x_all, y_all = x_all.to(device), y_all.to(device)
     bf16 = settings.precision == "bf16" or (settings.precision == "auto" and auto_bf16(device, x_all.shape[1:]))
-    layout = torch.channels_last if device.type == "cuda" and x_all.dim() == 4 else torch.contiguous_format
+    # channels-last convolutions: faster on CUDA, and about 2x faster under bf16 autocast on a CPU (slower in fp32)
+    channels_last = x_all.dim() == 4 and (device.type == "cuda" or bf16)
+    layout = torch.channels_last if channels_last else torch.contiguous_format
     model.to(memory_format=layout)
     optimizer = make_optimizer(model, settings)
     scheduler = make_schedule(optimizer, settings, math.ceil(len(y_all) / settings.batch_size))
@@ -289,6 +291,7 @@ def train_model(
             event = EpochEnd(epoch + 1, settings.epochs, loss_value)
         if on_epoch is not None:
             on_epoch(event)
+    model.to(memory_format=torch.contiguous_format)
     return {"train_loss": loss_value, "train_seconds": time.perf_counter() - start}
 
 

@@ -12,6 +12,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from rlnas.models.families import build_model
 from rlnas.space.core import Architecture, SearchSpace
+from rlnas.threads import torch_threads
 
 
 def count_params(model: nn.Module) -> int:
@@ -33,19 +34,14 @@ def cpu_latency_ms(model: nn.Module, input_shape: Sequence[int], repeats: int = 
     """Median CPU wall time of a batch-1 forward pass, in milliseconds (one thread)."""
     model = model.to("cpu").eval()
     x = torch.zeros(1, *input_shape)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with torch.inference_mode():
-            for _ in range(3):
-                model(x)
-            times = []
-            for _ in range(repeats):
-                start = time.perf_counter()
-                model(x)
-                times.append(time.perf_counter() - start)
-    finally:
-        torch.set_num_threads(threads)
+    with torch_threads(1), torch.inference_mode():
+        for _ in range(3):
+            model(x)
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            model(x)
+            times.append(time.perf_counter() - start)
     return float(np.median(times) * 1000.0)
 
 

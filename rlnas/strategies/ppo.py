@@ -17,17 +17,16 @@ result as soon as it is told, so with several workers their picks depend on the 
 
 from __future__ import annotations
 
-import bisect
 import logging
 import math
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import torch
 from rlnas_envs.architecture_search import ArchitectureSearchEnv
 from sb3_contrib import MaskablePPO
-from sb3_contrib.common.maskable.policies import MaskableActorCriticPolicy
 from sb3_contrib.common.maskable.utils import get_action_masks
 from stable_baselines3.common.logger import KVWriter, Logger
 from stable_baselines3.common.utils import obs_as_tensor
@@ -36,31 +35,14 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 from rlnas import atomic
 from rlnas.errors import ConfigError
 from rlnas.evaluation.base import Evaluation
-from rlnas.space.core import Architecture, EvaluatedPrefixes
+from rlnas.space.core import Architecture, Decision, EvaluatedPrefixes
 from rlnas.store import TrialRecord
 from rlnas.strategies.base import Strategy, StrategyContext, WaitForResults
+from rlnas.strategies.policy import DecisionPolicy, RewardShaper
 from rlnas.strategies.surrogate import EnsembleSurrogate, quantiles
+from rlnas.threads import torch_threads
 
 log = logging.getLogger(__name__)
-
-
-class _ScreenedPolicy(MaskableActorCriticPolicy):
-    """MaskablePPO's policy, except that a ``planner`` may choose the action of a step (the next action of
-    an architecture picked by screening). The rollout then stores that action with its log-probability
-    and value under the current policy, exactly as if the policy had sampled it."""
-
-    planner: Any = None
-
-    def forward(
-        self, obs: torch.Tensor, deterministic: bool = False, action_masks: np.ndarray | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        action = None if self.planner is None or deterministic else self.planner(action_masks)
-        if action is None:
-            return super().forward(obs, deterministic, action_masks)
-        actions = torch.as_tensor([action], device=obs.device)
-        masks = None if action_masks is None else torch.as_tensor(action_masks, device=obs.device)
-        values, log_prob, _ = self.evaluate_actions(obs, actions, masks)
-        return actions, values, log_prob
 
 
 class _NoEvaluation:
@@ -79,35 +61,6 @@ class _Pending(_NoEvaluation):
         if self.exclude is not None:
             self.exclude.add(arch)
         return Evaluation(reward=0.0)
-
-
-class RewardShaper:
-    """Maps raw rewards to what PPO learns from, using the rewards of the unique evaluations so far.
-
-    ``rank``: the reward's quantile q among them, as ``2 q**exponent - 1`` in [-1, 1] (robust to outliers
-    such as diverged children and to the scale of the objective; an exponent > 1 stresses the very best);
-    ``standardize``: (r - mean) / std; ``none``: raw.
-    """
-
-    def __init__(self, mode: str, exponent: float = 1.0) -> None:
-        self.mode = mode
-        self.exponent = exponent
-        self.seen: list[float] = []
-
-    def add(self, reward: float) -> None:
-        bisect.insort(self.seen, reward)
-
-    def __call__(self, reward: float) -> float:
-        if self.mode == "none" or not self.seen:
-            return reward
-        if self.mode == "rank":
-            below = bisect.bisect_left(self.seen, reward)
-            ties = bisect.bisect_right(self.seen, reward) - below
-            quantile = (below + 0.5 * ties) / len(self.seen)
-            return 2.0 * quantile**self.exponent - 1.0
-        values = np.asarray(self.seen)
-        std = float(values.std())
-        return (reward - float(values.mean())) / std if std > 1e-8 else reward - float(values.mean())
 
 
 class _PerTrialWriter(KVWriter):
@@ -158,7 +111,7 @@ class PPOStrategy(Strategy):
         self.episode_steps = sum(1 for d in self.space.decisions if len(d.choices) > 1) or 1
         n_steps = cfg.episodes_per_update * self.episode_steps
         self.model = MaskablePPO(
-            _ScreenedPolicy,
+            DecisionPolicy,
             DummyVecEnv([lambda: self.env]),  # no Monitor: episode rewards arrive after the episode
             learning_rate=cfg.learning_rate,
             n_steps=n_steps,
@@ -170,7 +123,7 @@ class PPOStrategy(Strategy):
             ent_coef=cfg.ent_coef,
             vf_coef=cfg.vf_coef,
             max_grad_norm=cfg.max_grad_norm,
-            policy_kwargs={"net_arch": list(cfg.net_arch)},
+            policy_kwargs={"net_arch": list(cfg.net_arch), "positions": len(self.space) + 1},
             seed=ctx.seed,
             device="cpu",
             verbose=0,
@@ -194,7 +147,7 @@ class PPOStrategy(Strategy):
         self._best_at = 0  # how many results were told when the best was
         if cfg.screen_samples > 1 or (cfg.elite_share > 0 and cfg.elite_to_policy):
             policy = self.model.policy
-            assert isinstance(policy, _ScreenedPolicy)
+            assert isinstance(policy, DecisionPolicy)
             policy.planner = self._next_action
         self.checkpoint = None if ctx.run_dir is None else ctx.run_dir / "controller" / "ppo.zip"
         self.restored = False
@@ -306,6 +259,10 @@ class PPOStrategy(Strategy):
 
     # -- strategy interface ------------------------------------------------------------------------
     def ask(self) -> Architecture:
+        with torch_threads(1):  # the policy's tensors are tiny
+            return self._ask()
+
+    def _ask(self) -> Architecture:
         arch = self._elite_ask(self.cfg.elite_to_policy) if self._elite_due() else None
         if arch is None:
             try:
@@ -378,19 +335,31 @@ class PPOStrategy(Strategy):
             return dist.distribution.probs.cpu().numpy()  # type: ignore[union-attr,no-any-return]
 
     def _policy_mode(self) -> tuple[Architecture, float, dict[str, dict[str, float]]]:
+        return self._walk(lambda decision, probs, mask: int(np.argmax(np.where(mask, probs, -1.0))))
+
+    def path_probabilities(self, arch: Architecture) -> dict[str, dict[str, float]]:
+        """The policy's choice probabilities at each decision ``arch`` takes, after its earlier choices."""
+        return self._walk(lambda decision, probs, mask: decision.choices.index(arch[decision.name]))[2]
+
+    def _walk(
+        self, pick: Callable[[Decision, np.ndarray, np.ndarray], int]
+    ) -> tuple[Architecture, float, dict[str, dict[str, float]]]:
+        """One episode through the env, each action chosen by ``pick(decision, probabilities, mask)``: its
+        architecture, the log10 of its probability under the policy and the choice probabilities on the way."""
         env = ArchitectureSearchEnv(self.space, evaluator=_NoEvaluation())
         obs, _ = env.reset()
         log10_p = 0.0
         table: dict[str, dict[str, float]] = {}
         info: dict[str, Any] = {}
-        while env.position is not None:
-            decision = self.space.decisions[env.position]
-            mask = env.action_masks()
-            probs = self._distribution(obs[None], mask[None])[0]
-            table[decision.name] = {str(decision.choices[i]): float(probs[i]) for i in np.flatnonzero(mask)}
-            action = int(np.argmax(np.where(mask, probs, -1.0)))
-            log10_p += float(np.log10(max(probs[action], 1e-300)))
-            obs, _, _, _, info = env.step(action)
+        with torch_threads(1):
+            while env.position is not None:
+                decision = self.space.decisions[env.position]
+                mask = env.action_masks()
+                probs = self._distribution(obs[None], mask[None])[0]
+                table[decision.name] = {str(decision.choices[i]): float(probs[i]) for i in np.flatnonzero(mask)}
+                action = pick(decision, probs, mask)
+                log10_p += float(np.log10(max(probs[action], 1e-300)))
+                obs, _, _, _, info = env.step(action)
         return info["architecture"], log10_p, table
 
     def _sample_episodes(

@@ -10,6 +10,7 @@ from torch import nn
 from rlnas.evaluation.base import Evaluation
 from rlnas.space.core import Architecture
 from rlnas.strategies.base import RandomSearch, StrategyContext
+from rlnas.threads import torch_threads
 
 
 class PredictorSearch(RandomSearch):
@@ -27,25 +28,20 @@ class PredictorSearch(RandomSearch):
         x = torch.as_tensor(np.stack([self.space.encode(a) for a, _ in self.history]))
         y = torch.as_tensor([r for _, r in self.history], dtype=torch.float32)
         y = (y - y.mean()) / (y.std() + 1e-8)
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)  # a tiny MLP: more threads only add synchronization
-        try:
-            with torch.random.fork_rng():
-                torch.manual_seed(self.seed + len(self.history))
-                layers: list[nn.Module] = []
-                width = x.shape[1]
-                for hidden in self.cfg.hidden:
-                    layers += [nn.Linear(width, hidden), nn.ReLU()]
-                    width = hidden
-                model = nn.Sequential(*layers, nn.Linear(width, 1))
-                optimizer = torch.optim.Adam(model.parameters(), lr=1e-2, weight_decay=1e-4)
-                for _ in range(self.cfg.train_steps):
-                    optimizer.zero_grad()
-                    loss = nn.functional.mse_loss(model(x).squeeze(1), y)
-                    loss.backward()
-                    optimizer.step()
-        finally:
-            torch.set_num_threads(threads)
+        with torch_threads(1), torch.random.fork_rng():
+            torch.manual_seed(self.seed + len(self.history))
+            layers: list[nn.Module] = []
+            width = x.shape[1]
+            for hidden in self.cfg.hidden:
+                layers += [nn.Linear(width, hidden), nn.ReLU()]
+                width = hidden
+            model = nn.Sequential(*layers, nn.Linear(width, 1))
+            optimizer = torch.optim.Adam(model.parameters(), lr=1e-2, weight_decay=1e-4)
+            for _ in range(self.cfg.train_steps):
+                optimizer.zero_grad()
+                loss = nn.functional.mse_loss(model(x).squeeze(1), y)
+                loss.backward()
+                optimizer.step()
         return model.eval()
 
     def _candidates(self) -> list[Architecture]:

@@ -13,6 +13,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from rlnas.threads import torch_threads
+
 
 def quantiles(values: np.ndarray) -> np.ndarray:
     """Each value's mid-rank quantile in (0, 1) (ties share their mean rank): targets that a few outliers,
@@ -81,17 +83,12 @@ class EnsembleSurrogate:
         params = [t for layer in layers for t in layer]
         optimizer = torch.optim.Adam(params, lr=self.learning_rate, weight_decay=self.weight_decay)
         batch = xs.expand(m, -1, -1)
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)  # tiny tensors: more threads only add synchronization
-        try:
-            with torch.enable_grad():  # callers may run under no_grad (SB3 collects rollouts so)
-                for _ in range(self.train_steps):
-                    optimizer.zero_grad(set_to_none=True)
-                    loss = (weights * (self._forward(batch, layers) - ys) ** 2).sum() / weights.sum()
-                    loss.backward()
-                    optimizer.step()
-        finally:
-            torch.set_num_threads(threads)
+        with torch_threads(1), torch.enable_grad():  # callers may run under no_grad (SB3 collects rollouts so)
+            for _ in range(self.train_steps):
+                optimizer.zero_grad(set_to_none=True)
+                loss = (weights * (self._forward(batch, layers) - ys) ** 2).sum() / weights.sum()
+                loss.backward()
+                optimizer.step()
         self._layers = [(w.detach(), b.detach()) for w, b in layers]
 
     def predict(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

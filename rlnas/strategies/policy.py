@@ -1,0 +1,105 @@
+"""The PPO controller's policy network and reward shaping (see :mod:`rlnas.strategies.ppo`).
+
+The policy is sb3-contrib's ``MaskableActorCriticPolicy`` over the architecture-search env's observations
+(the one-hot choices so far and the position of the decision at hand), with one output head per decision: a
+decision's choice distribution is its own, conditioned on the choices before it through the shared trunk.
+With a single shared head (SB3's default), every decision's logits share one bias and the policy learns an
+action-index habit before it learns choices (docs/benchmarks.md, "Does the policy learn choices?").
+"""
+
+from __future__ import annotations
+
+import bisect
+from typing import Any
+
+import numpy as np
+import torch
+from sb3_contrib.common.maskable.policies import MaskableActorCriticPolicy
+from stable_baselines3.common.torch_layers import MlpExtractor
+from torch import nn
+
+
+class DecisionExtractor(MlpExtractor):
+    """SB3's MLP trunk, except that the actor's latent is the outer product of the trunk's features (and a
+    constant 1) with the one-hot position of the decision at hand (the observation's last ``positions``
+    entries). The action net, one linear layer over that latent, then holds a weight matrix and a bias per
+    decision: every decision has its own output head over the shared trunk, which sees the choices so far."""
+
+    def __init__(
+        self,
+        feature_dim: int,
+        net_arch: list[int] | dict[str, list[int]],
+        activation_fn: type[nn.Module],
+        positions: int,
+    ) -> None:
+        super().__init__(feature_dim, net_arch, activation_fn, device="cpu")
+        self.positions = positions
+        self.latent_dim_pi = (self.latent_dim_pi + 1) * positions
+
+    def forward_actor(self, features: torch.Tensor) -> torch.Tensor:
+        hidden = self.policy_net(features)
+        hidden = torch.cat([hidden, torch.ones_like(hidden[:, :1])], dim=1)
+        position = features[:, -self.positions :]
+        return (position.unsqueeze(2) * hidden.unsqueeze(1)).flatten(1)
+
+    def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.forward_actor(features), self.forward_critic(features)
+
+
+class DecisionPolicy(MaskableActorCriticPolicy):
+    """MaskablePPO's policy with per-decision output heads (:class:`DecisionExtractor`), except that a
+    ``planner`` may choose the action of a step (the next action of an architecture picked by screening). The
+    rollout then stores that action with its log-probability and value under the current policy, exactly as
+    if the policy had sampled it."""
+
+    planner: Any = None
+
+    def __init__(self, *args: Any, positions: int, **kwargs: Any) -> None:
+        self.positions = positions  # set before the parent's __init__ builds the networks
+        super().__init__(*args, **kwargs)
+
+    def _build_mlp_extractor(self) -> None:
+        self.mlp_extractor = DecisionExtractor(self.features_dim, self.net_arch, self.activation_fn, self.positions)
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        return {**super()._get_constructor_parameters(), "positions": self.positions}
+
+    def forward(
+        self, obs: torch.Tensor, deterministic: bool = False, action_masks: np.ndarray | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        action = None if self.planner is None or deterministic else self.planner(action_masks)
+        if action is None:
+            return super().forward(obs, deterministic, action_masks)
+        actions = torch.as_tensor([action], device=obs.device)
+        masks = None if action_masks is None else torch.as_tensor(action_masks, device=obs.device)
+        values, log_prob, _ = self.evaluate_actions(obs, actions, masks)
+        return actions, values, log_prob
+
+
+class RewardShaper:
+    """Maps raw rewards to what PPO learns from, using the rewards of the unique evaluations so far.
+
+    ``rank``: the reward's quantile q among them, as ``2 q**exponent - 1`` in [-1, 1] (robust to outliers
+    such as diverged children and to the scale of the objective; an exponent > 1 stresses the very best);
+    ``standardize``: (r - mean) / std; ``none``: raw.
+    """
+
+    def __init__(self, mode: str, exponent: float = 1.0) -> None:
+        self.mode = mode
+        self.exponent = exponent
+        self.seen: list[float] = []
+
+    def add(self, reward: float) -> None:
+        bisect.insort(self.seen, reward)
+
+    def __call__(self, reward: float) -> float:
+        if self.mode == "none" or not self.seen:
+            return reward
+        if self.mode == "rank":
+            below = bisect.bisect_left(self.seen, reward)
+            ties = bisect.bisect_right(self.seen, reward) - below
+            quantile = (below + 0.5 * ties) / len(self.seen)
+            return 2.0 * quantile**self.exponent - 1.0
+        values = np.asarray(self.seen)
+        std = float(values.std())
+        return (reward - float(values.mean())) / std if std > 1e-8 else reward - float(values.mean())
