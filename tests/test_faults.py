@@ -273,7 +273,7 @@ def test_threads_per_worker_auto_leaves_the_cores_other_processes_use_to_them(
     assert seen == [3]
     assert tiny_config("execution.threads_per_worker=auto").execution.threads_per_worker == "auto"
     monkeypatch.setattr(execution, "free_cores", lambda: 1)
-    monkeypatch.setattr(execution, "torch_threads", lambda: 8)
+    monkeypatch.setattr(execution, "_torch_threads", lambda: 8)
     with caplog.at_level("WARNING", logger="rlnas.execution"):
         execution.make_executor(tiny_config(), SyntheticEvaluator(prepare(tiny_config()).space), None)  # type: ignore[arg-type]
         assert not caplog.text  # no torch threads in an evaluator that does not train
