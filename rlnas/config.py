@@ -138,6 +138,11 @@ class PPOConfig(_Section):
     vf_coef: float = Field(0.5, ge=0.0)
     max_grad_norm: float = Field(0.5, gt=0.0)
     net_arch: list[int] = Field(default_factory=lambda: [64])
+    # One output head per decision (true) or SB3's single head shared by every decision (false). The heads
+    # learn each decision's choice on the synthetic probe, but the screening and elite settings below were
+    # tuned with the shared head, and with the heads they lose 0.05-0.09 on NAS-Bench-201 from 50 evaluations
+    # on (docs/benchmarks.md, "Does the policy learn choices?"): off until they are re-tuned together.
+    decision_heads: bool = False
     reward_normalization: Literal["rank", "standardize", "none"] = "rank"
     rank_exponent: float = Field(3.0, gt=0.0)
     mask_evaluated: bool = True  # mask choices whose every completion was already evaluated

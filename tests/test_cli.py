@@ -358,28 +358,42 @@ def test_report_has_a_summary_top_trials_optuna_plots_and_typed_tables(run: Path
     assert bad.returncode == 2 and "is a file" in bad.stderr
 
 
-def test_terminal_output_help_and_trials_table(run: Path, tmp_path: Path) -> None:
+def _in_process(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
+    """``rlnas ARGS`` run in this process (what the console script runs, without its start-up): exit code
+    and stdout."""
+    from rlnas.cli import main
+
+    try:
+        code = main(list(args))
+    except SystemExit as exit:  # argparse: --help and usage errors
+        code = int(exit.code or 0)
+    return code, capsys.readouterr().out
+
+
+def test_terminal_output_help_and_trials_table(
+    run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     from rlnas.strategies import STRATEGIES
 
-    help_text = rlnas("search", "--help", cwd=tmp_path).stdout
+    help_text = _in_process(capsys, "search", "--help")[1]
     assert all(name in help_text for name in STRATEGIES)
-    assert "(default: ppo,random,evolution)" in rlnas("benchmark", "--help", cwd=tmp_path).stdout
+    assert "(default: ppo,random,evolution)" in _in_process(capsys, "benchmark", "--help")[1]
     from rlnas.formatting import architecture_line
     from rlnas.rundir import open_run
 
     with open_run(run, read_only=True)[1] as store:
         archs = [architecture_line(r.architecture) for r in store]
     for columns in (80, 100):  # the architecture wraps, every decision labelled, nothing cut
-        env = {**os.environ, "COLUMNS": str(columns), "PYTHONWARNINGS": "ignore"}
-        narrow = subprocess.run([*command(), "trials", str(run)], capture_output=True, text=True, env=env, check=True)
-        lines = narrow.stdout.splitlines()
-        assert len(lines) > 6 and max(len(line) for line in lines) <= columns and "…" not in narrow.stdout
-        flowing = " ".join(narrow.stdout.split())
+        monkeypatch.setenv("COLUMNS", str(columns))
+        code, narrow = _in_process(capsys, "trials", str(run))
+        lines = narrow.splitlines()
+        assert code == 0 and len(lines) > 6 and max(len(line) for line in lines) <= columns and "…" not in narrow
+        flowing = " ".join(narrow.split())
         assert all(" ".join(arch.split()) in flowing for arch in archs) and "block1: filters=" in flowing
-    chosen = rlnas("trials", str(run), "--columns", "number,reward,params", "-q", cwd=tmp_path).stdout.splitlines()
+    chosen = _in_process(capsys, "trials", str(run), "--columns", "number,reward,params", "-q")[1].splitlines()
     assert chosen[0].split() == ["number", "reward", "params"] and len(chosen) == 6
-    assert rlnas("trials", str(run), "--columns", "nope", cwd=tmp_path).returncode == 2
-    assert rlnas("trials", str(run), "--top", "-1", cwd=tmp_path).returncode == 2
+    assert _in_process(capsys, "trials", str(run), "--columns", "nope")[0] == 2
+    assert _in_process(capsys, "trials", str(run), "--top", "-1")[0] == 2
     piped = subprocess.run(
         " ".join([*command(), "trials", str(run), "--json", "|", "head", "-1"]),
         shell=True,

@@ -63,6 +63,8 @@ def test_resume_after_sigkill_keeps_every_trial_and_honours_the_budget(tmp_path:
 
     study = load_study(run)  # the Optuna mirror catches up with the store on resume
     assert study is not None and [t.number for t in study.trials] == list(range(10))
+    if workers == "2":
+        return  # extending the budget is the same with one worker
     seconds = json.loads((run / "run.json").read_text())["search_seconds"]
 
     again = rlnas("resume", str(run), "--no-export", "--budget", "12", cwd=tmp_path)  # extend the budget

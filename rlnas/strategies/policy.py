@@ -47,7 +47,8 @@ class DecisionExtractor(MlpExtractor):
 
 
 class DecisionPolicy(MaskableActorCriticPolicy):
-    """MaskablePPO's policy with per-decision output heads (:class:`DecisionExtractor`), except that a
+    """MaskablePPO's policy with per-decision output heads (:class:`DecisionExtractor`; ``positions=0``: SB3's
+    single head shared by every decision), except that a
     ``planner`` may choose the action of a step (the next action of an architecture picked by screening). The
     rollout then stores that action with its log-probability and value under the current policy, exactly as
     if the policy had sampled it."""
@@ -59,6 +60,8 @@ class DecisionPolicy(MaskableActorCriticPolicy):
         super().__init__(*args, **kwargs)
 
     def _build_mlp_extractor(self) -> None:
+        if not self.positions:
+            return super()._build_mlp_extractor()
         self.mlp_extractor = DecisionExtractor(self.features_dim, self.net_arch, self.activation_fn, self.positions)
 
     def _get_constructor_parameters(self) -> dict[str, Any]:

@@ -123,7 +123,7 @@ class PPOStrategy(Strategy):
             ent_coef=cfg.ent_coef,
             vf_coef=cfg.vf_coef,
             max_grad_norm=cfg.max_grad_norm,
-            policy_kwargs={"net_arch": list(cfg.net_arch), "positions": len(self.space) + 1},
+            policy_kwargs={"net_arch": list(cfg.net_arch), "positions": (len(self.space) + 1) * cfg.decision_heads},
             seed=ctx.seed,
             device="cpu",
             verbose=0,
