@@ -50,17 +50,19 @@ def _found_optimum(strategy: str, seed: int, budget: int) -> bool:
 
 @pytest.mark.parametrize("strategy", sorted(set(STRATEGIES) - NEEDS_SUPERNET))
 def test_strategy_finds_the_optimum_far_more_often_than_chance(strategy: str) -> None:
-    budget, seeds = 120, 10
+    budget, seeds = 120, 5
     assert budget / _space().cardinality() < 0.03  # the chance that one random-search run finds it
     hits = 0
     for seed in range(seeds):
         hits += _found_optimum(strategy, seed, budget)
-        if hits >= 4 and strategy not in BLIND:
+        if hits >= 3 and strategy not in BLIND:
             break  # the verdict is in: the remaining seeds cannot change it
+    # P(>= 3 hits | p = 2.9%, n = 5) < 3e-4; measured on seeds 0-5: every strategy that learns hits in at
+    # least 5 of 6 (genetic and pareto miss one), random and hyperband in none
     if strategy in BLIND:
-        assert hits <= 3  # P(> 3 hits | p = 2.9%, n = 10) < 3e-4
+        assert hits <= 2
     else:
-        assert hits >= 4, f"{strategy}: {hits}/{seeds}"  # P(>= 4 hits | p = 2.9%, n = 10) < 2e-4
+        assert hits >= 3, f"{strategy}: {hits}/{seeds}"
 
 
 @pytest.mark.parametrize("strategy", sorted(set(STRATEGIES) - NEEDS_SUPERNET))
