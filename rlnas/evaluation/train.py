@@ -246,7 +246,7 @@ def train_model(
         x_all, y_all = train.x, train.y
     x_all, y_all = x_all.to(device), y_all.to(device)
     bf16 = settings.precision == "bf16" or (settings.precision == "auto" and auto_bf16(device, x_all.shape[1:]))
-    # channels-last convolutions: faster on CUDA, and about 2x faster under bf16 autocast on a CPU (slower in fp32)
+    # channels-last convolutions: faster on CUDA and under CPU bf16 autocast (1.3-1.5x, benchmarks/conv_layout.py)
     channels_last = x_all.dim() == 4 and (device.type == "cuda" or bf16)
     layout = torch.channels_last if channels_last else torch.contiguous_format
     model.to(memory_format=layout)
