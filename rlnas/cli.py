@@ -132,11 +132,23 @@ def _evaluate(args: argparse.Namespace) -> int:
         settings["name"] = args.dataset
     if args.data_dir:
         settings["path" if settings["name"] in USER_DATASETS else "data_dir"] = args.data_dir
-    dataset = load_dataset(dataset_config(**settings))
+    config = dataset_config(**settings)
+    if config.name == "csv" and info.get("preprocessing"):
+        from rlnas.data.table import load_csv
+
+        dataset = load_csv(config, fitted=info)  # the stored encoding: columns by name, classes by name
+    else:
+        dataset = load_dataset(config)
     if list(dataset.input_shape) != list(info["input_shape"]):
         raise UserError(
             f"the model takes inputs of shape {info['input_shape']} but dataset {dataset.name!r} has "
             f"{list(dataset.input_shape)}; evaluate on the dataset the model was searched on"
+        )
+    trained = info.get("class_names")
+    if dataset.task == "classification" and trained and list(dataset.class_names) != list(trained):
+        raise UserError(
+            f"the model's classes are {list(trained)} but dataset {dataset.name!r} has {list(dataset.class_names)}; "
+            "evaluate on data with the same class names (folder names, labels) the model was trained on"
         )
     result = scores(load_model(args.export), dataset.split(args.split), dataset.task)
     if args.json:

@@ -18,6 +18,7 @@ import contextlib
 import io
 import json
 import logging
+import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +32,7 @@ from rlnas import atomic
 from rlnas.config import USER_DATASETS, RunConfig
 from rlnas.data import Dataset
 from rlnas.driver import prepare
-from rlnas.errors import ConfigError, RunDirError
+from rlnas.errors import ConfigError, DiskFullError, RunDirError, is_disk_full
 from rlnas.evaluation.base import cache_key, val_score
 from rlnas.evaluation.train import EpochEnd, OnEpoch, scores
 from rlnas.evaluation.trainer import Recipe, child_seed
@@ -39,13 +40,11 @@ from rlnas.execution import thread_policy
 from rlnas.models.checkpoint import load_model_file, model_info, save_model
 from rlnas.models.complexity import count_flops, count_params, cpu_latency_ms
 from rlnas.models.families import Ensemble
-from rlnas.rundir import CHILDREN_DIR, RunLock, open_run
+from rlnas.rundir import CHILDREN_DIR, EXPORT_DIR, RunLock, open_run
 from rlnas.space.core import Architecture
 from rlnas.store import TrialRecord
 
 log = logging.getLogger(__name__)
-
-EXPORT_DIR = "export"
 
 
 ExportProgress = Callable[[str, int, int], None]  # (what is training, epochs done, epochs in all)
@@ -91,6 +90,13 @@ def export_run(
     lock = RunLock(run)  # no search or other export writes the run meanwhile
     try:
         return _export(run, config, epochs, data_dir, data, progress)
+    except (OSError, sqlite3.OperationalError) as err:
+        if not is_disk_full(err):
+            raise
+        raise DiskFullError(
+            f"no space left for {run / EXPORT_DIR} ({err}); the export stopped, the previous export (if any) and "
+            f"every trial are kept: free some space, then `rlnas export {run}`"
+        ) from None
     finally:
         lock.release()
 
@@ -331,6 +337,8 @@ def _write_files(
             WRITERS[fmt](model, dataset.input_shape, out, io_names(info))
             metrics[f"{fmt}_file"] = f"model.{fmt}"
         except Exception as err:  # noqa: BLE001 - keep the other formats and the weights
+            if is_disk_full(err):
+                raise
             log.error("could not export %s: %s", fmt, err)
             metrics[f"{fmt}_error"] = f"{type(err).__name__}: {err}"
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
@@ -357,7 +365,7 @@ def _write_onnx(model: nn.Module, input_shape: tuple[int, ...], out: Path, names
 def _write_pt2(model: nn.Module, input_shape: tuple[int, ...], out: Path, names: tuple[str, str]) -> None:
     batch = torch.export.Dim("batch", min=1, max=1 << 16)
     program = torch.export.export(model, (torch.zeros(2, *input_shape),), dynamic_shapes=({0: batch},))
-    torch.export.save(program, str(out / "model.pt2"))
+    atomic.save_with(out / "model.pt2", lambda fh: torch.export.save(program, fh))  # a full disk: OSError
 
 
 WRITERS = {"onnx": _write_onnx, "pt2": _write_pt2}
@@ -457,6 +465,10 @@ Versions: {json.dumps(info["versions"])}
 
 def _model_file(path: str | Path) -> Path:
     p = Path(path)
+    for folder in (p, p / EXPORT_DIR, p.parent):  # an export swap that a kill cut short is finished first
+        if folder.name == EXPORT_DIR and not (folder / "model.pt").exists():
+            with contextlib.suppress(OSError):
+                atomic.recover_dir(folder)
     if p.is_dir():
         p = p / "model.pt" if (p / "model.pt").exists() else p / EXPORT_DIR / "model.pt"
     if not p.is_file():
@@ -482,8 +494,11 @@ def load_export_info(path: str | Path) -> dict[str, Any]:
 
 def load_model(path: str | Path, map_location: str = "cpu") -> nn.Module:
     """Rebuild an exported model (``RUN/export`` or its ``model.pt``) or a kept child
-    (``RUN/children/<key>.pt``) and load its weights (``weights_only=True``)."""
-    return load_model_file(_model_file(path), map_location)
+    (``RUN/children/<key>.pt``) and load its weights (``weights_only=True``); an export's model file must be
+    the one its ``architecture.json`` describes."""
+    file = _model_file(path)
+    described = load_export_info(file) if (file.parent / "architecture.json").exists() else None
+    return load_model_file(file, map_location, described)
 
 
 def load_trial(run_dir: str | Path, number: int, map_location: str = "cpu") -> nn.Module:

@@ -103,7 +103,7 @@ class Predictor:
 
         assert self.encoding is not None
         if isinstance(x, (str, Path)):
-            header, rows = read_csv(Path(x))
+            header, rows = read_csv(Path(x), keep_blank=True)
             return encode(self.encoding, header, rows, str(x))
         records = list(x)
         if records and isinstance(records[0], Mapping):
@@ -150,11 +150,16 @@ class Predictor:
             if len(bad):
                 raise DataError(f"label {bad[0]} is not a class index 0..{len(self.class_names) - 1}")
             return labels
+        from rlnas.data.table import class_labels
+
         lookup = {name: i for i, name in enumerate(self.class_names)}
-        unknown = [str(v) for v in labels.astype(str) if v not in lookup]
+        texts = [str(v).strip() for v in labels.astype(str)]
+        if class_labels(list(self.class_names)) == list(self.class_names):  # numeric names: 1.0 and 01 are 1
+            texts = class_labels(texts)
+        unknown = [v for v in texts if v not in lookup]
         if unknown:
             raise DataError(f"label {unknown[0]!r} is not one of the model's classes {self.class_names}")
-        return np.array([lookup[v] for v in labels.astype(str)], dtype=np.int64)
+        return np.array([lookup[v] for v in texts], dtype=np.int64)
 
 
 def _text(value: Any) -> str:
@@ -188,7 +193,7 @@ def predict_table(export: str | Path, table: str | Path) -> tuple[list[str], lis
     predictor = Predictor(export)
     if predictor.encoding is None:
         raise DataError(f"{export} was not trained on a table; pass image files instead of {table}")
-    header, rows = read_csv(Path(table))
+    header, rows = read_csv(Path(table), keep_blank=True)
     out = predictor.outputs(table)
     if predictor.class_names is None:
         return header + ["prediction"], [

@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from rlnas import atomic
 from rlnas.config import USER_DATASETS, RunConfig, load_config
 from rlnas.errors import ConfigError, RunDirError
 from rlnas.mirror import OPTUNA_FILE
@@ -30,6 +31,7 @@ DATASET_FILE = "dataset.json"  # the data's description and fingerprint: resume 
 TENSORBOARD_DIR = "tensorboard"
 HPARAMS_DIR = "hparams"  # one TensorBoard run per child (HParams sessions)
 CHILDREN_DIR = "children"  # RUN/children/<cache key>.pt with logging.keep_children
+EXPORT_DIR = "export"  # RUN/export: the final model, swapped in whole (atomic.replace_dir)
 
 
 def default_run_dir(config: RunConfig) -> Path:
@@ -89,6 +91,10 @@ class RunLock:
         self._fh.truncate()
         self._fh.write(str(os.getpid()))
         self._fh.flush()
+        with contextlib.suppress(OSError):  # what killed writers left: the lock says none of them is running
+            for folder in (run_dir, run_dir / CHILDREN_DIR):
+                atomic.remove_stale_files(folder)
+            atomic.recover_dir(run_dir / EXPORT_DIR)
 
     def release(self) -> None:
         if not self._fh.closed:

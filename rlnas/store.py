@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import os
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,8 @@ from rlnas.evaluation.base import COMPLETE, Evaluation
 from rlnas.space.core import Architecture
 
 # 1 numbered the rows from 1 (trial n was row n + 1); 2 numbers them as trials, from 0; 3 adds the curves
+log = logging.getLogger(__name__)
+
 SCHEMA_VERSION = 3
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -90,7 +93,13 @@ def _read_only_error(err: sqlite3.DatabaseError) -> bool:
 
 
 class TrialStore:
-    """SQLite-backed store of one run's trials."""
+    """SQLite-backed store of one run's trials.
+
+    A write that finds the file locked by another process (a database browser holding a transaction) waits
+    ``busy_seconds`` and tries again, with a warning each time, until it is committed: a finished child is
+    never dropped for a lock."""
+
+    busy_seconds = 30.0
 
     def __init__(self, path: str | Path, read_only: bool = False) -> None:
         """``read_only``: only read (``rlnas trials``, ``rlnas report``), which works in a read-only run
@@ -102,7 +111,7 @@ class TrialStore:
                 immutable = "&immutable=1" if not os.access(self.path.parent, os.W_OK) else ""
                 self._db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro{immutable}", uri=True)
             else:
-                self._db = sqlite3.connect(self.path, timeout=30.0)
+                self._db = sqlite3.connect(self.path, timeout=self.busy_seconds)
                 self._db.execute("PRAGMA journal_mode=WAL")
                 self._db.execute("PRAGMA synchronous=FULL")
                 self._db.executescript(_SCHEMA)
@@ -154,8 +163,29 @@ class TrialStore:
         return None if row is None else str(row[0])
 
     def set_meta(self, key: str, value: str) -> None:
-        with self._db:
-            self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+        def write() -> None:
+            with self._db:
+                self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+        self._patiently(write, f"record {key}")
+
+    def _patiently(self, write: Callable[[], Any], what: str) -> Any:
+        waited = 0.0
+        while True:
+            try:
+                return write()
+            except sqlite3.OperationalError as err:
+                if "locked" not in str(err).lower() and "busy" not in str(err).lower():
+                    raise
+                waited += self.busy_seconds
+                log.warning(
+                    "%s is locked by another process (%s) for %.0f s now; rlnas waits to %s: close the program "
+                    "that holds it (a database browser with unsaved changes?)",
+                    self.path,
+                    err,
+                    waited,
+                    what,
+                )
 
     # -- trials ----------------------------------------------------------------------------------
     def append(
@@ -164,6 +194,24 @@ class TrialStore:
         """Commit one finished trial and return its record (numbered from 0)."""
         started = time.time() if started_at is None else started_at
         duration = float(evaluation.metrics.get("duration_s", 0.0))
+        number = self._patiently(lambda: self._insert(arch, evaluation, strategy, started, duration), "store a trial")
+        return TrialRecord(
+            number,
+            arch.key,
+            arch,
+            evaluation.status,
+            float(evaluation.reward),
+            dict(evaluation.metrics),
+            evaluation.error,
+            strategy,
+            started,
+            duration,
+            tuple(float(v) for v in evaluation.curve),
+        )
+
+    def _insert(
+        self, arch: Architecture, evaluation: Evaluation, strategy: str, started: float, duration: float
+    ) -> int:
         with self._db:
             number = int(self._db.execute("SELECT COALESCE(MAX(number) + 1, 0) FROM trials").fetchone()[0])
             self._db.execute(
@@ -183,19 +231,7 @@ class TrialStore:
                     json.dumps([float(v) for v in evaluation.curve]),
                 ),
             )
-        return TrialRecord(
-            number,
-            arch.key,
-            arch,
-            evaluation.status,
-            float(evaluation.reward),
-            dict(evaluation.metrics),
-            evaluation.error,
-            strategy,
-            started,
-            duration,
-            tuple(float(v) for v in evaluation.curve),
-        )
+        return number
 
     def __iter__(self) -> Iterator[TrialRecord]:
         for row in self._db.execute(

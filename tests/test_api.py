@@ -18,6 +18,7 @@ from sklearn.datasets import load_diabetes
 import rlnas
 from rlnas.errors import DataError
 from rlnas.predict import predict_table
+from tests.test_cli import rlnas as run_cli
 from tests.test_resume import _trials
 
 TINY = {
@@ -138,6 +139,20 @@ def test_regression_on_a_csv_table(tmp_path: Path) -> None:
     assert header[-1] == "prediction" and len(rows) == len(d.target)
     predicted = np.array([float(r[-1]) for r in rows])
     assert 25 < predicted.mean() < 346 and predicted.std() > 10  # in the target's units, not standardized
+    lines = table.read_text().splitlines()
+    gappy = tmp_path / "gappy.csv"  # a blank line inside the table still gets its prediction: rows line up
+    gappy.write_text("\n".join([*lines[:4], "", *lines[4:], "", ""]) + "\n")
+    header, gapped = predict_table(result.export_dir, gappy)  # type: ignore[arg-type]
+    assert len(gapped) == len(rows) + 1 and gapped[3][:-1] == [""] * len(lines[0].split(","))
+    assert [r[-1] for r in gapped[:3] + gapped[4:]] == [r[-1] for r in rows]
+    shuffled = tmp_path / "shuffled.csv"  # the same table, columns in another order: read by name
+    with shuffled.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["target", *reversed(d.feature_names)])
+        writer.writerows([float(t), *map(float, reversed(row))] for row, t in zip(d.data, d.target, strict=True))
+    evaluated = run_cli("evaluate", str(result.export_dir), "--data-dir", str(shuffled), "--json", cwd=tmp_path)
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert json.loads(evaluated.stdout)["r2"] == pytest.approx(metrics["test_r2"], abs=1e-5)
     predictor = rlnas.load_predictor(result.export_dir)  # raw rows in: the stored encoding applied inside
     assert predictor.columns == list(d.feature_names)
     values = predictor.predict(d.data)  # rows of values in the table's column order

@@ -12,6 +12,7 @@ import shutil
 import signal
 import sqlite3
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -408,3 +409,119 @@ def test_a_broken_pipe_inside_rlnas_is_an_error_not_a_closed_terminal(monkeypatc
     monkeypatch.setattr(cli, "_config", broken)
     assert cli.main(["config"]) == 1
     assert "broken pipe inside rlnas" in capsys.readouterr().err
+
+
+SWAP_KILLED = """
+import os, signal, sys
+from pathlib import Path
+from rlnas import atomic
+
+def build(folder):
+    (folder / "model.pt").write_text("new")
+    if sys.argv[2] == "build":
+        os.kill(os.getpid(), signal.SIGKILL)
+
+replace = os.replace
+def first_rename_then_die(src, dst):
+    replace(src, dst)
+    if str(src).endswith("export"):  # export -> .export.<pid>.old done, the new one not yet in place
+        os.kill(os.getpid(), signal.SIGKILL)
+
+if sys.argv[2] == "swap":
+    os.replace = first_rename_then_die
+atomic.replace_dir(build, Path(sys.argv[1]) / "export")
+"""
+
+
+@pytest.mark.parametrize("moment", ["build", "swap"])
+def test_a_kill_during_an_export_swap_leaves_a_whole_export(tmp_path: Path, moment: str) -> None:
+    """A kill while the new export is built leaves the old one; a kill between the swap's two renames leaves
+    no ``export/`` for a moment, and the next reader (or the run's next lock) completes the swap. The run's
+    next lock also removes the temporary files of killed writes."""
+    from rlnas.exporter import _model_file
+    from rlnas.rundir import RunLock
+
+    run = tmp_path / "run"
+    atomic.replace_dir(lambda folder: (folder / "model.pt").write_text("old"), run / "export")
+    script = tmp_path / "swap.py"
+    script.write_text(SWAP_KILLED)
+    killed = subprocess.run([sys.executable, str(script), str(run), moment], capture_output=True)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    left = sorted(p.name for p in run.iterdir())
+    assert any(n.endswith(".new") for n in left)
+    if moment == "swap":
+        assert "export" not in left and any(n.endswith(".old") for n in left)
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    (run / f".config.yaml.{gone.pid}.tmp").write_text("half a file")  # a killed write's temporary file
+    assert _model_file(run).read_text() == ("new" if moment == "swap" else "old")
+    RunLock(run).release()
+    assert sorted(p.name for p in run.iterdir()) == [".lock", "export"]
+    assert [p.name for p in (run / "export").iterdir()] == ["model.pt"]
+
+
+def _enospc(path: object) -> OSError:
+    import errno
+
+    return OSError(errno.ENOSPC, "No space left on device", str(path))
+
+
+@pytest.mark.parametrize("site", ["kept child", "export weights", "export card", "export pt2"])
+def test_a_full_disk_at_each_write_site_is_one_line_and_keeps_the_work(
+    tmp_path: Path, monkeypatch, capsys, site: str
+) -> None:
+    """ENOSPC where a kept child is saved, or where each file of an export is written: exit 1 with one line,
+    the committed trials and the previous export kept, nothing half-written left behind."""
+    from tests.test_cli import TINY, _in_process
+
+    run = tmp_path / "run"
+    overrides = ["strategy.name=random", "logging.tensorboard=false", "logging.keep_children=true"]
+    code, _ = _in_process(
+        capsys,
+        "-q",
+        "search",
+        *TINY,
+        "--run-dir",
+        str(run),
+        "--budget",
+        "2",
+        *[a for o in overrides for a in ("--set", o)],
+    )
+    assert code == 0 and (run / "export" / "model.pt").is_file()
+    before = (run / "export" / "model.pt").read_bytes()
+    real_write_bytes, real_write_text = atomic.write_bytes, Path.write_text
+
+    def write_bytes(path, data):  # type: ignore[no-untyped-def]
+        name = Path(path).name
+        if (
+            (site == "kept child" and Path(path).parent.name == "children")
+            or (site == "export weights" and name == "model.pt")
+            or (site == "export pt2" and name == "model.pt2")
+        ):
+            raise _enospc(path)
+        return real_write_bytes(path, data)
+
+    def write_text(self, data, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if site == "export card" and self.name == "README.md":
+            raise _enospc(self)
+        return real_write_text(self, data, *args, **kwargs)
+
+    monkeypatch.setattr(atomic, "write_bytes", write_bytes)
+    monkeypatch.setattr(Path, "write_text", write_text)
+    capsys.readouterr()
+    code = main(["-q", "resume", str(run), "--budget", "4"] if site == "kept child" else ["-q", "export", str(run)])
+    err = capsys.readouterr().err
+    assert code == 1, err
+    errors = [line for line in err.splitlines() if "error" in line.lower() or "space" in line]
+    assert "Traceback" not in err and len(errors) == 1 and "error: no space left for" in errors[0], err
+    _, store = open_run(run)
+    with store:
+        assert len(store) == 2  # the trials committed before are all there
+    assert (run / "export" / "model.pt").read_bytes() == before  # the previous export is whole
+    assert not [p.name for p in run.iterdir() if p.name.endswith((".tmp", ".new", ".old"))]
+    monkeypatch.undo()
+    if site == "kept child":
+        code, _ = _in_process(capsys, "-q", "resume", str(run), "--budget", "3", "--no-export")
+        assert code == 0
+        with open_run(run)[1] as store:
+            assert len(store) == 3

@@ -4,8 +4,10 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from rlnas.errors import InvalidArchitecture, SpaceError
+from rlnas.models.families import build_model
 from rlnas.space import Architecture, Condition, Decision, SearchSpace, SpaceSpec, build_space, builtin_space
 
 
@@ -107,6 +109,39 @@ def test_pooling_everywhere_on_a_small_input_is_rejected_at_build_time() -> None
     build_space(spec, (1, 28, 28))  # 28 -> 14 -> 7 -> 3 -> 1: fine
 
 
+def test_layers_give_single_layers_their_own_choices() -> None:
+    spec = SpaceSpec(
+        **{
+            **builtin_space("convnet"),
+            "layers": {2: {"width": [64, 128]}, 3: {"width": [128, 256], "block": ["plain"]}},
+        }
+    )
+    space = build_space(spec, (1, 28, 28))
+    assert space["stage1.width"].choices == (16, 32, 64)
+    assert space["stage2.width"].choices == (64, 128)
+    assert space["stage3.width"].choices == (128, 256)
+    # stage 3 holds only plain blocks: its expansion ratio is left out, stage 2 keeps its condition on block
+    assert (
+        "stage3.expansion" not in [d.name for d in space.decisions] and space["stage2.expansion"].condition is not None
+    )
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        arch = space.sample(rng)
+        if arch["num_stages"] == 3:
+            assert arch["stage3.width"] in (128, 256) and arch["stage3.block"] == "plain"
+            model = build_model(arch, "convnet", (1, 28, 28), 10)
+            assert model(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
+    assert SpaceSpec(**spec.model_dump()) == spec  # the section survives the run directory's round trip
+
+
+def test_pooling_check_follows_the_layers_own_choices() -> None:
+    base = {**builtin_space("cnn"), "per_layer": {"filters": [8], "kernel_size": [3], "pooling": ["max", "none"]}}
+    build_space(SpaceSpec(**base), (1, 8, 8))
+    forced = {k: {"pooling": ["max"]} for k in (1, 2, 3, 4)}
+    with pytest.raises(SpaceError, match=r"layers \(blocks or stages\) \[1, 2, 3, 4\]"):
+        build_space(SpaceSpec(**{**base, "layers": forced}), (1, 8, 8))
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [
@@ -118,6 +153,10 @@ def test_pooling_everywhere_on_a_small_input_is_rejected_at_build_time() -> None
         ({"per_layer": {"kernel_size": [3]}}, "filters is required"),
         ({"family": "transformer"}, "unknown family"),
         ({"depth": [0, 1]}, ">= 1"),
+        ({"layers": {2: {"filtres": [8]}}}, r"layers.2: unknown decision"),
+        ({"layers": {2: {"kernel_size": [4]}}}, r"layers.2.kernel_size: \[4\] are not valid"),
+        ({"layers": {5: {"filters": [8]}}}, r"layer\(s\) \[5\], but the deepest network has 4"),
+        ({"layers": {2: {"filters": []}}}, r"layers.2.filters: the choice list is empty"),
     ],
 )
 def test_bad_space_definitions_name_the_key(change: dict, message: str) -> None:

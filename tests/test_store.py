@@ -96,3 +96,24 @@ def test_curves_are_stored_and_older_stores_gain_the_column(tmp_path: Path, toy_
     with sqlite3.connect(path) as db:
         assert db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("3",)
     db.close()
+
+
+def test_a_store_locked_by_another_program_is_waited_for_and_the_trial_committed(
+    tmp_path: Path, toy_space: SearchSpace, monkeypatch, caplog
+) -> None:
+    import threading
+
+    monkeypatch.setattr(TrialStore, "busy_seconds", 0.2)
+    path = tmp_path / "t.sqlite"
+    arch = toy_space.sample(np.random.default_rng(0))
+    with TrialStore(path) as store:
+        other = sqlite3.connect(path, check_same_thread=False)  # e.g. a database browser with unsaved changes
+        other.execute("BEGIN IMMEDIATE")
+        other.execute("INSERT INTO meta (key, value) VALUES ('browser', 'edit')")
+        release = threading.Timer(1.0, other.commit)
+        release.start()
+        record = store.append(arch, Evaluation(reward=0.5, metrics={"val_accuracy": 0.5}), "random")
+        release.join()
+        other.close()
+        assert record.number == 0 and [r.architecture for r in store.trials()] == [arch]
+    assert "is locked by another process" in caplog.text and "rlnas waits to store a trial" in caplog.text

@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +16,7 @@ from PIL import Image
 from sklearn.datasets import load_digits
 
 import rlnas
+from rlnas import imagefiles
 from rlnas.data import folder as folder_module
 from rlnas.data import from_arrays, from_csv, from_folder, from_npz, load_dataset
 from rlnas.errors import ConfigError, DataError
@@ -106,6 +109,45 @@ def test_a_corrupt_image_is_named_or_skipped(png_folder, tmp_path: Path) -> None
     assert len(data.train) + len(data.val) + len(data.test) == 120
 
 
+def test_16_bit_grayscale_images_are_scaled_not_clipped(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    wide = {name: rng.integers(0, 65536, (5, 6, 6)).astype(np.uint16) for name in ("dark", "light")}
+    wide["light"] |= 0x8000  # the light class sits in the upper half of the 16-bit range
+    for name, images in wide.items():
+        (tmp_path / "scans" / name).mkdir(parents=True)
+        for i, img in enumerate(images):
+            Image.fromarray(img).save(tmp_path / "scans" / name / f"{i}.png")
+    assert Image.open(tmp_path / "scans" / "dark" / "0.png").mode.startswith("I")
+    data = from_folder(tmp_path / "scans", cache_dir=str(tmp_path / "cache"), val_fraction=0.2, test_fraction=0.2)
+    expected = {np.rint(img / 257.0).astype(np.uint8).tobytes() for images in wide.values() for img in images}
+    assert _pixels(data) == expected
+    light = np.concatenate([split.x[split.y == 1].numpy() for split in (data.train, data.val, data.test)])
+    assert light.min() >= 128  # clipping made every pixel of both classes 255
+    pixels = imagefiles.decode(tmp_path / "scans" / "dark" / "0.png", (6, 6), 3)
+    assert pixels.shape == (6, 6, 3) and (pixels[..., 0] == np.rint(wide["dark"][0] / 257.0)).all()
+
+
+def test_an_unreadable_nested_folder_is_named_or_skipped(png_folder, tmp_path: Path, monkeypatch) -> None:
+    root, _, _ = png_folder
+    hidden = root / "one" / "more"
+    hidden.mkdir()
+    Image.fromarray(np.zeros((8, 8), dtype=np.uint8)).save(hidden / "x.png")
+    scandir = os.scandir
+
+    def locked(path: object = ".") -> object:
+        if Path(str(path)) == hidden:
+            raise PermissionError(13, "Permission denied", str(path))
+        return scandir(path)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "scandir", locked)  # root reads every folder: deny one as a user's chmod would
+    with pytest.raises(
+        DataError, match=r"1 folder\(s\) under .*one cannot be read .*more: Permission denied.*skip_corrupt"
+    ):
+        from_folder(root, cache_dir=str(tmp_path / "cache"))
+    data = from_folder(root, skip_corrupt=True, cache_dir=str(tmp_path / "cache"))
+    assert len(data.train) + len(data.val) + len(data.test) == 120
+
+
 @pytest.mark.parametrize(
     "layout, message",
     [
@@ -185,6 +227,18 @@ def test_csv_encoding_missing_values_and_class_names(tmp_path: Path) -> None:
         from_csv(path, target="label", task="regression")
 
 
+def test_numeric_labels_written_differently_are_one_class_and_repeated_columns_are_refused(tmp_path: Path) -> None:
+    rows = [[float(i), ["1", "1.0", "01", "2", "2.00", "+2"][i % 6]] for i in range(60)]
+    data = from_csv(_write_csv(tmp_path / "t.csv", ["x", "label"], rows), target="label")
+    assert data.class_names == ("1", "2")
+    y = np.concatenate([split.y.numpy() for split in (data.train, data.val, data.test)])
+    assert sorted(np.bincount(y)) == [30, 30]
+    with pytest.raises(DataError, match=r"column\(s\) \['x'\] more than once; give every column its own name"):
+        from_csv(
+            _write_csv(tmp_path / "d.csv", ["x", "x", "label"], [[1, 2, i % 2] for i in range(20)]), target="label"
+        )
+
+
 def test_bad_dataset_settings_exit_2_and_write_nothing(tmp_path: Path, png_folder) -> None:
     root, _, _ = png_folder
     (root / "one" / "broken.png").write_bytes(b"not an image")
@@ -227,3 +281,19 @@ def test_cli_searches_a_folder_and_predicts_class_names(png_folder, tmp_path: Pa
     evaluated = run_cli("evaluate", "run/export", "--json", cwd=tmp_path)
     metrics = json.loads((tmp_path / "run" / "export" / "metrics.json").read_text())
     assert json.loads(evaluated.stdout)["accuracy"] == pytest.approx(metrics["test_accuracy"])
+    renamed = tmp_path / "renamed"  # the same images, a class folder renamed: refused, not scored 0
+    shutil.copytree(root, renamed)
+    (renamed / "zero").rename(renamed / "null")
+    wrong = run_cli("evaluate", "run/export", "--data-dir", str(renamed), cwd=tmp_path)
+    assert wrong.returncode == 2 and "Traceback" not in wrong.stderr
+    assert (
+        "the model's classes are ['one', 'two', 'zero'] but dataset 'folder' has ['null', 'one', 'two']" in wrong.stderr
+    )
+    other = tmp_path / "other"  # a model.pt that is not the one architecture.json describes
+    shutil.copytree(tmp_path / "run" / "export", other)
+    data = torch.load(other / "model.pt", weights_only=True)
+    torch.save({**data, "class_names": ["a", "b", "c"]}, other / "model.pt")
+    for command in (["predict", str(other), str(image)], ["evaluate", str(other)]):
+        refused = run_cli(*command, cwd=tmp_path)
+        assert refused.returncode == 2 and "Traceback" not in refused.stderr, refused.stderr
+        assert "is not the model that" in refused.stderr and "differ in class_names" in refused.stderr

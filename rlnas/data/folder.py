@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 2: 16-bit grayscale scaled to 8 bits (was clipped)
 SPLIT_NAMES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
 PARALLEL_FROM = 2000  # fewer files are decoded in this process (worker start-up would cost more)
 CHUNK = 512
@@ -49,7 +49,28 @@ def _class_dirs(root: Path) -> dict[str, Path]:
     return {p.name: p for p in sorted(root.iterdir()) if p.is_dir() and not p.name.startswith(".")}
 
 
-def scan(root: Path) -> dict[str, list[tuple[Path, str]]]:
+def _images_in(folder: Path, skip_unreadable: bool) -> list[Path]:
+    """Every image file under ``folder`` (nested folders too); a folder that cannot be listed is an error,
+    or a warning with ``dataset.skip_corrupt``."""
+    unreadable: list[OSError] = []
+    images = [
+        Path(top, name)
+        for top, _, names in os.walk(folder, onerror=unreadable.append)
+        for name in names
+        if imagefiles.is_image_file(Path(name))
+    ]
+    if unreadable:
+        shown = "; ".join(f"{err.filename}: {err.strerror}" for err in unreadable[:3])
+        if not skip_unreadable:
+            raise DataError(
+                f"{len(unreadable)} folder(s) under {folder} cannot be read ({shown}); fix their permissions, or "
+                "set dataset.skip_corrupt=true to leave them out"
+            )
+        log.warning("left out %d unreadable folder(s) under %s: %s", len(unreadable), folder, shown)
+    return sorted(p for p in images if p.is_file())
+
+
+def scan(root: Path, skip_unreadable: bool = False) -> dict[str, list[tuple[Path, str]]]:
     """``{split: [(file, class name), ...]}`` with split in train / val / test (only train when not split)."""
     if not root.is_dir():
         raise DataError(
@@ -78,7 +99,7 @@ def scan(root: Path) -> dict[str, list[tuple[Path, str]]]:
             raise DataError(f"{split_root} has no class subfolders; expected {split_root}/<class>/*.png")
         rows: list[tuple[Path, str]] = []
         for name, folder in classes.items():
-            images = sorted(p for p in folder.rglob("*") if p.is_file() and imagefiles.is_image_file(p))
+            images = _images_in(folder, skip_unreadable)
             if not images:
                 raise DataError(
                     f"class folder {folder} holds no images ({', '.join(imagefiles.IMAGE_SUFFIXES)}); add images "
@@ -218,7 +239,7 @@ def _save_cache(file: Path, data: dict[str, Any]) -> None:
 def load_folder(config: DatasetConfig) -> Dataset:
     root = Path(str(config.path)).expanduser()
     start = time.perf_counter()
-    files = scan(root)
+    files = scan(root, config.skip_corrupt)
     cache_file = cache_root(config) / "folders" / f"{_cache_key(files, root, config)}.npz"
     data = _load_cached(cache_file) if cache_file.is_file() else None
     if data is None:

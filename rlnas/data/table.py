@@ -18,6 +18,7 @@ from __future__ import annotations
 import csv
 import logging
 import math
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -53,8 +54,11 @@ def _is_missing(text: str) -> bool:
     return t in MISSING or t in ("inf", "-inf", "+inf", "infinity", "-infinity")
 
 
-def read_csv(path: Path) -> tuple[list[str], list[list[str]]]:
-    """Header and rows; a clear error for a missing, empty or ragged file."""
+def read_csv(path: Path, keep_blank: bool = False) -> tuple[list[str], list[list[str]]]:
+    """Header and rows; a clear error for a missing, empty or ragged file, or one whose columns repeat a name.
+
+    Blank lines are dropped, or with ``keep_blank`` (predictions, one per input row) kept as rows of empty
+    cells, except at the end of the file."""
     if not path.is_file():
         raise DataError(f"CSV file {path} does not exist; set dataset.path to a .csv file")
     try:
@@ -62,14 +66,36 @@ def read_csv(path: Path) -> tuple[list[str], list[list[str]]]:
             rows = list(csv.reader(fh))
     except (OSError, UnicodeDecodeError, csv.Error) as err:
         raise DataError(f"{path} cannot be read as a UTF-8 CSV table ({err})") from None
-    rows = [r for r in rows if any(cell.strip() for cell in r)]
+    while rows and not any(cell.strip() for cell in rows[-1]):
+        rows.pop()
+    while rows and not any(cell.strip() for cell in rows[0]):
+        rows.pop(0)
     if len(rows) < 2:
         raise DataError(f"{path} needs a header row and at least one data row")
     header = [h.strip() for h in rows[0]]
+    blank = [r for r in rows[1:] if not any(cell.strip() for cell in r)]
+    if keep_blank:
+        rows = [rows[0]] + [r if any(cell.strip() for cell in r) else [""] * len(header) for r in rows[1:]]
+        if blank:
+            log.warning("%s: %d blank row(s) predicted from the training fill values", path, len(blank))
+    else:
+        rows = [rows[0]] + [r for r in rows[1:] if any(cell.strip() for cell in r)]
+    repeated = sorted({h for h in header if header.count(h) > 1})
+    if repeated:
+        raise DataError(f"{path}: the header names column(s) {repeated} more than once; give every column its own name")
     for i, row in enumerate(rows[1:], start=2):
         if len(row) != len(header):
             raise DataError(f"{path}, line {i}: {len(row)} cells but the header has {len(header)} columns")
     return header, rows[1:]
+
+
+def class_labels(values: list[str]) -> list[str]:
+    """Class labels as names: numeric labels written differently (``1``, ``1.0``, ``01``) are one class,
+    named like an integer where they are one (``1``), else by the shortest form of the number."""
+    numbers = [_number(v) for v in values]
+    if any(n is None for n in numbers):
+        return values
+    return [str(int(n)) if float(n).is_integer() and abs(n) < 2**53 else repr(float(n)) for n in numbers]  # type: ignore[arg-type]
 
 
 def _resolve_task(values: list[str], task: str, path: Path, target: str) -> Task:
@@ -166,7 +192,9 @@ def _stats(encoding: dict[str, Any], x: np.ndarray) -> tuple[list[float], list[f
     return mean.tolist(), std.tolist()
 
 
-def load_csv(config: DatasetConfig) -> Dataset:
+def load_csv(config: DatasetConfig, fitted: Mapping[str, Any] | None = None) -> Dataset:
+    """The table of ``config``; with ``fitted`` (an export's ``architecture.json``: ``task``, ``class_names``,
+    ``preprocessing``) encoded as that model was trained, columns found by name, labels by class name."""
     path = Path(str(config.path)).expanduser()
     header, rows = read_csv(path)
     target = config.target
@@ -180,11 +208,20 @@ def load_csv(config: DatasetConfig) -> Dataset:
     if len(kept) < len(rows):
         log.warning("%s: %d row(s) without a target value dropped", path, len(rows) - len(kept))
     values = [r[t].strip() for r in kept]
-    task = _resolve_task(values, config.task, path, target)
+    task = _resolve_task(values, fitted["task"] if fitted else config.task, path, target)
     if task == "classification":
+        values = class_labels(values)
         numeric = all(_number(v) is not None for v in values)
         names = sorted(set(values), key=(lambda v: float(v)) if numeric else str)  # type: ignore[arg-type,return-value]
-        if len(names) < 2:
+        if fitted:
+            unknown = sorted(set(names) - set(fitted["class_names"]))
+            if unknown:
+                raise DataError(
+                    f"{path}: target {target!r} holds {unknown[:5]}, not among the model's classes "
+                    f"{list(fitted['class_names'])}; evaluate on a table with the classes the model was trained on"
+                )
+            names = list(fitted["class_names"])
+        elif len(names) < 2:
             raise DataError(f"{path}: the target {target!r} takes a single value {names}; a classifier needs two")
         y: np.ndarray = np.array([names.index(v) for v in values], dtype=np.int64)
     else:
@@ -195,7 +232,7 @@ def load_csv(config: DatasetConfig) -> Dataset:
     train_idx, test_idx = split_indices(y, config.test_fraction, rng, stratified)
     keep, val_pos = split_indices(y[train_idx], config.val_fraction, rng, stratified)
     val_idx, train_idx = train_idx[val_pos], train_idx[keep]
-    encoding = fit_encoding(header, [kept[i] for i in train_idx], target)
+    encoding = dict(fitted["preprocessing"]) if fitted else fit_encoding(header, [kept[i] for i in train_idx], target)
     x = encode(encoding, header, kept, str(path))
     return make_dataset(
         "csv",

@@ -87,9 +87,14 @@ def _reason(err: BaseException) -> str:
     return line.split(". ")[0][:160]
 
 
-def load_model_file(file: Path, map_location: str = "cpu") -> nn.Module:
+# What must agree between a model file and the description beside it (an export's architecture.json).
+DESCRIBED = ("architecture", "family", "input_shape", "task", "class_names", "preprocessing", "ensemble", "members")
+
+
+def load_model_file(file: Path, map_location: str = "cpu", described: dict[str, Any] | None = None) -> nn.Module:
     """The network saved in ``file``; a user error (naming the file and the fix) for an empty, truncated,
-    foreign or code-carrying file, which ``weights_only=True`` never unpickles."""
+    foreign or code-carrying file, which ``weights_only=True`` never unpickles, or for one that is not the
+    model ``described`` (e.g. a ``model.pt`` copied from another export)."""
     fix = "export the run again (`rlnas export RUN`) or pass another model"
     try:
         with warnings.catch_warnings():  # torch warns about foreign pickle protocols before refusing them
@@ -105,6 +110,12 @@ def load_model_file(file: Path, map_location: str = "cpu") -> nn.Module:
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         found = data.get("format") if isinstance(data, dict) else type(data).__name__
         raise RunDirError(f"{file} is not an rlnas model file (format {found!r}); {fix}")
+    differ = [key for key in DESCRIBED if described is not None and described.get(key) != data.get(key)]
+    if differ:
+        raise RunDirError(
+            f"{file} is not the model that {file.parent / 'architecture.json'} describes (they differ in "
+            f"{', '.join(differ)}): one of them was replaced or copied from another export; {fix}"
+        )
     try:
         model = network(data)
         model.load_state_dict(data["state_dict"])

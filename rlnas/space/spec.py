@@ -7,10 +7,13 @@ A space is declared per model family::
       family: cnn
       depth: [1, 2, 3]                 # the per-layer decisions of layer k exist only if depth >= k
       per_layer: {filters: [16, 32], kernel_size: [3, 5], pooling: [max, none]}
+      layers: {3: {filters: [32, 64]}}  # layer 3's own choices, in place of per_layer's
       head: {hidden_units: [64, 128], dropout: [0.0, 0.5]}
       training: {learning_rate: [0.001, 0.003]}
 
 Decisions a family knows but the space leaves out take the family's default (a single fixed choice).
+``layers`` gives single layers (stages) their own choices for some per-layer decisions, e.g. widths that grow
+from stage to stage.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ class SpaceSpec(BaseModel):
     depth: list[int] | None = None
     cell: dict[str, ChoiceList] = Field(default_factory=dict)
     per_layer: dict[str, ChoiceList] = Field(default_factory=dict)
+    layers: dict[int, dict[str, ChoiceList]] = Field(default_factory=dict)
     head: dict[str, ChoiceList] = Field(default_factory=dict)
     training: dict[str, ChoiceList] = Field(default_factory=dict)
 
@@ -79,6 +83,13 @@ class SpaceSpec(BaseModel):
                     "worth trying (e.g. a log-spaced grid)"
                 )
         return value
+
+    @field_validator("layers")
+    @classmethod
+    def _bounded_layers(cls, value: dict[int, dict[str, ChoiceList]]) -> dict[int, dict[str, ChoiceList]]:
+        for choices in value.values():
+            cls._bounded_choices(choices)
+        return dict(sorted(value.items()))
 
     @model_validator(mode="after")
     def _check_sections(self) -> SpaceSpec:
@@ -183,12 +194,36 @@ def _sections(spec: SpaceSpec) -> tuple[dict[str, tuple[Choice, ...]], ...]:
         raise SpaceError(f"family {spec.family!r} has no depth; remove space.depth")
     if spec.cell and not family.cell:
         raise SpaceError(f"family {spec.family!r} has no cell; remove space.cell")
+    per_layer = _section("per_layer", spec.per_layer, family.per_layer)
+    _layers(spec, per_layer)
     return (
-        _section("per_layer", spec.per_layer, family.per_layer),
+        per_layer,
         _section("head", spec.head, family.head),
         _section("training", spec.training, TRAINING_DECISIONS),
         _cell(spec, family),
     )
+
+
+def _layers(spec: SpaceSpec, per_layer: Mapping[str, tuple[Choice, ...]]) -> dict[int, dict[str, tuple[Choice, ...]]]:
+    """Each layer's per-layer choices: ``per_layer`` with the layer's own entries of ``layers`` in place."""
+    if spec.layers and spec.depth is None:
+        raise SpaceError(f"family {spec.family!r} has no layers; remove space.layers")
+    deepest = max(spec.depth or [0])
+    out = {}
+    for k in range(1, deepest + 1):
+        given = spec.layers.get(k, {})
+        own = _section(f"layers.{k}", given, {role: None for role in given}) if given else {}
+        unknown = sorted(set(own) - set(per_layer))
+        if unknown:
+            raise SpaceError(f"space.layers.{k}: unknown decision(s) {unknown}; allowed: {sorted(per_layer)}")
+        out[k] = {**per_layer, **own}
+    beyond = sorted(k for k in spec.layers if not 1 <= k <= deepest)
+    if beyond:
+        raise SpaceError(
+            f"space.layers names layer(s) {beyond}, but the deepest network has {deepest}; number layers from 1 "
+            f"to {deepest}"
+        )
+    return out
 
 
 def _cell(spec: SpaceSpec, family: Family) -> dict[str, tuple[Choice, ...]]:
@@ -212,13 +247,14 @@ def build_space(spec: SpaceSpec, input_shape: Shape) -> SearchSpace:
     """Expand a spec into ordered decisions: depth, per-layer decisions, head, training."""
     family: Family = FAMILIES[spec.family]
     per_layer, head, training, cell = _sections(spec)
+    layers = _layers(spec, per_layer)
     decisions = []
     if spec.depth is not None:
         decisions.append(Decision(family.depth_name, tuple(spec.depth), role="depth"))
         for k in range(1, max(spec.depth) + 1):
             condition = None if k <= min(spec.depth) else Condition(family.depth_name, k)
-            for role, choices in per_layer.items():
-                needs = _requirement(family, k, role, per_layer)
+            for role, choices in layers[k].items():
+                needs = _requirement(family, k, role, layers[k])
                 if needs is False:
                     continue  # e.g. an expansion ratio in a space without inverted-residual blocks
                 own = needs if isinstance(needs, Condition) else condition
@@ -226,7 +262,7 @@ def build_space(spec: SpaceSpec, input_shape: Shape) -> SearchSpace:
     decisions += [Decision(name, choices, role="operation") for name, choices in cell.items()]
     decisions += [Decision(role, choices, role=role) for role, choices in head.items()]
     decisions += [Decision(role, choices, role=role) for role, choices in training.items()]
-    _check_pooling(spec, per_layer, input_shape)
+    _check_pooling(spec, layers, input_shape)
     return SearchSpace(spec.name, spec.family, decisions, family.make_constraint(input_shape))
 
 
@@ -247,17 +283,16 @@ def _requirement(
     return Condition(layer_name(family, k, other), values=tuple(allowed))
 
 
-def _check_pooling(spec: SpaceSpec, per_layer: Mapping[str, tuple[Choice, ...]], input_shape: Shape) -> None:
-    role = "pooling" if "pooling" in per_layer else "downsample"
-    pooling = per_layer.get(role)
-    if pooling is None or spec.depth is None or "none" in pooling or len(input_shape) != 3:
+def _check_pooling(spec: SpaceSpec, layers: Mapping[int, Mapping[str, tuple[Choice, ...]]], input_shape: Shape) -> None:
+    if not layers or len(input_shape) != 3:
         return
+    role = "pooling" if "pooling" in layers[1] else "downsample"
+    halving = [k for k, own in layers.items() if role in own and "none" not in own[role]]
     size = min(int(input_shape[1]), int(input_shape[2]))
-    deepest = max(spec.depth)
-    if size >> (deepest - 1) < 2:
+    if halving and size >> (len(halving) - 1) < 2:
+        where = f"space.per_layer.{role}" if not any(role in spec.layers.get(k, {}) for k in halving) else "space"
         raise SpaceError(
-            f"space.per_layer.{role}={list(pooling)} halves the feature map at every one of up to {deepest} "
-            "blocks or stages, but the "
-            f"input is only {input_shape[1]}x{input_shape[2]}: add 'none' to the {role} choices or reduce "
-            "the depth"
+            f"{where}: the {role} choices halve the feature map at every one of layers (blocks or stages) "
+            f"{halving}, but the input is only {input_shape[1]}x{input_shape[2]}: add 'none' to the {role} "
+            "choices or reduce the depth"
         )
