@@ -19,6 +19,7 @@ from typing import Any
 from rlnas import __version__
 from rlnas.cli_run import EXIT_INTERRUPTED, EXIT_USER_ERROR, export_command, run_search
 from rlnas.errors import FaultError, UserError
+from rlnas.formatting import to_json
 
 
 def _overrides(args: argparse.Namespace, flags: dict[str, str]) -> list[str]:
@@ -153,7 +154,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     result = scores(load_model(args.export), dataset.split(args.split), dataset.task)
     if args.json:
         examples = len(dataset.split(args.split))
-        print(json.dumps({**result, "dataset": dataset.name, "split": args.split, "examples": examples}))
+        print(to_json({**result, "dataset": dataset.name, "split": args.split, "examples": examples}, indent=None))
     else:
         print(f"{dataset.name} {args.split} " + ", ".join(f"{k} {v:.4f}" for k, v in result.items()))
     return 0
@@ -187,7 +188,7 @@ def _predict(args: argparse.Namespace) -> int:
         return 0
     predictions = predict(args.export, files, invert=args.invert)
     if args.json:
-        print(json.dumps([p.__dict__ for p in predictions], indent=1))
+        print(to_json([p.__dict__ for p in predictions]))
     else:
         for p in predictions:
             print(f"{p.path}: {p.name} (p = {p.probability:.3f})")
@@ -209,7 +210,7 @@ def _trials(args: argparse.Namespace) -> int:
         records = store.top_k(args.top) if args.top else store.trials()
     rows = [r.flat() for r in records]
     if args.json:
-        print(json.dumps(rows, indent=1))
+        print(to_json(rows))
         return 0
     score = next((name for row in rows if (name := score_metric(row)) is not None), "val_accuracy")
     columns = [score if c == "score" else c for c in (c.strip() for c in args.columns.split(",")) if c]
@@ -269,10 +270,14 @@ def _benchmark(args: argparse.Namespace) -> int:
     from rlnas.benchmark import compare, plot_curves
 
     strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
+    if not strategies:
+        raise UserError(f"--strategies {args.strategies!r} names no strategy; give e.g. --strategies ppo,random")
     for flag, value in (("--json", args.json), ("--plot", args.plot)):
         _check_output_file(flag, value)
     if args.seeds < 1 or args.first_seed < 0:
         raise UserError(f"--seeds {args.seeds} --first-seed {args.first_seed}: give --seeds >= 1 and --first-seed >= 0")
+    if args.workers < 1:
+        raise UserError(f"--workers {args.workers}: give at least 1 process")
     total = len(strategies) * args.seeds * len(args.budgets)
     done = 0
 
@@ -302,7 +307,7 @@ def _benchmark(args: argparse.Namespace) -> int:
     print(f"optimum of the table: test {optimum['test_acc_200ep']:.2f} ({optimum['arch']})")
     print(f"n = {args.seeds} seeds per strategy and budget, from seed {args.first_seed}")
     if args.json:
-        Path(args.json).write_text(json.dumps(result["summary"], indent=1))
+        Path(args.json).write_text(to_json(result["summary"]))
         print(f"JSON: {args.json}")
     if args.plot:
         print(f"plot: {plot_curves(result, args.plot)}")

@@ -4,7 +4,6 @@ of the best child and of the export. Part of the CLI (it prints)."""
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import signal
 import sys
@@ -12,6 +11,8 @@ import threading
 import time
 from pathlib import Path
 from typing import Any
+
+from rlnas.formatting import to_json
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
@@ -182,5 +183,5 @@ def _export_with_bar(run_dir: Path, data: Any, args: argparse.Namespace, epochs:
 def export_command(args: argparse.Namespace) -> int:
     metrics = _export_with_bar(args.run, None, args, epochs=args.epochs)
     score = metrics["score"]
-    print(json.dumps(metrics, indent=1) if args.json else f"final test {score} {metrics[f'test_{score}']:.4f}")
+    print(to_json(metrics) if args.json else f"final test {score} {metrics[f'test_{score}']:.4f}")
     return 0

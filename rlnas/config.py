@@ -25,6 +25,9 @@ class _Section(BaseModel):
 DATASET_NAMES = ("digits", "mnist", "fashion_mnist", "cifar10", "folder", "arrays", "csv", "memory")
 TORCHVISION_DATASETS = ("mnist", "fashion_mnist", "cifar10")
 USER_DATASETS = ("folder", "arrays", "csv")  # read from dataset.path
+MAX_SEED = 2**32 - 1  # what numpy and torch take as a seed everywhere
+MAX_IMAGE_SIZE = 4096  # pixels per side
+Width = Annotated[int, Field(ge=1, le=4096)]  # units of a hidden layer of the controller or a surrogate
 Augment = Literal["none", "shift", "crop", "flip", "crop_flip"]
 
 
@@ -37,7 +40,7 @@ class DatasetConfig(_Section):
     download: bool = False
     val_fraction: float = Field(0.15, gt=0.0, lt=1.0)
     test_fraction: float = Field(0.2, gt=0.0, lt=1.0)
-    split_seed: int = 0
+    split_seed: int = Field(0, ge=0, le=MAX_SEED)
     image_size: int | list[int] | None = None  # folder: resize every image (int: square, [height, width])
     channels: Literal["auto", "grayscale", "rgb"] = "auto"  # folder: auto = grayscale if every image is
     skip_corrupt: bool = False  # folder: leave unreadable images out (counted in a warning) instead of failing
@@ -75,10 +78,17 @@ class DatasetConfig(_Section):
             raise ValueError(
                 f"path={self.path!r} is not read by dataset {name!r}; use dataset.name folder, arrays or csv"
             )
-        if isinstance(self.image_size, list) and (len(self.image_size) != 2 or min(self.image_size) < 1):
+        sizes = (
+            self.image_size
+            if isinstance(self.image_size, list)
+            else []
+            if self.image_size is None
+            else [self.image_size]
+        )
+        if isinstance(self.image_size, list) and len(self.image_size) != 2:
             raise ValueError(f"image_size={self.image_size} must be one positive size or [height, width]")
-        if isinstance(self.image_size, int) and self.image_size < 1:
-            raise ValueError(f"image_size={self.image_size} must be positive")
+        if not all(1 <= size <= MAX_IMAGE_SIZE for size in sizes):
+            raise ValueError(f"image_size={self.image_size}: sizes from 1 to {MAX_IMAGE_SIZE} pixels")
         return self
 
 
@@ -87,7 +97,7 @@ class TrainingConfig(_Section):
 
     epochs: int = Field(5, ge=1)
     data_fraction: float = Field(1.0, gt=0.0, le=1.0)
-    batch_size: int = Field(64, ge=1)
+    batch_size: int = Field(64, ge=1, le=1 << 16)
     optimizer: Literal["adam", "adamw", "sgd"] = "adam"
     learning_rate: float = Field(1e-3, gt=0.0)
     weight_decay: float = Field(0.0, ge=0.0)
@@ -128,16 +138,16 @@ class PPOConfig(_Section):
     is bootstrapped by the value function); gamma = 1 since the only reward comes at the end."""
 
     learning_rate: float = Field(3e-3, gt=0.0)
-    episodes_per_update: int = Field(8, ge=1)
-    n_epochs: int = Field(6, ge=1)
-    minibatches: int = Field(1, ge=1)
+    episodes_per_update: int = Field(8, ge=1, le=4096)
+    n_epochs: int = Field(6, ge=1, le=1000)
+    minibatches: int = Field(1, ge=1, le=1024)
     gamma: float = Field(1.0, gt=0.0, le=1.0)
     gae_lambda: float = Field(1.0, ge=0.0, le=1.0)
     clip_range: float = Field(0.3, gt=0.0)
     ent_coef: float = Field(0.01, ge=0.0)
     vf_coef: float = Field(0.5, ge=0.0)
     max_grad_norm: float = Field(0.5, gt=0.0)
-    net_arch: list[int] = Field(default_factory=lambda: [64])
+    net_arch: list[Width] = Field(default_factory=lambda: [64], max_length=8)
     # One output head per decision (true) or SB3's single head shared by every decision (false). The heads
     # learn each decision's choice on the synthetic probe, but the screening and elite settings below were
     # tuned with the shared head, and with the heads they lose 0.05-0.09 on NAS-Bench-201 from 50 evaluations
@@ -150,12 +160,12 @@ class PPOConfig(_Section):
     # (an ensemble of small MLPs on the encoding, refit on the rewards told so far) picks the
     # one to evaluate, by mean + screen_ucb x spread of the ensemble; 1 = evaluate every policy sample.
     # The surrogate fits the rank quantiles of every reward told so far, refit after each new one at first.
-    screen_samples: int = Field(16, ge=1)
+    screen_samples: int = Field(16, ge=1, le=4096)
     screen_ucb: float = Field(2.0, ge=0.0)
     screen_after: int = Field(8, ge=2)  # unique evaluations before the surrogate starts screening
-    surrogate_members: int = Field(5, ge=1)
-    surrogate_hidden: list[int] = Field(default_factory=lambda: [64])
-    surrogate_steps: int = Field(100, ge=1)
+    surrogate_members: int = Field(5, ge=1, le=64)
+    surrogate_hidden: list[Width] = Field(default_factory=lambda: [64], max_length=8)
+    surrogate_steps: int = Field(100, ge=1, le=100_000)
     # Elite mutations: this share of all evaluations goes to the surrogate's pick among screen_samples
     # one-decision mutations of the elite_parents best architectures so far (from screen_after results on, the
     # picks first catch up with the share, then alternate with the policy's samples). They are proposed
@@ -207,9 +217,9 @@ class PredictorConfig(_Section):
     """A neural performance predictor (MLP on the one-hot encoding) picks which candidate to evaluate."""
 
     initial: int = Field(10, ge=2)
-    candidates: int = Field(200, ge=1)
-    hidden: list[int] = Field(default_factory=lambda: [64])
-    train_steps: int = Field(100, ge=1)
+    candidates: int = Field(200, ge=1, le=100_000)
+    hidden: list[Width] = Field(default_factory=lambda: [64], max_length=8)
+    train_steps: int = Field(100, ge=1, le=100_000)
     refit_every: int = Field(5, ge=1)  # evaluations between refits of the predictor
 
 
@@ -273,7 +283,7 @@ class ExecutionConfig(_Section):
     process for more. Workers get ``threads_per_worker`` torch threads (default: cores / workers; one worker
     in the search process: torch's default; ``auto``: the cores free when each child starts)."""
 
-    workers: int = Field(1, ge=1)
+    workers: int = Field(1, ge=1, le=1024)
     executor: Literal["auto", "inprocess", "process", "ray"] = "auto"
     # torch threads per child; auto: the cores that other processes leave free when each child starts (faster on
     # a busy machine; metrics may then differ in the last digits between runs)
@@ -293,7 +303,7 @@ class OneShotConfig(_Section):
     path_sampling: Literal["proposed", "uniform"] = "proposed"
     warmup_epochs: float = Field(1.0, ge=0.0)  # supernet epochs on uniform random paths before the first score
     steps_per_evaluation: int = Field(10, ge=0)  # supernet training steps before each evaluation
-    score_examples: int = Field(2000, ge=1)  # validation examples a sub-network is scored on (a fixed subset)
+    score_examples: int = Field(2000, ge=1, le=10**7)  # validation examples a sub-network is scored on (fixed)
     calibration_batches: int = Field(4, ge=0)  # training batches that recompute batch-norm statistics per path
     checkpoint_every: int = Field(25, ge=1)  # evaluations between supernet checkpoints (RUN/supernet.pt)
     # random-path training: paths per step, drawn strictly fair (FairNAS), each on its share of the batch
@@ -310,7 +320,7 @@ class LoggingConfig(_Section):
 
 
 class RunConfig(_Section):
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=MAX_SEED)
     runs_root: str = "runs"
     dataset: DatasetConfig = DatasetConfig()
     space: SpaceSpec
@@ -424,6 +434,8 @@ def load_config(
             data = yaml.safe_load(p.read_text()) or {}
         except (yaml.YAMLError, UnicodeDecodeError) as err:
             raise ConfigError(f"config file {p} is not valid YAML: {err}") from None
+        except OSError as err:
+            raise ConfigError(f"config file {p} cannot be read ({err.strerror}); pass a readable YAML file") from None
         if not isinstance(data, dict):
             raise ConfigError(f"config file {p} must hold a mapping of sections, got {type(data).__name__}")
     data = apply_overrides(data, list(overrides or []))

@@ -33,6 +33,7 @@ from rlnas.evaluation.base import (
 from rlnas.evaluation.train import EpochEnd
 from rlnas.evaluation.trainer import ChildTrainer, Objective, check_limits
 from rlnas.execution import EvaluatorFactory, Job, TrainingEvaluatorFactory, given, make_executor
+from rlnas.formatting import to_json
 from rlnas.mirror import OptunaMirror
 from rlnas.rundir import (
     CONFIG_FILE,
@@ -502,7 +503,7 @@ class Search:
             {"trial": r.number, "proxy_val_score": val_score(r.metrics), metric: r.metrics[metric]}
             for r in pareto_front(self.store.trials(), metric)
         ]
-        atomic.write_text(self.run_dir / SUMMARY_FILE, json.dumps(summary, indent=1))
+        atomic.write_text(self.run_dir / SUMMARY_FILE, to_json(summary))
         self.logger.flush()
 
     def close(self) -> None:

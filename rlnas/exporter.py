@@ -37,6 +37,7 @@ from rlnas.evaluation.base import cache_key, val_score
 from rlnas.evaluation.train import EpochEnd, OnEpoch, scores
 from rlnas.evaluation.trainer import Recipe, child_seed
 from rlnas.execution import thread_policy
+from rlnas.formatting import to_json
 from rlnas.models.checkpoint import load_model_file, model_info, save_model
 from rlnas.models.complexity import count_flops, count_params, cpu_latency_ms
 from rlnas.models.families import Ensemble
@@ -341,7 +342,7 @@ def _write_files(
                 raise
             log.error("could not export %s: %s", fmt, err)
             metrics[f"{fmt}_error"] = f"{type(err).__name__}: {err}"
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    (out / "metrics.json").write_text(to_json(metrics))
     (out / "README.md").write_text(_model_card(arch, metrics, info))
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import math
 import textwrap
 from collections.abc import Sequence
 from typing import Any
@@ -110,3 +112,20 @@ def architecture_text(arch: Architecture, width: int | None = None) -> str:
     if others:
         parts.append(", ".join(f"{k}={v}" for k, v in others))
     return "\n".join(parts)
+
+
+def finite(value: Any) -> Any:
+    """``value`` with every non-finite float (inf, nan) inside it as None: what JSON can hold."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite(v) for v in value]
+    return value
+
+
+def to_json(value: Any, indent: int | None = 1) -> str:
+    """Standard JSON (no ``Infinity`` or ``NaN`` tokens, which strict parsers refuse): non-finite numbers
+    become null."""
+    return json.dumps(finite(value), indent=indent, allow_nan=False)

@@ -38,6 +38,9 @@ class Prediction:
 def load_image(path: str | Path, input_shape: tuple[int, ...], invert: bool = False) -> torch.Tensor:
     """One image file as a (C, H, W) float tensor in [0, 1]."""
     channels, height, width = input_shape
+    if not Path(path).is_file():  # a named pipe or a device would block the read
+        what = "does not exist" if not Path(path).exists() else "is not a regular file"
+        raise DataError(f"image {path} {what}; pass image files ({', '.join(imagefiles.IMAGE_SUFFIXES)})")
     try:
         pixels = imagefiles.decode(path, (height, width), channels)
     except Exception as err:  # noqa: BLE001 - any unreadable file gets the same clear message

@@ -303,7 +303,10 @@ def test_predict_classifies_image_files_like_the_test_split(run: Path, tmp_path:
     assert [p["label"] for p in predictions] == expected
     assert all(abs(sum(p["probabilities"]) - 1) < 1e-4 for p in predictions)
     bad = rlnas("predict", str(run / "export"), str(tmp_path / "missing.png"), cwd=tmp_path)
-    assert bad.returncode == 2 and "cannot read image" in bad.stderr
+    assert bad.returncode == 2 and "missing.png does not exist" in bad.stderr
+    os.mkfifo(tmp_path / "pipe.png")  # would block a reader forever
+    piped = rlnas("predict", str(run / "export"), str(tmp_path / "pipe.png"), cwd=tmp_path)
+    assert piped.returncode == 2 and "pipe.png is not a regular file" in piped.stderr
 
 
 def test_report_has_a_summary_top_trials_optuna_plots_and_typed_tables(run: Path, tmp_path: Path) -> None:

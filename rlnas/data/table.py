@@ -59,8 +59,9 @@ def read_csv(path: Path, keep_blank: bool = False) -> tuple[list[str], list[list
 
     Blank lines are dropped, or with ``keep_blank`` (predictions, one per input row) kept as rows of empty
     cells, except at the end of the file."""
-    if not path.is_file():
-        raise DataError(f"CSV file {path} does not exist; set dataset.path to a .csv file")
+    if not path.is_file():  # a named pipe or a device would block the read
+        what = "does not exist" if not path.exists() else "is not a regular file"
+        raise DataError(f"CSV file {path} {what}; set dataset.path to a .csv file")
     try:
         with path.open(newline="", encoding="utf-8-sig") as fh:
             rows = list(csv.reader(fh))

@@ -1,0 +1,122 @@
+"""Hostile input, generated: every setting of the config given values of the wrong type, out of its range,
+non-finite or absurdly large, must be refused when the config is loaded with a ConfigError that names the
+setting (the CLI turns it into exit 2 before anything is written). The case count is in the test ids."""
+
+from __future__ import annotations
+
+import typing
+from collections.abc import Iterator
+from pathlib import Path
+
+import annotated_types as at
+import pytest
+from pydantic import BaseModel
+
+from rlnas.config import RunConfig, load_config
+from rlnas.errors import ConfigError
+
+HUGE = 10**15  # "a terabyte of anything"
+
+
+def _settings(model: type[BaseModel], prefix: str = "") -> Iterator[tuple[str, typing.Any, list[typing.Any]]]:
+    for name, field in model.model_fields.items():
+        key = prefix + (field.alias or name)
+        if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+            yield from _settings(field.annotation, key + ".")
+        else:
+            yield key, field.annotation, list(field.metadata)
+
+
+def _bad_values(annotation: typing.Any, metadata: list[typing.Any]) -> list[str]:
+    """What a hostile user would try for a setting of this type (as ``--set`` text)."""
+    args = typing.get_args(annotation)
+    plain = [a for a in args if a is not type(None)] if args and typing.get_origin(annotation) is not list else []
+    kind = plain[0] if len(plain) == 1 else annotation
+    if typing.get_origin(kind) is typing.Literal:
+        return ["no-such-choice", "[1, 2]", "{a: 1}"]
+    if kind is bool:
+        return ["maybe", "[true]"]
+    if kind in (int, float):
+        values = ["abc", "[1]", "{a: 1}"]
+        values += [".nan", ".inf", "-.inf"] if kind is float else ["1.5"]
+        for bound in metadata:
+            if isinstance(bound, at.Ge):
+                values.append(str(bound.ge - 1))
+            if isinstance(bound, at.Gt):
+                values.append(str(bound.gt))
+            if isinstance(bound, at.Le):
+                values.append(str(bound.le + 1))
+            if isinstance(bound, at.Lt):
+                values.append(str(bound.lt))
+        return values
+    if typing.get_origin(annotation) is list and typing.get_args(annotation)[0] in (int,):
+        return ["abc", "[abc]"]
+    if typing.get_origin(annotation) is list:
+        inner = typing.get_args(annotation)[0]
+        if typing.get_origin(inner) is typing.Annotated:  # e.g. widths of hidden layers
+            return ["abc", "[-1]", "[0]", f"[{HUGE}]", "[64, 64, 64, 64, 64, 64, 64, 64, 64]"]
+    return []
+
+
+CASES = [
+    pytest.param(key, value, id=f"{key}={value}")
+    for key, annotation, metadata in _settings(RunConfig)
+    if not key.startswith("space.")  # the space section has its own generated checks in test_space.py
+    for value in _bad_values(annotation, metadata)
+]
+
+
+def test_there_are_hundreds_of_generated_cases() -> None:
+    assert len(CASES) >= 300, len(CASES)
+
+
+@pytest.mark.parametrize(("key", "value"), CASES)
+def test_a_bad_setting_is_refused_at_load_naming_the_setting(key: str, value: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(None, [f"{key}={value}"])
+    assert key.rsplit(".", 1)[-1].rstrip("_") in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"\xff\xfe not utf-8", "not valid YAML"),
+        (b"- a list\n- of things\n", "must hold a mapping of sections"),
+        (b"training: {epochs: [1, 2}", "not valid YAML"),
+        (None, "is a directory, not a file"),
+    ],
+)
+def test_an_unreadable_or_malformed_config_file_is_a_config_error(
+    tmp_path: Path, content: bytes | None, message: str
+) -> None:
+    path = tmp_path / "c.yaml"
+    if content is None:
+        path.mkdir()  # a folder named like a config
+    else:
+        path.write_bytes(content)
+    with pytest.raises(ConfigError, match=message):
+        load_config(path)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["search", "--seed", "-1"], "seed: Input should be greater than or equal to 0"),
+        (["search", "--seed", str(HUGE)], "seed: Input should be less than or equal to 4294967295"),
+        (["search", "--set", "dataset.split_seed=-1"], "dataset.split_seed"),
+        (["search", "--set", f"strategy.ppo.net_arch=[{HUGE}]"], "strategy.ppo.net_arch.0"),
+        (["search", "--set", f"dataset.image_size={HUGE}"], "sizes from 1 to 4096 pixels"),
+        (["benchmark", "--table", "t.csv", "--strategies", ","], "names no strategy"),
+        (["benchmark", "--table", "t.csv", "--workers", "0"], "--workers 0: give at least 1 process"),
+    ],
+)
+def test_bad_command_lines_exit_2_with_the_value_and_write_nothing(
+    tmp_path: Path, monkeypatch, capsys, args: list[str], message: str
+) -> None:
+    from rlnas.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    code = main([*args[:1], *(["--run-dir", "run"] if args[0] == "search" else []), *args[1:]])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and "Traceback" not in err, err
+    assert list(tmp_path.iterdir()) == []
