@@ -466,28 +466,29 @@ def _enospc(path: object) -> OSError:
     return OSError(errno.ENOSPC, "No space left on device", str(path))
 
 
+@pytest.fixture(scope="module")
+def kept_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished tiny search with kept children and an export (ONNX left out: it is the slow format)."""
+    from tests.test_cli import TINY
+
+    run = tmp_path_factory.mktemp("kept") / "run"
+    overrides = ["strategy.name=random", "logging.tensorboard=false", "logging.keep_children=true"]
+    overrides += ["export.formats=[pt2]", "export.epochs=1"]
+    code = main(
+        ["-q", "search", *TINY, "--run-dir", str(run), "--budget", "2", *[a for o in overrides for a in ("--set", o)]]
+    )
+    assert code == 0 and (run / "export" / "model.pt2").is_file()
+    return run
+
+
 @pytest.mark.parametrize("site", ["kept child", "export weights", "export card", "export pt2"])
 def test_a_full_disk_at_each_write_site_is_one_line_and_keeps_the_work(
-    tmp_path: Path, monkeypatch, capsys, site: str
+    kept_run: Path, tmp_path: Path, monkeypatch, capsys, site: str
 ) -> None:
     """ENOSPC where a kept child is saved, or where each file of an export is written: exit 1 with one line,
     the committed trials and the previous export kept, nothing half-written left behind."""
-    from tests.test_cli import TINY, _in_process
-
     run = tmp_path / "run"
-    overrides = ["strategy.name=random", "logging.tensorboard=false", "logging.keep_children=true"]
-    code, _ = _in_process(
-        capsys,
-        "-q",
-        "search",
-        *TINY,
-        "--run-dir",
-        str(run),
-        "--budget",
-        "2",
-        *[a for o in overrides for a in ("--set", o)],
-    )
-    assert code == 0 and (run / "export" / "model.pt").is_file()
+    shutil.copytree(kept_run, run)
     before = (run / "export" / "model.pt").read_bytes()
     real_write_bytes, real_write_text = atomic.write_bytes, Path.write_text
 
@@ -521,7 +522,7 @@ def test_a_full_disk_at_each_write_site_is_one_line_and_keeps_the_work(
     assert not [p.name for p in run.iterdir() if p.name.endswith((".tmp", ".new", ".old"))]
     monkeypatch.undo()
     if site == "kept child":
-        code, _ = _in_process(capsys, "-q", "resume", str(run), "--budget", "3", "--no-export")
+        code = main(["-q", "resume", str(run), "--budget", "3", "--no-export"])
         assert code == 0
         with open_run(run)[1] as store:
             assert len(store) == 3
