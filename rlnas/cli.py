@@ -70,6 +70,35 @@ def _search(args: argparse.Namespace) -> int:
     return run_search(Search(config, args.run_dir), args)
 
 
+def _proxies(args: argparse.Namespace) -> int:
+    from rlnas.config import load_config
+    from rlnas.evaluation.ranking import proxy_ranking
+
+    if args.archs < 3:
+        raise UserError(f"--archs {args.archs}: a rank correlation needs at least 3 architectures")
+    _check_output_file("--json", None if args.json is None else str(args.json))
+    config = load_config(args.config, _data_overrides(args.data) + [*(args.set or [])])
+
+    def progress(done: int, total: int) -> None:
+        if not args.quiet:
+            print(f"\r{done}/{total} architectures", end="", file=sys.stderr, flush=True)
+
+    result = proxy_ranking(config, args.archs, args.seed, progress)
+    if not args.quiet:
+        print(file=sys.stderr)
+    print(
+        f"{result['architectures']} architectures of {result['config']} on {result['dataset']} (seed {args.seed}); "
+        f"Kendall tau against the trained validation {result['score']}"
+    )
+    print(f"{'proxy':<12}{'tau':>8}{'s/arch':>10}")
+    for name, tau in result["kendall_tau"].items():
+        print(f"{name:<12}{tau:>8.3f}{result['proxy_seconds_per_architecture'][name]:>10.4f}")
+    print(f"{'training':<12}{'':>8}{result['train_seconds_per_architecture']:>10.2f}")
+    if args.json:
+        Path(args.json).write_text(to_json(result))
+    return 0
+
+
 def _config(args: argparse.Namespace) -> int:
     from rlnas.shipped import find_config, shipped_configs
 
@@ -462,6 +491,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON")
     _verbosity(p, top=False)
     p.set_defaults(func=_predict)
+
+    p = sub.add_parser(
+        "proxies", help="how well zero-cost proxies rank a config's architectures (Kendall tau vs training)", **common
+    )
+    p.add_argument("--config", type=Path, help="a YAML file or a shipped config's name (default: the defaults)")
+    p.add_argument("--set", action="append", metavar="KEY.PATH=VALUE", help="override a config value (repeatable)")
+    p.add_argument("--data", type=Path, metavar="PATH", help="your data (as for search)")
+    p.add_argument("--archs", type=int, default=50, help="architectures sampled, each also trained (default 50)")
+    p.add_argument("--seed", type=int, default=0, help="draws the architectures and the proxies' minibatch")
+    p.add_argument("--json", type=Path, help="write every architecture's proxies and score here")
+    _verbosity(p, top=False)
+    p.set_defaults(func=_proxies)
 
     p = sub.add_parser("config", help="list the shipped configs, or print one (rlnas config mnist > my.yaml)", **common)
     p.add_argument("name", nargs="?", help="a shipped config's name (default, mnist, table, ...)")

@@ -1,0 +1,99 @@
+"""Zero-cost proxies: each computed as its paper defines it, seeded, on every family; ``rlnas proxies``."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from rlnas.data.core import Split
+from rlnas.evaluation import proxies
+from rlnas.models.families import build_model
+from rlnas.space import SpaceSpec, build_space, builtin_space
+
+
+def _batch(shape: tuple[int, ...], n: int = 16, classes: int = 3) -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(0)
+    return torch.rand((n, *shape), generator=generator), torch.randint(0, classes, (n,), generator=generator)
+
+
+def test_grad_norm_and_snip_are_the_summed_gradient_norms_and_saliencies() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 5), nn.ReLU(), nn.Linear(5, 3))
+    x, y = _batch((4,))
+    nn.functional.cross_entropy(model(x), y).backward()
+    weights = [model[0].weight, model[2].weight]
+    expected_norm = sum(float(w.grad.norm()) for w in weights)
+    expected_snip = sum(float((w.detach() * w.grad).abs().sum()) for w in weights)
+    assert proxies.grad_norm(model, x, y) == pytest.approx(expected_norm, rel=1e-5)
+    assert proxies.snip(model, x, y) == pytest.approx(expected_snip, rel=1e-5)
+
+
+def test_synflow_is_data_free_and_counts_paths() -> None:
+    """With positive weights and an all-ones input, a linear chain's synflow is the sum over its weights of
+    w * dR/dw: for two layers of all-ones weights (a x b, b x c), every weight carries the same flow."""
+    model = nn.Sequential(nn.Linear(2, 3, bias=False), nn.BatchNorm1d(3), nn.Linear(3, 4, bias=False))
+    with torch.no_grad():
+        for layer in (model[0], model[2]):
+            layer.weight.fill_(-1.0)  # signs do not matter: synflow takes absolute values
+    x, y = _batch((2,))
+    # R = sum of the 4 outputs = 4 * 3 * 2 (paths); dR/dw1 = 4 for each of 6 weights, dR/dw2 = 2 for 12
+    assert proxies.synflow(model, x, y) == pytest.approx(math.log10(6 * 4 + 12 * 2))
+    assert proxies.synflow(model, x * 0, y) == proxies.synflow(model, x, y)  # the data are not used
+    assert model[0].weight[0, 0] == -1.0  # the network itself is left as it was
+
+
+def test_naswot_rewards_distinct_activation_patterns_and_sees_duplicates() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 64), nn.ReLU(), nn.Linear(64, 3))
+    x, y = _batch((8,))
+    score = proxies.naswot(model, x, y)
+    assert math.isfinite(score)
+    twins = torch.cat([x[:8], x[:8]])  # identical examples: identical codes, a singular kernel
+    twin_score = proxies.naswot(model, twins, y)
+    assert twin_score == float("-inf") or twin_score < score - 50
+
+
+@pytest.mark.parametrize("family", ["cnn", "convnet", "mlp", "nb201"])
+def test_every_proxy_is_finite_seeded_and_tells_architectures_apart(family: str) -> None:
+    shape = (8,) if family == "mlp" else (3, 8, 8) if family == "nb201" else (1, 8, 8)
+    space = build_space(SpaceSpec(**builtin_space(family)), shape)
+    rng = np.random.default_rng(0)
+    archs = [space.sample(rng) for _ in range(2)]
+    batch = _batch(shape, classes=10)
+
+    def scores(arch, seed):  # type: ignore[no-untyped-def]
+        return proxies.compute(lambda: build_model(arch, family, shape, 10), batch, shape, seed)[0]
+
+    first = scores(archs[0], 1)
+    assert set(first) == set(proxies.PROXIES)
+    assert all(math.isfinite(v) for k, v in first.items() if k != "naswot")
+    assert scores(archs[0], 1) == first  # seeded: the same initialization and values
+    assert scores(archs[1], 1) != first
+
+
+def test_minibatch_and_kendall_tau() -> None:
+    split = Split(torch.arange(100, dtype=torch.uint8).reshape(100, 1), torch.zeros(100, dtype=torch.int64))
+    x, _ = proxies.minibatch(split, seed=3, size=10)
+    assert x.shape == (10, 1) and float(x.max()) <= 99 / 255 and torch.equal(x, proxies.minibatch(split, 3, 10)[0])
+    taus = proxies.kendall_tau({"up": [1, 2, 3, 4], "down": [4, 3, 2, 1]}, [0.1, 0.2, 0.3, 0.4])
+    assert taus == {"up": pytest.approx(1.0), "down": pytest.approx(-1.0)}
+
+
+def test_the_proxies_command_ranks_sampled_architectures_against_their_training(tmp_path: Path, capsys) -> None:
+    from rlnas.cli import main
+    from tests.test_cli import TINY
+
+    code = main(["-q", "proxies", *TINY, "--archs", "4", "--json", str(tmp_path / "p.json")])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "4 architectures of cnn on digits" in out and all(name in out for name in proxies.PROXIES)
+    result = json.loads((tmp_path / "p.json").read_text())
+    assert len({json.dumps(r["architecture"], sort_keys=True) for r in result["rows"]}) == 4
+    assert all(0.0 <= r["val_score"] <= 1.0 for r in result["rows"])
+    assert set(result["kendall_tau"]) == set(proxies.PROXIES)
