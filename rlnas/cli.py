@@ -200,27 +200,40 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
+    import csv
+    import io
+
+    from rlnas import atomic
     from rlnas.predict import predict, predict_table
 
+    _check_output_file("--out", None if args.out is None else str(args.out))
+    if args.out is not None and args.out.exists() and not os.access(args.out, os.W_OK):
+        raise UserError(f"--out {args.out} is read-only; make it writable or choose another file")
     files = list(args.inputs)
+    text = io.StringIO()
     if len(files) == 1 and files[0].suffix.lower() == ".csv":
         header, rows = predict_table(args.export, files[0])
-        import csv
-
-        out = args.out.open("w", newline="") if args.out else sys.stdout
-        writer = csv.writer(out)
-        writer.writerow(header)
-        writer.writerows(rows)
-        if args.out:
-            out.close()
-            print(f"{len(rows)} predictions written to {args.out}", file=sys.stderr)
-        return 0
-    predictions = predict(args.export, files, invert=args.invert)
-    if args.json:
-        print(to_json([p.__dict__ for p in predictions]))
+        if args.json:
+            text.write(to_json([dict(zip(header, row, strict=True)) for row in rows]) + "\n")
+        else:
+            csv.writer(text).writerows([header, *rows])
+        count = len(rows)
     else:
-        for p in predictions:
-            print(f"{p.path}: {p.name} (p = {p.probability:.3f})")
+        predictions = predict(args.export, files, invert=args.invert)
+        count = len(predictions)
+        if args.json:
+            text.write(to_json([p.__dict__ for p in predictions]) + "\n")
+        elif args.out is not None:  # a file gets a table: path, class name, probability, class index
+            writer = csv.writer(text)
+            writer.writerow(["path", "prediction", "probability", "label"])
+            writer.writerows([p.path, p.name, f"{p.probability:.4f}", p.label] for p in predictions)
+        else:
+            text.writelines(f"{p.path}: {p.name} (p = {p.probability:.3f})\n" for p in predictions)
+    if args.out is None:
+        print(text.getvalue(), end="")
+        return 0
+    atomic.write_text(args.out, text.getvalue())
+    print(f"{count} predictions written to {args.out}", file=sys.stderr)
     return 0
 
 
@@ -289,7 +302,7 @@ def _check_output_file(flag: str, value: str | None) -> None:
         return
     path = Path(value)
     if path.is_dir():
-        example = path / ("benchmark.json" if flag == "--json" else "benchmark.png")
+        example = path / {"--json": "results.json", "--plot": "benchmark.png"}.get(flag, "predictions.csv")
         raise UserError(f"{flag} {value} is a folder; give a file name, e.g. {example}")
     if not path.parent.is_dir():
         raise UserError(f"{flag} {value}: the folder {path.parent} does not exist; create it or choose another path")
@@ -486,7 +499,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("predict", help="classify image files, or predict the rows of a CSV table", **common)
     p.add_argument("export", type=Path, help="RUN/export or RUN/export/model.pt")
     p.add_argument("inputs", nargs="+", type=Path, help="image files, or one .csv table (for a table model)")
-    p.add_argument("--out", type=Path, help="CSV input: write the predictions here (default: standard output)")
+    p.add_argument(
+        "--out", type=Path, help="write the predictions to this file: CSV, or JSON with --json (default: print)"
+    )
     p.add_argument("--invert", action="store_true", help="dark digits on a light background (MNIST is light on dark)")
     p.add_argument("--json", action="store_true", help="print JSON")
     _verbosity(p, top=False)

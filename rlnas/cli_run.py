@@ -4,6 +4,7 @@ of the best child and of the export. Part of the CLI (it prints)."""
 from __future__ import annotations
 
 import argparse
+import shlex
 import shutil
 import signal
 import sys
@@ -25,7 +26,7 @@ def run_search(search: Any, args: argparse.Namespace) -> int:
     from tqdm.contrib.logging import logging_redirect_tqdm
 
     from rlnas.formatting import architecture_text
-    from rlnas.mirror import OPTUNA_FILE
+    from rlnas.mirror import storage_url
 
     config = search.config
     run_dir = search.run_dir
@@ -35,7 +36,7 @@ def run_search(search: Any, args: argparse.Namespace) -> int:
         print(f"watch it live: tensorboard --logdir {run_dir / 'tensorboard'}", file=sys.stderr)
         print(f"  every child: tensorboard --logdir {run_dir / 'hparams'} --port 6007  (HPARAMS tab)", file=sys.stderr)
     if config.logging.optuna:
-        print(f"  with Optuna: optuna-dashboard sqlite:///{run_dir.resolve() / OPTUNA_FILE}", file=sys.stderr)
+        print(f"  with Optuna: optuna-dashboard {shlex.quote(storage_url(run_dir))}", file=sys.stderr)
     total = config.budget.evaluations
     bar = tqdm(
         total=total,

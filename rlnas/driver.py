@@ -34,7 +34,7 @@ from rlnas.evaluation.train import EpochEnd
 from rlnas.evaluation.trainer import ChildTrainer, Objective, check_limits
 from rlnas.execution import EvaluatorFactory, Job, TrainingEvaluatorFactory, given, make_executor
 from rlnas.formatting import to_json
-from rlnas.mirror import OptunaMirror
+from rlnas.mirror import OPTUNA_FILE, OptunaMirror
 from rlnas.rundir import (
     CONFIG_FILE,
     DATASET_FILE,
@@ -290,8 +290,18 @@ class Search:
         self.mirror: OptunaMirror | None = None
         if self.run_dir is not None and config.logging.optuna:
             attrs = {"strategy": config.strategy.name, "space": space.name, "seed": config.seed}
-            self.mirror = OptunaMirror(self.run_dir, space, attrs, objective_name(config, score))
-            self.mirror.sync(self.store.trials() if resume else [])
+            try:
+                self.mirror = OptunaMirror(self.run_dir, space, attrs, objective_name(config, score))
+                self.mirror.sync(self.store.trials() if resume else [])
+            except Exception as err:  # noqa: BLE001 - an optional view: a damaged mirror never stops the search
+                log.warning(
+                    "the Optuna mirror %s cannot be opened (%s: %s); searching without it (the trial store is "
+                    "complete; delete the file to have it rebuilt on the next resume)",
+                    self.run_dir / OPTUNA_FILE,
+                    type(err).__name__,
+                    err,
+                )
+                self.mirror = None
         if resume:
             done = self.store.trials()
             self.strategy.warm_start(done)

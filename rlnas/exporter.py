@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import contextlib
+import html
 import io
 import json
 import logging
@@ -406,7 +407,7 @@ def _model_card(arch: Architecture, metrics: dict[str, Any], info: dict[str, Any
         output = "one predicted value per row (in the target's units)"
     else:
         names = info["class_names"]
-        shown = ", ".join(names[:20]) + (" ..." if len(names) > 20 else "")
+        shown = ", ".join(map(_text, names[:20])) + (" ..." if len(names) > 20 else "")
         kind = (
             "log-probabilities (the log of the members' mean probabilities)"
             if info.get("ensemble", 1) > 1
@@ -414,7 +415,7 @@ def _model_card(arch: Architecture, metrics: dict[str, Any], info: dict[str, Any
         )
         output = f"{info['num_classes']} {kind}, one per class in this order: {shown} (softmax for probabilities)"
     if info.get("preprocessing"):
-        columns = ", ".join(c["name"] for c in info["preprocessing"]["columns"])
+        columns = ", ".join(_text(c["name"]) for c in info["preprocessing"]["columns"])
         inputs = (
             f"encoded table rows of shape (N, {info['input_shape'][0]}) from the columns {columns} "
             "(`rlnas predict EXPORT table.csv` and `rlnas.predict.predict_table` apply the encoding stored in "
@@ -443,7 +444,7 @@ def _model_card(arch: Architecture, metrics: dict[str, Any], info: dict[str, Any
 
 Input: {inputs}. Output: {output}.
 
-Data: {json.dumps(info["dataset"])}, fingerprint {info["data_fingerprint"]}.
+Data: {_text(json.dumps(info["dataset"]))}, fingerprint {info["data_fingerprint"]}.
 
 ## Architecture{"s (one column per ensemble member)" if len(archs) > 1 else ""}
 {rows}
@@ -462,6 +463,12 @@ outputs = session.run(None, {{"{io_names(info)[0]}": inputs}})[0]
 ```
 Versions: {json.dumps(info["versions"])}
 """
+
+
+def _text(value: object) -> str:
+    """Text from the user's data (class and column names, paths) as plain Markdown text: HTML escaped, table
+    bars and backticks neutralized, so that a name never becomes markup in the model card."""
+    return html.escape(str(value)).replace("|", "&#124;").replace("`", "&#96;")
 
 
 def _model_file(path: str | Path) -> Path:

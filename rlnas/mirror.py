@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime
 import logging
 import math
+import urllib.parse
 import warnings
 from collections.abc import Iterable
 from pathlib import Path
@@ -31,7 +32,9 @@ OPTUNA_FILE = "optuna.sqlite3"
 
 
 def storage_url(run_dir: str | Path) -> str:
-    return f"sqlite:///{Path(run_dir).resolve() / OPTUNA_FILE}"
+    """The mirror's SQLAlchemy URL; the path is percent-encoded, so that a run directory named with ``?``, ``#``
+    or ``%`` stays one path (unquoted, ``?`` would start the URL's query and the file land elsewhere)."""
+    return "sqlite:///" + urllib.parse.quote(str(Path(run_dir).resolve() / OPTUNA_FILE))
 
 
 def _quiet_optuna() -> Any:

@@ -60,6 +60,9 @@ def write_excel(records: Sequence[TrialRecord], path: Path) -> Path:
         cell.font = Font(bold=True)
     for row in rows:
         sheet.append([_cell(row.get(c)) for c in columns])
+        for cell in sheet[sheet.max_row]:
+            if cell.data_type == "f":  # text from a run ("=HYPERLINK(...)" in an error) is text, never a formula
+                cell.data_type = "s"
     for j, column in enumerate(columns, start=1):
         values = [row.get(column) for row in rows]
         fmt = (

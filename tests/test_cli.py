@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import re
@@ -304,6 +305,14 @@ def test_predict_classifies_image_files_like_the_test_split(run: Path, tmp_path:
     assert all(abs(sum(p["probabilities"]) - 1) < 1e-4 for p in predictions)
     bad = rlnas("predict", str(run / "export"), str(tmp_path / "missing.png"), cwd=tmp_path)
     assert bad.returncode == 2 and "missing.png does not exist" in bad.stderr
+    written = rlnas("predict", str(run / "export"), *paths, "--out", "out/p.csv", cwd=tmp_path)
+    assert written.returncode == 2 and "the folder out does not exist" in written.stderr
+    (tmp_path / "out").mkdir()
+    written = rlnas("predict", str(run / "export"), *paths, "--out", "out/p.csv", cwd=tmp_path)
+    assert written.returncode == 0 and "5 predictions written to out/p.csv" in written.stderr
+    table = list(csv.reader((tmp_path / "out" / "p.csv").open()))
+    assert table[0] == ["path", "prediction", "probability", "label"]
+    assert [int(row[3]) for row in table[1:]] == expected
     os.mkfifo(tmp_path / "pipe.png")  # would block a reader forever
     piped = rlnas("predict", str(run / "export"), str(tmp_path / "pipe.png"), cwd=tmp_path)
     assert piped.returncode == 2 and "pipe.png is not a regular file" in piped.stderr

@@ -526,3 +526,25 @@ def test_a_full_disk_at_each_write_site_is_one_line_and_keeps_the_work(
         assert code == 0
         with open_run(run)[1] as store:
             assert len(store) == 3
+
+
+def test_a_run_dir_named_with_url_characters_keeps_its_mirror_and_a_damaged_mirror_never_stops_a_resume(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from rlnas.mirror import load_study
+
+    run = tmp_path / "runs" / "a?b#c%d e"
+    config = tiny_config(
+        "strategy.name=random", "budget.evaluations=2", "logging.tensorboard=false", "export.enabled=false"
+    )
+    first = Search(config, run)
+    first.run()
+    first.close()
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["a?b#c%d e"]  # the mirror did not land beside
+    study = load_study(run)
+    assert study is not None and len(study.trials) == 2
+    (run / "optuna.sqlite3").write_bytes(b"not a database " * 100)
+    resumed = Search.resume(run, ["budget.evaluations=3"])
+    resumed.run()
+    resumed.close()
+    assert len(_trials(run)) == 3 and "the Optuna mirror" in caplog.text and "cannot be opened" in caplog.text

@@ -117,3 +117,22 @@ def test_a_store_locked_by_another_program_is_waited_for_and_the_trial_committed
         other.close()
         assert record.number == 0 and [r.architecture for r in store.trials()] == [arch]
     assert "is locked by another process" in caplog.text and "rlnas waits to store a trial" in caplog.text
+
+
+def test_text_from_a_run_is_never_a_spreadsheet_formula_or_markup(tmp_path: Path, toy_space: SearchSpace) -> None:
+    from openpyxl import load_workbook
+
+    from rlnas.exporter import _text
+    from rlnas.report import write_excel
+
+    payload = '=HYPERLINK("http://example.invalid","click")'
+    with TrialStore(tmp_path / "t.sqlite") as store:
+        store.append(
+            toy_space.sample(np.random.default_rng(0)), Evaluation(reward=0.0, status=FAILED, error=payload), "random"
+        )
+        book = load_workbook(write_excel(store.trials(), tmp_path / "t.xlsx"))
+    sheet = book["trials"]
+    header = [c.value for c in sheet[1]]
+    cell = sheet.cell(row=2, column=header.index("error") + 1)
+    assert cell.value == payload and cell.data_type == "s"
+    assert _text("<img src=x onerror=alert(1)> | `x`") == "&lt;img src=x onerror=alert(1)&gt; &#124; &#96;x&#96;"

@@ -64,6 +64,11 @@ def test_folder_decodes_every_image_exactly_and_keeps_class_names(png_folder, tm
     caplog.clear()
     from_folder(root, cache_dir=str(tmp_path / "cache"))
     assert "decoded 120 images" in caplog.text
+    for cache in (tmp_path / "cache").rglob("*.npz"):  # a damaged cache is decoded again, never a traceback
+        cache.write_bytes(cache.read_bytes()[:300])
+    caplog.clear()
+    assert _pixels(from_folder(root, cache_dir=str(tmp_path / "cache"))) == {img.tobytes() for img in x}
+    assert "ignoring the unreadable cache file" in caplog.text
 
 
 def test_folder_decodes_in_parallel_worker_processes(png_folder, tmp_path: Path, monkeypatch) -> None:

@@ -14,6 +14,7 @@ import logging
 import multiprocessing
 import os
 import time
+import zipfile
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -210,7 +211,7 @@ def _load_cached(file: Path) -> dict[str, Any] | None:
             for split in meta["splits"]:
                 out[split] = (data[f"{split}_x"], data[f"{split}_y"])
             return out
-    except (OSError, ValueError, KeyError) as err:
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
         log.warning("ignoring the unreadable cache file %s (%s); decoding again", file, err)
         return None
 
