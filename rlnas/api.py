@@ -29,7 +29,7 @@ from torch import nn
 from rlnas.config import RunConfig, load_config
 from rlnas.data.core import Dataset
 from rlnas.driver import EpochCallback, Progress, Search, SearchResult
-from rlnas.errors import RunDirError
+from rlnas.errors import ConfigError, RunDirError
 from rlnas.shipped import find_config
 from rlnas.store import TrialRecord
 
@@ -88,7 +88,27 @@ def _override_list(overrides: Overrides) -> list[str]:
         return []
     if isinstance(overrides, Mapping):
         return [f"{key}={json.dumps(value)}" for key, value in overrides.items()]
+    if isinstance(overrides, (str, bytes)) or not isinstance(overrides, Sequence):
+        raise ConfigError(
+            f"overrides={overrides!r}: give a mapping such as {{'training.epochs': 1}} or a list of "
+            "'key=value' strings such as ['training.epochs=1']"
+        )
     return [str(o) for o in overrides]
+
+
+def _check_arguments(data: Any = None, run_dir: Any = None, **numbers: Any) -> None:
+    """The Python API's own errors for arguments of the wrong type, before anything is loaded or written."""
+    if data is not None and not isinstance(data, Dataset):
+        hint = f"rlnas.search(config={data!r})" if isinstance(data, (str, Path)) else "rlnas.data.from_arrays(x, y)"
+        raise ConfigError(
+            f"data={data!r} is not a dataset: pass one made by rlnas.data (from_folder, from_arrays, from_csv, "
+            f"load_dataset), or leave data out and name the config, e.g. {hint}"
+        )
+    if run_dir is not None and not isinstance(run_dir, (str, Path)):
+        raise ConfigError(f"run_dir={run_dir!r}: give a path (str or pathlib.Path)")
+    for name, value in numbers.items():
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise ConfigError(f"{name}={value!r}: give a number")
 
 
 def _sections(config: ConfigLike) -> dict[str, Any]:
@@ -153,6 +173,11 @@ def _finish(search: Search, export: bool, data: Dataset | None) -> RunResult:
     return result
 
 
+def _check_run_dir(run_dir: Any) -> None:
+    if not isinstance(run_dir, (str, Path)):
+        raise ConfigError(f"run_dir={run_dir!r}: give the path of a run directory (str or pathlib.Path)")
+
+
 def _trials(run_dir: Path) -> list[TrialRecord]:
     from rlnas.rundir import open_run
 
@@ -177,6 +202,7 @@ def search(
 ) -> RunResult:
     """Search ``data`` (a :class:`rlnas.data.Dataset`; default: the config's dataset) and, unless
     ``export=False`` or ``export.enabled`` is false, retrain and export the best architecture."""
+    _check_arguments(data, run_dir, budget=budget, minutes=minutes, seed=seed)
     run_config = make_config(
         data, config, budget=budget, minutes=minutes, strategy=strategy, seed=seed, overrides=overrides
     )
@@ -197,6 +223,8 @@ def resume(
     """Continue a killed or interrupted search (or extend a finished one with a larger ``budget`` or
     ``minutes``, both counting what was spent before); ``data`` is required for runs made from arrays in
     memory and must be the same data."""
+    _check_arguments(data, budget=budget, minutes=minutes)
+    _check_run_dir(run_dir)
     items = _override_list(overrides)
     items += [
         f"{key}={value}"
@@ -210,4 +238,8 @@ def export(run_dir: str | Path, data: Dataset | None = None, epochs: int | None 
     """Retrain the best architecture of a run and write ``RUN/export``; returns its metrics."""
     from rlnas.exporter import export_run
 
+    _check_arguments(data, epochs=epochs)
+    _check_run_dir(run_dir)
+    if epochs is not None and not isinstance(epochs, int):
+        raise ConfigError(f"epochs={epochs!r}: give a whole number of epochs")
     return export_run(run_dir, epochs=epochs, data=data)

@@ -472,6 +472,8 @@ def _text(value: object) -> str:
 
 
 def _model_file(path: str | Path) -> Path:
+    if not isinstance(path, (str, Path)):
+        raise RunDirError(f"{path!r} is not a path; pass RUN/export or its model.pt")
     p = Path(path)
     for folder in (p, p / EXPORT_DIR, p.parent):  # an export swap that a kill cut short is finished first
         if folder.name == EXPORT_DIR and not (folder / "model.pt").exists():

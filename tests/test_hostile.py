@@ -120,3 +120,34 @@ def test_bad_command_lines_exit_2_with_the_value_and_write_nothing(
     err = capsys.readouterr().err
     assert code == 2 and message in err and "Traceback" not in err, err
     assert list(tmp_path.iterdir()) == []
+
+
+def _python_calls(tmp_path: Path) -> list[tuple[str, typing.Callable[[], object], str]]:
+    import numpy as np
+
+    import rlnas
+    from rlnas.data import from_arrays
+
+    x, y = np.zeros((20, 4), dtype=np.float32), np.arange(20) % 2
+    return [
+        ("search a name", lambda: rlnas.search("digits"), "rlnas.search(config='digits')"),
+        ("overrides as text", lambda: rlnas.search(overrides="training.epochs=1"), "a list of 'key=value' strings"),
+        ("budget as text", lambda: rlnas.search(budget="3"), "budget='3': give a number"),
+        ("run_dir as a number", lambda: rlnas.search(run_dir=3), "run_dir=3: give a path"),
+        ("labels missing", lambda: from_arrays(x, None), "got y=None"),
+        ("class names as one string", lambda: from_arrays(x, y, class_names="ab"), "is one string"),
+        ("load_model(None)", lambda: rlnas.load_model(None), "None is not a path"),
+        ("export epochs as text", lambda: rlnas.export(tmp_path, epochs="3"), "epochs='3'"),
+        ("resume a number", lambda: rlnas.resume(7), "run_dir=7"),
+    ]
+
+
+@pytest.mark.parametrize("case", range(9))
+def test_the_python_api_raises_its_own_errors_for_arguments_of_the_wrong_type(tmp_path: Path, case: int) -> None:
+    from rlnas.errors import RlnasError
+
+    name, call, message = _python_calls(tmp_path)[case]
+    with pytest.raises(RlnasError) as caught:
+        call()
+    assert message in str(caught.value), name
+    assert list(tmp_path.iterdir()) == []

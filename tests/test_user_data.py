@@ -199,6 +199,21 @@ def test_arrays_in_memory_are_checked() -> None:
         from_arrays(x, np.zeros(len(x), dtype=int))
     table = from_arrays(np.random.default_rng(0).normal(size=(100, 5)), np.linspace(0, 1, 100), task="regression")
     assert table.task == "regression" and table.input_shape == (5,) and table.description == {"name": "memory"}
+    features = np.zeros((10, 3), dtype=np.float32)
+    for bad_x, bad_y, message in [
+        (np.array([["a", "b"]] * 10), y[:10], "inputs must be numbers"),
+        (np.zeros((10, 0)), y[:10], r"shape \(10, 0\) hold no features"),
+        (features, np.zeros((10, 2)), r"labels of shape \(10, 2\)"),
+    ]:
+        with pytest.raises(DataError, match=message):
+            from_arrays(bad_x, bad_y, task="regression" if bad_y.ndim > 1 else "auto")
+
+
+def test_a_damaged_npz_file_is_named(tmp_path: Path) -> None:
+    for name, content in (("empty.npz", b""), ("cut.npz", b"PK\x03\x04 cut short")):
+        (tmp_path / name).write_bytes(content)
+        with pytest.raises(DataError, match=rf"{name} is not a readable .npz file"):
+            from_npz(tmp_path / name)
 
 
 def _write_csv(path: Path, header: list[str], rows: list[list[object]]) -> Path:

@@ -111,6 +111,10 @@ def from_arrays(
     are held out of ``x`` (test first, then validation)."""
     from rlnas.data.arrays import dataset_from_arrays
 
+    if x is None or y is None:
+        raise DataError(f"from_arrays needs inputs x and labels y; got {'x' if x is None else 'y'}=None")
+    if isinstance(class_names, (str, bytes)):
+        raise DataError(f"class_names={class_names!r} is one string; give a list of names, e.g. ['cat', 'dog']")
     splits = {"train": (np.asarray(x), np.asarray(y))}
     for name, (sx, sy) in {"val": (x_val, y_val), "test": (x_test, y_test)}.items():
         if (sx is None) != (sy is None):

@@ -9,6 +9,7 @@ numbers for ``task: regression``.
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -87,6 +88,16 @@ def dataset_from_arrays(
             raise DataError(f"{where}: {len(x)} inputs but {len(y)} labels; give one label per input")
         if len(x) == 0:
             raise DataError(f"{where}: no examples")
+        if x.dtype == bool or not np.issubdtype(x.dtype, np.number) or np.issubdtype(x.dtype, np.complexfloating):
+            raise DataError(f"{where}: inputs must be numbers (uint8 pixels or floats), got {x.dtype}")
+        if x.ndim < 2 or 0 in x.shape[1:]:
+            raise DataError(f"{where}: inputs of shape {x.shape} hold no features; give (N, F) or (N, H, W[, C])")
+        if y.ndim > 1 and (y.ndim > 2 or y.shape[1] != 1):
+            raise DataError(
+                f"{where}: labels of shape {y.shape}; give one label or target per input, shape (N,) "
+                "(rlnas predicts a single target)"
+            )
+        y = y.reshape(len(y))
         check_finite(x, f"{where} inputs")
         x = to_layout(x, layout, where)
         if resolved == "classification":
@@ -130,8 +141,8 @@ def load_arrays(config: DatasetConfig) -> Dataset:
     try:
         with np.load(path, allow_pickle=False) as data:
             arrays = {k: data[k] for k in data.files}
-    except (OSError, ValueError) as err:
-        raise DataError(f"{path} is not a readable .npz file ({err}); save it with numpy.savez") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+        raise DataError(f"{path} is not a readable .npz file ({err or 'empty'}); save it with numpy.savez") from None
     splits: dict[str, ArrayPair] = {}
     for split in ("train", "val", "test"):
         has = [f"{k}_{split}" in arrays for k in "xy"]
