@@ -19,7 +19,7 @@ from pathlib import Path
 from rlnas import atomic
 from rlnas.config import RunConfig, load_config
 from rlnas.data import Dataset, load_dataset
-from rlnas.errors import CallbackError, ConfigError, DataError, DiskFullError, is_disk_full
+from rlnas.errors import CallbackError, ConfigError, DataError, DiskFullError, RunDirError, is_disk_full
 from rlnas.evaluation.base import (
     COMPLETE,
     FAILED,
@@ -128,18 +128,24 @@ def check_same_data(run_dir: Path, dataset: Dataset) -> None:
     file = Path(run_dir) / DATASET_FILE
     if not file.is_file():
         return  # runs made before rlnas recorded their data
-    recorded = json.loads(file.read_text())
-    if recorded["fingerprint"] != dataset.fingerprint():
-        described = recorded["description"]
+    try:
+        recorded = json.loads(file.read_text())
+        fingerprint, described = str(recorded["fingerprint"]), dict(recorded["description"])
+        then = sum(int(n) for n in recorded["examples"].values())
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError) as err:
+        raise RunDirError(
+            f"{file} is damaged ({type(err).__name__}: {err}), so the run's data cannot be checked; restore it from "
+            "a backup, or start a new run"
+        ) from None
+    if fingerprint != dataset.fingerprint():
         source = " ".join(
             str(v) for v in (described.get("name"), described.get("path") or described.get("data_dir")) if v
         )
-        then = sum(recorded["examples"].values())
         now = len(dataset.train) + len(dataset.val) + len(dataset.test)
         raise DataError(
             f"the data differ from those {run_dir} was searched on ({source}: {then} examples then, "
             f"{now} now; fingerprint {dataset.fingerprint()} now, "
-            f"{recorded['fingerprint']} then); restore or pass the original data, or start a new run for new data"
+            f"{fingerprint} then); restore or pass the original data, or start a new run for new data"
         )
 
 

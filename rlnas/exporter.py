@@ -497,8 +497,19 @@ def load_export_info(path: str | Path) -> dict[str, Any]:
         ) from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise RunDirError(f"{file} cannot be read ({err}); export the run again (`rlnas export RUN`)") from None
-    if not isinstance(info, dict) or "input_shape" not in info:
-        raise RunDirError(f"{file} does not describe an rlnas export; export the run again (`rlnas export RUN`)")
+    required = {"architecture": dict, "family": str, "input_shape": list}
+    optional = {"task": str, "class_names": list, "preprocessing": dict}  # older exports lack the task
+    wrong = [k for k, kind in required.items() if not isinstance(info, dict) or not isinstance(info.get(k), kind)]
+    wrong += [
+        k
+        for k, kind in optional.items()
+        if isinstance(info, dict) and info.get(k) is not None and not isinstance(info[k], kind)
+    ]
+    if wrong:
+        raise RunDirError(
+            f"{file} does not describe an rlnas export (missing or wrong: {', '.join(wrong)}); export the run "
+            "again (`rlnas export RUN`)"
+        )
     return info
 
 

@@ -548,3 +548,30 @@ def test_a_run_dir_named_with_url_characters_keeps_its_mirror_and_a_damaged_mirr
     resumed.run()
     resumed.close()
     assert len(_trials(run)) == 3 and "the Optuna mirror" in caplog.text and "cannot be opened" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("file", "content", "command", "message"),
+    [
+        ("export/architecture.json", '{"input_shape": [1, 8, 8]}', "predict", "missing or wrong: architecture, family"),
+        (
+            "export/architecture.json",
+            '{"architecture": {}, "family": "cnn", "input_shape": 3}',
+            "evaluate",
+            "input_shape",
+        ),
+        ("dataset.json", '{"fingerprint": 1}', "resume", "dataset.json is damaged"),
+        ("dataset.json", "[1, 2]", "export", "dataset.json is damaged"),
+    ],
+)
+def test_damaged_run_files_are_named_with_exit_2(
+    kept_run: Path, tmp_path: Path, capsys, file: str, content: str, command: str, message: str
+) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(kept_run, run)
+    (run / file).write_text(content)
+    target = str(run / "export") if command in ("predict", "evaluate") else str(run)
+    extra = {"predict": [str(run / "export" / "model.pt")], "resume": ["--budget", "3"]}.get(command, [])
+    code = main([command, target, *extra])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and "Traceback" not in err, err

@@ -115,6 +115,14 @@ def test_controller_is_checkpointed_into_the_run_dir(tmp_path: Path) -> None:
     assert checkpoint.is_file()
     model = MaskablePPO.load(checkpoint, device="cpu")
     assert model.action_space.n == prepared.space.max_choices
+    import zipfile
+
+    with zipfile.ZipFile(checkpoint, "a") as archive:  # a zip bomb: a few kB that unpack to 200 MB
+        archive.writestr(zipfile.ZipInfo("padding"), b"\0" * (200 << 20), compress_type=zipfile.ZIP_DEFLATED)
+    assert checkpoint.stat().st_size < 2 << 20
+    resumed = Search.resume(tmp_path / "run", ["budget.evaluations=7"])
+    assert not resumed.strategy.restored  # refused before unpacking: the policy starts afresh, trials kept
+    resumed.close()
 
 
 def test_elite_mutations_are_evaluated_beside_the_policy_not_through_it(toy_space: SearchSpace) -> None:

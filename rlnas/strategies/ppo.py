@@ -21,6 +21,7 @@ import logging
 import math
 from collections import deque
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -153,6 +154,7 @@ class PPOStrategy(Strategy):
         self.restored = False
         if self.checkpoint is not None and self.checkpoint.exists():
             try:
+                self._check_size(self.checkpoint)
                 self.model.set_parameters(str(self.checkpoint), device="cpu")
                 self.restored = True
                 log.info("controller restored from %s", self.checkpoint)
@@ -302,6 +304,18 @@ class PPOStrategy(Strategy):
         self._results[episodes.popleft()] = evaluation
         if not episodes:
             del self._issued[arch.key]
+
+    def _check_size(self, checkpoint: Path) -> None:
+        """Refuse, before unpacking, a checkpoint that unpacks to far more than this policy's weights and
+        optimizer state (a zip bomb, or a file from another program)."""
+        import zipfile
+
+        weights = sum(p.numel() * p.element_size() for p in self.model.policy.parameters())
+        limit = 4 * weights + (16 << 20)
+        with zipfile.ZipFile(checkpoint) as archive:
+            unpacked = sum(item.file_size for item in archive.infolist())
+        if unpacked > limit:
+            raise ValueError(f"it unpacks to {unpacked:,} bytes, more than this controller holds ({limit:,})")
 
     def warm_start(self, records: list[TrialRecord]) -> None:
         """After a resume: the policy comes from the checkpoint; reward ranks and masks from the trials."""
