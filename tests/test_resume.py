@@ -17,7 +17,7 @@ from tests.test_cli import TINY, command, rlnas
 
 
 def _trials(run: Path) -> list[tuple[int, str, str]]:
-    db = sqlite3.connect(f"file:{run / 'trials.sqlite'}?mode=ro", uri=True)
+    db = sqlite3.connect(f"{(run / 'trials.sqlite').resolve().as_uri()}?mode=ro", uri=True)
     try:
         return [tuple(row) for row in db.execute("SELECT number, key, metrics FROM trials ORDER BY number")]
     except sqlite3.OperationalError:
