@@ -122,7 +122,7 @@ def test_a_store_locked_by_another_program_is_waited_for_and_the_trial_committed
 def test_text_from_a_run_is_never_a_spreadsheet_formula_or_markup(tmp_path: Path, toy_space: SearchSpace) -> None:
     from openpyxl import load_workbook
 
-    from rlnas.exporter import _text
+    from rlnas.modelcard import _text
     from rlnas.report import write_excel
 
     payload = '=HYPERLINK("http://example.invalid","click")'

@@ -1,0 +1,274 @@
+"""The command-line tools around a search: evaluate, predict, trials, report, benchmark, proxies, config,
+nb201-table (their handlers; the parser is in :mod:`rlnas.cli`). Only the CLI prints."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+from rlnas.errors import UserError
+from rlnas.formatting import to_json
+
+
+def data_overrides(path: Path | None) -> list[str]:
+    """``--data PATH``: a folder of class subfolders, an .npz file or a .csv table."""
+    if path is None:
+        return []
+    kind = "folder" if path.is_dir() else {".npz": "arrays", ".csv": "csv"}.get(path.suffix.lower())
+    if kind is None:
+        raise UserError(
+            f"--data {path}: give a folder of class subfolders, an .npz file or a .csv file "
+            f"({'it does not exist' if not path.exists() else 'unknown kind of file'})"
+        )
+    return [f"dataset.name={kind}", f"dataset.path={json.dumps(str(path))}"]
+
+
+def _proxies(args: argparse.Namespace) -> int:
+    from rlnas.config import load_config
+    from rlnas.evaluation.ranking import proxy_ranking
+
+    if args.archs < 3:
+        raise UserError(f"--archs {args.archs}: a rank correlation needs at least 3 architectures")
+    _check_output_file("--json", None if args.json is None else str(args.json))
+    config = load_config(args.config, data_overrides(args.data) + [*(args.set or [])])
+
+    def progress(done: int, total: int) -> None:
+        if not args.quiet:
+            print(f"\r{done}/{total} architectures", end="", file=sys.stderr, flush=True)
+
+    result = proxy_ranking(config, args.archs, args.seed, progress)
+    if not args.quiet:
+        print(file=sys.stderr)
+    print(
+        f"{result['architectures']} architectures of {result['config']} on {result['dataset']} (seed {args.seed}); "
+        f"Kendall tau against the trained validation {result['score']}"
+    )
+    print(f"{'proxy':<12}{'tau':>8}{'s/arch':>10}")
+    for name, tau in result["kendall_tau"].items():
+        print(f"{name:<12}{tau:>8.3f}{result['proxy_seconds_per_architecture'][name]:>10.4f}")
+    print(f"{'training':<12}{'':>8}{result['train_seconds_per_architecture']:>10.2f}")
+    if args.json:
+        Path(args.json).write_text(to_json(result))
+    return 0
+
+
+def _config(args: argparse.Namespace) -> int:
+    from rlnas.shipped import find_config, shipped_configs
+
+    if args.name is not None:
+        print(find_config(args.name, "rlnas config NAME").read_text(), end="")
+        return 0
+    for name, path in shipped_configs().items():
+        first = path.read_text().splitlines()[0].lstrip("# ") if path.stat().st_size else ""
+        print(f"{name:<14} {first}")
+    print("use one with: rlnas search --config NAME (or copy it: rlnas config NAME > my.yaml)")
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from rlnas.config import USER_DATASETS
+    from rlnas.data import dataset_config, load_dataset
+    from rlnas.evaluation.train import scores
+    from rlnas.exporter import load_export_info, load_model
+
+    info = load_export_info(args.export)
+    settings = dict(info["dataset"])
+    if args.dataset:
+        settings = {k: v for k, v in settings.items() if k in ("val_fraction", "test_fraction", "split_seed")}
+        settings["name"] = args.dataset
+    if args.data_dir:
+        settings["path" if settings["name"] in USER_DATASETS else "data_dir"] = args.data_dir
+    config = dataset_config(**settings)
+    if config.name == "csv" and info.get("preprocessing"):
+        from rlnas.data.table import load_csv
+
+        dataset = load_csv(config, fitted=info)  # the stored encoding: columns by name, classes by name
+    else:
+        dataset = load_dataset(config)
+    if list(dataset.input_shape) != list(info["input_shape"]):
+        raise UserError(
+            f"the model takes inputs of shape {info['input_shape']} but dataset {dataset.name!r} has "
+            f"{list(dataset.input_shape)}; evaluate on the dataset the model was searched on"
+        )
+    trained = info.get("class_names")
+    if dataset.task == "classification" and trained and list(dataset.class_names) != list(trained):
+        raise UserError(
+            f"the model's classes are {list(trained)} but dataset {dataset.name!r} has {list(dataset.class_names)}; "
+            "evaluate on data with the same class names (folder names, labels) the model was trained on"
+        )
+    result = scores(load_model(args.export), dataset.split(args.split), dataset.task)
+    if args.json:
+        examples = len(dataset.split(args.split))
+        print(to_json({**result, "dataset": dataset.name, "split": args.split, "examples": examples}, indent=None))
+    else:
+        print(f"{dataset.name} {args.split} " + ", ".join(f"{k} {v:.4f}" for k, v in result.items()))
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from rlnas.report import report
+
+    if len(args.runs) > 1 and args.out is None:
+        raise UserError("comparing several runs needs --out DIR for the report")
+    target = report(args.runs, args.out)
+    print(f"report: {target / 'index.html'}")
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    import csv
+    import io
+
+    from rlnas import atomic
+    from rlnas.predict import predict, predict_table
+
+    _check_output_file("--out", None if args.out is None else str(args.out))
+    if args.out is not None and args.out.exists() and not os.access(args.out, os.W_OK):
+        raise UserError(f"--out {args.out} is read-only; make it writable or choose another file")
+    files = list(args.inputs)
+    text = io.StringIO()
+    if len(files) == 1 and files[0].suffix.lower() == ".csv":
+        header, rows = predict_table(args.export, files[0])
+        if args.json:
+            text.write(to_json([dict(zip(header, row, strict=True)) for row in rows]) + "\n")
+        else:
+            csv.writer(text).writerows([header, *rows])
+        count = len(rows)
+    else:
+        predictions = predict(args.export, files, invert=args.invert)
+        count = len(predictions)
+        if args.json:
+            text.write(to_json([p.__dict__ for p in predictions]) + "\n")
+        elif args.out is not None:  # a file gets a table: path, class name, probability, class index
+            writer = csv.writer(text)
+            writer.writerow(["path", "prediction", "probability", "label"])
+            writer.writerows([p.path, p.name, f"{p.probability:.4f}", p.label] for p in predictions)
+        else:
+            text.writelines(f"{p.path}: {p.name} (p = {p.probability:.3f})\n" for p in predictions)
+    if args.out is None:
+        print(text.getvalue(), end="")
+        return 0
+    atomic.write_text(args.out, text.getvalue())
+    print(f"{count} predictions written to {args.out}", file=sys.stderr)
+    return 0
+
+
+TRIAL_COLUMNS = "number,status,reward,score,params,flops,latency_ms,duration_s,architecture"
+
+
+def _trials(args: argparse.Namespace) -> int:
+    from rlnas.evaluation.base import score_metric
+    from rlnas.formatting import architecture_line, format_value, text_table
+    from rlnas.rundir import open_run
+
+    if args.top is not None and args.top < 1:
+        raise UserError(f"--top {args.top}: give a positive number of trials, e.g. --top 10")
+    _, store = open_run(args.run, read_only=True)
+    with store:
+        records = store.top_k(args.top) if args.top else store.trials()
+    rows = [r.flat() for r in records]
+    if args.json:
+        print(to_json(rows))
+        return 0
+    score = next((name for row in rows if (name := score_metric(row)) is not None), "val_accuracy")
+    columns = [score if c == "score" else c for c in (c.strip() for c in args.columns.split(",")) if c]
+    known = {"architecture", *(k for row in rows for k in row)}
+    if args.columns == TRIAL_COLUMNS:
+        columns = [c for c in columns if c in known]  # e.g. no latency in a one-shot search
+    unknown = [c for c in columns if c not in known and rows]
+    if unknown:
+        raise UserError(f"--columns: unknown column(s) {', '.join(unknown)}; choose from {', '.join(sorted(known))}")
+    table = []
+    for record, row in zip(records, rows, strict=True):
+        cells = []
+        for c in columns:
+            if c == "architecture":
+                cells.append(architecture_line(record.architecture))
+            else:
+                value = row.get(c, "")
+                cells.append(f"{value:.4f}" if isinstance(value, float) and c != "latency_ms" else format_value(value))
+        table.append(cells)
+    width = None if args.wide else shutil.get_terminal_size().columns
+    print(text_table(columns, table, width))
+    return 0
+
+
+def _nb201_table(args: argparse.Namespace) -> int:
+    from rlnas.evaluation.table import write_nats_table
+
+    _check_output_file("--out", str(args.out))
+    rows = write_nats_table(args.source, args.out, args.dataset)
+    print(f"wrote {rows} architectures to {args.out}; compare strategies on it: rlnas benchmark --table {args.out}")
+    return 0
+
+
+def _check_output_file(flag: str, value: str | None) -> None:
+    """Refuse, before any work, an output file that cannot be written: a folder, or in a missing folder."""
+    if not value:
+        return
+    path = Path(value)
+    if path.is_dir():
+        example = path / {"--json": "results.json", "--plot": "benchmark.png"}.get(flag, "predictions.csv")
+        raise UserError(f"{flag} {value} is a folder; give a file name, e.g. {example}")
+    if not path.parent.is_dir():
+        raise UserError(f"{flag} {value}: the folder {path.parent} does not exist; create it or choose another path")
+
+
+def _benchmark(args: argparse.Namespace) -> int:
+    from rlnas.benchmark import compare, plot_curves
+
+    strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
+    if not strategies:
+        raise UserError(f"--strategies {args.strategies!r} names no strategy; give e.g. --strategies ppo,random")
+    for flag, value in (("--json", args.json), ("--plot", args.plot)):
+        _check_output_file(flag, value)
+    if args.seeds < 1 or args.first_seed < 0:
+        raise UserError(f"--seeds {args.seeds} --first-seed {args.first_seed}: give --seeds >= 1 and --first-seed >= 0")
+    if args.workers < 1:
+        raise UserError(f"--workers {args.workers}: give at least 1 process")
+    total = len(strategies) * args.seeds * len(args.budgets)
+    done = 0
+
+    def progress(run: Any) -> None:
+        nonlocal done
+        done += 1
+        if not args.quiet:
+            print(f"\r{done}/{total} runs", end="", file=sys.stderr, flush=True)
+
+    result = compare(
+        args.table, strategies, args.budgets, args.seeds, args.workers, args.set or [], progress, args.first_seed
+    )
+    if not args.quiet:
+        print(file=sys.stderr)
+    budgets = [str(b) for b in args.budgets]
+    print(f"{'strategy':<22}" + "".join(f"{b:>16}" for b in budgets) + f"{'s/run':>8}")
+    for strategy, row in result["summary"].items():
+        cells = "".join(f"{row[b]['mean']:>9.2f} ± {row[b]['std']:<4.2f}" for b in budgets)
+        print(f"{strategy:<22}{cells}{result['seconds_per_run'][strategy]:>8.2f}")
+    first, others = strategies[0], [s for s in result["summary"] if s != strategies[0]]
+    if others:
+        print(f"margin of {first} (mean difference ± standard error, paired by seed):")
+        for strategy in others:
+            cells = "".join(_lead(result["summary"][strategy][b]["margin"]) for b in budgets)
+            print(f"{'  over ' + strategy:<22}{cells}")
+    optimum = result["optimum"]
+    print(f"optimum of the table: test {optimum['test_acc_200ep']:.2f} ({optimum['arch']})")
+    print(f"n = {args.seeds} seeds per strategy and budget, from seed {args.first_seed}")
+    if args.json:
+        Path(args.json).write_text(to_json(result["summary"]))
+        print(f"JSON: {args.json}")
+    if args.plot:
+        print(f"plot: {plot_curves(result, args.plot)}")
+    return 0
+
+
+def _lead(margin: dict[str, Any]) -> str:
+    if margin["mean"] is None:
+        return f"{'-':>16}"
+    se = f" ± {margin['se']:.3f}" if margin["se"] is not None else ""
+    return f"{margin['mean']:>+8.3f}{se:<8}"
