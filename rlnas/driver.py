@@ -19,7 +19,7 @@ from pathlib import Path
 from rlnas import atomic
 from rlnas.config import RunConfig, load_config
 from rlnas.data import Dataset, load_dataset
-from rlnas.errors import CallbackError, ConfigError, DataError, DiskFullError, RunDirError, is_disk_full
+from rlnas.errors import CallbackError, ConfigError, DataError, RunDirError, full_disk_stops
 from rlnas.evaluation.base import (
     COMPLETE,
     FAILED,
@@ -356,15 +356,12 @@ class Search:
     def run(self) -> SearchResult:
         """``ask`` while workers are free, evaluate (or answer from the cache), ``tell`` as children finish.
         A full disk stops the search with DiskFullError; every trial committed before stays."""
-        try:
+        fix = (
+            "the search stopped and every finished trial is stored: free some space, then "
+            f"`rlnas resume {self.run_dir}`"
+        )
+        with full_disk_stops(self.run_dir, fix):
             return self._run()
-        except (OSError, sqlite3.OperationalError) as err:
-            if not is_disk_full(err):
-                raise
-            raise DiskFullError(
-                f"no space left for {self.run_dir} ({err}); the search stopped and every finished trial is stored: "
-                f"free some space, then `rlnas resume {self.run_dir}`"
-            ) from None
 
     def _run(self) -> SearchResult:
         budget = self.config.budget

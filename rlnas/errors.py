@@ -7,6 +7,9 @@ missing data, unknown run directory); the CLI turns them into a one-paragraph me
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 
 class RlnasError(Exception):
     """Base class of every error rlnas raises on purpose."""
@@ -66,3 +69,16 @@ def is_disk_full(err: BaseException) -> bool:
     if isinstance(err, OSError):
         return err.errno in (errno.ENOSPC, errno.EDQUOT)
     return isinstance(err, sqlite3.OperationalError) and "disk is full" in str(err)
+
+
+@contextlib.contextmanager
+def full_disk_stops(where: object, fix: str) -> Iterator[None]:
+    """Turn a full disk inside the block into one DiskFullError: ``no space left for WHERE (...); FIX``."""
+    import sqlite3
+
+    try:
+        yield
+    except (OSError, sqlite3.OperationalError) as err:
+        if not is_disk_full(err):
+            raise
+        raise DiskFullError(f"no space left for {where} ({err}); {fix}") from None

@@ -18,7 +18,6 @@ import contextlib
 import io
 import json
 import logging
-import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +31,7 @@ from rlnas import atomic
 from rlnas.config import USER_DATASETS, RunConfig
 from rlnas.data import Dataset
 from rlnas.driver import prepare
-from rlnas.errors import ConfigError, DiskFullError, RunDirError, is_disk_full
+from rlnas.errors import ConfigError, RunDirError, full_disk_stops, is_disk_full
 from rlnas.evaluation.base import cache_key, val_score
 from rlnas.evaluation.train import EpochEnd, OnEpoch, scores
 from rlnas.evaluation.trainer import Recipe, child_seed
@@ -90,15 +89,13 @@ def export_run(
     config, store = open_run(run)
     store.close()
     lock = RunLock(run)  # no search or other export writes the run meanwhile
+    fix = (
+        "the export stopped, the previous export (if any) and every trial are kept: free some space, then "
+        f"`rlnas export {run}`"
+    )
     try:
-        return _export(run, config, epochs, data_dir, data, progress)
-    except (OSError, sqlite3.OperationalError) as err:
-        if not is_disk_full(err):
-            raise
-        raise DiskFullError(
-            f"no space left for {run / EXPORT_DIR} ({err}); the export stopped, the previous export (if any) and "
-            f"every trial are kept: free some space, then `rlnas export {run}`"
-        ) from None
+        with full_disk_stops(run / EXPORT_DIR, fix):
+            return _export(run, config, epochs, data_dir, data, progress)
     finally:
         lock.release()
 
