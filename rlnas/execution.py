@@ -232,21 +232,26 @@ def _worker_main(
         _set_threads(1 if threads == "auto" else threads)
         evaluator = factory()
     except BaseException as err:  # noqa: BLE001 - tell the search process why, then stop
-        conn.send(("error", f"{type(err).__name__}: {err}"))
+        with contextlib.suppress(OSError):
+            conn.send(("error", f"{type(err).__name__}: {err}"))
         return
-    conn.send("ready")
-    while True:
-        try:
+
+    def progress(event: EpochEnd) -> None:
+        conn.send(("progress", event))
+
+    try:
+        conn.send("ready")
+        while True:
             message = conn.recv()
-        except EOFError:
-            return
-        if message is None:
-            return
-        arch, fidelity = message
-        if threads == "auto":
-            _set_threads(free_cores())
-        evaluation = _evaluate_isolated(evaluator, arch, fidelity, failure_reward, lambda f: conn.send(("progress", f)))
-        conn.send(("done", evaluation))
+            if message is None:
+                return
+            arch, fidelity = message
+            if threads == "auto":
+                _set_threads(free_cores())
+            evaluation = _evaluate_isolated(evaluator, arch, fidelity, failure_reward, progress)
+            conn.send(("done", evaluation))
+    except (EOFError, OSError):  # the search process is gone (killed): nothing to report to, end quietly
+        return
 
 
 @dataclass

@@ -309,3 +309,28 @@ def test_ray_executor_on_a_local_instance(tmp_path: Path, monkeypatch: pytest.Mo
     assert len(trials) == 4 and all(t.status == COMPLETE for t in trials), [t.error for t in trials]
     assert any(ray_dir.iterdir()), "Ray kept its files elsewhere"
     heard_epochs(trials, heard)  # collected from the actors while they train
+
+
+class _Slow(SyntheticEvaluator):
+    def evaluate(self, arch: Architecture) -> Evaluation:
+        time.sleep(0.5)  # the search process dies meanwhile
+        return super().evaluate(arch)
+
+
+def test_a_worker_whose_search_process_died_ends_quietly(toy_space: SearchSpace) -> None:
+    """The search process killed while its worker trains a child: the worker's answer meets a closed pipe, and it
+    ends with exit code 0 (a killed search's workers printed BrokenPipe tracebacks into the terminal)."""
+    import multiprocessing
+
+    from rlnas.execution import _worker_main
+
+    context = multiprocessing.get_context("spawn")  # as the process pool starts its workers
+    parent, child = context.Pipe()
+    worker = context.Process(target=_worker_main, args=(child, given(_Slow(toy_space)), 1, -1.0))
+    worker.start()
+    child.close()
+    assert parent.recv() == "ready"
+    parent.send((toy_space.sample(np.random.default_rng(0)), 1.0))
+    parent.close()  # the search process is gone
+    worker.join(30)
+    assert worker.exitcode == 0
