@@ -3,8 +3,10 @@
 Each (strategy, seed, budget) is one search on the table with that budget of unique evaluations, through
 the same driver as any search (nothing written to disk): strategies may plan with their budget. The
 architecture a search selects is the one with the best validation accuracy it evaluated; its table test
-accuracy is the result (the NAS-Bench-201 protocol). The best-so-far curves come from the runs with the
-largest budget. Runs are spread over processes.
+accuracy is the result (the NAS-Bench-201 protocol). Beside it, the optimizer's own measure: the regret on
+the searched metric, the table's best validation accuracy minus the best one the search found (a table whose
+validation ranks poorly can make the better optimizer select a worse test accuracy). The best-so-far curves
+come from the runs with the largest budget. Runs are spread over processes.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ class RunCurve:
     seed: int
     budget: int
     test_at: list[float]  # test accuracy (%) of the selected architecture after 1..n unique evaluations
+    val_at: list[float]  # the best validation accuracy (%) found after 1..n unique evaluations
     seconds: float
     proposals: int  # architectures proposed, re-proposals answered by the cache included
 
@@ -72,13 +75,14 @@ def run_on_table(
     trials = search.store.trials()
     search.close()
     seconds = time.perf_counter() - start
-    curve, best_val, best_test = [], -math.inf, math.nan
+    curve, vals, best_val, best_test = [], [], -math.inf, math.nan
     for trial in trials:
         val = trial.metrics.get("val_accuracy", -math.inf)
         if val > best_val:
             best_val, best_test = val, evaluator.test_accuracy(trial.architecture)
         curve.append(best_test)
-    return RunCurve(strategy, seed, budget, curve, seconds, proposals)
+        vals.append(100.0 * best_val)  # a fraction in the trial, % in the table
+    return RunCurve(strategy, seed, budget, curve, vals, seconds, proposals)
 
 
 def _single_threaded() -> None:
@@ -127,30 +131,40 @@ def compare(
     finally:
         if pool is not None:
             pool.shutdown()
-    summary: dict[str, Any] = {}
+    optimum = table.optimum()
     final = {key: {r.seed: r.test_at[-1] for r in rs if r.test_at} for key, rs in runs.items()}
+    regret = {key: {r.seed: optimum[1] - r.val_at[-1] for r in rs if r.val_at} for key, rs in runs.items()}
+    summary: dict[str, Any] = {}
     for strategy in strategies:
         summary[strategy] = {}
         for b in budgets:
-            values = np.array(list(final[(strategy, b)].values()))
-            summary[strategy][str(b)] = {
-                "mean": float(values.mean()),
-                "std": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
-                "n": int(len(values)),
-            }
+            key, first = (strategy, b), (strategies[0], b)
+            summary[strategy][str(b)] = {**_spread(final[key]), "regret": _spread(regret[key])}
             if strategy != strategies[0]:
-                lead = paired_margin(final[(strategies[0], b)], final[(strategy, b)])
-                summary[strategy][str(b)]["margin"] = {"of": strategies[0], **lead}
+                summary[strategy][str(b)]["margin"] = {"of": strategies[0], **paired_margin(final[first], final[key])}
+                # regret: lower is better, so the lead is the other's regret minus the first's
+                lead = paired_margin(regret[key], regret[first])
+                summary[strategy][str(b)]["regret"]["margin"] = {"of": strategies[0], **lead}
     curves = {s: runs[(s, max(budgets))] for s in strategies}
-    optimum = table.optimum()
     return {
         "summary": summary,
         "seconds_per_run": {s: float(np.mean([r.seconds for r in rs])) for s, rs in curves.items()},
         "proposals_per_run": {s: float(np.mean([r.proposals for r in rs])) for s, rs in curves.items()},
+        # the architecture with the table's best validation accuracy (what a perfect search selects)
         "optimum": {"arch": optimum[0], "valid_acc_12ep": optimum[1], "test_acc_200ep": optimum[2]},
         "best_test": table.best_test(),
         "curves": {s: [r.test_at for r in rs] for s, rs in curves.items()},
+        "regret_curves": {s: [[optimum[1] - v for v in r.val_at] for r in rs] for s, rs in curves.items()},
         "budgets": list(budgets),
+    }
+
+
+def _spread(values_by_seed: dict[int, float]) -> dict[str, Any]:
+    values = np.array(list(values_by_seed.values()), dtype=np.float64)
+    return {
+        "mean": float(values.mean()) if len(values) else None,
+        "std": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
+        "n": int(len(values)),
     }
 
 
@@ -165,28 +179,57 @@ def paired_margin(first: dict[int, float], other: dict[int, float]) -> dict[str,
     }
 
 
+def accuracy_range(result: dict[str, Any]) -> tuple[float, float]:
+    """The accuracy plot's y-range: from the lowest mean curve after its first 5 % of evaluations (the first
+    few are near chance) to the best-validation architecture's test accuracy or the best mean, padded."""
+    low, high = math.inf, float(result["optimum"]["test_acc_200ep"])
+    for runs in result["curves"].values():
+        n = min((len(r) for r in runs), default=0)
+        if n:
+            mean = np.nanmean(np.array([r[:n] for r in runs], dtype=np.float64), axis=0)
+            low = min(low, float(np.nanmin(mean[n // 20 :])))
+            high = max(high, float(np.nanmax(mean)))
+    if not math.isfinite(low):
+        low = high - 1.0
+    pad = 0.08 * max(high - low, 0.1)
+    return low - pad, high + pad
+
+
 def plot_curves(result: dict[str, Any], path: str | Path) -> Path:
-    """Best-so-far test accuracy of the selected architecture, mean with a 95% confidence band."""
+    """Left: best-so-far test accuracy of the selected architecture; right: the regret on the searched metric
+    (the table's best validation accuracy minus the best found; log scale). Mean with a 95% confidence band;
+    the y-range follows the data."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(8, 5))
+    fig, (acc, reg) = plt.subplots(1, 2, figsize=(12, 5))
     for strategy, runs in result["curves"].items():
-        n = min(len(r) for r in runs)
-        data = np.array([r[:n] for r in runs])
-        mean = data.mean(axis=0)
-        half = 1.96 * data.std(axis=0, ddof=1) / math.sqrt(len(data)) if len(data) > 1 else np.zeros(n)
-        x = np.arange(1, n + 1)
-        ax.plot(x, mean, label=f"{strategy} (n={len(data)})")
-        ax.fill_between(x, mean - half, mean + half, alpha=0.2)
-    ax.axhline(result["optimum"]["test_acc_200ep"], color="black", linestyle="--", linewidth=1, label="optimum")
-    ax.set_xlabel("unique architectures evaluated")
-    ax.set_ylabel("test accuracy of the selected architecture (%)")
-    ax.set_ylim(91.0, 94.6)
-    ax.grid(alpha=0.3)
-    ax.legend(loc="lower right")
+        for ax, data in ((acc, runs), (reg, result.get("regret_curves", {}).get(strategy))):
+            if not data:
+                continue
+            n = min(len(r) for r in data)
+            values = np.array([r[:n] for r in data], dtype=np.float64)
+            mean = values.mean(axis=0)
+            half = 1.96 * values.std(axis=0, ddof=1) / math.sqrt(len(values)) if len(values) > 1 else np.zeros(n)
+            x = np.arange(1, n + 1)
+            line = ax.plot(x, mean, label=f"{strategy} (n={len(values)})")[0]
+            low = mean - half if ax is acc else np.maximum(mean - half, 0.0)  # a regret is never negative
+            ax.fill_between(x, low, mean + half, alpha=0.2, color=line.get_color())
+    optimum = result["optimum"]["test_acc_200ep"]
+    acc.axhline(optimum, color="black", linestyle="--", linewidth=1, label="the best-validation architecture")
+    acc.set_ylim(*accuracy_range(result))
+    acc.set_xlabel("unique architectures evaluated")
+    acc.set_ylabel("test accuracy of the selected architecture (%)")
+    acc.legend(loc="lower right")
+    reg.set_xlabel("unique architectures evaluated")
+    reg.set_ylabel("regret: best validation of the table - best found (points)")
+    reg.set_yscale("symlog", linthresh=0.01)
+    reg.set_ylim(bottom=0.0)
+    reg.legend(loc="upper right")
+    for ax in (acc, reg):
+        ax.grid(alpha=0.3)
     fig.tight_layout()
     out = Path(path)
     fig.savefig(out, dpi=120)

@@ -428,7 +428,8 @@ def test_benchmark_runs_end_to_end_on_the_table(tmp_path: Path) -> None:
         "benchmark", *args, "--seeds", "2", "--first-seed", "3", "--json", str(out), "--plot", str(png), cwd=tmp_path
     )
     assert result.returncode == 0, result.stderr
-    assert "optimum of the table: test 94.37" in result.stdout and "from seed 3" in result.stdout
+    assert "the table's best-validation architecture: validation" in result.stdout and "from seed 3" in result.stdout
+    assert "test 94.37" in result.stdout and "regret on the searched metric" in result.stdout
     summary = json.loads(out.read_text())
     assert set(summary) == {"ppo", "random"} and set(summary["ppo"]) == {"5", "10"}
     expected = [run_on_table("random", seed, table, 10).test_at[-1] for seed in (3, 4)]  # seeds 3 and 4

@@ -103,6 +103,23 @@ def test_compare_summarizes_and_plots(tmp_path: Path) -> None:
     assert margin["of"] == "random" and margin["n"] == 2 and "margin" not in result["summary"]["random"]["10"]
     assert margin["mean"] == pytest.approx(np.mean(lead)) and margin["se"] == pytest.approx(abs(lead[0] - lead[1]) / 2)
     assert plot_curves(result, tmp_path / "c.png").stat().st_size > 1000
+    # the optimizer's own measure: the table's best validation minus the best found, per seed
+    best_val = result["optimum"]["valid_acc_12ep"]
+    regrets = [best_val - run_on_table("evolution", s, TABLE, 10).val_at[-1] for s in (0, 1)]
+    regret = result["summary"]["evolution"]["10"]["regret"]
+    assert regret["mean"] == pytest.approx(np.mean(regrets)) and all(r >= 0 for r in regrets)
+    assert regret["margin"]["of"] == "random" and regret["margin"]["n"] == 2
+    assert len(result["regret_curves"]["random"]) == 2 and len(result["regret_curves"]["random"][0]) == 10
+
+
+def test_the_accuracy_plot_follows_the_data() -> None:
+    """A table whose accuracies are near 70 % gets a y-range around 70 % (it was fixed to CIFAR-10's 91-94.5)."""
+    from rlnas.benchmark import accuracy_range
+
+    curve = [40.0] + [68.0 + 0.02 * i for i in range(99)]
+    result = {"curves": {"a": [curve, curve]}, "optimum": {"test_acc_200ep": 71.0}}
+    low, high = accuracy_range(result)
+    assert 66.0 < low < 68.0 and 71.0 < high < 72.0
 
 
 @needs_table
