@@ -106,6 +106,8 @@ def main() -> None:
             wait_for(url)
         time.sleep(5)  # TensorBoard reads the event files in the background
         shoot(f"{tb}#custom_scalars", args.out / "tensorboard_policy.png", height=2200)
+        # the last policy update's heatmap (the step slider walks through the earlier ones)
+        shoot(f"{tb}&tagFilter=choice_probabilities#images", args.out / "tensorboard_policy_heatmap.png", height=1300)
         shoot(f"{tb}&tagFilter=search#timeseries", args.out / "tensorboard_search.png", height=1000)
         shoot(f"{hp}/#hparams", args.out / "tensorboard_hparams.png", height=1100)
         shoot(f"{tb}#text", args.out / "tensorboard_best_child.png", height=900)

@@ -23,15 +23,14 @@ from rlnas.errors import UserError
 from rlnas.evaluation.base import FAILED, INFEASIBLE
 from rlnas.exporter import EXPORT_DIR
 from rlnas.formatting import architecture_line, format_value, layer_table
+from rlnas.policy_view import plot_policy, policy_history
 from rlnas.report_optuna import importances, optuna_plots
 from rlnas.report_plots import (
     Run,
     plot_curves,
     plot_pareto,
-    plot_policy,
     plot_repeats,
     plot_runs,
-    policy_history,
     run_labels,
 )
 from rlnas.rundir import open_run

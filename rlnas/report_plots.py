@@ -1,6 +1,6 @@
 """What a report shows of its runs as figures: the loaded run (``Run``), the best-so-far and Pareto plots, the
-children's validation curves, the repeats of the export and the controller's policy over the search (Optuna's
-plots of the trials: rlnas/report_optuna.py)."""
+children's validation curves and the repeats of the export (the controller's policy: rlnas/policy_view.py;
+Optuna's plots of the trials: rlnas/report_optuna.py)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import numpy as np
 from rlnas.config import RunConfig
 from rlnas.driver import pareto_front
 from rlnas.evaluation.base import COMPLETE, val_score
-from rlnas.rundir import SUMMARY_FILE, TENSORBOARD_DIR, open_run
+from rlnas.rundir import SUMMARY_FILE, open_run
 from rlnas.store import TrialRecord
 
 log = logging.getLogger(__name__)
@@ -219,79 +219,6 @@ def plot_repeats(metrics: dict[str, Any], path: Path) -> Path | None:
         ax.set_title(title, fontsize=9)
         ax.grid(alpha=0.3)
     return _save(fig, path)
-
-
-def policy_history(run: Path) -> dict[str, dict[str, list[tuple[int, float]]]]:
-    """``policy/<decision>/<choice>`` scalars of the run's TensorBoard events: decision -> choice -> points."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    logdir = run / TENSORBOARD_DIR
-    if not logdir.is_dir():
-        return {}
-    acc = EventAccumulator(str(logdir), size_guidance={"scalars": 0})
-    acc.Reload()
-    out: dict[str, dict[str, list[tuple[int, float]]]] = {}
-    for tag in acc.Tags()["scalars"]:
-        parts = tag.split("/")
-        if len(parts) == 3 and parts[0] == "policy":
-            out.setdefault(parts[1], {})[parts[2]] = [(e.step, e.value) for e in acc.Scalars(tag)]
-    return out
-
-
-def plot_policy(
-    history: dict[str, dict[str, list[tuple[int, float]]]], decisions: list[tuple[str, list[Any]]], path: Path
-) -> Path | None:
-    """One heatmap row block per decision (space order), one row per choice (natural order), one column per
-    controller update (x: trial number), with a colorbar and the values written in the cells."""
-    order = [(name, [str(c) for c in choices]) for name, choices in decisions if name in history]
-    order += [(name, sorted(history[name])) for name in history if name not in dict(order)]
-    if not order:
-        return None
-    plt = _pyplot()
-    steps = sorted({s for name, _ in order for points in history[name].values() for s, _ in points})
-    rows = sum(len(choices) for _, choices in order)
-    fig, axes = plt.subplots(
-        len(order),
-        1,
-        figsize=(min(16, 5 + 0.45 * len(steps)), 0.2 * rows + 0.12 * len(order) + 1.2),
-        squeeze=False,
-        gridspec_kw={"height_ratios": [len(c) for _, c in order]},
-        layout="constrained",
-    )
-    image = None
-    for k, (ax, (name, choices)) in enumerate(zip(axes[:, 0], order, strict=True)):
-        grid = np.full((len(choices), len(steps)), np.nan)
-        for i, choice in enumerate(choices):
-            for step, value in history[name].get(choice, []):
-                grid[i, steps.index(step)] = value
-        image = ax.imshow(grid, aspect="auto", vmin=0, vmax=1, cmap="viridis", interpolation="nearest")
-        ax.set_yticks(range(len(choices)), choices, fontsize=7)
-        ax.set_ylabel(name, rotation=0, ha="right", va="center", fontsize=8)
-        if len(steps) <= 30:
-            for (i, j), value in np.ndenumerate(grid):
-                if not np.isnan(value):
-                    ax.text(
-                        j,
-                        i,
-                        f"{value:.2f}",
-                        ha="center",
-                        va="center",
-                        fontsize=6,
-                        color="black" if value > 0.6 else "white",
-                    )
-        ticks = range(0, len(steps), max(1, len(steps) // 15))
-        if k == len(order) - 1:
-            ax.set_xticks(list(ticks), [str(steps[t]) for t in ticks], fontsize=7)
-            ax.set_xlabel("trial number at the controller update")
-        else:
-            ax.set_xticks([])
-    fig.colorbar(
-        image, ax=axes[:, 0].tolist(), shrink=min(1.0, 12 / rows + 0.1), aspect=30, label="probability of the choice"
-    )
-    fig.suptitle("controller: probability of each choice, averaged over episodes sampled from the policy", fontsize=9)
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
-    return path
 
 
 def plot_runs(runs: Sequence[Run], path: Path) -> Path:

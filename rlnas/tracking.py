@@ -8,6 +8,11 @@ Tags (every one at step = trial number):
 - ``policy/<decision>/<choice>``: the controller's probability of each choice, averaged over episodes sampled
   from the current policy (so every decision appears, not only those on the most probable architecture);
   ``policy_entropy/<decision>``; ``policy/mode_architecture_log10_probability``;
+- ``policy_by_choice/<decision>`` in runs ``choice_1``, ``choice_2``, ...: the same probabilities, the k-th
+  choice of every decision in run ``choice_k``: TensorBoard colours lines by run, so a decision's chart draws
+  each choice in its own colour (the custom-scalars chart's title says which run is which choice);
+- ``policy/choice_probabilities`` (IMAGES tab): a heatmap of every decision's choice probabilities per update,
+  the step slider walking through the updates;
 - ``train/...``, ``rollout/...``, ``time/...``: stable-baselines3's own metrics, also at trial numbers;
 - ``best/architecture`` (text) and the graph of the best child (run ``best_child_graph``), rewritten whenever
   the best reward improves.
@@ -159,6 +164,8 @@ class RunLogger:
         # builds the network of an architecture for the graph of the best child (set by the search)
         self.model_builder: Callable[[Architecture], tuple[nn.Module, tuple[int, ...]]] | None = None
         self.graph = True
+        self.policy_images = True  # the heatmap per policy update (about 0.1 s each)
+        self._choice_writers: dict[int, Any] = {}
         self._layout_written = False
 
     @property
@@ -227,7 +234,9 @@ class RunLogger:
             }
             for decision in self.space.decisions:
                 if len(decision.choices) > 1:
-                    policy[decision.name] = ["Multiline", [rf"^policy/{re.escape(decision.name)}/"]]
+                    legend = ", ".join(f"choice_{i + 1} = {c}" for i, c in enumerate(decision.choices))
+                    title = f"{decision.name} ({legend})"
+                    policy[title] = ["Multiline", [rf"^policy_by_choice/{re.escape(decision.name)}$"]]
             layout["policy: probability of each choice (x: trial number)"] = policy
         return layout
 
@@ -301,11 +310,27 @@ class RunLogger:
         if not self.enabled:
             return
         for decision, probs in probabilities.items():
-            for choice, p in probs.items():
+            for index, (choice, p) in enumerate(probs.items()):
                 self._writer.add_scalar(f"policy/{decision}/{choice}", float(p), step)
+                self._choice_writer(index).add_scalar(f"policy_by_choice/{decision}", float(p), step)
         for decision, entropy in entropies.items():
             self._writer.add_scalar(f"policy_entropy/{decision}", float(entropy), step)
         self._writer.add_scalar("policy/mode_architecture_log10_probability", mode_log10_probability, step)
+        if probabilities and self.policy_images:
+            from rlnas.policy_view import policy_snapshot
+
+            title = f"choice probabilities at trial {step} (averaged over episodes sampled from the policy)"
+            image = policy_snapshot(probabilities, title)
+            self._writer.add_image("policy/choice_probabilities", image, step, dataformats="HWC")
+
+    def _choice_writer(self, index: int) -> Any:
+        """The writer of run ``choice_<index + 1>`` (see the module's docstring)."""
+        if index not in self._choice_writers:
+            from torch.utils.tensorboard import SummaryWriter
+
+            assert self.logdir is not None
+            self._choice_writers[index] = SummaryWriter(log_dir=str(self.logdir / f"choice_{index + 1}"))
+        return self._choice_writers[index]
 
     def scalars(self, values: Mapping[str, float], step: int) -> None:
         if self.enabled:
@@ -350,8 +375,13 @@ class RunLogger:
     def flush(self) -> None:
         if self.enabled:
             self._writer.flush()
+        for writer in self._choice_writers.values():
+            writer.flush()
 
     def close(self) -> None:
         if self.enabled:
             self._writer.close()
             self._writer = None
+        for writer in self._choice_writers.values():
+            writer.close()
+        self._choice_writers.clear()

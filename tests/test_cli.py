@@ -139,22 +139,37 @@ def test_custom_scalars_put_each_decision_on_one_chart(run: Path) -> None:
 
     from tensorboard.plugins.custom_scalar import layout_pb2
 
-    acc = EventAccumulator(str(run / "tensorboard"), size_guidance={"scalars": 0, "tensors": 0})
+    acc = EventAccumulator(str(run / "tensorboard"), size_guidance={"scalars": 0, "tensors": 0, "images": 0})
     acc.Reload()
     layout = layout_pb2.Layout()
     layout.ParseFromString(acc.Tensors("custom_scalars__config__")[0].tensor_proto.string_val[0])
     charts = {chart.title: list(chart.multiline.tag) for cat in layout.category for chart in cat.chart}
     scalars = set(acc.Tags()["scalars"])
     space = json.loads((run / "space.json").read_text())
+    choice_runs: dict[int, EventAccumulator] = {}
     for decision in space["decisions"]:
         if len(decision["choices"]) < 2:
             continue
-        patterns = charts[decision["name"]]
-        matched = {t for t in scalars for p in patterns if re.search(p, t)}
-        assert matched == {f"policy/{decision['name']}/{c}" for c in decision["choices"]} or matched <= {
-            f"policy/{decision['name']}/{c}" for c in map(str, decision["choices"])
-        }
-        assert matched, decision["name"]
+        name, choices = decision["name"], [str(c) for c in decision["choices"]]
+        # one chart per decision; its k-th choice is run choice_k (TensorBoard colours lines by run), named in the title
+        title = f"{name} (" + ", ".join(f"choice_{k + 1} = {c}" for k, c in enumerate(choices)) + ")"
+        patterns = charts[title]
+        assert not [t for t in scalars for p in patterns if re.search(p, t)]  # nothing of the main run
+        for k, choice in enumerate(choices):
+            if k not in choice_runs:
+                choice_runs[k] = EventAccumulator(
+                    str(run / "tensorboard" / f"choice_{k + 1}"), size_guidance={"scalars": 0}
+                )
+                choice_runs[k].Reload()
+            tag = f"policy_by_choice/{name}"
+            assert any(re.search(p, tag) for p in patterns) and tag in choice_runs[k].Tags()["scalars"], (name, k)
+            same = [e.value for e in acc.Scalars(f"policy/{name}/{choice}")]
+            assert [e.value for e in choice_runs[k].Scalars(tag)] == pytest.approx(same)
+    assert choice_runs
+    # the IMAGES tab: a heatmap of the choice probabilities per policy update, on the trial axis
+    images = acc.Images("policy/choice_probabilities")
+    assert [e.step for e in images] == [e.step for e in acc.Scalars("policy/mode_architecture_log10_probability")]
+    assert images[0].width > 200 and images[0].height > 100
     assert any(re.search(p, "policy_entropy/num_blocks") for p in charts["entropy of every decision (nats)"])
 
 
