@@ -132,6 +132,27 @@ def replace_dir(build: Callable[[Path], None], target: str | Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
+def replace_files(build: Callable[[Path], None], target: str | Path, last: str | None = None) -> None:
+    """Write files with ``build(folder)`` into a staging folder inside ``target``, then move each one into
+    ``target`` (``last`` after the others): every file there is whole, the previous version or the new one,
+    and the folder's other files are left alone. A failed build moves nothing; the staging folders of killed
+    builds are removed by the next call."""
+    final = Path(target)
+    for stale in final.glob(".staging.*.new"):
+        if _left_by_dead_process(stale):
+            shutil.rmtree(stale, ignore_errors=True)
+    staging = final / f".staging.{os.getpid()}.new"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    try:
+        build(staging)
+        for path in sorted(staging.iterdir(), key=lambda p: p.name == last):
+            os.replace(path, final / path.name)
+        _fsync_dir(final)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
 def remove_stale_files(folder: str | Path) -> None:
     """Remove the temporary files that killed :func:`open_atomic` writes left in ``folder``."""
     root = Path(folder)

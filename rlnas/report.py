@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from rlnas import atomic
 from rlnas.errors import UserError
 from rlnas.evaluation.base import FAILED, INFEASIBLE
 from rlnas.exporter import EXPORT_DIR
@@ -320,62 +321,68 @@ def report(runs: Sequence[str | Path], out: str | Path | None = None) -> Path:
         target.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise UserError(f"cannot create the report folder {target} ({err}); give a writable --out") from None
-    sections: list[str] = []
-    if len(loaded) == 1:
-        run = loaded[0]
-        with open_run(run.path, read_only=True)[1] as store:
-            store.to_csv(target / "trials.csv")
-        write_excel(run.records, target / "trials.xlsx")
-        sections.append(summary_card(run))
-        sections.append(export_section(run, target))
-        sections.append(top_table(run))
-        ranked = list(importances(run))
-        images = optuna_plots(run, target, ranked)
-        for metric in ("params", "latency_ms"):
-            image = plot_pareto(run, metric, target / f"pareto_{metric}.png")
-            if image is not None:
-                images.append((f"Pareto front: proxy score vs {metric}", image, "higher and further left is better"))
-        curves = plot_curves(run, target / "curves.png")
-        if curves is not None:
-            images.append(
-                (
-                    "Validation curves of the children",
-                    curves,
-                    "the validation score after each epoch of each child; the best five by reward labelled",
-                )
-            )
-        if run.export is not None:
-            boxes = plot_repeats(run.export, target / "repeats.png")
-            if boxes is not None:
+
+    def build(folder: Path) -> None:  # the files go to ``folder``; links are relative to ``target``
+        sections: list[str] = []
+        if len(loaded) == 1:
+            run = loaded[0]
+            with open_run(run.path, read_only=True)[1] as store:
+                store.to_csv(folder / "trials.csv")
+            write_excel(run.records, folder / "trials.xlsx")
+            sections.append(summary_card(run))
+            sections.append(export_section(run, target))
+            sections.append(top_table(run))
+            ranked = list(importances(run))
+            images = optuna_plots(run, folder, ranked)
+            for metric in ("params", "latency_ms"):
+                image = plot_pareto(run, metric, folder / f"pareto_{metric}.png")
+                if image is not None:
+                    images.append(
+                        (f"Pareto front: proxy score vs {metric}", image, "higher and further left is better")
+                    )
+            curves = plot_curves(run, folder / "curves.png")
+            if curves is not None:
                 images.append(
                     (
-                        "Repeated trainings of the top configurations",
-                        boxes,
-                        "re-scoring on the validation split and final trainings on the test split",
+                        "Validation curves of the children",
+                        curves,
+                        "the validation score after each epoch of each child; the best five by reward labelled",
                     )
                 )
-        policy = plot_policy(policy_history(run.path), run.decisions, target / "policy.png")
-        if policy is not None:
-            images.append(
-                (
-                    "Controller policy over the search",
-                    policy,
-                    "decisions in space order; blank: the decision was not taken in the sampled episodes",
+            if run.export is not None:
+                boxes = plot_repeats(run.export, folder / "repeats.png")
+                if boxes is not None:
+                    images.append(
+                        (
+                            "Repeated trainings of the top configurations",
+                            boxes,
+                            "re-scoring on the validation split and final trainings on the test split",
+                        )
+                    )
+            policy = plot_policy(policy_history(run.path), run.decisions, folder / "policy.png")
+            if policy is not None:
+                images.append(
+                    (
+                        "Controller policy over the search",
+                        policy,
+                        "decisions in space order; blank: the decision was not taken in the sampled episodes",
+                    )
                 )
-            )
-        sections += [_image(*item) for item in images]
-        title = f"rlnas report: {run.path.name}"
-        links = "<a href='trials.csv'>trials.csv</a> · <a href='trials.xlsx'>trials.xlsx</a>"
-    else:
-        sections.append(runs_table(loaded))
-        image = plot_runs(loaded, target / "runs.png")
-        sections.append(_image("Best reward so far", image, "one curve per run: strategy and seed"))
-        title = "rlnas comparison: " + ", ".join(run_labels(loaded))
-        links = ""
-    (target / "index.html").write_text(
-        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-        f"<style>{STYLE}</style></head><body><header><h1>{html.escape(title)}</h1>"
-        f"<p>{_search_scores(loaded)} Final: the exported model on the test split. {links}</p></header>"
-        f"<main>{''.join(sections)}</main></body></html>"
-    )
+            sections += [_image(*item) for item in images]
+            title = f"rlnas report: {run.path.name}"
+            links = "<a href='trials.csv'>trials.csv</a> · <a href='trials.xlsx'>trials.xlsx</a>"
+        else:
+            sections.append(runs_table(loaded))
+            image = plot_runs(loaded, folder / "runs.png")
+            sections.append(_image("Best reward so far", image, "one curve per run: strategy and seed"))
+            title = "rlnas comparison: " + ", ".join(run_labels(loaded))
+            links = ""
+        (folder / "index.html").write_text(
+            f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+            f"<style>{STYLE}</style></head><body><header><h1>{html.escape(title)}</h1>"
+            f"<p>{_search_scores(loaded)} Final: the exported model on the test split. {links}</p></header>"
+            f"<main>{''.join(sections)}</main></body></html>"
+        )
+
+    atomic.replace_files(build, target, last="index.html")
     return target

@@ -456,3 +456,25 @@ def test_benchmark_runs_end_to_end_on_the_table(tmp_path: Path) -> None:
     assert png.stat().st_size > 1000
     bad = rlnas("benchmark", *args, "--seeds", "0", cwd=tmp_path)
     assert bad.returncode == 2 and "--seeds >= 1" in bad.stderr
+
+
+def test_a_report_that_fails_halfway_leaves_the_previous_files_whole(run: Path, tmp_path: Path, monkeypatch) -> None:
+    """The report's files are built in a staging folder and moved in at the end: a failure (or a kill) halfway
+    leaves the previous report as it was, and the other files of an --out folder are never touched."""
+    import rlnas.report as report_module
+
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("the user's own")
+    report_module.report([run], out)
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    assert "index.html" in before and before["notes.txt"] == b"the user's own"
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("killed halfway")
+
+    monkeypatch.setattr(report_module, "plot_curves", broken)  # after the tables and the Optuna plots are written
+    with pytest.raises(RuntimeError, match="killed halfway"):
+        report_module.report([run], out)
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+    assert not [p for p in out.iterdir() if p.is_dir()]  # no staging folder left behind
