@@ -112,6 +112,7 @@ def compare(
     unknown = [s for s in strategies if s not in usable]
     if unknown:
         raise ConfigError(f"unknown strategies {unknown} for a table benchmark; choose from {usable}")
+    _check_overrides(overrides)
     table = _table(str(table_path))
     jobs = [
         (s, seed, str(table_path), b, tuple(overrides))
@@ -166,6 +167,25 @@ def _spread(values_by_seed: dict[int, float]) -> dict[str, Any]:
         "std": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
         "n": int(len(values)),
     }
+
+
+# settings a table benchmark fixes itself, and where to set them instead
+_FIXED = {
+    "space": "the table answers for the NAS-Bench-201 cell space only (space=nb201)",
+    "strategy.name": "give the strategies with --strategies",
+    "budget.evaluations": "give the budgets with --budgets",
+    "seed": "give the seeds with --seeds and --first-seed",
+}
+
+
+def _check_overrides(overrides: Sequence[str]) -> None:
+    """Refuse ``--set`` overrides of what the benchmark fixes (they were silently overridden, or broke the
+    table lookup deep inside a run)."""
+    for item in overrides:
+        key = item.split("=", 1)[0].strip()
+        for fixed, fix in _FIXED.items():
+            if key == fixed or key.startswith(fixed + "."):
+                raise ConfigError(f"--set {item!r}: a table benchmark sets {fixed} itself; {fix}")
 
 
 def paired_margin(first: dict[int, float], other: dict[int, float]) -> dict[str, Any]:

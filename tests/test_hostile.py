@@ -108,6 +108,8 @@ def test_an_unreadable_or_malformed_config_file_is_a_config_error(
         (["search", "--set", f"dataset.image_size={HUGE}"], "sizes from 1 to 4096 pixels"),
         (["benchmark", "--table", "t.csv", "--strategies", ","], "names no strategy"),
         (["benchmark", "--table", "t.csv", "--workers", "0"], "--workers 0: give at least 1 process"),
+        (["benchmark", "--table", "t.csv", "--set", "space=digits"], "sets space itself; the table answers"),
+        (["benchmark", "--table", "t.csv", "--set", "seed=3"], "give the seeds with --seeds"),
     ],
 )
 def test_bad_command_lines_exit_2_with_the_value_and_write_nothing(
