@@ -28,13 +28,14 @@ def _fsync_dir(folder: Path) -> None:
 
 
 @contextlib.contextmanager
-def open_atomic(path: str | Path, mode: str = "wb") -> Iterator[IO[Any]]:
+def open_atomic(path: str | Path, mode: str = "wb", errors: str = "strict") -> Iterator[IO[Any]]:
     """A file object for ``path``: what is written appears under ``path`` only when the block ends
-    without an exception; otherwise the target is untouched and the temporary file removed."""
+    without an exception; otherwise the target is untouched and the temporary file removed. Text is UTF-8."""
     target = Path(path)
     tmp = _tmp(target)
+    text = "b" not in mode
     try:
-        with open(tmp, mode) as fh:
+        with open(tmp, mode, encoding="utf-8" if text else None, errors=errors if text else None) as fh:
             yield fh
             fh.flush()
             os.fsync(fh.fileno())
@@ -46,8 +47,9 @@ def open_atomic(path: str | Path, mode: str = "wb") -> Iterator[IO[Any]]:
     _fsync_dir(target.parent)
 
 
-def write_text(path: str | Path, text: str) -> None:
-    with open_atomic(path, "w") as fh:
+def write_text(path: str | Path, text: str, errors: str = "strict") -> None:
+    """``errors="surrogateescape"``: text holding file names that are not UTF-8 gets their bytes back."""
+    with open_atomic(path, "w", errors=errors) as fh:
         fh.write(text)
 
 

@@ -153,7 +153,7 @@ def _predict(args: argparse.Namespace) -> int:
     if args.out is None:
         print(text.getvalue(), end="")
         return 0
-    atomic.write_text(args.out, text.getvalue())
+    atomic.write_text(args.out, text.getvalue(), errors="surrogateescape")  # image names as their bytes
     print(f"{count} predictions written to {args.out}", file=sys.stderr)
     return 0
 

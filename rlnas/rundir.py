@@ -70,6 +70,7 @@ class RunLock:
     def __init__(self, run_dir: Path) -> None:
         import fcntl
 
+        check_utf8(run_dir)
         self.path = run_dir / LOCK_FILE
         try:
             self._fh = self.path.open("a+")
@@ -196,9 +197,23 @@ def never_started(path: Path) -> bool:
     return not started and not trials
 
 
+def check_utf8(path: Path) -> None:
+    """Refuse a run directory whose name is not UTF-8 text: TensorBoard, the Optuna mirror and the run's
+    files record its path."""
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:
+        raw = os.fsencode(path)
+        raise RunDirError(
+            f"run directory {raw!r} is not UTF-8 text; TensorBoard and the Optuna mirror record its path: pass "
+            f"a UTF-8 name to {RUN_DIR_FLAG} (e.g. {raw.decode('utf-8', 'replace').replace(chr(0xFFFD), '_')!r})"
+        ) from None
+
+
 def create_run_dir(path: Path) -> RunLock:
     """A new (or empty) run directory, locked; a folder left by a search killed during its set-up is
     taken over."""
+    check_utf8(path)
     if path.exists() and not path.is_dir():
         raise RunDirError(f"run directory {path} is a file, not a folder; pass a new or empty folder to {RUN_DIR_FLAG}")
     if path.exists() and any(path.iterdir()):

@@ -153,3 +153,35 @@ def test_the_python_api_raises_its_own_errors_for_arguments_of_the_wrong_type(tm
         call()
     assert message in str(caught.value), name
     assert list(tmp_path.iterdir()) == []
+
+
+def test_names_that_are_not_utf8_are_refused_where_they_would_be_recorded_and_kept_where_they_are_only_read(
+    tmp_path: Path,
+) -> None:
+    """A class folder or a run directory whose name is not UTF-8 is refused with its bytes and a fix (their
+    names go into the run's files, TensorBoard and the exported model); image files may have any name."""
+    import os
+
+    import numpy as np
+    from PIL import Image
+
+    from rlnas.data.folder import scan
+    from rlnas.errors import DataError, RunDirError
+    from rlnas.rundir import create_run_dir
+
+    root = os.fsencode(tmp_path / "photos")
+    rng = np.random.default_rng(0)
+    for name in (b"caf\xe9", b"tea"):
+        os.makedirs(os.path.join(root, name))
+        for i in range(3):
+            pixels = (rng.random((8, 8)) * 255).astype("uint8")
+            Image.fromarray(pixels).save(os.fsdecode(os.path.join(root, name, b"\xff%d.png" % i)))
+    with pytest.raises(DataError, match=r"class folder .*caf\\xe9.* not UTF-8 text .* rename the folder"):
+        scan(Path(os.fsdecode(root)))
+    os.rename(os.path.join(root, b"caf\xe9"), os.path.join(root, b"cafe"))
+    files = scan(Path(os.fsdecode(root)))  # image names need not be UTF-8: they are only read
+    assert sorted({label for _, label in files["train"]}) == ["cafe", "tea"] and len(files["train"]) == 6
+    run = Path(os.fsdecode(os.fsencode(tmp_path) + b"/r\xe9"))
+    with pytest.raises(RunDirError, match=r"run directory .*r\\xe9.* is not UTF-8 text"):
+        create_run_dir(run)
+    assert not run.exists()

@@ -47,7 +47,18 @@ def cache_root(config: DatasetConfig) -> Path:
 
 
 def _class_dirs(root: Path) -> dict[str, Path]:
-    return {p.name: p for p in sorted(root.iterdir()) if p.is_dir() and not p.name.startswith(".")}
+    folders = {p.name: p for p in sorted(root.iterdir()) if p.is_dir() and not p.name.startswith(".")}
+    for name, path in folders.items():
+        try:
+            name.encode("utf-8")
+        except UnicodeEncodeError:  # the name's bytes are not UTF-8 (Python keeps them as surrogates)
+            raw = os.fsencode(path.name)
+            raise DataError(
+                f"class folder {os.fsencode(path)!r} has a name that is not UTF-8 text ({raw!r}); class names go "
+                "into the run's files and the exported model: rename the folder to UTF-8 text (e.g. "
+                f"{raw.decode('utf-8', 'replace').replace(chr(0xFFFD), '_')!r})"
+            ) from None
+    return folders
 
 
 def _images_in(folder: Path, skip_unreadable: bool) -> list[Path]:
@@ -117,7 +128,8 @@ def _cache_key(files: dict[str, list[tuple[Path, str]]], root: Path, config: Dat
     for split, rows in files.items():
         for path, label in rows:
             st = path.stat()
-            h.update(f"{split}\0{path.relative_to(root)}\0{label}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+            line = f"{split}\0{path.relative_to(root)}\0{label}\0{st.st_size}\0{st.st_mtime_ns}\n"
+            h.update(line.encode("utf-8", "surrogateescape"))  # file names need not be UTF-8
     return h.hexdigest()[:24]
 
 
