@@ -478,3 +478,25 @@ def test_a_report_that_fails_halfway_leaves_the_previous_files_whole(run: Path, 
         report_module.report([run], out)
     assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
     assert not [p for p in out.iterdir() if p.is_dir()]  # no staging folder left behind
+
+
+def test_ctrl_c_while_the_command_imports_its_modules_is_one_line(monkeypatch, capsys) -> None:
+    """The ``rlnas`` entry point imports the CLI (torch: seconds) under a handler: a Ctrl-C then says so in one
+    line and exits 130, without a traceback."""
+    import builtins
+    import sys
+
+    from rlnas import launch
+    from rlnas.cli_run import EXIT_INTERRUPTED
+
+    real = builtins.__import__
+
+    def interrupted(name: str, *args: object, **kwargs: object) -> object:
+        if name == "rlnas.cli":
+            raise KeyboardInterrupt
+        return real(name, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.delitem(sys.modules, "rlnas.cli", raising=False)
+    monkeypatch.setattr(builtins, "__import__", interrupted)
+    assert launch.main() == EXIT_INTERRUPTED == launch.EXIT_INTERRUPTED
+    assert capsys.readouterr().err == "rlnas: interrupted while starting; nothing was done\n"
