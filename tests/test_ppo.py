@@ -283,10 +283,10 @@ def _screened_with(controller, space: SearchSpace, bonus, reward=None) -> list[t
     fake = _FakeSurrogate()
 
     def fit() -> None:
-        controller._surrogate = fake
-        controller._fitted_on = len(controller._history)
+        controller.screen.surrogate = fake
+        controller.screen.fitted_on = len(controller.screen.history)
 
-    controller._fit_surrogate = fit
+    controller.screen.fit = fit
     checked: list[tuple[str, float]] = []
     for i in range(40):
         before = len(fake.calls)
@@ -347,7 +347,7 @@ def test_policy_samples_are_screened_with_the_stall_bonus_while_the_best_stalls(
     best = {first_best - 1: 0.5, 33: 1.0}  # the first_best-th result is the best until the 34th beats it
 
     def bonus(source: str, ctl) -> float:
-        return 5.0 if len(ctl._history) in stalled else 0.0
+        return 5.0 if len(ctl.screen.history) in stalled else 0.0
 
     screened = _screened_with(controller, toy_space, bonus, lambda i: best.get(i, 0.1 + 0.001 * i))
     before = stalled[0] - 8  # screening starts once 8 results are told (screen_after)

@@ -10,13 +10,19 @@ action-index habit before it learns choices (docs/benchmarks.md, "Does the polic
 from __future__ import annotations
 
 import bisect
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import torch
+from rlnas_envs.architecture_search import ArchitectureSearchEnv
 from sb3_contrib.common.maskable.policies import MaskableActorCriticPolicy
 from stable_baselines3.common.torch_layers import MlpExtractor
 from torch import nn
+
+from rlnas.evaluation.base import Evaluation
+from rlnas.space.core import Architecture, Decision, EvaluatedPrefixes, SearchSpace
+from rlnas.threads import torch_threads
 
 
 class DecisionExtractor(MlpExtractor):
@@ -77,6 +83,102 @@ class DecisionPolicy(MaskableActorCriticPolicy):
         masks = None if action_masks is None else torch.as_tensor(action_masks, device=obs.device)
         values, log_prob, _ = self.evaluate_actions(obs, actions, masks)
         return actions, values, log_prob
+
+
+class NoEvaluation:
+    """The env's evaluator where nothing is evaluated (reading or sampling the policy)."""
+
+    def evaluate(self, arch: Architecture) -> Evaluation:
+        return Evaluation(reward=0.0)
+
+
+# -- reading the policy ----------------------------------------------------------------------------------
+def distribution(policy: MaskableActorCriticPolicy, obs: np.ndarray, masks: np.ndarray) -> np.ndarray:
+    """The policy's masked choice probabilities for a batch of observations."""
+    with torch.no_grad():
+        dist = policy.get_distribution(torch.as_tensor(obs, dtype=torch.float32), action_masks=masks)
+        return dist.distribution.probs.cpu().numpy()  # type: ignore[union-attr,no-any-return]
+
+
+def walk(
+    policy: MaskableActorCriticPolicy, space: SearchSpace, pick: Callable[[Decision, np.ndarray, np.ndarray], int]
+) -> tuple[Architecture, float, dict[str, dict[str, float]]]:
+    """One episode through the env, each action chosen by ``pick(decision, probabilities, mask)``: its
+    architecture, the log10 of its probability under the policy and the choice probabilities on the way."""
+    env = ArchitectureSearchEnv(space, evaluator=NoEvaluation())
+    obs, _ = env.reset()
+    log10_p = 0.0
+    table: dict[str, dict[str, float]] = {}
+    info: dict[str, Any] = {}
+    with torch_threads(1):
+        while env.position is not None:
+            decision = space.decisions[env.position]
+            mask = env.action_masks()
+            probs = distribution(policy, obs[None], mask[None])[0]
+            table[decision.name] = {str(decision.choices[i]): float(probs[i]) for i in np.flatnonzero(mask)}
+            action = pick(decision, probs, mask)
+            log10_p += float(np.log10(max(probs[action], 1e-300)))
+            obs, _, _, _, info = env.step(action)
+    return info["architecture"], log10_p, table
+
+
+def sample_episodes(
+    policy: MaskableActorCriticPolicy,
+    space: SearchSpace,
+    rng: np.random.Generator,
+    episodes: int,
+    exclude: EvaluatedPrefixes | None = None,
+    on_step: Callable[[int, np.ndarray], None] | None = None,
+) -> list[tuple[Architecture, list[int]]]:
+    """``episodes`` architectures sampled from the policy in one batch, with their actions;
+    ``on_step(position, probabilities)`` sees every step's masked choice probabilities."""
+    envs = [ArchitectureSearchEnv(space, evaluator=NoEvaluation(), exclude=exclude) for _ in range(episodes)]
+    obs = [env.reset()[0] for env in envs]
+    actions: list[list[int]] = [[] for _ in envs]
+    archs: list[Architecture | None] = [None] * episodes
+    while True:
+        live = [i for i, env in enumerate(envs) if env.position is not None]
+        if not live:
+            break
+        masks = np.stack([envs[i].action_masks() for i in live])
+        probs = distribution(policy, np.stack([obs[i] for i in live]), masks)
+        for row, i in enumerate(live):
+            p = np.where(masks[row], probs[row], 0.0)
+            p = p / p.sum()
+            if on_step is not None:
+                on_step(envs[i].position, p)  # type: ignore[arg-type]
+            action = int(rng.choice(len(p), p=p))
+            actions[i].append(action)
+            obs[i], _, _, _, info = envs[i].step(action)
+            if "architecture" in info:
+                archs[i] = info["architecture"]
+    return [(arch, acts) for arch, acts in zip(archs, actions, strict=True) if arch is not None]
+
+
+def marginals(
+    policy: MaskableActorCriticPolicy, space: SearchSpace, rng: np.random.Generator, episodes: int = 64
+) -> tuple[dict[str, dict[str, float]], dict[str, float]]:
+    """Per decision: the probability of each choice and the entropy (nats), averaged over ``episodes``
+    episodes sampled from the policy (a decision counts in the episodes where it is taken)."""
+    sums: dict[int, np.ndarray] = {}
+    entropy: dict[int, float] = {}
+    counts: dict[int, int] = {}
+
+    def note(position: int, p: np.ndarray) -> None:
+        sums[position] = sums.get(position, 0.0) + p
+        nonzero = p[p > 0]
+        entropy[position] = entropy.get(position, 0.0) - float((nonzero * np.log(nonzero)).sum())
+        counts[position] = counts.get(position, 0) + 1
+
+    sample_episodes(policy, space, rng, episodes, on_step=note)
+    probabilities: dict[str, dict[str, float]] = {}
+    entropies: dict[str, float] = {}
+    for position in sorted(sums):
+        decision = space.decisions[position]
+        mean = sums[position] / counts[position]
+        probabilities[decision.name] = {str(c): float(mean[i]) for i, c in enumerate(decision.choices)}
+        entropies[decision.name] = entropy[position] / counts[position]
+    return probabilities, entropies
 
 
 class RewardShaper:

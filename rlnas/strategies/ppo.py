@@ -18,9 +18,7 @@ result as soon as it is told, so with several workers their picks depend on the 
 from __future__ import annotations
 
 import logging
-import math
 from collections import deque
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -36,31 +34,32 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 from rlnas import atomic
 from rlnas.errors import ConfigError
 from rlnas.evaluation.base import Evaluation
-from rlnas.space.core import Architecture, Decision, EvaluatedPrefixes
+from rlnas.space.core import Architecture, EvaluatedPrefixes
 from rlnas.store import TrialRecord
 from rlnas.strategies.base import Strategy, StrategyContext, WaitForResults
-from rlnas.strategies.policy import DecisionPolicy, RewardShaper
-from rlnas.strategies.surrogate import EnsembleSurrogate, quantiles
+from rlnas.strategies.policy import (
+    DecisionPolicy,
+    NoEvaluation,
+    RewardShaper,
+    marginals,
+    sample_episodes,
+    walk,
+)
+from rlnas.strategies.screening import Screening
 from rlnas.threads import torch_threads
 
 log = logging.getLogger(__name__)
 
 
-class _NoEvaluation:
-    def evaluate(self, arch: Architecture) -> Evaluation:
-        return Evaluation(reward=0.0)
-
-
-class _Pending(_NoEvaluation):
+class _Pending(NoEvaluation):
     """The env's evaluator: a placeholder reward (the real one is told later); a pending architecture counts
     as evaluated for the masks, so a rollout holds no duplicates."""
 
-    def __init__(self, exclude: EvaluatedPrefixes | None) -> None:
+    def __init__(self, exclude: EvaluatedPrefixes) -> None:
         self.exclude = exclude
 
     def evaluate(self, arch: Architecture) -> Evaluation:
-        if self.exclude is not None:
-            self.exclude.add(arch)
+        self.exclude.add(arch)
         return Evaluation(reward=0.0)
 
 
@@ -99,7 +98,9 @@ class PPOStrategy(Strategy):
             )
         self.cfg = cfg
         self._shaper = RewardShaper(cfg.reward_normalization, cfg.rank_exponent)
-        self.evaluated = EvaluatedPrefixes(self.space) if cfg.mask_evaluated else None
+        # every architecture evaluated or pending: screening and elite picks never propose one again; with
+        # mask_evaluated the policy's own samples are masked away from them too
+        self.evaluated = EvaluatedPrefixes(self.space)
         # this rollout: where each episode's last step sits in the buffer, its architecture, the results told
         self.terminal_positions: list[int] = []
         self._rollout: list[Architecture] = []
@@ -108,7 +109,9 @@ class PPOStrategy(Strategy):
         self.episodes = 0  # the policy's episodes so far
         self._updates = 0
         self._started = False
-        self.env = ArchitectureSearchEnv(self.space, evaluator=_Pending(self.evaluated), exclude=self.evaluated)
+        self.env = ArchitectureSearchEnv(
+            self.space, evaluator=_Pending(self.evaluated), exclude=self.evaluated if cfg.mask_evaluated else None
+        )
         self.episode_steps = sum(1 for d in self.space.decisions if len(d.choices) > 1) or 1
         n_steps = cfg.episodes_per_update * self.episode_steps
         self.model = MaskablePPO(
@@ -131,9 +134,7 @@ class PPOStrategy(Strategy):
         )
         # screening (strategy.ppo.screen_samples > 1): unique evaluations so far, the surrogate fitted on
         # them at the end of each rollout, the actions still to take in this episode
-        self._history: list[tuple[Architecture, float]] = []
-        self._surrogate: EnsembleSurrogate | None = None
-        self._fitted_on = 0
+        self.screen = Screening(self.space, cfg, ctx.seed)
         self._plan: deque[int] = deque()
         self._plans = 0
         # elite mutations (strategy.ppo.elite_share > 0): proposed beside the policy, told to it as ranks (and
@@ -143,9 +144,7 @@ class PPOStrategy(Strategy):
         self._through: set[str] = set()  # elite picks in the rollout not told yet
         self._asked = 0
         self._elite_asked = 0
-        self._best = -math.inf  # the best reward told so far
         self._elite_misses = 0  # elite picks in a row that did not beat it
-        self._best_at = 0  # how many results were told when the best was
         if cfg.screen_samples > 1 or (cfg.elite_share > 0 and cfg.elite_to_policy):
             policy = self.model.policy
             assert isinstance(policy, DecisionPolicy)
@@ -254,8 +253,9 @@ class PPOStrategy(Strategy):
     def after_update(self, updates: int) -> None:
         if self.ctx.logger.enabled:
             arch, log10_p, _ = self._policy_mode()
-            marginals, entropies = self._policy_marginals(np.random.default_rng([self.ctx.seed, updates]))
-            self.ctx.logger.policy(self.trials_told, marginals, entropies, log10_p)
+            rng = np.random.default_rng([self.ctx.seed, updates])
+            probabilities, entropies = marginals(self.model.policy, self.space, rng)
+            self.ctx.logger.policy(self.trials_told, probabilities, entropies, log10_p)
             log.debug("update %d: most probable architecture 10^%.2f %s", updates, log10_p, arch.describe())
         self.save()
 
@@ -284,9 +284,8 @@ class PPOStrategy(Strategy):
         own = self._own.get(arch.key, 0)
         if not evaluation.cached:  # screening uses every result as soon as it is told
             reward = float(evaluation.reward)
-            self._history.append((arch, reward))
-            if reward > self._best:
-                self._best, self._elite_misses, self._best_at = reward, 0, len(self._history)
+            if self.screen.add(arch, reward):
+                self._elite_misses = 0
             elif own or arch.key in self._through:
                 self._elite_misses += 1
         self._through.discard(arch.key)
@@ -328,12 +327,9 @@ class PPOStrategy(Strategy):
             )
         for record in records:
             self._shaper.add(float(record.reward))
-            self._history.append((record.architecture, float(record.reward)))
-            if float(record.reward) > self._best:
-                self._best, self._best_at = float(record.reward), len(self._history)
+            self.screen.add(record.architecture, float(record.reward))
             self._seen.add(record.architecture.key)
-            if self.evaluated is not None:
-                self.evaluated.add(record.architecture)
+            self.evaluated.add(record.architecture)
         self.trials_told = len(records)
 
     def policy_mode(self) -> tuple[Architecture, float, dict[str, dict[str, float]]]:
@@ -341,71 +337,12 @@ class PPOStrategy(Strategy):
         probabilities of every decision along it."""
         return self._policy_mode()
 
-    def _distribution(self, obs: np.ndarray, masks: np.ndarray) -> np.ndarray:
-        """The policy's masked choice probabilities for a batch of observations."""
-        with torch.no_grad():
-            obs_t = torch.as_tensor(obs, dtype=torch.float32)
-            dist = self.model.policy.get_distribution(obs_t, action_masks=masks)
-            return dist.distribution.probs.cpu().numpy()  # type: ignore[union-attr,no-any-return]
-
     def _policy_mode(self) -> tuple[Architecture, float, dict[str, dict[str, float]]]:
-        return self._walk(lambda decision, probs, mask: int(np.argmax(np.where(mask, probs, -1.0))))
+        return walk(self.model.policy, self.space, lambda d, probs, mask: int(np.argmax(np.where(mask, probs, -1.0))))
 
     def path_probabilities(self, arch: Architecture) -> dict[str, dict[str, float]]:
         """The policy's choice probabilities at each decision ``arch`` takes, after its earlier choices."""
-        return self._walk(lambda decision, probs, mask: decision.choices.index(arch[decision.name]))[2]
-
-    def _walk(
-        self, pick: Callable[[Decision, np.ndarray, np.ndarray], int]
-    ) -> tuple[Architecture, float, dict[str, dict[str, float]]]:
-        """One episode through the env, each action chosen by ``pick(decision, probabilities, mask)``: its
-        architecture, the log10 of its probability under the policy and the choice probabilities on the way."""
-        env = ArchitectureSearchEnv(self.space, evaluator=_NoEvaluation())
-        obs, _ = env.reset()
-        log10_p = 0.0
-        table: dict[str, dict[str, float]] = {}
-        info: dict[str, Any] = {}
-        with torch_threads(1):
-            while env.position is not None:
-                decision = self.space.decisions[env.position]
-                mask = env.action_masks()
-                probs = self._distribution(obs[None], mask[None])[0]
-                table[decision.name] = {str(decision.choices[i]): float(probs[i]) for i in np.flatnonzero(mask)}
-                action = pick(decision, probs, mask)
-                log10_p += float(np.log10(max(probs[action], 1e-300)))
-                obs, _, _, _, info = env.step(action)
-        return info["architecture"], log10_p, table
-
-    def _sample_episodes(
-        self,
-        rng: np.random.Generator,
-        episodes: int,
-        exclude: EvaluatedPrefixes | None = None,
-        on_step: Any = None,
-    ) -> list[tuple[Architecture, list[int]]]:
-        """``episodes`` architectures sampled from the policy in one batch, with their actions;
-        ``on_step(position, probabilities)`` sees every step's masked choice probabilities."""
-        envs = [ArchitectureSearchEnv(self.space, evaluator=_NoEvaluation(), exclude=exclude) for _ in range(episodes)]
-        obs = [env.reset()[0] for env in envs]
-        actions: list[list[int]] = [[] for _ in envs]
-        archs: list[Architecture | None] = [None] * episodes
-        while True:
-            live = [i for i, env in enumerate(envs) if env.position is not None]
-            if not live:
-                break
-            masks = np.stack([envs[i].action_masks() for i in live])
-            probs = self._distribution(np.stack([obs[i] for i in live]), masks)
-            for row, i in enumerate(live):
-                p = np.where(masks[row], probs[row], 0.0)
-                p = p / p.sum()
-                if on_step is not None:
-                    on_step(envs[i].position, p)
-                action = int(rng.choice(len(p), p=p))
-                actions[i].append(action)
-                obs[i], _, _, _, info = envs[i].step(action)
-                if "architecture" in info:
-                    archs[i] = info["architecture"]
-        return [(arch, acts) for arch, acts in zip(archs, actions, strict=True) if arch is not None]
+        return walk(self.model.policy, self.space, lambda d, probs, mask: d.choices.index(arch[d.name]))[2]
 
     def _next_action(self, masks: np.ndarray | None) -> int | None:
         """The policy's planner: at the start of an episode, sample
@@ -414,39 +351,26 @@ class PPOStrategy(Strategy):
         let the policy sample (before the surrogate is ready)."""
         cfg = self.cfg
         if not self._plan:
-            if cfg.screen_samples == 1 or len(self._history) < cfg.screen_after:
+            if cfg.screen_samples == 1 or not self.screen.ready:
                 return None
             rng = np.random.default_rng([self.ctx.seed, 0x5C4EE7, self._plans])
             self._plans += 1
-            found = {a.key: (a, acts) for a, acts in self._sample_episodes(rng, cfg.screen_samples, self.evaluated)}
+            found = {
+                a.key: (a, acts)
+                for a, acts in sample_episodes(self.model.policy, self.space, rng, cfg.screen_samples, self.evaluated)
+            }
             if not found:
                 return None
             candidates = list(found.values())
-            ucb = cfg.screen_ucb if cfg.stall_ucb is None or not self._stalled() else cfg.stall_ucb
-            self._plan.extend(candidates[self._screen([a for a, _ in candidates], ucb)][1])
+            self._plan.extend(candidates[self.screen.best_of([a for a, _ in candidates], self.screen.policy_ucb())][1])
         action = self._plan.popleft()
         if masks is not None and not np.asarray(masks).reshape(-1)[action]:
             self._plan.clear()  # the masks changed under the plan: let the policy sample this episode
             return None
         return action
 
-    def _screen(self, candidates: list[Architecture], ucb: float) -> int:
-        """The index of the candidate the surrogate rates best (mean + ucb x spread); the surrogate
-        is refit first when due: after every new result at first, then after every ~6 % more."""
-        if self._surrogate is None or len(self._history) >= self._fitted_on + max(1, self._fitted_on // 16):
-            self._fit_surrogate()
-        assert self._surrogate is not None
-        mean, spread = self._surrogate.predict(np.stack([self.space.encode(a) for a in candidates]))
-        return int(np.argmax(mean + ucb * spread))
-
     def _elite_started(self) -> bool:
-        return self.cfg.elite_share > 0 and len(self._history) >= self.cfg.screen_after
-
-    def _stalled(self) -> bool:
-        """Whether the best reward has gone unbeaten for more than ``stall_ratio`` x the results it took to
-        find it, counted from the screening start at the earliest (before it the search is not guided)."""
-        found = max(self._best_at, self.cfg.screen_after)
-        return len(self._history) - found > self.cfg.stall_ratio * found
+        return self.cfg.elite_share > 0 and self.screen.ready
 
     def _elite_due(self) -> bool:
         patient = self.cfg.elite_patience == 0 or self._elite_misses < self.cfg.elite_patience
@@ -456,9 +380,11 @@ class PPOStrategy(Strategy):
         """An elite pick; with ``through`` (``elite_to_policy``) as the policy's next episode (its actions
         planned, so the rollout holds them with their log-probabilities under the policy) when the rollout can
         take the whole episode now, else beside the rollout."""
-        pick = self._elite_pick()
+        pick = self.screen.elite_pick(self._seen, self._elite_asked)
         if pick is None:
             return None
+        self._elite_asked += 1
+        log.debug("elite mutation %d: %s", self._elite_asked, pick.describe())
         actions = self._actions_of(pick) if through else []
         if actions and self._rollout_takes(len(actions)):
             self._plan.extend(actions)
@@ -469,8 +395,7 @@ class PPOStrategy(Strategy):
                 self._through.discard(pick.key)
             return arch
         self._own[pick.key] = self._own.get(pick.key, 0) + 1
-        if self.evaluated is not None:
-            self.evaluated.add(pick)  # the policy's masks treat it as evaluated
+        self.evaluated.add(pick)  # the policy's masks (and screening) treat it as evaluated
         return pick
 
     def _rollout_takes(self, steps: int) -> bool:
@@ -484,7 +409,7 @@ class PPOStrategy(Strategy):
 
     def _actions_of(self, arch: Architecture) -> list[int]:
         """The env's actions that build ``arch``."""
-        env = ArchitectureSearchEnv(self.space, evaluator=_NoEvaluation())
+        env = ArchitectureSearchEnv(self.space, evaluator=NoEvaluation())
         env.reset()
         actions: list[int] = []
         while env.position is not None:
@@ -492,64 +417,6 @@ class PPOStrategy(Strategy):
             actions.append(decision.choices.index(arch[decision.name]))
             env.step(actions[-1])
         return actions
-
-    def _elite_pick(self) -> Architecture | None:
-        """The surrogate's pick among ``screen_samples`` one-decision mutations, not proposed before, of the
-        ``elite_parents`` best architectures so far."""
-        best: dict[str, tuple[float, Architecture]] = {}
-        for arch, reward in self._history:
-            if arch.key not in best or reward > best[arch.key][0]:
-                best[arch.key] = (reward, arch)
-        parents = [a for _, a in sorted(best.values(), key=lambda item: -item[0])[: self.cfg.elite_parents]]
-        rng = np.random.default_rng([self.ctx.seed, 0xE117E, self._elite_asked])
-        candidates: dict[str, Architecture] = {}
-        for attempt in range(4 * self.cfg.screen_samples):
-            if len(candidates) == self.cfg.screen_samples:
-                break
-            child = self.space.mutate(parents[attempt % len(parents)], rng)
-            if child.key not in self._seen:
-                candidates.setdefault(child.key, child)
-        if not candidates:
-            return None
-        pool = list(candidates.values())
-        pick = pool[self._screen(pool, self.cfg.elite_ucb)]
-        self._elite_asked += 1
-        log.debug("elite mutation %d: %s", self._elite_asked, pick.describe())
-        return pick
-
-    def _fit_surrogate(self) -> None:
-        cfg = self.cfg
-        if self._surrogate is None:
-            self._surrogate = EnsembleSurrogate(cfg.surrogate_hidden, cfg.surrogate_members, cfg.surrogate_steps)
-        x = np.stack([self.space.encode(a) for a, _ in self._history])
-        y = quantiles(np.array([r for _, r in self._history], dtype=np.float64))  # robust to outliers (failures)
-        self._surrogate.fit(x, y, seed=self.ctx.seed * 1_000_003 + len(self._history))
-        self._fitted_on = len(self._history)
-
-    def _policy_marginals(
-        self, rng: np.random.Generator, episodes: int = 64
-    ) -> tuple[dict[str, dict[str, float]], dict[str, float]]:
-        """Per decision: the probability of each choice and the entropy (nats), averaged over ``episodes``
-        episodes sampled from the policy (a decision counts in the episodes where it is taken)."""
-        sums: dict[int, np.ndarray] = {}
-        entropy: dict[int, float] = {}
-        counts: dict[int, int] = {}
-
-        def note(position: int, p: np.ndarray) -> None:
-            sums[position] = sums.get(position, 0.0) + p
-            nonzero = p[p > 0]
-            entropy[position] = entropy.get(position, 0.0) - float((nonzero * np.log(nonzero)).sum())
-            counts[position] = counts.get(position, 0) + 1
-
-        self._sample_episodes(rng, episodes, on_step=note)
-        marginals: dict[str, dict[str, float]] = {}
-        entropies: dict[str, float] = {}
-        for position in sorted(sums):
-            decision = self.space.decisions[position]
-            mean = sums[position] / counts[position]
-            marginals[decision.name] = {str(c): float(mean[i]) for i, c in enumerate(decision.choices)}
-            entropies[decision.name] = entropy[position] / counts[position]
-        return marginals, entropies
 
     def save(self) -> None:
         if self.checkpoint is not None:
