@@ -80,7 +80,7 @@ def _alive(pid: int) -> bool:
     return pid > 0
 
 
-def _left_by_dead_process(path: Path) -> bool:
+def left_by_dead_process(path: Path) -> bool:
     """Whether ``path`` (``.name.<pid>.<suffix>``, see :func:`_tmp` and :func:`replace_dir`) was written by a
     process that is gone."""
     parts = path.name.rsplit(".", 2)
@@ -95,7 +95,7 @@ def recover_dir(target: str | Path) -> None:
         return
     pattern = f".{glob.escape(final.name)}.*"
     leftovers = sorted(
-        p for p in final.parent.glob(pattern) if p.suffix in (".new", ".old") and _left_by_dead_process(p)
+        p for p in final.parent.glob(pattern) if p.suffix in (".new", ".old") and left_by_dead_process(p)
     )
     if not final.exists():
         built = [p for p in leftovers if p.suffix == ".new" and (p / BUILT).exists()]
@@ -141,7 +141,7 @@ def replace_files(build: Callable[[Path], None], target: str | Path, last: str |
     builds are removed by the next call."""
     final = Path(target)
     for stale in final.glob(".staging.*.new"):
-        if _left_by_dead_process(stale):
+        if left_by_dead_process(stale):
             shutil.rmtree(stale, ignore_errors=True)
     staging = final / f".staging.{os.getpid()}.new"
     shutil.rmtree(staging, ignore_errors=True)
@@ -159,6 +159,6 @@ def remove_stale_files(folder: str | Path) -> None:
     """Remove the temporary files that killed :func:`open_atomic` writes left in ``folder``."""
     root = Path(folder)
     for path in root.glob(".*.tmp") if root.is_dir() else ():
-        if _left_by_dead_process(path):
+        if left_by_dead_process(path):
             with contextlib.suppress(OSError):
                 path.unlink()

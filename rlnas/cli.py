@@ -19,6 +19,7 @@ from rlnas.cli_run import EXIT_INTERRUPTED, EXIT_USER_ERROR, export_command, run
 from rlnas.cli_tools import (
     TRIAL_COLUMNS,
     _benchmark,
+    _cache,
     _config,
     _evaluate,
     _nb201_table,
@@ -273,6 +274,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", nargs="?", help="a shipped config's name (default, mnist, table, ...)")
     _verbosity(p, top=False)
     p.set_defaults(func=_config)
+
+    p = sub.add_parser("cache", help="the decoded-image cache of image folders: where, how big; --clear", **common)
+    p.add_argument("--clear", action="store_true", help="remove every cached folder")
+    p.add_argument("--cache-dir", help="the cache's folder (default: $RLNAS_CACHE_DIR, else ~/.cache/rlnas)")
+    _verbosity(p, top=False)
+    p.set_defaults(func=_cache)
 
     p = sub.add_parser("trials", help="list the trials of a run", **common)
     p.add_argument("run", type=Path, help="run directory")

@@ -70,6 +70,21 @@ def _config(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cache(args: argparse.Namespace) -> int:
+    from rlnas.data import cache
+
+    where = cache.root(args.cache_dir) / "folders"
+    limit = cache.limit_bytes()
+    if args.clear:
+        count, size = cache.clear(where)
+        print(f"removed {count} cached folder(s), {size / 1e9:.2f} GB, from {where}")
+        return 0
+    paths = cache.entries(where)
+    print(f"{where}: {len(paths)} cached folder(s), {cache.size(paths) / 1e9:.2f} GB of {limit / 1e9:.1f} GB allowed")
+    print(f"least recently used go first past the limit (set {cache.LIMIT_VARIABLE}); empty it: rlnas cache --clear")
+    return 0
+
+
 def _evaluate(args: argparse.Namespace) -> int:
     from rlnas.config import USER_DATASETS
     from rlnas.data import dataset_config, load_dataset

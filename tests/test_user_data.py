@@ -317,3 +317,44 @@ def test_cli_searches_a_folder_and_predicts_class_names(png_folder, tmp_path: Pa
         refused = run_cli(*command, cwd=tmp_path)
         assert refused.returncode == 2 and "Traceback" not in refused.stderr, refused.stderr
         assert "is not the model that" in refused.stderr and "differ in class_names" in refused.stderr
+
+
+def test_the_image_cache_keeps_under_its_limit_least_recently_used_first(
+    png_folder, tmp_path: Path, monkeypatch
+) -> None:
+    """Every decoded folder state is an entry; past $RLNAS_CACHE_LIMIT_GB the least recently used go first (a
+    cache hit counts as a use), never the entry in use; rlnas cache lists and clears it."""
+    from rlnas.data import cache
+
+    root, x, y = png_folder
+    where = tmp_path / "cache"
+    from_folder(root, cache_dir=str(where))
+    (first,) = cache.entries(where / "folders")
+    one = first.stat().st_size
+    os.utime(first, (1, 1))  # long unused
+    write_folder(tmp_path / "other", x[::2], y[::2])
+    from_folder(tmp_path / "other", cache_dir=str(where))
+    (second,) = [p for p in cache.entries(where / "folders") if p != first]  # within the default 10 GB
+    monkeypatch.setenv(cache.LIMIT_VARIABLE, str(1.5 * one / 1e9))
+    from_folder(root, cache_dir=str(where))  # a hit: now the most recently used
+    write_folder(tmp_path / "third", x[::4], y[::4])
+    from_folder(tmp_path / "third", cache_dir=str(where))  # over the limit: the least recently used goes
+    kept = cache.entries(where / "folders")
+    assert first in kept and second not in kept and len(kept) == 2 and cache.size(kept) <= 1.5 * one
+    monkeypatch.setenv(cache.LIMIT_VARIABLE, "0")
+    write_folder(tmp_path / "fourth", x[1::4], y[1::4])
+    from_folder(tmp_path / "fourth", cache_dir=str(where))
+    (last,) = cache.entries(where / "folders")  # the entry in use stays, whatever the limit
+    assert last not in kept
+    write_folder(tmp_path / "fifth", x[2::4], y[2::4])
+    from_folder(tmp_path / "fifth", cache_dir=str(where))
+    monkeypatch.setenv(cache.LIMIT_VARIABLE, "lots")
+    with pytest.raises(DataError, match="RLNAS_CACHE_LIMIT_GB='lots' is not a size"):
+        cache.limit_bytes()
+    monkeypatch.delenv(cache.LIMIT_VARIABLE)
+    (where / "folders" / ".x.npz.999999999.tmp").write_bytes(b"left by a killed write")
+    listed = run_cli("cache", "--cache-dir", str(where), cwd=tmp_path)
+    assert listed.returncode == 0 and "1 cached folder(s)" in listed.stdout and "of 10.0 GB allowed" in listed.stdout
+    cleared = run_cli("cache", "--clear", "--cache-dir", str(where), cwd=tmp_path)
+    assert cleared.returncode == 0 and "removed 1 cached folder(s)" in cleared.stdout
+    assert list((where / "folders").iterdir()) == []

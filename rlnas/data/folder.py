@@ -14,7 +14,6 @@ import logging
 import multiprocessing
 import os
 import time
-import zipfile
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -23,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from rlnas import imagefiles
+from rlnas.data import cache
 from rlnas.data.core import Dataset, make_dataset
 from rlnas.errors import DataError
 
@@ -35,15 +35,6 @@ CACHE_FORMAT = 2  # 2: 16-bit grayscale scaled to 8 bits (was clipped)
 SPLIT_NAMES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
 PARALLEL_FROM = 2000  # fewer files are decoded in this process (worker start-up would cost more)
 CHUNK = 512
-
-
-def cache_root(config: DatasetConfig) -> Path:
-    if config.cache_dir:
-        return Path(config.cache_dir).expanduser()
-    base = os.environ.get("RLNAS_CACHE_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "rlnas"
-    )
-    return Path(base)
 
 
 def _class_dirs(root: Path) -> dict[str, Path]:
@@ -215,49 +206,15 @@ def _decode(files: dict[str, list[tuple[Path, str]]], config: DatasetConfig, roo
     return out
 
 
-def _load_cached(file: Path) -> dict[str, Any] | None:
-    try:
-        with np.load(file, allow_pickle=False) as data:
-            meta = json.loads(str(data["meta"]))
-            out: dict[str, Any] = {"classes": meta["classes"], "skipped": meta["skipped"]}
-            for split in meta["splits"]:
-                out[split] = (data[f"{split}_x"], data[f"{split}_y"])
-            return out
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
-        log.warning("ignoring the unreadable cache file %s (%s); decoding again", file, err)
-        return None
-
-
-def _save_cache(file: Path, data: dict[str, Any]) -> None:
-    splits = [s for s in ("train", "val", "test") if s in data]
-    arrays = {f"{s}_{k}": data[s][i] for s in splits for i, k in enumerate("xy")}
-    meta = json.dumps({"classes": data["classes"], "skipped": data["skipped"], "splits": splits})
-    try:
-        file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = file.with_name(file.name + f".{os.getpid()}.tmp")
-        with tmp.open("wb") as fh:
-            np.savez(fh, meta=np.array(meta), **arrays)
-            fh.flush()
-            os.fsync(fh.fileno())
-        tmp.replace(file)
-    except OSError as err:
-        log.warning(
-            "could not write the decoded-image cache %s (%s); set dataset.cache_dir to a writable "
-            "folder to load faster next time",
-            file,
-            err,
-        )
-
-
 def load_folder(config: DatasetConfig) -> Dataset:
     root = Path(str(config.path)).expanduser()
     start = time.perf_counter()
     files = scan(root, config.skip_corrupt)
-    cache_file = cache_root(config) / "folders" / f"{_cache_key(files, root, config)}.npz"
-    data = _load_cached(cache_file) if cache_file.is_file() else None
+    cache_file = cache.folder(config) / f"{_cache_key(files, root, config)}.npz"
+    data = cache.load(cache_file) if cache_file.is_file() else None
     if data is None:
         data = _decode(files, config, root)
-        _save_cache(cache_file, data)
+        cache.save(cache_file, data)
         log.info(
             "decoded %d images of %s in %.1f s (cache: %s)",
             sum(len(r) for r in files.values()),
