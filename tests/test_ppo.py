@@ -352,3 +352,23 @@ def test_policy_samples_are_screened_with_the_stall_bonus_while_the_best_stalls(
     screened = _screened_with(controller, toy_space, bonus, lambda i: best.get(i, 0.1 + 0.001 * i))
     before = stalled[0] - 8  # screening starts once 8 results are told (screen_after)
     assert [ucb for _, ucb in screened] == [0.0] * before + [5.0] * len(stalled) + [0.0] * 6
+
+
+def test_without_masks_only_the_policys_own_samples_may_repeat_an_architecture(toy_space: SearchSpace) -> None:
+    """strategy.ppo.mask_evaluated=false lets the policy's own samples repeat an evaluated architecture (the
+    driver answers those from the cache), but screening and elite picks still choose new ones only."""
+    evaluator = SyntheticEvaluator(toy_space, seed=3)
+    controller = _controller(toy_space, 0, "strategy.ppo.mask_evaluated=false", "strategy.ppo.screen_after=4")
+    screened = 0
+    told: set[str] = set()
+    for _ in range(60):
+        plans = controller._plans
+        elite = controller._elite_asked
+        arch = controller.ask()
+        if controller._plans > plans or controller._elite_asked > elite:  # screened or an elite pick
+            assert arch.key not in told, arch.key
+            screened += 1
+        told.add(arch.key)
+        controller.tell(arch, evaluator.evaluate(arch))
+    controller.close()
+    assert screened >= 30
