@@ -32,7 +32,10 @@ def find_config(config: str | Path, flag: str = "--config") -> Path:
     name = path.stem if path.suffix in (".yaml", ".yml") else path.name
     if str(path.parent) in (".", "configs") and name in shipped:
         return shipped[name]
-    what = "is a directory, not a file" if path.is_dir() else "does not exist"
+    if path.is_dir():
+        what = "is a directory, not a file"
+    else:
+        what = "is not a regular file (a device or pipe)" if path.exists() else "does not exist"
     names = ", ".join(shipped) or "none found"
     raise ConfigError(
         f"config file {path} {what}; pass an existing YAML file or the name of a shipped config ({names}) to {flag}"

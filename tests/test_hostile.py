@@ -84,16 +84,21 @@ def test_a_bad_setting_is_refused_at_load_naming_the_setting(key: str, value: st
         (b"- a list\n- of things\n", "must hold a mapping of sections"),
         (b"training: {epochs: [1, 2}", "not valid YAML"),
         (None, "is a directory, not a file"),
+        ("fifo", "is not a regular file"),
     ],
 )
 def test_an_unreadable_or_malformed_config_file_is_a_config_error(
-    tmp_path: Path, content: bytes | None, message: str
+    tmp_path: Path, content: bytes | str | None, message: str
 ) -> None:
+    import os
+
     path = tmp_path / "c.yaml"
     if content is None:
         path.mkdir()  # a folder named like a config
+    elif content == "fifo":
+        os.mkfifo(path)  # reading it would block
     else:
-        path.write_bytes(content)
+        path.write_bytes(content)  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match=message):
         load_config(path)
 
