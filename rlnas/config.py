@@ -315,6 +315,7 @@ class OneShotConfig(_Section):
 class LoggingConfig(_Section):
     tensorboard: bool = True
     graph: bool = True
+    policy_images: bool = True  # the controller's choice probabilities as a heatmap per update (IMAGES tab)
     keep_children: bool = False  # save every trained child in RUN/children/<key>.pt (rlnas.load_trial)
     optuna: bool = True  # mirror the trials into RUN/optuna.sqlite3 for optuna-dashboard and optuna.visualization
 

@@ -259,6 +259,7 @@ class Search:
             self.run_dir / HPARAMS_DIR if self.run_dir else None,
         )
         self.logger.graph = config.logging.graph
+        self.logger.policy_images = config.logging.policy_images
         if self.prepared is not None:
             prepared = self.prepared
             self.logger.model_builder = lambda arch: (prepared.trainer.build(arch), prepared.dataset.input_shape)

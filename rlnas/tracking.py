@@ -164,7 +164,7 @@ class RunLogger:
         # builds the network of an architecture for the graph of the best child (set by the search)
         self.model_builder: Callable[[Architecture], tuple[nn.Module, tuple[int, ...]]] | None = None
         self.graph = True
-        self.policy_images = True  # the heatmap per policy update (about 0.1 s each)
+        self.policy_images = True  # the heatmap per policy update (about 0.2 s each; logging.policy_images)
         self._choice_writers: dict[int, Any] = {}
         self._layout_written = False
 

@@ -58,5 +58,6 @@ def tiny_config(*overrides: str) -> RunConfig:
         "strategy.ppo.episodes_per_update=2",
         "export.epochs=2",
         "logging.graph=false",
+        "logging.policy_images=false",
     ]
     return load_config(None, base + list(overrides))

@@ -29,6 +29,7 @@ TINY = {
     "strategy.ppo.episodes_per_update": 1,
     "export.epochs": 2,
     "logging.graph": False,
+    "logging.policy_images": False,
 }
 
 DIGITS_SCRIPT = """

@@ -28,6 +28,8 @@ TINY = [
     "strategy.ppo.episodes_per_update=1",
     "--set",
     "export.epochs=3",
+    "--set",
+    "logging.policy_images=false",  # on in the `run` fixture, whose TensorBoard test reads them
 ]
 
 
@@ -44,7 +46,8 @@ def rlnas(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("cli")
-    result = rlnas("search", *TINY, "--run-dir", "myrun", "--budget", "5", "--seed", "3", cwd=root)
+    images = ["--set", "logging.policy_images=true"]
+    result = rlnas("search", *TINY, *images, "--run-dir", "myrun", "--budget", "5", "--seed", "3", cwd=root)
     assert result.returncode == 0, result.stderr
     assert "final test accuracy" in result.stdout
     assert "export: 1 final training(s) of 3 epochs, about " in result.stderr  # said before it starts

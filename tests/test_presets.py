@@ -40,6 +40,7 @@ def test_image_presets_search_and_export_on_small_synthetic_data(
         "export.epochs": 5,
         "export.repeats": 1,
         "logging.graph": False,
+        "logging.policy_images": False,
     }
     result = rlnas.search(data, config=preset, budget=3, run_dir=tmp_path / "run", overrides=tiny)
     config = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
