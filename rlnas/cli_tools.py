@@ -262,26 +262,26 @@ def _benchmark(args: argparse.Namespace) -> int:
         print(file=sys.stderr)
     budgets = [str(b) for b in args.budgets]
     optimum = result["optimum"]
-    first, others = strategies[0], [s for s in result["summary"] if s != strategies[0]]
+    first = strategies[0]
+    summary, per_run = result["summary"], result["seconds_per_run"]
     print("test accuracy of the selected architecture (mean ± std; the one with the best validation it evaluated):")
-    print(f"{'strategy':<22}" + "".join(f"{b:>16}" for b in budgets) + f"{'s/run':>8}")
-    for strategy, row in result["summary"].items():
-        cells = "".join(f"{row[b]['mean']:>9.2f} ± {row[b]['std']:<4.2f}" for b in budgets)
-        print(f"{strategy:<22}{cells}{result['seconds_per_run'][strategy]:>8.2f}")
-    for strategy in others:
-        if strategy == others[0]:
-            print(f"margin of {first} (mean difference ± standard error, paired by seed):")
-        cells = "".join(_lead(result["summary"][strategy][b]["margin"]) for b in budgets)
-        print(f"{'  over ' + strategy:<22}{cells}")
+    print(f"{'strategy':<22}" + "".join(f"{b:>16}" for b in budgets))
+    _block(
+        summary,
+        budgets,
+        lambda cell: f"{cell['mean']:>9.2f} ± {cell['std']:<4.2f}",
+        lambda cell: cell["margin"],
+        f"margin of {first} (mean difference ± standard error, paired by seed):",
+        lambda strategy: f"{per_run[strategy]:>8.2f} s/run",
+    )
     print(f"regret on the searched metric (the table's best validation {optimum['valid_acc_12ep']:.2f} - best found):")
-    for strategy, row in result["summary"].items():
-        cells = "".join(f"{row[b]['regret']['mean']:>9.3f} ± {row[b]['regret']['std']:<5.3f}" for b in budgets)
-        print(f"{strategy:<22}{cells}")
-    for strategy in others:
-        if strategy == others[0]:
-            print(f"regret lead of {first} (the other's regret - {first}'s, ± standard error, paired by seed):")
-        cells = "".join(_lead(result["summary"][strategy][b]["regret"]["margin"]) for b in budgets)
-        print(f"{'  over ' + strategy:<22}{cells}")
+    _block(
+        summary,
+        budgets,
+        lambda cell: f"{cell['regret']['mean']:>9.3f} ± {cell['regret']['std']:<5.3f}",
+        lambda cell: cell["regret"]["margin"],
+        f"regret lead of {first} (the other's regret - {first}'s, ± standard error, paired by seed):",
+    )
     print(
         f"the table's best-validation architecture: validation {optimum['valid_acc_12ep']:.2f}, test "
         f"{optimum['test_acc_200ep']:.2f} ({optimum['arch']}); the best test accuracy in the table: "
@@ -294,6 +294,23 @@ def _benchmark(args: argparse.Namespace) -> int:
     if args.plot:
         print(f"plot: {plot_curves(result, args.plot)}")
     return 0
+
+
+def _block(
+    summary: dict[str, Any],
+    budgets: list[str],
+    cell: Any,
+    margin: Any,
+    margin_title: str,
+    tail: Any = None,
+) -> None:
+    """One row per strategy (``cell`` of each budget), then each later strategy's ``margin`` cells."""
+    for strategy, row in summary.items():
+        print(f"{strategy:<22}" + "".join(cell(row[b]) for b in budgets) + (tail(strategy) if tail else ""))
+    for n, strategy in enumerate(list(summary)[1:]):
+        if n == 0:
+            print(margin_title)
+        print(f"{'  over ' + strategy:<22}" + "".join(_lead(margin(summary[strategy][b])) for b in budgets))
 
 
 def _lead(margin: dict[str, Any]) -> str:
