@@ -74,6 +74,8 @@ def _cache(args: argparse.Namespace) -> int:
     from rlnas.data import cache
 
     where = cache.root(args.cache_dir) / "folders"
+    if where.parent.exists() and not where.parent.is_dir():
+        raise UserError(f"--cache-dir {where.parent} is a file; give the cache's folder")
     limit = cache.limit_bytes()
     if args.clear:
         count, size = cache.clear(where)
