@@ -61,3 +61,16 @@ def tiny_config(*overrides: str) -> RunConfig:
         "logging.policy_images=false",
     ]
     return load_config(None, base + list(overrides))
+
+
+def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    """The ``rlnas`` command run in this process (no second of imports): exit code, stdout, stderr; argparse's
+    own exits count as exit codes."""
+    from rlnas.cli import main
+
+    try:
+        code = main(list(argv))
+    except SystemExit as stop:
+        code = int(stop.code or 0)
+    out = capsys.readouterr()
+    return code, out.out, out.err

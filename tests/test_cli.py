@@ -270,15 +270,18 @@ def test_bad_config_exits_2_without_traceback_or_files(tmp_path: Path) -> None:
     assert missing.returncode == 2 and "nope.yaml does not exist" in missing.stderr
 
 
-def test_bad_arguments_exit_2(tmp_path: Path) -> None:
-    assert rlnas("trials", str(tmp_path / "nowhere"), cwd=tmp_path).returncode == 2
-    assert rlnas("search", "--budget", "lots", cwd=tmp_path).returncode == 2
-    assert rlnas("frobnicate", cwd=tmp_path).returncode == 2
-    result = rlnas("evaluate", str(tmp_path), cwd=tmp_path)
-    assert result.returncode == 2 and "no exported model" in result.stderr
+def test_bad_arguments_exit_2(tmp_path: Path, capsys, monkeypatch) -> None:
+    from tests.conftest import cli
+
+    monkeypatch.chdir(tmp_path)
+    assert cli(capsys, "trials", str(tmp_path / "nowhere"))[0] == 2
+    assert cli(capsys, "search", "--budget", "lots")[0] == 2
+    assert cli(capsys, "frobnicate")[0] == 2
+    code, _, err = cli(capsys, "evaluate", str(tmp_path))
+    assert code == 2 and "no exported model" in err
     (tmp_path / "a_file").write_text("")
-    unwritable = rlnas("search", "--run-dir", str(tmp_path / "a_file" / "run"), cwd=tmp_path)
-    assert unwritable.returncode == 2 and "cannot write to run directory" in unwritable.stderr
+    code, _, err = cli(capsys, "search", "--run-dir", str(tmp_path / "a_file" / "run"))
+    assert code == 2 and "cannot write to run directory" in err and "Traceback" not in err
 
 
 def test_evaluate_refuses_a_dataset_of_another_shape(run: Path) -> None:

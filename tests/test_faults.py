@@ -30,7 +30,7 @@ from rlnas.exporter import export_run
 from rlnas.rundir import default_run_dir, open_run
 from rlnas.space.core import Architecture
 from rlnas.store import TrialStore
-from tests.conftest import tiny_config
+from tests.conftest import cli, tiny_config
 from tests.test_cli import rlnas
 from tests.test_resume import _start, _trials, _wait_for_trials
 
@@ -155,8 +155,7 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
-    code = main(list(argv))
-    err = capsys.readouterr().err
+    code, _, err = cli(capsys, *argv)
     assert "Traceback" not in err
     return code, err
 

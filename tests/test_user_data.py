@@ -259,7 +259,10 @@ def test_numeric_labels_written_differently_are_one_class_and_repeated_columns_a
         )
 
 
-def test_bad_dataset_settings_exit_2_and_write_nothing(tmp_path: Path, png_folder) -> None:
+def test_bad_dataset_settings_exit_2_and_write_nothing(tmp_path: Path, png_folder, capsys, monkeypatch) -> None:
+    from tests.conftest import cli
+
+    monkeypatch.chdir(tmp_path)
     root, _, _ = png_folder
     (root / "one" / "broken.png").write_bytes(b"not an image")
     cases = [
@@ -269,13 +272,13 @@ def test_bad_dataset_settings_exit_2_and_write_nothing(tmp_path: Path, png_folde
         (["--set", "dataset.name=folder"], "needs dataset.path"),
     ]
     for args, message in cases:
-        result = run_cli("search", "--run-dir", "run", *args, cwd=tmp_path)
-        assert result.returncode == 2, result.stderr
-        assert message in result.stderr and "Traceback" not in result.stderr
+        code, _, err = cli(capsys, "search", "--run-dir", "run", *args)
+        assert code == 2, err
+        assert message in err and "Traceback" not in err
         assert not (tmp_path / "run").exists()
     table = _write_csv(tmp_path / "t.csv", ["a", "target"], [[i, i % 2] for i in range(40)])
-    result = run_cli("search", "--run-dir", "run", "--data", str(table), "--set", "space=cnn", cwd=tmp_path)
-    assert result.returncode == 2 and "needs images" in result.stderr and "space=mlp" in result.stderr
+    code, _, err = cli(capsys, "search", "--run-dir", "run", "--data", str(table), "--set", "space=cnn")
+    assert code == 2 and "needs images" in err and "space=mlp" in err
 
 
 def test_data_dir_is_only_for_torchvision_datasets() -> None:
