@@ -15,6 +15,8 @@ import numpy as np
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from tests.conftest import cli
+
 TINY = [
     "--set",
     "space.depth=[1,2]",
@@ -261,18 +263,17 @@ def test_the_optuna_mirror_holds_the_same_trials(run: Path) -> None:
     assert study.metric_names == ["reward = val accuracy - 0.02 x params / max"]
 
 
-def test_bad_config_exits_2_without_traceback_or_files(tmp_path: Path) -> None:
-    result = rlnas("search", "--set", "training.epoch=3", "--run-dir", "bad", cwd=tmp_path)
-    assert result.returncode == 2
-    assert "training.epoch: unknown key" in result.stderr and "Traceback" not in result.stderr
+def test_bad_config_exits_2_without_traceback_or_files(tmp_path: Path, capsys, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    code, _, err = cli(capsys, "search", "--set", "training.epoch=3", "--run-dir", "bad")
+    assert code == 2
+    assert "training.epoch: unknown key" in err and "Traceback" not in err
     assert not (tmp_path / "bad").exists()
-    missing = rlnas("search", "--config", "nope.yaml", cwd=tmp_path)
-    assert missing.returncode == 2 and "nope.yaml does not exist" in missing.stderr
+    code, _, err = cli(capsys, "search", "--config", "nope.yaml")
+    assert code == 2 and "nope.yaml does not exist" in err
 
 
 def test_bad_arguments_exit_2(tmp_path: Path, capsys, monkeypatch) -> None:
-    from tests.conftest import cli
-
     monkeypatch.chdir(tmp_path)
     assert cli(capsys, "trials", str(tmp_path / "nowhere"))[0] == 2
     assert cli(capsys, "search", "--budget", "lots")[0] == 2
@@ -339,7 +340,7 @@ def test_predict_classifies_image_files_like_the_test_split(run: Path, tmp_path:
     assert piped.returncode == 2 and "pipe.png is not a regular file" in piped.stderr
 
 
-def test_report_has_a_summary_top_trials_optuna_plots_and_typed_tables(run: Path, tmp_path: Path) -> None:
+def test_report_has_a_summary_top_trials_optuna_plots_and_typed_tables(run: Path, tmp_path: Path, capsys) -> None:
     import csv
 
     from openpyxl import load_workbook
@@ -385,22 +386,10 @@ def test_report_has_a_summary_top_trials_optuna_plots_and_typed_tables(run: Path
     assert both.returncode == 0 and (out / "runs.png").is_file()
     compared = (out / "index.html").read_text()
     assert "ppo, seed 3 (myrun, #1)" in compared and "ppo, seed 3 (myrun, #2)" in compared  # told apart
-    assert rlnas("report", str(run), str(run), cwd=tmp_path).returncode == 2
+    assert cli(capsys, "report", str(run), str(run))[0] == 2
     (tmp_path / "afile").write_text("")
-    bad = rlnas("report", str(run), "--out", str(tmp_path / "afile"), cwd=tmp_path)
-    assert bad.returncode == 2 and "is a file" in bad.stderr
-
-
-def _in_process(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
-    """``rlnas ARGS`` run in this process (what the console script runs, without its start-up): exit code
-    and stdout."""
-    from rlnas.cli import main
-
-    try:
-        code = main(list(args))
-    except SystemExit as exit:  # argparse: --help and usage errors
-        code = int(exit.code or 0)
-    return code, capsys.readouterr().out
+    code, _, err = cli(capsys, "report", str(run), "--out", str(tmp_path / "afile"))
+    assert code == 2 and "is a file" in err
 
 
 def test_terminal_output_help_and_trials_table(
@@ -408,9 +397,9 @@ def test_terminal_output_help_and_trials_table(
 ) -> None:
     from rlnas.strategies import STRATEGIES
 
-    help_text = _in_process(capsys, "search", "--help")[1]
+    help_text = cli(capsys, "search", "--help")[1]
     assert all(name in help_text for name in STRATEGIES)
-    assert "(default: ppo,random,evolution)" in _in_process(capsys, "benchmark", "--help")[1]
+    assert "(default: ppo,random,evolution)" in cli(capsys, "benchmark", "--help")[1]
     from rlnas.formatting import architecture_line
     from rlnas.rundir import open_run
 
@@ -418,15 +407,15 @@ def test_terminal_output_help_and_trials_table(
         archs = [architecture_line(r.architecture) for r in store]
     for columns in (80, 100):  # the architecture wraps, every decision labelled, nothing cut
         monkeypatch.setenv("COLUMNS", str(columns))
-        code, narrow = _in_process(capsys, "trials", str(run))
+        code, narrow, _ = cli(capsys, "trials", str(run))
         lines = narrow.splitlines()
         assert code == 0 and len(lines) > 6 and max(len(line) for line in lines) <= columns and "…" not in narrow
         flowing = " ".join(narrow.split())
         assert all(" ".join(arch.split()) in flowing for arch in archs) and "block1: filters=" in flowing
-    chosen = _in_process(capsys, "trials", str(run), "--columns", "number,reward,params", "-q")[1].splitlines()
+    chosen = cli(capsys, "trials", str(run), "--columns", "number,reward,params", "-q")[1].splitlines()
     assert chosen[0].split() == ["number", "reward", "params"] and len(chosen) == 6
-    assert _in_process(capsys, "trials", str(run), "--columns", "nope")[0] == 2
-    assert _in_process(capsys, "trials", str(run), "--top", "-1")[0] == 2
+    assert cli(capsys, "trials", str(run), "--columns", "nope")[0] == 2
+    assert cli(capsys, "trials", str(run), "--top", "-1")[0] == 2
     piped = subprocess.run(
         " ".join([*command(), "trials", str(run), "--json", "|", "head", "-1"]),
         shell=True,
@@ -436,7 +425,7 @@ def test_terminal_output_help_and_trials_table(
     assert "Traceback" not in piped.stderr and "BrokenPipe" not in piped.stderr
 
 
-def test_benchmark_runs_end_to_end_on_the_table(tmp_path: Path) -> None:
+def test_benchmark_runs_end_to_end_on_the_table(tmp_path: Path, capsys) -> None:
     from rlnas.benchmark import run_on_table
     from tests.conftest import SHARED
 
@@ -460,8 +449,8 @@ def test_benchmark_runs_end_to_end_on_the_table(tmp_path: Path) -> None:
     assert margin["of"] == "ppo" and margin["mean"] == pytest.approx(summary["ppo"]["10"]["mean"] - sum(expected) / 2)
     assert "margin of ppo" in result.stdout and f"{margin['mean']:+.3f} ± {margin['se']:.3f}" in result.stdout
     assert png.stat().st_size > 1000
-    bad = rlnas("benchmark", *args, "--seeds", "0", cwd=tmp_path)
-    assert bad.returncode == 2 and "--seeds >= 1" in bad.stderr
+    code, _, err = cli(capsys, "benchmark", *args, "--seeds", "0")
+    assert code == 2 and "--seeds >= 1" in err
 
 
 def test_a_report_that_fails_halfway_leaves_the_previous_files_whole(run: Path, tmp_path: Path, monkeypatch) -> None:

@@ -20,6 +20,7 @@ from rlnas import imagefiles
 from rlnas.data import folder as folder_module
 from rlnas.data import from_arrays, from_csv, from_folder, from_npz, load_dataset
 from rlnas.errors import ConfigError, DataError
+from tests.conftest import cli
 from tests.test_cli import rlnas as run_cli
 
 
@@ -260,8 +261,6 @@ def test_numeric_labels_written_differently_are_one_class_and_repeated_columns_a
 
 
 def test_bad_dataset_settings_exit_2_and_write_nothing(tmp_path: Path, png_folder, capsys, monkeypatch) -> None:
-    from tests.conftest import cli
-
     monkeypatch.chdir(tmp_path)
     root, _, _ = png_folder
     (root / "one" / "broken.png").write_bytes(b"not an image")
@@ -323,7 +322,7 @@ def test_cli_searches_a_folder_and_predicts_class_names(png_folder, tmp_path: Pa
 
 
 def test_the_image_cache_keeps_under_its_limit_least_recently_used_first(
-    png_folder, tmp_path: Path, monkeypatch
+    png_folder, tmp_path: Path, monkeypatch, capsys
 ) -> None:
     """Every decoded folder state is an entry; past $RLNAS_CACHE_LIMIT_GB the least recently used go first (a
     cache hit counts as a use), never the entry in use; rlnas cache lists and clears it."""
@@ -356,11 +355,11 @@ def test_the_image_cache_keeps_under_its_limit_least_recently_used_first(
         cache.limit_bytes()
     monkeypatch.delenv(cache.LIMIT_VARIABLE)
     (where / "folders" / ".x.npz.999999999.tmp").write_bytes(b"left by a killed write")
-    listed = run_cli("cache", "--cache-dir", str(where), cwd=tmp_path)
-    assert listed.returncode == 0 and "1 cached folder(s)" in listed.stdout and "of 10.0 GB allowed" in listed.stdout
-    cleared = run_cli("cache", "--clear", "--cache-dir", str(where), cwd=tmp_path)
-    assert cleared.returncode == 0 and "removed 1 cached folder(s)" in cleared.stdout
+    code, out, _ = cli(capsys, "cache", "--cache-dir", str(where))
+    assert code == 0 and "1 cached folder(s)" in out and "of 10.0 GB allowed" in out
+    code, out, _ = cli(capsys, "cache", "--clear", "--cache-dir", str(where))
+    assert code == 0 and "removed 1 cached folder(s)" in out
     assert list((where / "folders").iterdir()) == []
     (tmp_path / "a_file").write_text("not a folder")
-    refused = run_cli("cache", "--cache-dir", str(tmp_path / "a_file"), cwd=tmp_path)
-    assert refused.returncode == 2 and "is a file" in refused.stderr
+    code, _, err = cli(capsys, "cache", "--cache-dir", str(tmp_path / "a_file"))
+    assert code == 2 and "is a file" in err
