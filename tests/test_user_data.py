@@ -285,9 +285,11 @@ def test_data_dir_is_only_for_torchvision_datasets() -> None:
         load_dataset("digits", data_dir="x")
 
 
-def test_cli_searches_a_folder_and_predicts_class_names(png_folder, tmp_path: Path) -> None:
+def test_cli_searches_a_folder_and_predicts_class_names(png_folder, tmp_path: Path, capsys, monkeypatch) -> None:
+    """The search as a user runs it (the console script); the commands on its export in process."""
     from tests.test_cli import TINY
 
+    monkeypatch.chdir(tmp_path)
     root, _, _ = png_folder
     cache = f"dataset.cache_dir={tmp_path / 'cache'}"
     result = run_cli(
@@ -297,28 +299,26 @@ def test_cli_searches_a_folder_and_predicts_class_names(png_folder, tmp_path: Pa
     card = (tmp_path / "run" / "export" / "README.md").read_text()
     assert "one per class in this order: one, two, zero" in card
     image = next((root / "two").iterdir())
-    predicted = run_cli("predict", "run/export", str(image), "--json", cwd=tmp_path)
-    assert predicted.returncode == 0, predicted.stderr
-    assert json.loads(predicted.stdout)[0]["name"] in {"one", "two", "zero"}
-    evaluated = run_cli("evaluate", "run/export", "--json", cwd=tmp_path)
+    code, out, err = cli(capsys, "predict", "run/export", str(image), "--json")
+    assert code == 0, err
+    assert json.loads(out)[0]["name"] in {"one", "two", "zero"}
+    code, out, err = cli(capsys, "evaluate", "run/export", "--json")
     metrics = json.loads((tmp_path / "run" / "export" / "metrics.json").read_text())
-    assert json.loads(evaluated.stdout)["accuracy"] == pytest.approx(metrics["test_accuracy"])
+    assert code == 0 and json.loads(out)["accuracy"] == pytest.approx(metrics["test_accuracy"]), err
     renamed = tmp_path / "renamed"  # the same images, a class folder renamed: refused, not scored 0
     shutil.copytree(root, renamed)
     (renamed / "zero").rename(renamed / "null")
-    wrong = run_cli("evaluate", "run/export", "--data-dir", str(renamed), cwd=tmp_path)
-    assert wrong.returncode == 2 and "Traceback" not in wrong.stderr
-    assert (
-        "the model's classes are ['one', 'two', 'zero'] but dataset 'folder' has ['null', 'one', 'two']" in wrong.stderr
-    )
+    code, _, err = cli(capsys, "evaluate", "run/export", "--data-dir", str(renamed))
+    assert code == 2 and "Traceback" not in err
+    assert "the model's classes are ['one', 'two', 'zero'] but dataset 'folder' has ['null', 'one', 'two']" in err
     other = tmp_path / "other"  # a model.pt that is not the one architecture.json describes
     shutil.copytree(tmp_path / "run" / "export", other)
     data = torch.load(other / "model.pt", weights_only=True)
     torch.save({**data, "class_names": ["a", "b", "c"]}, other / "model.pt")
     for command in (["predict", str(other), str(image)], ["evaluate", str(other)]):
-        refused = run_cli(*command, cwd=tmp_path)
-        assert refused.returncode == 2 and "Traceback" not in refused.stderr, refused.stderr
-        assert "is not the model that" in refused.stderr and "differ in class_names" in refused.stderr
+        code, _, err = cli(capsys, *command)
+        assert code == 2 and "Traceback" not in err, err
+        assert "is not the model that" in err and "differ in class_names" in err
 
 
 def test_the_image_cache_keeps_under_its_limit_least_recently_used_first(
