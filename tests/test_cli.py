@@ -75,12 +75,11 @@ def test_search_writes_the_whole_run_directory(run: Path) -> None:
     assert "seed: 3" in (run / "config.yaml").read_text()
 
 
-def test_trials_lists_every_trial(run: Path) -> None:
-    result = rlnas("trials", str(run), "--json", cwd=run)
-    rows = json.loads(result.stdout)
+def test_trials_lists_every_trial(run: Path, capsys) -> None:
+    rows = json.loads(cli(capsys, "trials", str(run), "--json")[1])
     assert len(rows) == 5
     assert {"key", "status", "reward", "val_accuracy", "params", "flops", "latency_ms"} <= set(rows[0])
-    table = rlnas("trials", str(run), "--wide", cwd=run).stdout.splitlines()  # a line per trial
+    table = cli(capsys, "trials", str(run), "--wide")[1].splitlines()  # a line per trial
     assert len(table) == 6 and "val_accuracy" in table[0]
 
 
@@ -178,10 +177,10 @@ def test_custom_scalars_put_each_decision_on_one_chart(run: Path) -> None:
     assert any(re.search(p, "policy_entropy/num_blocks") for p in charts["entropy of every decision (nats)"])
 
 
-def test_every_child_is_an_hparams_session(run: Path) -> None:
+def test_every_child_is_an_hparams_session(run: Path, capsys) -> None:
     from tensorboard.plugins.hparams import metadata, plugin_data_pb2
 
-    store = json.loads(rlnas("trials", str(run), "--json", cwd=run).stdout)
+    store = json.loads(cli(capsys, "trials", str(run), "--json")[1])
     sessions = sorted(p for p in (run / "hparams").iterdir() if p.is_dir())
     assert [p.name for p in sessions] == [f"trial_{r['number']:05d}" for r in store]
     space = json.loads((run / "space.json").read_text())
@@ -301,7 +300,7 @@ def test_help_lists_the_commands(tmp_path: Path) -> None:
         assert command in result.stdout
 
 
-def test_predict_classifies_image_files_like_the_test_split(run: Path, tmp_path: Path) -> None:
+def test_predict_classifies_image_files_like_the_test_split(run: Path, tmp_path: Path, capsys, monkeypatch) -> None:
     from PIL import Image
 
     from rlnas.data import load_dataset
@@ -325,19 +324,20 @@ def test_predict_classifies_image_files_like_the_test_split(run: Path, tmp_path:
         expected = model(test.x[:5]).argmax(1).tolist()
     assert [p["label"] for p in predictions] == expected
     assert all(abs(sum(p["probabilities"]) - 1) < 1e-4 for p in predictions)
-    bad = rlnas("predict", str(run / "export"), str(tmp_path / "missing.png"), cwd=tmp_path)
-    assert bad.returncode == 2 and "missing.png does not exist" in bad.stderr
-    written = rlnas("predict", str(run / "export"), *paths, "--out", "out/p.csv", cwd=tmp_path)
-    assert written.returncode == 2 and "the folder out does not exist" in written.stderr
+    monkeypatch.chdir(tmp_path)  # the rest in process
+    code, _, err = cli(capsys, "predict", str(run / "export"), str(tmp_path / "missing.png"))
+    assert code == 2 and "missing.png does not exist" in err
+    code, _, err = cli(capsys, "predict", str(run / "export"), *paths, "--out", "out/p.csv")
+    assert code == 2 and "the folder out does not exist" in err
     (tmp_path / "out").mkdir()
-    written = rlnas("predict", str(run / "export"), *paths, "--out", "out/p.csv", cwd=tmp_path)
-    assert written.returncode == 0 and "5 predictions written to out/p.csv" in written.stderr
+    code, _, err = cli(capsys, "predict", str(run / "export"), *paths, "--out", "out/p.csv")
+    assert code == 0 and "5 predictions written to out/p.csv" in err
     table = list(csv.reader((tmp_path / "out" / "p.csv").open()))
     assert table[0] == ["path", "prediction", "probability", "label"]
     assert [int(row[3]) for row in table[1:]] == expected
     os.mkfifo(tmp_path / "pipe.png")  # would block a reader forever
-    piped = rlnas("predict", str(run / "export"), str(tmp_path / "pipe.png"), cwd=tmp_path)
-    assert piped.returncode == 2 and "pipe.png is not a regular file" in piped.stderr
+    code, _, err = cli(capsys, "predict", str(run / "export"), str(tmp_path / "pipe.png"))
+    assert code == 2 and "pipe.png is not a regular file" in err
 
 
 def test_report_has_a_summary_top_trials_optuna_plots_and_typed_tables(run: Path, tmp_path: Path, capsys) -> None:
