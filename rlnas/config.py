@@ -112,6 +112,9 @@ class TrainingConfig(_Section):
     # k > 1: score every child by k-fold cross-validation on train+validation (the mean of the k fold
     # scores), for small tables where one validation split of a few dozen rows ties most children
     cv_folds: int = Field(1, ge=1, le=20)
+    # zero-cost proxies of every child, computed on one seeded minibatch before its training and stored with its
+    # trial as metrics zero_cost_<name> (rlnas proxies measures how well each ranks a space)
+    zero_cost: list[Literal["synflow", "naswot", "grad_norm", "snip", "params", "flops"]] = []
 
 
 class ObjectiveConfig(_Section):

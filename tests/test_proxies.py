@@ -97,3 +97,34 @@ def test_the_proxies_command_ranks_sampled_architectures_against_their_training(
     assert len({json.dumps(r["architecture"], sort_keys=True) for r in result["rows"]}) == 4
     assert all(0.0 <= r["val_score"] <= 1.0 for r in result["rows"])
     assert set(result["kendall_tau"]) == set(proxies.PROXIES)
+
+
+def test_zero_cost_proxies_are_stored_with_every_trial(tmp_path: Path) -> None:
+    """training.zero_cost: each child's proxies, computed before its training, are metrics of its trial (store,
+    Optuna mirror), the same in a second run with the same seed; without the setting there are none."""
+    from rlnas.driver import Search
+    from rlnas.mirror import load_study
+    from tests.conftest import tiny_config
+
+    def searched(where: Path, *extra: str) -> list:
+        config = tiny_config("strategy.name=random", "budget.evaluations=3", "logging.tensorboard=false", *extra)
+        search = Search(config, where)
+        search.run()
+        trials = search.store.trials()
+        search.close()
+        return trials
+
+    names = ["synflow", "naswot", "params"]
+    trials = searched(tmp_path / "a", f"training.zero_cost=[{','.join(names)}]")
+    assert len(trials) == 3
+    for trial in trials:
+        values = {name: trial.metrics[f"zero_cost_{name}"] for name in names}
+        assert all(math.isfinite(v) for v in values.values()) and trial.metrics["zero_cost_seconds"] > 0
+        assert values["params"] == trial.metrics["params"]  # the same network the trial trained
+    again = searched(tmp_path / "b", f"training.zero_cost=[{','.join(names)}]")
+    assert [t.metrics["zero_cost_naswot"] for t in again] == [t.metrics["zero_cost_naswot"] for t in trials]
+    study = load_study(tmp_path / "a")
+    assert study is not None
+    assert [t.user_attrs["zero_cost_synflow"] for t in study.trials] == [t.metrics["zero_cost_synflow"] for t in trials]
+    plain = searched(tmp_path / "c")
+    assert not [k for t in plain for k in t.metrics if k.startswith("zero_cost")]

@@ -17,6 +17,7 @@ from torch import nn
 from rlnas.config import ObjectiveConfig, TrainingConfig
 from rlnas.data.core import Dataset, Split, fold_indices
 from rlnas.errors import ChildFailure, ConfigError, InvalidArchitecture
+from rlnas.evaluation import proxies
 from rlnas.evaluation.base import COMPLETE, FAILED, INFEASIBLE, Evaluation, cache_key, val_score
 from rlnas.evaluation.train import EpochEnd, OnEpoch, TrainSettings, resolve_device, scores, train_model
 from rlnas.models.checkpoint import model_info, network, save_model
@@ -272,6 +273,7 @@ class TrainingEvaluator:
         self.seed = seed
         self.keep_dir = keep_dir
         self.on_epoch: OnEpoch | None = None  # hears of every epoch of the child being trained
+        self._batch: tuple[torch.Tensor, torch.Tensor] | None = None  # the zero-cost proxies' minibatch
 
     def effective_fidelity(self, fidelity: float) -> float:
         """The fidelity actually trained: a whole number of epochs, at least one."""
@@ -299,6 +301,7 @@ class TrainingEvaluator:
                     metrics={measure: float(count), "seed": float(seed), "duration_s": time.perf_counter() - start},
                     error=f"{count} {name} > objective.max_{measure}={limit}; not trained",
                 )
+        zero_cost = self.zero_cost(arch, seed)
         curve: list[float] = []  # the validation score after each epoch
 
         def heard(event: EpochEnd) -> None:
@@ -319,6 +322,7 @@ class TrainingEvaluator:
                 "seed": float(seed),
                 "fidelity": float(fidelity),
                 "epochs": float(epochs),
+                **zero_cost,
             }
         except (ChildFailure, InvalidArchitecture, RuntimeError, ValueError) as err:
             # RuntimeError covers out-of-memory and shape errors inside torch
@@ -326,7 +330,7 @@ class TrainingEvaluator:
             return Evaluation(
                 reward=self.objective.config.failure_reward,
                 status=FAILED,
-                metrics={"seed": float(seed), "duration_s": time.perf_counter() - start},
+                metrics={"seed": float(seed), "duration_s": time.perf_counter() - start, **zero_cost},
                 error=f"{type(err).__name__}: {err}",
                 curve=tuple(curve),
             )
@@ -334,6 +338,33 @@ class TrainingEvaluator:
             self._keep(arch, fidelity, model, metrics)
         metrics["duration_s"] = time.perf_counter() - start
         return Evaluation(reward=self.objective(metrics), status=COMPLETE, metrics=metrics, curve=tuple(curve))
+
+    def zero_cost(self, arch: Architecture, seed: int) -> dict[str, float]:
+        """``training.zero_cost``'s proxies of the untrained child (initialized under its ``seed``) on one
+        minibatch of the training split drawn with the run's seed, as metrics ``zero_cost_<name>`` with the
+        seconds they took; a proxy that cannot be computed, or is not finite, is left out with a warning."""
+        names = tuple(self.trainer.training.zero_cost)
+        if not names:
+            return {}
+        dataset = self.trainer.dataset
+        if self._batch is None:
+            self._batch = proxies.minibatch(dataset.train, self.seed)
+        start = time.perf_counter()
+        build = functools.partial(self.trainer.build, arch)
+        device = resolve_device(self.trainer.training.device)
+        try:
+            values, _ = proxies.compute(build, self._batch, dataset.input_shape, seed, names, device)
+        except (RuntimeError, ValueError, InvalidArchitecture) as err:
+            log.warning("zero-cost proxies of %s not computed: %s", arch.key, err)
+            return {}
+        kept = {f"zero_cost_{name}": value for name, value in values.items() if math.isfinite(value)}
+        if len(kept) < len(values):
+            log.warning(
+                "zero-cost proxies of %s not finite, left out: %s",
+                arch.key,
+                sorted(set(values) - {k[10:] for k in kept}),
+            )
+        return {**kept, "zero_cost_seconds": time.perf_counter() - start}
 
     def _keep(self, arch: Architecture, fidelity: float, model: nn.Module, metrics: dict[str, float]) -> None:
         assert self.keep_dir is not None
