@@ -250,6 +250,10 @@ class StrategyConfig(_Section):
         "predictor",
         "darts",
     ] = "ppo"
+    # random search and evolution (its first population and its mutations): draw zero_cost_pool candidates and
+    # propose the one this zero-cost proxy rates best (off: null; rlnas proxies tells whether one ranks a space)
+    zero_cost_screen: Literal["synflow", "naswot", "grad_norm", "snip", "params", "flops"] | None = None
+    zero_cost_pool: int = Field(8, ge=2, le=1000)
     ppo: PPOConfig = PPOConfig()
     evolution: EvolutionConfig = EvolutionConfig()
     bayesian: BayesianConfig = BayesianConfig()

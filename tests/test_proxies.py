@@ -13,6 +13,7 @@ from torch import nn
 
 from rlnas.data.core import Split
 from rlnas.evaluation import proxies
+from rlnas.evaluation.base import Evaluation
 from rlnas.models.families import build_model
 from rlnas.space import SpaceSpec, build_space, builtin_space
 
@@ -128,3 +129,49 @@ def test_zero_cost_proxies_are_stored_with_every_trial(tmp_path: Path) -> None:
     assert [t.user_attrs["zero_cost_synflow"] for t in study.trials] == [t.metrics["zero_cost_synflow"] for t in trials]
     plain = searched(tmp_path / "c")
     assert not [k for t in plain for k in t.metrics if k.startswith("zero_cost")]
+
+
+@pytest.mark.parametrize("strategy", ["random", "evolution"])
+def test_random_and_evolution_screen_a_pool_by_a_zero_cost_proxy(strategy: str) -> None:
+    """strategy.zero_cost_screen: each proposal is the one the proxy rates best among zero_cost_pool new
+    candidates, so the search proposes differently (and better by the proxy) than without it."""
+    from rlnas.driver import prepare
+    from rlnas.execution import TrainingEvaluatorFactory
+    from rlnas.strategies import StrategyContext, make_strategy
+    from rlnas.tracking import RunLogger
+    from tests.conftest import tiny_config
+
+    def proposals(*extra: str) -> tuple[list, object]:
+        config = tiny_config(f"strategy.name={strategy}", "strategy.evolution.population_size=3", *extra)
+        prepared = prepare(config)
+        evaluator = TrainingEvaluatorFactory(config, 1.0, None, prepared.dataset).build(prepared.trainer)
+        ctx = StrategyContext(prepared.space, config, 0, None, RunLogger(None), evaluator)
+        search = make_strategy(strategy, ctx)
+        archs = []
+        for i in range(6):
+            arch = search.ask()
+            archs.append(arch)
+            search.tell(arch, Evaluation(reward=0.1 * i))
+        return archs, evaluator
+
+    plain, _ = proposals()
+    screened, evaluator = proposals("strategy.zero_cost_screen=params", "strategy.zero_cost_pool=4")
+    assert [a.key for a in screened] != [a.key for a in plain]
+    params = [evaluator.zero_cost(a, names=("params",))["zero_cost_params"] for a in screened]  # type: ignore[attr-defined]
+    unscreened = [evaluator.zero_cost(a, names=("params",))["zero_cost_params"] for a in plain]  # type: ignore[attr-defined]
+    assert sum(params) > sum(unscreened)  # the largest of each pool of 4, against single draws
+    assert len({a.key for a in screened}) == 6  # never a repeat
+
+
+def test_a_zero_cost_screen_without_networks_is_refused() -> None:
+    from rlnas.errors import ConfigError
+    from rlnas.evaluation import SyntheticEvaluator
+    from rlnas.strategies import StrategyContext, make_strategy
+    from rlnas.tracking import RunLogger
+    from tests.conftest import tiny_config
+
+    config = tiny_config("strategy.name=random", "strategy.zero_cost_screen=synflow")
+    space = build_space(config.space, (1, 8, 8))
+    ctx = StrategyContext(space, config, 0, None, RunLogger(None), SyntheticEvaluator(space))
+    with pytest.raises(ConfigError, match="needs the networks of the children"):
+        make_strategy("random", ctx)

@@ -339,11 +339,13 @@ class TrainingEvaluator:
         metrics["duration_s"] = time.perf_counter() - start
         return Evaluation(reward=self.objective(metrics), status=COMPLETE, metrics=metrics, curve=tuple(curve))
 
-    def zero_cost(self, arch: Architecture, seed: int) -> dict[str, float]:
-        """``training.zero_cost``'s proxies of the untrained child (initialized under its ``seed``) on one
-        minibatch of the training split drawn with the run's seed, as metrics ``zero_cost_<name>`` with the
-        seconds they took; a proxy that cannot be computed, or is not finite, is left out with a warning."""
-        names = tuple(self.trainer.training.zero_cost)
+    def zero_cost(self, arch: Architecture, seed: int | None = None, names: tuple[str, ...] = ()) -> dict[str, float]:
+        """The zero-cost proxies ``names`` (default ``training.zero_cost``) of the untrained child (initialized
+        under its seed) on one minibatch of the training split drawn with the run's seed, as metrics
+        ``zero_cost_<name>`` with the seconds they took; a proxy that cannot be computed, or is not finite, is
+        left out with a warning."""
+        names = names or tuple(self.trainer.training.zero_cost)
+        seed = child_seed(self.seed, arch) if seed is None else seed
         if not names:
             return {}
         dataset = self.trainer.dataset

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from rlnas.config import RunConfig
+from rlnas.errors import ConfigError
 from rlnas.evaluation.base import Evaluation, Evaluator
 from rlnas.space.core import Architecture, SearchSpace
 from rlnas.store import TrialRecord
@@ -80,6 +82,13 @@ class RandomSearch(Strategy):
     def __init__(self, ctx: StrategyContext) -> None:
         super().__init__(ctx)
         self.seen: set[str] = set()
+        self.screen = ctx.config.strategy.zero_cost_screen
+        self.pool = ctx.config.strategy.zero_cost_pool
+        if self.screen is not None and not hasattr(ctx.evaluator, "zero_cost"):
+            raise ConfigError(
+                f"strategy.zero_cost_screen={self.screen} needs the networks of the children, which this evaluation "
+                f"({type(ctx.evaluator).__name__}) does not build; leave strategy.zero_cost_screen at null"
+            )
 
     def warm_start(self, records: list[TrialRecord]) -> None:
         self.seen.update(r.key for r in records)
@@ -90,9 +99,32 @@ class RandomSearch(Strategy):
         return self.sample_new()
 
     def sample_new(self) -> Architecture:
-        for _ in range(self.max_tries):
-            arch = self.space.sample(self.rng)
+        """A new architecture sampled uniformly (with ``strategy.zero_cost_screen``: the best of a pool of
+        them by that proxy)."""
+        return self.new_from(lambda: self.space.sample(self.rng), StrategyExhausted)
+
+    def new_from(
+        self, draw: Callable[[], Architecture], exhausted: type[Exception], tries: int | None = None
+    ) -> Architecture:
+        """A new architecture from ``draw()``, marked as seen; with ``strategy.zero_cost_screen``, the one
+        that proxy rates best among ``zero_cost_pool`` distinct new ones. ``exhausted`` is raised when
+        ``tries`` (default ``max_tries``) draws bring nothing new."""
+        want = 1 if self.screen is None else self.pool
+        pool: dict[str, Architecture] = {}
+        for _ in range(tries or self.max_tries):
+            arch = draw()
             if arch.key not in self.seen:
-                self.seen.add(arch.key)
-                return arch
-        raise StrategyExhausted(f"no new architecture in {self.max_tries} samples: the space is exhausted")
+                pool.setdefault(arch.key, arch)
+                if len(pool) == want:
+                    break
+        if not pool:
+            raise exhausted(f"no new architecture in {self.max_tries} draws: the space is exhausted")
+        candidates = list(pool.values())
+        pick = candidates[0] if len(candidates) == 1 else max(candidates, key=self._zero_cost)
+        self.seen.add(pick.key)
+        return pick
+
+    def _zero_cost(self, arch: Architecture) -> float:
+        assert self.screen is not None
+        score = self.ctx.evaluator.zero_cost(arch, names=(self.screen,))  # type: ignore[union-attr]
+        return float(score.get(f"zero_cost_{self.screen}", float("-inf")))

@@ -9,6 +9,10 @@ from rlnas.space.core import Architecture
 from rlnas.strategies.base import RandomSearch, StrategyContext
 
 
+class _NoNewChild(Exception):
+    """No new child in the tournament's neighbourhood."""
+
+
 class RegularizedEvolution(RandomSearch):
     """Real et al. 2019: keep the ``population_size`` youngest; the child of the best of ``sample_size``
     random members replaces the oldest. Fitness = reward (validation accuracy - lambda * complexity)."""
@@ -30,15 +34,16 @@ class RegularizedEvolution(RandomSearch):
     def ask(self) -> Architecture:
         if len(self.population) < self.cfg.population_size:
             return self.sample_new()
-        for _ in range(100):
-            parent = self._tournament()
-            if self.crossover:
-                parent = self.space.crossover(parent, self._tournament(), self.rng)
-            child = self.space.mutate(parent, self.rng)
-            if child.key not in self.seen:
-                self.seen.add(child.key)
-                return child
-        return self.sample_new()  # the neighbourhood is exhausted: explore
+        try:
+            return self.new_from(self._child, _NoNewChild, tries=100)
+        except _NoNewChild:
+            return self.sample_new()  # the neighbourhood is exhausted: explore
+
+    def _child(self) -> Architecture:
+        parent = self._tournament()
+        if self.crossover:
+            parent = self.space.crossover(parent, self._tournament(), self.rng)
+        return self.space.mutate(parent, self.rng)
 
     def tell(self, arch: Architecture, evaluation: Evaluation) -> None:
         if evaluation.cached:
