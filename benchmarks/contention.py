@@ -5,7 +5,7 @@ other processes keep cores busy (what a laptop, a shared server or a second sear
 
 Trains the same child (the space's first sample for the run's seed) in the search process, as one worker
 does, with every core's thread (torch's default), with 1 thread and with ``execution.threads_per_worker=auto`` (the
-cores free when the child starts, ``rlnas.execution.free_cores``), each with no busy process and with
+cores free when the child starts, ``rlnas.evaluation.executors.free_cores``), each with no busy process and with
 ``--busy`` processes spinning on the CPU. Reports the median training seconds of ``--repeats`` trainings.
 """
 
@@ -21,8 +21,8 @@ import numpy as np
 import torch
 
 from rlnas.config import load_config
-from rlnas.driver import prepare
-from rlnas.execution import cores, free_cores
+from rlnas.evaluation.executors import cores, free_cores
+from rlnas.prepare import prepare
 
 ROOT = Path(__file__).resolve().parents[1]
 

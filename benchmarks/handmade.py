@@ -24,10 +24,10 @@ from pathlib import Path
 import torch
 
 from rlnas.config import load_config
-from rlnas.driver import prepare
 from rlnas.evaluation.train import scores
 from rlnas.evaluation.trainer import Recipe
 from rlnas.models.complexity import count_flops, count_params
+from rlnas.prepare import prepare
 
 STAGE = {"blocks": 1, "kernel_size": 3, "se": False, "activation": "relu", "downsample": "stride"}
 NETS = {

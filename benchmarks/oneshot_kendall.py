@@ -24,9 +24,9 @@ import numpy as np
 from scipy.stats import kendalltau, spearmanr
 
 from rlnas.config import load_config
-from rlnas.driver import prepare
 from rlnas.evaluation.trainer import Objective, child_seed
 from rlnas.oneshot.evaluator import OneShotEvaluator
+from rlnas.prepare import prepare
 
 
 def main() -> None:

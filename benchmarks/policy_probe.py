@@ -21,8 +21,8 @@ import time
 import numpy as np
 
 from rlnas.config import load_config
-from rlnas.driver import prepare
 from rlnas.evaluation import SyntheticEvaluator
+from rlnas.prepare import prepare
 from rlnas.space import Architecture
 from rlnas.strategies import Strategy, StrategyContext, make_strategy
 from rlnas.tracking import RunLogger

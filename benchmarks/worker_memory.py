@@ -20,9 +20,10 @@ from pathlib import Path
 import numpy as np
 
 from rlnas.config import load_config
-from rlnas.driver import prepare
 from rlnas.evaluation.base import Evaluator
-from rlnas.execution import Job, ProcessPool, TrainingEvaluatorFactory
+from rlnas.evaluation.executors import Job, TrainingEvaluatorFactory
+from rlnas.evaluation.processes import ProcessPool
+from rlnas.prepare import prepare
 from rlnas.space.core import Architecture
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -25,12 +25,13 @@ def run_search(search: Any, args: argparse.Namespace) -> int:
     from tqdm import tqdm
     from tqdm.contrib.logging import logging_redirect_tqdm
 
+    from rlnas.driver import cost
     from rlnas.formatting import architecture_text
     from rlnas.mirror import storage_url
 
     config = search.config
     run_dir = search.run_dir
-    done_before = len([t for t in search.store.trials() if t.status != "INFEASIBLE"])
+    done_before = sum(cost(t.metrics) for t in search.store.trials() if t.status != "INFEASIBLE")
     print(f"run directory: {run_dir}", file=sys.stderr)
     if config.logging.tensorboard:
         print(f"watch it live: tensorboard --logdir {run_dir / 'tensorboard'}", file=sys.stderr)
@@ -57,7 +58,7 @@ def run_search(search: Any, args: argparse.Namespace) -> int:
         interrupted = signum
         raise KeyboardInterrupt
 
-    def progress(done: int, total: int, record: Any) -> None:
+    def progress(done: float, total: int, record: Any) -> None:
         if interrupted:  # a Ctrl-C raised where Python drops exceptions (e.g. in a __del__): stop here instead
             raise KeyboardInterrupt
         status.finished(done, search.logger.best_reward, record.reward)
@@ -124,22 +125,24 @@ def run_search(search: Any, args: argparse.Namespace) -> int:
 
 
 class _SearchStatus:
-    """The figures beside the search's bar: whole children, the best and the last reward, and the time left
+    """The figures beside the search's bar: the children done (a pruned one counts its share of training), the
+    best and the last reward, and the time left
     estimated from the children finished in this session (their mean wall time, workers included)."""
 
-    def __init__(self, done: int, total: int, started: float) -> None:
+    def __init__(self, done: float, total: int, started: float) -> None:
         self.done, self.total, self.started, self.first = done, total, started, done
         self.best: float | None = None
         self.last: float | None = None
 
-    def finished(self, done: int, best: float, last: float) -> None:
+    def finished(self, done: float, best: float, last: float) -> None:
         self.done, self.best, self.last = done, best, last
 
     def text(self) -> str:
         from tqdm import tqdm
 
         elapsed = time.monotonic() - self.started
-        parts = [f"{self.done}/{self.total} children", f"{tqdm.format_interval(elapsed)} elapsed"]
+        done = f"{self.done:.0f}" if abs(self.done - round(self.done)) < 1e-9 else f"{self.done:.1f}"
+        parts = [f"{done}/{self.total} children", f"{tqdm.format_interval(elapsed)} elapsed"]
         if self.done > self.first and self.done < self.total:
             left = elapsed / (self.done - self.first) * (self.total - self.done)
             parts.append(f"about {tqdm.format_interval(left)} left")

@@ -127,8 +127,24 @@ class ObjectiveConfig(_Section):
     max_flops: int | None = Field(None, ge=1)  # hard limit on FLOPs per example (bounds the training time), likewise
 
 
+class PruningConfig(_Section):
+    """Early stopping of children whose validation curve falls behind the others' at the same epoch (Optuna's
+    rules; rlnas/evaluation/pruning.py): ``median`` (the percentile rule), ``halving`` (asynchronous successive
+    halving) or ``none``. A stopped child is a PRUNED trial and costs the budget its share of the training."""
+
+    rule: Literal["none", "median", "halving"] = "none"
+    warmup_epochs: int = Field(1, ge=0)  # median: epochs every child trains before it can be stopped
+    startup_trials: int = Field(5, ge=1)  # median: complete children before any is stopped
+    percentile: float = Field(50.0, gt=0.0, lt=100.0)  # median: stop below this percentile of the others
+    min_trials: int = Field(1, ge=1)  # median: complete children with a score at an epoch to compare there
+    min_epochs: int = Field(1, ge=1)  # halving: the first rung (then x reduction_factor)
+    reduction_factor: int = Field(3, ge=2, le=100)  # halving: the top 1 / reduction_factor go on at each rung
+
+
 class BudgetConfig(_Section):
-    """The search stops after ``evaluations`` unique child evaluations (or ``minutes``)."""
+    """The search stops after ``evaluations`` unique child evaluations (or ``minutes``). A child trained at a
+    lower fidelity (Hyperband) or stopped early by the pruner counts its share of a full training; children start
+    while some budget is left, so the last ones may take it past by less than one evaluation each."""
 
     evaluations: int = Field(60, ge=1)
     minutes: float | None = Field(None, gt=0.0)
@@ -337,6 +353,7 @@ class RunConfig(_Section):
     oneshot: OneShotConfig = OneShotConfig()
     objective: ObjectiveConfig = ObjectiveConfig()
     budget: BudgetConfig = BudgetConfig()
+    pruning: PruningConfig = PruningConfig()
     strategy: StrategyConfig = StrategyConfig()
     export: ExportConfig = ExportConfig()
     execution: ExecutionConfig = ExecutionConfig()
@@ -358,6 +375,14 @@ class RunConfig(_Section):
             raise ValueError(
                 "evaluation=oneshot trains one supernet in the search process; set execution.workers=1 and "
                 "execution.executor=auto"
+            )
+        if self.pruning.rule != "none" and (self.evaluation == "oneshot" or self.training.cv_folds > 1):
+            folds = f"training.cv_folds={self.training.cv_folds}"
+            what = "evaluation=oneshot" if self.evaluation == "oneshot" else folds
+            raise ValueError(
+                f"pruning.rule={self.pruning.rule} stops children by their validation score after each epoch, which "
+                f"{what} does not give; set pruning.rule=none, or train every child (evaluation=train, "
+                "training.cv_folds=1)"
             )
         if self.evaluation == "oneshot" and self.objective.max_flops is not None:
             raise ValueError(

@@ -1,8 +1,8 @@
 """The one search loop, shared by every strategy: budget, cache, trial store, logging, failures.
 
-``prepare`` turns a config into the pieces a run needs (dataset, space, trainer, objective); ``Search``
-runs the loop ``ask -> evaluate (or answer from the cache) -> store -> log -> tell`` until the budget of
-unique child evaluations (or minutes) is spent, then hands the best architecture to the export.
+``Search`` (with the pieces :func:`rlnas.prepare.prepare` makes of a config) runs the loop ``ask -> evaluate
+(or answer from the cache) -> store -> log -> tell`` until the budget of unique child evaluations (or minutes)
+is spent, then hands the best architecture to the export.
 """
 
 from __future__ import annotations
@@ -12,14 +12,14 @@ import logging
 import os
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from rlnas import atomic
 from rlnas.config import RunConfig, load_config
-from rlnas.data import Dataset, load_dataset
-from rlnas.errors import CallbackError, ConfigError, DataError, RunDirError, full_disk_stops
+from rlnas.data import Dataset
+from rlnas.errors import CallbackError, ConfigError, full_disk_stops
 from rlnas.evaluation.base import (
     COMPLETE,
     FAILED,
@@ -30,11 +30,13 @@ from rlnas.evaluation.base import (
     score_metric,
     val_score,
 )
+from rlnas.evaluation.executors import EvaluatorFactory, Job, TrainingEvaluatorFactory, given, make_executor
+from rlnas.evaluation.pruning import NEVER, Pruner, StopRule
 from rlnas.evaluation.train import EpochEnd
-from rlnas.evaluation.trainer import ChildTrainer, Objective, check_limits
-from rlnas.execution import EvaluatorFactory, Job, TrainingEvaluatorFactory, given, make_executor
+from rlnas.evaluation.trainer import Objective
 from rlnas.formatting import to_json
 from rlnas.mirror import OPTUNA_FILE, OptunaMirror
+from rlnas.prepare import Prepared, prepare
 from rlnas.rundir import (
     CONFIG_FILE,
     DATASET_FILE,
@@ -49,7 +51,7 @@ from rlnas.rundir import (
     default_run_dir,
     open_run,
 )
-from rlnas.space import SearchSpace, build_space
+from rlnas.space import SearchSpace
 from rlnas.space.core import Architecture
 from rlnas.store import TrialRecord, TrialStore
 from rlnas.strategies import Proposal, StrategyContext, StrategyExhausted, WaitForResults, make_strategy
@@ -60,93 +62,13 @@ log = logging.getLogger(__name__)
 SECONDS_META = "search_seconds"  # the store's record of the search's wall time, over every session
 MAX_CONSECUTIVE_REPEATS = 1000  # a converged policy that proposes nothing new must not loop forever
 
-Progress = Callable[[int, int, "TrialRecord | None"], None]
+# after every finished child: the budget spent (children fully trained; a pruned or lower-fidelity one counts its
+# share), the budget, the child's record
+Progress = Callable[[float, int, "TrialRecord | None"], None]
 # hears of every epoch of every child as it trains: the child's architecture and what the epoch reported
 EpochCallback = Callable[[Architecture, EpochEnd], None]
-# the evaluations done so far, counting the trained fraction of the children still running (progress bars)
+# the budget spent so far, counting the trained fraction of the children still running (progress bars)
 Activity = Callable[[float], None]
-
-
-@dataclass
-class Prepared:
-    config: RunConfig
-    dataset: Dataset
-    space: SearchSpace
-    trainer: ChildTrainer
-
-
-def prepare(config: RunConfig, data: Dataset | None = None, run_dir: Path | None = None) -> Prepared:
-    """Load the dataset (or take ``data``) and build the space, raising user errors before anything is
-    written. With the ``run_dir`` of an existing run, the data must be the data that run was searched on."""
-    dataset = data if data is not None else load_dataset(config.dataset)
-    if run_dir is not None:
-        check_same_data(run_dir, dataset)
-    family = config.space.family
-    if family != "mlp" and not dataset.is_image:
-        raise ConfigError(
-            f"space {config.space.name!r} is of family {family!r}, which needs images, but dataset "
-            f"{dataset.name!r} has inputs of shape {dataset.input_shape} (a table); use --set space=mlp or a space "
-            "of family mlp"
-        )
-    device = config.training.device
-    if device.startswith("cuda"):
-        import torch
-
-        if not torch.cuda.is_available():
-            raise ConfigError(
-                f"training.device={device}, but this machine has no CUDA GPU that torch can use; "
-                "set training.device=auto (GPU when there is one) or cpu"
-            )
-    if len(dataset.val) == 0 or len(dataset.train) == 0:
-        raise DataError(
-            f"dataset {dataset.name!r} splits into {len(dataset.train)} training and {len(dataset.val)} validation "
-            f"examples (dataset.val_fraction={config.dataset.val_fraction}); every child needs both: raise "
-            "dataset.val_fraction or give more data"
-        )
-    if len(dataset.val) < 50:
-        log.warning(
-            "the validation split holds only %d examples (dataset.val_fraction=%s): proxy scores will be coarse "
-            "and noisy; raise dataset.val_fraction if you can",
-            len(dataset.val),
-            config.dataset.val_fraction,
-        )
-    augment = {config.training.augment, config.export.augment or "none"} - {"none"}
-    if augment and not dataset.is_image:
-        raise ConfigError(f"augmentation {sorted(augment)} works on images only; set training.augment=none for a table")
-    space = build_space(config.space, dataset.input_shape)
-    if config.evaluation == "oneshot":
-        from rlnas.oneshot.supernet import oneshot_space
-
-        space = oneshot_space(space, config.training.model_dump())
-    else:
-        check_limits(space, dataset, config.objective, config.seed)
-    return Prepared(config, dataset, space, ChildTrainer(space, dataset, config.training, config.seed))
-
-
-def check_same_data(run_dir: Path, dataset: Dataset) -> None:
-    """Refuse data whose fingerprint differs from the one recorded when the run was created."""
-    file = Path(run_dir) / DATASET_FILE
-    if not file.is_file():
-        return  # runs made before rlnas recorded their data
-    try:
-        recorded = json.loads(file.read_text())
-        fingerprint, described = str(recorded["fingerprint"]), dict(recorded["description"])
-        then = sum(int(n) for n in recorded["examples"].values())
-    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError) as err:
-        raise RunDirError(
-            f"{file} is damaged ({type(err).__name__}: {err}), so the run's data cannot be checked; restore it from "
-            "a backup, or start a new run"
-        ) from None
-    if fingerprint != dataset.fingerprint():
-        source = " ".join(
-            str(v) for v in (described.get("name"), described.get("path") or described.get("data_dir")) if v
-        )
-        now = len(dataset.train) + len(dataset.val) + len(dataset.test)
-        raise DataError(
-            f"the data differ from those {run_dir} was searched on ({source}: {then} examples then, "
-            f"{now} now; fingerprint {dataset.fingerprint()} now, "
-            f"{fingerprint} then); restore or pass the original data, or start a new run for new data"
-        )
 
 
 def pareto_front(records: list[TrialRecord], metric: str) -> list[TrialRecord]:
@@ -185,6 +107,13 @@ def objective_name(config: RunConfig, score: str) -> str:
     lam, what = config.objective.lambda_, config.objective.complexity
     penalty = f" - {lam:g} x {what} / max" if lam else ""
     return f"reward = val {'R²' if score == 'r2' else score}{penalty}"
+
+
+def cost(metrics: Mapping[str, float], fidelity: float | None = None) -> float:
+    """What a trained trial cost of the budget of evaluations: its fidelity (1: full training) times the share
+    of that training it did (below 1 for a PRUNED child)."""
+    planned = float(metrics.get("fidelity", 1.0)) if fidelity is None else fidelity
+    return planned * float(metrics.get("trained_fraction", 1.0))
 
 
 @dataclass
@@ -291,6 +220,12 @@ class Search:
         else:
             self.evaluator_factory = given(evaluator)
         self.evaluator = evaluator
+        self.pruner = Pruner(config.pruning)
+        if self.pruner.enabled and not hasattr(evaluator, "stop"):
+            raise ConfigError(
+                f"pruning.rule={config.pruning.rule} stops children during their training, but this search's "
+                f"evaluator ({type(evaluator).__name__}) does not train them epoch by epoch; set pruning.rule=none"
+            )
         ctx = StrategyContext(space, config, config.seed, self.run_dir, self.logger, evaluator)
         self.strategy = make_strategy(config.strategy.name, ctx)
         self.resumed = resume
@@ -371,7 +306,7 @@ class Search:
         cache: dict[str, TrialRecord] = {cache_key(t.key, t.metrics.get("fidelity", 1.0)): t for t in self.store}
         trained = [t for t in cache.values() if t.status != INFEASIBLE]  # infeasible ones cost no budget
         evaluations = len(trained)
-        spent = sum(float(t.metrics.get("fidelity", 1.0)) for t in trained)
+        spent = sum(cost(t.metrics) for t in trained)
         running: dict[str, tuple[Job, list[Architecture], float]] = {}  # key -> (job, re-proposals, wall time)
         committed = 0.0  # budget of the evaluations running
         repeats = failures = proposals = 0
@@ -380,7 +315,7 @@ class Search:
 
         def heard(job: Job, event: EpochEnd) -> None:
             if self.activity is not None:
-                self.activity(evaluations + sum(j.progress * j.fidelity for j, _, _ in running.values()))
+                self.activity(spent + sum(j.progress * j.fidelity for j, _, _ in running.values()))
             if self.on_epoch is not None:
                 try:
                     self.on_epoch(job.arch, event)
@@ -421,7 +356,7 @@ class Search:
                         if repeats >= MAX_CONSECUTIVE_REPEATS:
                             stop_reason = f"{repeats} proposals in a row were evaluated already or infeasible"
                         continue
-                    job = Job(key, arch, fidelity)
+                    job = Job(key, arch, fidelity, stop=self._stop_rule(cache.values(), fidelity))
                     running[key] = (job, [], time.time())
                     executor.submit(job)
                     committed += fidelity
@@ -440,7 +375,7 @@ class Search:
                     else:
                         repeats = 0
                         evaluations += 1
-                        spent += job.fidelity
+                        spent += cost(record.metrics, job.fidelity)
                     self.store.set_meta(SECONDS_META, repr(time.monotonic() - start))
                     self.logger.trial(record)
                     if self.mirror is not None:
@@ -451,7 +386,7 @@ class Search:
                     failures = failures + 1 if record.status == FAILED else 0
                     log.info("%s", trial_line(record))
                     if self.progress is not None:
-                        self.progress(evaluations, budget.evaluations, record)
+                        self.progress(spent, budget.evaluations, record)
                     if failures >= budget.max_consecutive_failures and stop_reason is None:
                         stop_reason = f"{failures} children failed in a row (last: {record.error})"
                         log.error("stopping the search: %s", stop_reason)
@@ -474,6 +409,13 @@ class Search:
         )
         self._finish(result)
         return result
+
+    def _stop_rule(self, records: Iterable[TrialRecord], fidelity: float) -> StopRule:
+        """When the next child stops early (``pruning``), from the curves of the children finished so far."""
+        if not self.pruner.enabled:
+            return NEVER
+        epochs = max(1, round(fidelity * self.config.training.epochs))
+        return self.pruner.rule(records, epochs, fidelity)
 
     def _seconds_before(self) -> float:
         """The search's wall time in the sessions before this one (stored as each trial finishes and when a

@@ -30,17 +30,17 @@ from torch import nn
 from rlnas import atomic
 from rlnas.config import USER_DATASETS, RunConfig
 from rlnas.data import Dataset
-from rlnas.driver import prepare
 from rlnas.errors import ConfigError, RunDirError, full_disk_stops, is_disk_full
 from rlnas.evaluation.base import cache_key, val_score
+from rlnas.evaluation.executors import thread_policy
 from rlnas.evaluation.train import EpochEnd, OnEpoch, scores
 from rlnas.evaluation.trainer import Recipe, child_seed
-from rlnas.execution import thread_policy
 from rlnas.formatting import to_json
 from rlnas.modelcard import io_names, model_card
 from rlnas.models.checkpoint import load_model_file, model_info, save_model
 from rlnas.models.complexity import count_flops, count_params, cpu_latency_ms
 from rlnas.models.families import Ensemble
+from rlnas.prepare import prepare
 from rlnas.rundir import CHILDREN_DIR, EXPORT_DIR, RunLock, open_run
 from rlnas.space.core import Architecture
 from rlnas.store import TrialRecord

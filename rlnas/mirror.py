@@ -22,7 +22,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from rlnas.evaluation.base import COMPLETE
+from rlnas.evaluation.base import COMPLETE, PRUNED
 from rlnas.space.core import SearchSpace
 from rlnas.store import TrialRecord, integer_metric
 
@@ -96,7 +96,9 @@ class OptunaMirror:
             if decision.name in record.architecture and len(decision.choices) > 1:
                 params[decision.name] = decision.choices[decision.index(record.architecture[decision.name])]
                 distributions[decision.name] = CategoricalDistribution(list(decision.choices))
-        complete = record.status == COMPLETE and math.isfinite(record.reward)
+        # a pruned trial keeps the reward of the epoch it stopped after, as Optuna keeps its last intermediate value
+        scored = record.status in (COMPLETE, PRUNED) and math.isfinite(record.reward)
+        state = TrialState.FAIL if not scored else TrialState.PRUNED if record.status == PRUNED else TrialState.COMPLETE
         attrs: dict[str, Any] = {
             "rlnas_number": record.number,
             "key": record.key,
@@ -112,8 +114,8 @@ class OptunaMirror:
         start = datetime.datetime.fromtimestamp(record.started_at)
         return FrozenTrial(
             number=record.number,
-            state=TrialState.COMPLETE if complete else TrialState.FAIL,
-            value=float(record.reward) if complete else None,
+            state=state,
+            value=float(record.reward) if scored else None,
             datetime_start=start,
             datetime_complete=start + datetime.timedelta(seconds=max(record.duration_s, 0.0)),
             params=params,

@@ -21,7 +21,7 @@ from typing import Any
 
 from rlnas import atomic
 from rlnas.errors import UserError
-from rlnas.evaluation.base import FAILED, INFEASIBLE
+from rlnas.evaluation.base import FAILED, INFEASIBLE, PRUNED
 from rlnas.exporter import EXPORT_DIR
 from rlnas.formatting import architecture_line, format_value, layer_table
 from rlnas.policy_view import plot_policy, policy_history
@@ -126,13 +126,16 @@ def summary_card(run: Run) -> str:
     c = run.config
     failed = sum(1 for r in run.records if r.status == FAILED)
     rejected = sum(1 for r in run.records if r.status == INFEASIBLE)
+    pruned = sum(1 for r in run.records if r.status == PRUNED)
     seconds = run.summary.get("search_seconds")
     rows: list[tuple[str, str]] = [
         ("strategy / seed", f"{c.strategy.name} / {c.seed}"),
         ("dataset / space", f"{c.dataset.name} / {c.space.name} ({c.space.family})"),
         (
             "trials",
-            f"{len(run.records)} ({failed} failed, {rejected} over the limits, not evaluated); "
+            f"{len(run.records)} ({failed} failed, {rejected} over the limits, not evaluated"
+            + (f", {pruned} stopped early by the pruner" if pruned else "")
+            + "); "
             f"budget {c.budget.evaluations}",
         ),
         ("search wall time", "–" if seconds is None else f"{float(seconds):,.0f} s"),

@@ -15,7 +15,7 @@ import numpy as np
 
 from rlnas.config import RunConfig
 from rlnas.driver import pareto_front
-from rlnas.evaluation.base import COMPLETE, val_score
+from rlnas.evaluation.base import COMPLETE, PRUNED, val_score
 from rlnas.rundir import SUMMARY_FILE, open_run
 from rlnas.store import TrialRecord
 
@@ -177,6 +177,10 @@ def plot_curves(run: Run, path: Path, labelled: int = 5) -> Path | None:
             ax.plot(epochs, r.curve, "o-", lw=1.6, ms=3, label=f"#{r.number}", zorder=3)
         else:
             ax.plot(epochs, r.curve, "-", lw=0.8, color="0.6", alpha=0.5)
+    stopped = [r for r in curved if r.status == PRUNED]
+    if stopped:
+        ends = ([len(r.curve) for r in stopped], [r.curve[-1] for r in stopped])
+        ax.plot(*ends, "x", color="tab:red", ms=5, alpha=0.7, label="stopped by the pruner", zorder=2)
     values = np.concatenate([np.asarray(r.curve, dtype=float) for r in curved])
     low = np.percentile(values, 10)
     top = float(values.max())
@@ -185,7 +189,7 @@ def plot_curves(run: Run, path: Path, labelled: int = 5) -> Path | None:
     ax.set_ylabel(f"{run.score_label} {'R²' if run.score == 'r2' else 'accuracy'}")
     ax.xaxis.get_major_locator().set_params(integer=True)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right", title="best by reward", title_fontsize=8)
+    ax.legend(fontsize=8, loc="lower right", title="best by reward", title_fontsize=8)  # and the pruned ends
     ax.set_title("grey: the other children; scores below the 10th percentile are cut off", fontsize=8)
     return _save(fig, path)
 

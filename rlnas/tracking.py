@@ -33,7 +33,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rlnas.evaluation.base import COMPLETE, val_score
+from rlnas.evaluation.base import COMPLETE, PRUNED, val_score
 from rlnas.space.core import Architecture, SearchSpace
 from rlnas.store import TrialRecord
 
@@ -256,7 +256,8 @@ class RunLogger:
             return
         w = self._writer
         w.add_scalar("search/reward", record.reward, step)
-        w.add_scalar("search/failed", float(record.status != COMPLETE), step)
+        w.add_scalar("search/failed", float(record.status not in (COMPLETE, PRUNED)), step)
+        w.add_scalar("search/pruned", float(record.status == PRUNED), step)
         s = self.score_name
         if self.best_reward > float("-inf"):
             w.add_scalar("search/best_reward", self.best_reward, step)

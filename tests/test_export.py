@@ -10,10 +10,11 @@ import pytest
 import torch
 
 import rlnas
-from rlnas.driver import Search, prepare
+from rlnas.driver import Search
 from rlnas.errors import RunDirError
 from rlnas.evaluation.train import accuracy
 from rlnas.exporter import export_plan, export_run, write_export
+from rlnas.prepare import prepare
 from rlnas.report import report
 from rlnas.rundir import open_run
 from tests.conftest import tiny_config

@@ -21,12 +21,13 @@ import pytest
 from rlnas import atomic
 from rlnas.cli import main
 from rlnas.config import ObjectiveConfig
-from rlnas.driver import Search, prepare
+from rlnas.driver import Search
 from rlnas.errors import ConfigError, RunDirError
 from rlnas.evaluation import FAILED, SyntheticEvaluator
 from rlnas.evaluation.base import Evaluation
 from rlnas.evaluation.trainer import Objective, TrainingEvaluator
 from rlnas.exporter import export_run
+from rlnas.prepare import prepare
 from rlnas.rundir import default_run_dir, open_run
 from rlnas.space.core import Architecture
 from rlnas.store import TrialStore
@@ -239,7 +240,7 @@ def test_outputs_and_spaces_are_checked_before_any_work(tmp_path: Path, capsys, 
 def test_one_worker_trains_with_threads_per_worker_and_restores_torch(monkeypatch) -> None:
     import torch
 
-    from rlnas import execution
+    from rlnas.evaluation import executors as execution
 
     seen: list[int] = []
     monkeypatch.setattr(execution, "evaluate", lambda *a, **k: seen.append(torch.get_num_threads()) or Evaluation(1.0))
@@ -257,7 +258,7 @@ def test_threads_per_worker_auto_leaves_the_cores_other_processes_use_to_them(
     runnable threads (Linux's /proc/loadavg counts them, the caller included) keep theirs, at least 1 is left."""
     import torch
 
-    from rlnas import execution
+    from rlnas.evaluation import executors as execution
 
     monkeypatch.setattr(execution, "cores", lambda: 8)
     loadavg = tmp_path / "loadavg"
@@ -275,7 +276,7 @@ def test_threads_per_worker_auto_leaves_the_cores_other_processes_use_to_them(
     assert tiny_config("execution.threads_per_worker=auto").execution.threads_per_worker == "auto"
     monkeypatch.setattr(execution, "free_cores", lambda: 1)
     monkeypatch.setattr(execution, "_torch_threads", lambda: 8)
-    with caplog.at_level("WARNING", logger="rlnas.execution"):
+    with caplog.at_level("WARNING", logger="rlnas.evaluation.executors"):
         execution.make_executor(tiny_config(), SyntheticEvaluator(prepare(tiny_config()).space), None)  # type: ignore[arg-type]
         assert not caplog.text  # no torch threads in an evaluator that does not train
         trainer = prepare(tiny_config()).trainer

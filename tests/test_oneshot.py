@@ -11,7 +11,7 @@ from conftest import tiny_config
 
 from rlnas.config import load_config
 from rlnas.data import Dataset
-from rlnas.driver import Search, prepare
+from rlnas.driver import Search
 from rlnas.errors import ConfigError
 from rlnas.evaluation.base import COMPLETE, INFEASIBLE
 from rlnas.evaluation.trainer import Objective
@@ -20,6 +20,7 @@ from rlnas.models.complexity import count_params
 from rlnas.models.families import build_model
 from rlnas.oneshot.evaluator import SUPERNET_FILE, OneShotEvaluator
 from rlnas.oneshot.supernet import supernet_class
+from rlnas.prepare import prepare
 from rlnas.report import report
 from rlnas.space import Architecture, SpaceSpec, build_space, builtin_space
 

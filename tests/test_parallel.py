@@ -12,11 +12,14 @@ import numpy as np
 import pytest
 
 import rlnas
-from rlnas.driver import Search, prepare
+from rlnas.driver import Search
 from rlnas.evaluation import COMPLETE, FAILED, SyntheticEvaluator
 from rlnas.evaluation.base import Evaluation
+from rlnas.evaluation.executors import Job, TrainingEvaluatorFactory, given
+from rlnas.evaluation.processes import ProcessPool
+from rlnas.evaluation.pruning import NEVER
 from rlnas.evaluation.train import accuracy
-from rlnas.execution import Job, ProcessPool, TrainingEvaluatorFactory, given
+from rlnas.prepare import prepare
 from rlnas.space.core import Architecture, SearchSpace
 from rlnas.strategies import NEEDS_SUPERNET, STRATEGIES
 from tests.conftest import tiny_config
@@ -140,7 +143,7 @@ class _Threads(SyntheticEvaluator):
 
 
 def test_workers_with_threads_auto_set_the_threads_of_each_child() -> None:
-    from rlnas.execution import cores, given
+    from rlnas.evaluation.executors import cores, given
 
     space = prepare(tiny_config()).space
     pool = ProcessPool(given(_Threads(space)), 1, "auto", None, -1.0)
@@ -155,8 +158,8 @@ def test_workers_with_threads_auto_set_the_threads_of_each_child() -> None:
 def test_workers_take_the_gpus_in_turn(monkeypatch: pytest.MonkeyPatch) -> None:
     import torch
 
-    from rlnas import execution
     from rlnas.errors import WorkerError
+    from rlnas.evaluation import processes as execution
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
@@ -170,7 +173,7 @@ def test_workers_take_the_gpus_in_turn(monkeypatch: pytest.MonkeyPatch) -> None:
     space = prepare(tiny_config()).space
     monkeypatch.setattr(execution, "worker_gpu", lambda slot, device: 99 if device == "auto" else None)
     with pytest.raises(WorkerError, match="could not start: .*(CUDA|cuda|GPU|device)"):
-        execution.ProcessPool(execution.given(SyntheticEvaluator(space)), 1, 1, None, -1.0, "auto")
+        execution.ProcessPool(given(SyntheticEvaluator(space)), 1, 1, None, -1.0, "auto")
 
 
 class KillerEvaluator(SyntheticEvaluator):
@@ -322,7 +325,7 @@ def test_a_worker_whose_search_process_died_ends_quietly(toy_space: SearchSpace)
     ends with exit code 0 (a killed search's workers printed BrokenPipe tracebacks into the terminal)."""
     import multiprocessing
 
-    from rlnas.execution import _worker_main
+    from rlnas.evaluation.processes import _worker_main
 
     context = multiprocessing.get_context("spawn")  # as the process pool starts its workers
     parent, child = context.Pipe()
@@ -330,7 +333,7 @@ def test_a_worker_whose_search_process_died_ends_quietly(toy_space: SearchSpace)
     worker.start()
     child.close()
     assert parent.recv() == "ready"
-    parent.send((toy_space.sample(np.random.default_rng(0)), 1.0))
+    parent.send((toy_space.sample(np.random.default_rng(0)), 1.0, NEVER))
     parent.close()  # the search process is gone
     worker.join(30)
     assert worker.exitcode == 0

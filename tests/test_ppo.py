@@ -7,8 +7,9 @@ import pytest
 from sb3_contrib import MaskablePPO
 
 from rlnas.config import load_config
-from rlnas.driver import Search, prepare
+from rlnas.driver import Search
 from rlnas.evaluation import Evaluation, SyntheticEvaluator
+from rlnas.prepare import prepare
 from rlnas.space import Architecture, SearchSpace
 from rlnas.strategies import StrategyContext, WaitForResults, make_strategy
 from rlnas.tracking import RunLogger

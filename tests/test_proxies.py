@@ -135,8 +135,8 @@ def test_zero_cost_proxies_are_stored_with_every_trial(tmp_path: Path) -> None:
 def test_random_and_evolution_screen_a_pool_by_a_zero_cost_proxy(strategy: str) -> None:
     """strategy.zero_cost_screen: each proposal is the one the proxy rates best among zero_cost_pool new
     candidates, so the search proposes differently (and better by the proxy) than without it."""
-    from rlnas.driver import prepare
-    from rlnas.execution import TrainingEvaluatorFactory
+    from rlnas.evaluation.executors import TrainingEvaluatorFactory
+    from rlnas.prepare import prepare
     from rlnas.strategies import StrategyContext, make_strategy
     from rlnas.tracking import RunLogger
     from tests.conftest import tiny_config

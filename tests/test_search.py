@@ -5,9 +5,10 @@ from pathlib import Path
 
 import pytest
 
-from rlnas.driver import Search, prepare
+from rlnas.driver import Search
 from rlnas.errors import RunDirError
 from rlnas.evaluation import COMPLETE, FAILED, SyntheticEvaluator
+from rlnas.prepare import prepare
 from rlnas.strategies import NEEDS_SUPERNET, STRATEGIES
 from rlnas.strategies.base import Strategy
 from tests.conftest import tiny_config

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from rlnas.driver import prepare
 from rlnas.errors import ChildFailure
 from rlnas.evaluation.train import TrainSettings, augment_batch, random_shift, train_model
 from rlnas.evaluation.trainer import Objective, TrainingEvaluator
+from rlnas.prepare import prepare
 from tests.conftest import tiny_config
 
 

@@ -2,6 +2,15 @@
 
 from __future__ import annotations
 
-from rlnas.evaluation.base import COMPLETE, FAILED, INFEASIBLE, Evaluation, Evaluator, SyntheticEvaluator
+from rlnas.evaluation.base import (
+    COMPLETE,
+    FAILED,
+    INFEASIBLE,
+    PRUNED,
+    Evaluation,
+    Evaluator,
+    Status,
+    SyntheticEvaluator,
+)
 
-__all__ = ["COMPLETE", "FAILED", "INFEASIBLE", "Evaluation", "Evaluator", "SyntheticEvaluator"]
+__all__ = ["COMPLETE", "FAILED", "INFEASIBLE", "PRUNED", "Status", "Evaluation", "Evaluator", "SyntheticEvaluator"]

@@ -5,15 +5,24 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from enum import StrEnum
 from typing import Protocol
 
 import numpy as np
 
 from rlnas.space.core import Architecture, SearchSpace
 
-COMPLETE = "COMPLETE"
-FAILED = "FAILED"
-INFEASIBLE = "INFEASIBLE"  # violates a hard constraint (objective.max_params); rejected without training
+
+class Status(StrEnum):
+    """How a trial ended (stored as its name; equal to it as a string)."""
+
+    COMPLETE = "COMPLETE"
+    FAILED = "FAILED"
+    INFEASIBLE = "INFEASIBLE"  # violates a hard constraint (objective.max_params); rejected without training
+    PRUNED = "PRUNED"  # stopped early by the pruner (``pruning``): scored at the epoch it stopped after
+
+
+COMPLETE, FAILED, INFEASIBLE, PRUNED = Status.COMPLETE, Status.FAILED, Status.INFEASIBLE, Status.PRUNED
 
 
 # what the search maximizes: classification, regression; trained children, or sub-networks of a supernet

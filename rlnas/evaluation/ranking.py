@@ -53,7 +53,7 @@ def proxy_ranking(
 ) -> dict[str, Any]:
     """Every proxy of ``count`` sampled architectures, their trained validation scores, and per proxy
     Kendall's tau against those scores and the mean seconds it took."""
-    from rlnas.driver import prepare
+    from rlnas.prepare import prepare
 
     prepared = prepare(config)
     dataset, space = prepared.dataset, prepared.space

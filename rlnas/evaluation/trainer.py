@@ -18,7 +18,8 @@ from rlnas.config import ObjectiveConfig, TrainingConfig
 from rlnas.data.core import Dataset, Split, fold_indices
 from rlnas.errors import ChildFailure, ConfigError, InvalidArchitecture
 from rlnas.evaluation import proxies
-from rlnas.evaluation.base import COMPLETE, FAILED, INFEASIBLE, Evaluation, cache_key, val_score
+from rlnas.evaluation.base import COMPLETE, FAILED, INFEASIBLE, PRUNED, Evaluation, cache_key, val_score
+from rlnas.evaluation.pruning import NEVER, Pruned, StopRule
 from rlnas.evaluation.train import EpochEnd, OnEpoch, TrainSettings, resolve_device, scores, train_model
 from rlnas.models.checkpoint import model_info, network, save_model
 from rlnas.models.complexity import count_flops, count_params, cpu_latency_ms, largest_architecture, meta_count
@@ -273,6 +274,7 @@ class TrainingEvaluator:
         self.seed = seed
         self.keep_dir = keep_dir
         self.on_epoch: OnEpoch | None = None  # hears of every epoch of the child being trained
+        self.stop: StopRule = NEVER  # when the child being trained stops early (pruning), set per child
         self._batch: tuple[torch.Tensor, torch.Tensor] | None = None  # the zero-cost proxies' minibatch
 
     def effective_fidelity(self, fidelity: float) -> float:
@@ -309,6 +311,8 @@ class TrainingEvaluator:
                 curve.append(event.score)
             if self.on_epoch is not None:
                 self.on_epoch(event)
+            if event.score is not None and (threshold := self.stop.check(curve)) is not None:
+                raise Pruned(event, threshold)
 
         try:
             model, val = self.trainer.validate(arch, seed, epochs=epochs, on_epoch=heard)
@@ -324,6 +328,8 @@ class TrainingEvaluator:
                 "epochs": float(epochs),
                 **zero_cost,
             }
+        except Pruned as stop:
+            return self._pruned(arch, stop, fidelity, epochs, {"seed": float(seed), **zero_cost}, start, curve)
         except (ChildFailure, InvalidArchitecture, RuntimeError, ValueError) as err:
             # RuntimeError covers out-of-memory and shape errors inside torch
             log.warning("child %s failed: %s", arch.key, err)
@@ -338,6 +344,36 @@ class TrainingEvaluator:
             self._keep(arch, fidelity, model, metrics)
         metrics["duration_s"] = time.perf_counter() - start
         return Evaluation(reward=self.objective(metrics), status=COMPLETE, metrics=metrics, curve=tuple(curve))
+
+    def _pruned(
+        self,
+        arch: Architecture,
+        stop: Pruned,
+        fidelity: float,
+        epochs: int,
+        extra: dict[str, float],
+        start: float,
+        curve: list[float],
+    ) -> Evaluation:
+        """A child stopped by the pruner: scored at the epoch it stopped after, its reward from that score
+        (below what its full training would likely give), ``trained_fraction`` the budget it cost."""
+        event, shape = stop.event, self.trainer.dataset.input_shape
+        model = self.trainer.build(arch)  # the counts and latency do not depend on the weights
+        metrics = {
+            **{f"val_{name}": value for name, value in event.scores.items()},
+            **({} if event.train_loss is None else {"train_loss": event.train_loss}),
+            "params": float(count_params(model)),
+            "flops": float(count_flops(model, shape)),
+            "latency_ms": cpu_latency_ms(model, shape),
+            "fidelity": float(fidelity),
+            "epochs": float(event.epoch),
+            "trained_fraction": event.epoch / epochs,
+            "pruned_below": stop.threshold,
+            **extra,
+            "duration_s": time.perf_counter() - start,
+        }
+        log.info("child %s %s", arch.key, stop)
+        return Evaluation(self.objective(metrics), PRUNED, metrics, str(stop), curve=tuple(curve))
 
     def zero_cost(self, arch: Architecture, seed: int | None = None, names: tuple[str, ...] = ()) -> dict[str, float]:
         """The zero-cost proxies ``names`` (default ``training.zero_cost``) of the untrained child (initialized

@@ -1,0 +1,110 @@
+"""Early stopping of children (``pruning``): a child whose validation curve falls below the other children's at
+the same epoch stops there and becomes a PRUNED trial.
+
+The rules are Optuna's, applied to the curves of the finished children (the trial store): ``median`` is
+``optuna.pruners.PercentilePruner`` (``MedianPruner`` at the 50th percentile): after ``startup_trials``
+complete children, a child whose best score so far is below the ``percentile``-th best of the complete
+children's scores at the same epoch stops (from epoch ``warmup_epochs + 1`` on, where at least
+``min_trials`` of them have a score). ``halving`` is ``optuna.pruners.SuccessiveHalvingPruner`` (asynchronous
+successive halving): at the rung epochs ``min_epochs x reduction_factor**k``, a child goes on only if its
+score is in the top ``1 / reduction_factor`` of the children (complete or pruned) that reached that rung.
+
+The search process turns the finished curves into one threshold per epoch before a child starts
+(:meth:`Pruner.rule`) and sends them with the child, so the child decides at each epoch end, in
+whichever process or Ray actor trains it, without a round trip. Only children trained for the same number of
+epochs are compared (a Hyperband rung of 2 epochs has another learning-rate schedule than one of 6).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from rlnas.config import PruningConfig
+from rlnas.evaluation.base import COMPLETE, PRUNED
+from rlnas.evaluation.train import EpochEnd
+
+if TYPE_CHECKING:
+    from rlnas.store import TrialRecord
+
+
+class Pruned(Exception):
+    """Raised from a child's epoch report to stop its training: ``event`` is the epoch it stopped after."""
+
+    def __init__(self, event: EpochEnd, threshold: float) -> None:
+        super().__init__(f"pruned after epoch {event.epoch} of {event.epochs}: {event.score} < {threshold:.4f}")
+        self.event = event
+        self.threshold = threshold
+
+
+@dataclass(frozen=True)
+class StopRule:
+    """What a child needs to decide, at each epoch end, whether it stops: a threshold per epoch (index
+    epoch - 1; None: no check there) for its best score so far (median rule) or its last one (halving)."""
+
+    thresholds: tuple[float | None, ...] = ()
+    best_so_far: bool = True
+
+    def check(self, curve: Sequence[float]) -> float | None:
+        """The threshold that stops a child whose validation scores so far are ``curve``, or None."""
+        epoch = len(curve)
+        if epoch == 0 or epoch > len(self.thresholds) or (threshold := self.thresholds[epoch - 1]) is None:
+            return None
+        value = max(curve) if self.best_so_far else curve[-1]
+        return threshold if value < threshold else None
+
+
+NEVER = StopRule()
+
+
+class Pruner:
+    """Per-epoch thresholds from the finished trials, by the configured rule."""
+
+    def __init__(self, config: PruningConfig) -> None:
+        self.config = config
+
+    @property
+    def enabled(self) -> bool:
+        return self.config.rule != "none"
+
+    def rule(self, records: Iterable[TrialRecord], epochs: int, fidelity: float = 1.0) -> StopRule:
+        """The stop rule of a child trained for ``epochs`` at ``fidelity``, from ``records`` of the same."""
+        if not self.enabled or epochs <= 1:
+            return NEVER
+        same = [r for r in records if r.curve and _same_training(r, fidelity)]
+        if self.config.rule == "median":
+            return StopRule(self._percentile([r.curve for r in same if r.status == COMPLETE], epochs))
+        return StopRule(self._halving([r.curve for r in same if r.status in (COMPLETE, PRUNED)], epochs), False)
+
+    def _percentile(self, curves: list[tuple[float, ...]], epochs: int) -> tuple[float | None, ...]:
+        c = self.config
+        if len(curves) < max(c.startup_trials, 1):
+            return ()
+        out: list[float | None] = [None] * (epochs - 1)  # the last epoch finishes anyway: never stop there
+        for epoch in range(c.warmup_epochs + 1, epochs):
+            values = [curve[epoch - 1] for curve in curves if len(curve) >= epoch]
+            if len(values) >= c.min_trials:
+                # maximizing: Optuna takes the (100 - percentile)-th percentile of the others' scores
+                out[epoch - 1] = float(np.percentile(values, 100.0 - c.percentile))
+        return tuple(out)
+
+    def _halving(self, curves: list[tuple[float, ...]], epochs: int) -> tuple[float | None, ...]:
+        c = self.config
+        out: list[float | None] = [None] * (epochs - 1)
+        rung = c.min_epochs
+        while rung < epochs:
+            values = sorted((curve[rung - 1] for curve in curves if len(curve) >= rung), reverse=True)
+            # Optuna ranks the child among the others and itself: it goes on if at most `keep - 1` are better
+            keep = max(1, (len(values) + 1) // c.reduction_factor)
+            if len(values) >= keep:
+                out[rung - 1] = values[keep - 1]
+            rung *= c.reduction_factor
+        return tuple(out)
+
+
+def _same_training(record: TrialRecord, fidelity: float) -> bool:
+    return math.isclose(float(record.metrics.get("fidelity", 1.0)), fidelity, rel_tol=1e-9)

@@ -1,0 +1,162 @@
+"""Early stopping of children (``pruning``): Optuna's rules, the stopped child, PRUNED trials end to end."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import optuna
+import pytest
+from conftest import tiny_config
+
+from rlnas.config import PruningConfig, load_config
+from rlnas.driver import Search, cost
+from rlnas.errors import ConfigError
+from rlnas.evaluation.base import COMPLETE, PRUNED
+from rlnas.evaluation.pruning import Pruner, StopRule
+from rlnas.evaluation.trainer import Objective, TrainingEvaluator
+from rlnas.prepare import prepare
+from rlnas.store import TrialStore
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def _optuna_pruner(config: PruningConfig) -> optuna.pruners.BasePruner:
+    if config.rule == "median":
+        # Optuna numbers our epochs from 1 as steps: a child trains warmup_epochs, then step warmup + 1 may stop
+        return optuna.pruners.PercentilePruner(
+            config.percentile,
+            n_startup_trials=config.startup_trials,
+            n_warmup_steps=config.warmup_epochs + 1,
+            n_min_trials=config.min_trials,
+        )
+    return optuna.pruners.SuccessiveHalvingPruner(
+        min_resource=config.min_epochs, reduction_factor=config.reduction_factor, min_early_stopping_rate=0
+    )
+
+
+@pytest.mark.parametrize("rule", ["median", "halving"])
+def test_the_rules_stop_the_children_optunas_pruners_stop(rule: str) -> None:
+    """Children run one after the other, each through Optuna's pruner and through rlnas's thresholds computed
+    from the earlier children: both stop the same children after the same epochs (rlnas never stops a child
+    at its last epoch, so the last epoch is not asked)."""
+    rng = np.random.default_rng(0)
+    stopped = 0
+    for case in range(40):
+        epochs = int(rng.integers(2, 8))
+        config = PruningConfig(
+            rule=rule,  # type: ignore[arg-type]
+            warmup_epochs=int(rng.integers(0, 3)),
+            startup_trials=int(rng.integers(1, 5)),
+            percentile=float(rng.choice([25.0, 50.0, 75.0])),
+            min_trials=int(rng.integers(1, 4)),
+            min_epochs=int(rng.integers(1, 3)),
+            reduction_factor=int(rng.integers(2, 4)),
+        )
+        pruner = Pruner(config)
+        study = optuna.create_study(direction="maximize", pruner=_optuna_pruner(config))
+        records: list[SimpleNamespace] = []
+        for _ in range(12):
+            curve = [float(v) for v in np.cumsum(rng.normal(0.1, 0.1, epochs)).round(3)]
+            rule_now = pruner.rule(records, epochs)  # type: ignore[arg-type]
+            ours = next((e for e in range(1, epochs) if rule_now.check(curve[:e]) is not None), None)
+            trial = study.ask()
+            theirs = None
+            for e in range(1, epochs + 1):
+                trial.report(float(curve[e - 1]), e)
+                if e < epochs and trial.should_prune():
+                    theirs = e
+                    break
+            study.tell(trial, state=optuna.trial.TrialState.PRUNED if theirs else None, values=None if theirs else 1.0)
+            assert ours == theirs, (case, config, [r.curve for r in records], curve)
+            stopped += ours is not None
+            end = ours or epochs
+            status = PRUNED if ours else COMPLETE
+            records.append(SimpleNamespace(curve=tuple(curve[:end]), status=status, metrics={"fidelity": 1.0}))
+    assert stopped > 20  # the comparison covers stops, not only children that finish
+
+
+def test_a_child_below_the_threshold_stops_there_and_one_above_finishes(digits) -> None:  # type: ignore[no-untyped-def]
+    config = tiny_config("training.epochs=3")
+    prepared = prepare(config, digits)
+    objective = Objective.for_space(config.objective, prepared.space, digits.input_shape, digits.num_outputs)
+    evaluator = TrainingEvaluator(prepared.trainer, objective, seed=0)
+    arch = prepared.space.sample(np.random.default_rng(1))
+    evaluator.stop = StopRule((None, 1.01))  # after epoch 2, no child reaches an accuracy of 1.01
+    pruned = evaluator.evaluate(arch)
+    assert pruned.status == PRUNED
+    assert len(pruned.curve) == 2 and pruned.metrics["epochs"] == 2
+    assert pruned.metrics["trained_fraction"] == pytest.approx(2 / 3)
+    assert pruned.metrics["val_accuracy"] == pruned.curve[-1]
+    assert pruned.reward == pytest.approx(objective(dict(pruned.metrics)))
+    assert "pruned after epoch 2 of 3" in (pruned.error or "")
+    assert cost(pruned.metrics) == pytest.approx(2 / 3)
+    evaluator.stop = StopRule((None, 0.0))
+    finished = evaluator.evaluate(arch)
+    assert finished.status == COMPLETE and len(finished.curve) == 3
+    assert finished.curve[:2] == pruned.curve  # the same seeded training up to the stop
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_pruned_trials_reach_the_store_mirror_report_and_resume(tmp_path: Path, workers: int) -> None:
+    from rlnas.mirror import load_study
+    from rlnas.report import report
+
+    overrides = [
+        "training.epochs=3",
+        "pruning.rule=halving",
+        "pruning.reduction_factor=2",
+        "budget.evaluations=5",
+        "strategy.name=random",
+        f"execution.workers={workers}",
+        "export.enabled=false",
+    ]
+    run = tmp_path / "run"
+    search = Search(tiny_config(*overrides), run)
+    search.run()
+    search.close()
+    store = TrialStore(run / "trials.sqlite", read_only=True)
+    trials = store.trials()
+    store.close()
+    pruned = [t for t in trials if t.status == PRUNED]
+    assert pruned, [t.status for t in trials]
+    assert all(0 < t.metrics["trained_fraction"] < 1 and len(t.curve) == t.metrics["epochs"] for t in pruned)
+    spent = sum(cost(t.metrics) for t in trials)
+    # a pruned child costs its share of the budget; children start while some is left, and finish
+    assert len(trials) > 5 and 5 - 1e-9 <= spent < 5 + workers
+    study = load_study(run)
+    assert study is not None
+    states = {t.number: t for t in study.trials}
+    for t in pruned:
+        assert states[t.number].state == optuna.trial.TrialState.PRUNED
+        assert list(states[t.number].intermediate_values.values()) == pytest.approx(list(t.curve))
+    html = (report([run], tmp_path / "report") / "index.html").read_text()
+    assert f"{len(pruned)} stopped early by the pruner" in html
+
+    resumed = Search.resume(run, ["budget.evaluations=7"])
+    result = resumed.run()
+    resumed.close()
+    assert result.best is not None and result.best.status == COMPLETE
+    store = TrialStore(run / "trials.sqlite", read_only=True)
+    after = store.trials()
+    store.close()
+    assert after[: len(trials)] == trials  # nothing retrained
+    assert 7 - 1e-9 <= sum(cost(t.metrics) for t in after) < 7 + workers
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [["evaluation=oneshot"], ["training.cv_folds=3"]],
+)
+def test_pruning_is_refused_where_children_report_no_validation_curve(overrides: list[str]) -> None:
+    with pytest.raises(ConfigError, match="pruning.rule=median stops children"):
+        load_config(None, ["pruning.rule=median", *overrides])
+
+
+def test_pruning_is_refused_for_an_evaluator_without_epochs(toy_space) -> None:  # type: ignore[no-untyped-def]
+    from rlnas.evaluation.base import SyntheticEvaluator
+
+    config = tiny_config("pruning.rule=median")
+    with pytest.raises(ConfigError, match="does not train them epoch by epoch"):
+        Search(config, space=toy_space, evaluator=SyntheticEvaluator(toy_space), persist=False)
