@@ -18,6 +18,7 @@ from rlnas.evaluation.pruning import Pruner, StopRule
 from rlnas.evaluation.trainer import Objective, TrainingEvaluator
 from rlnas.prepare import prepare
 from rlnas.store import TrialStore
+from rlnas.strategies import NEEDS_SUPERNET, STRATEGIES
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -160,3 +161,24 @@ def test_pruning_is_refused_for_an_evaluator_without_epochs(toy_space) -> None: 
     config = tiny_config("pruning.rule=median")
     with pytest.raises(ConfigError, match="does not train them epoch by epoch"):
         Search(config, space=toy_space, evaluator=SyntheticEvaluator(toy_space), persist=False)
+
+
+@pytest.mark.parametrize("name", sorted(set(STRATEGIES) - NEEDS_SUPERNET))
+def test_every_strategy_searches_on_with_pruned_children(name: str) -> None:
+    """Children stopped by an eager pruner are told to every strategy, which goes on proposing; the best
+    trial is a complete one."""
+    config = tiny_config(
+        f"strategy.name={name}",
+        f"training.epochs={4 if name == 'hyperband' else 2}",  # its first rungs train 1 epoch of 4, then 2
+        "pruning.rule=halving",
+        "pruning.reduction_factor=2",
+        "budget.evaluations=5",
+        "export.enabled=false",
+    )
+    search = Search(config, persist=False)
+    result = search.run()
+    trials = search.store.trials()
+    search.close()
+    assert sum(cost(t.metrics) for t in trials if t.status != "INFEASIBLE") >= 5 - 1e-9
+    assert any(t.status == PRUNED for t in trials), [t.status for t in trials]
+    assert result.best is not None and result.best.status == COMPLETE
