@@ -226,6 +226,16 @@ class Search:
                 f"pruning.rule={config.pruning.rule} stops children during their training, but this search's "
                 f"evaluator ({type(evaluator).__name__}) does not train them epoch by epoch; set pruning.rule=none"
             )
+        if self.pruner.enabled and not self.pruner.can_stop(config.training.epochs):
+            log.warning(
+                "pruning.rule=%s never stops a child of training.epochs=%d: it compares children after epochs %s "
+                "and never at the last one; train children longer, or lower the pruning.* setting named",
+                config.pruning.rule,
+                config.training.epochs,
+                "warmup_epochs + 1 on (pruning.warmup_epochs)"
+                if config.pruning.rule == "median"
+                else "min_epochs x reduction_factor**k (pruning.min_epochs)",
+            )
         ctx = StrategyContext(space, config, config.seed, self.run_dir, self.logger, evaluator)
         self.strategy = make_strategy(config.strategy.name, ctx)
         self.resumed = resume

@@ -182,3 +182,13 @@ def test_every_strategy_searches_on_with_pruned_children(name: str) -> None:
     assert sum(cost(t.metrics) for t in trials if t.status != "INFEASIBLE") >= 5 - 1e-9
     assert any(t.status == PRUNED for t in trials), [t.status for t in trials]
     assert result.best is not None and result.best.status == COMPLETE
+
+
+def test_a_pruner_that_can_never_stop_a_child_is_named_in_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("WARNING", logger="rlnas.driver"):
+        Search(tiny_config("pruning.rule=median", "training.epochs=2"), persist=False).close()
+    assert "never stops a child of training.epochs=2" in caplog.text and "pruning.warmup_epochs" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="rlnas.driver"):
+        Search(tiny_config("pruning.rule=halving", "training.epochs=2"), persist=False).close()
+    assert not caplog.text

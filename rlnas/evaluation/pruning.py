@@ -71,6 +71,11 @@ class Pruner:
     def enabled(self) -> bool:
         return self.config.rule != "none"
 
+    def can_stop(self, epochs: int) -> bool:
+        """Whether a child of ``epochs`` epochs can be stopped at all (never at its last epoch)."""
+        first = self.config.warmup_epochs + 1 if self.config.rule == "median" else self.config.min_epochs
+        return self.enabled and first < epochs
+
     def rule(self, records: Iterable[TrialRecord], epochs: int, fidelity: float = 1.0) -> StopRule:
         """The stop rule of a child trained for ``epochs`` at ``fidelity``, from ``records`` of the same."""
         if not self.enabled or epochs <= 1:
