@@ -267,7 +267,9 @@ class StrategyConfig(_Section):
         "darts",
     ] = "ppo"
     # random search and evolution (its first population and its mutations): draw zero_cost_pool candidates and
-    # propose the one this zero-cost proxy rates best (off: null; rlnas proxies tells whether one ranks a space)
+    # propose the one this zero-cost proxy rates best; ppo: the best of zero_cost_pool policy samples until its
+    # surrogate screens, and the proxy as a feature of the surrogate (off: null; rlnas proxies tells whether
+    # one ranks a space)
     zero_cost_screen: Literal["synflow", "naswot", "grad_norm", "snip", "params", "flops"] | None = None
     zero_cost_pool: int = Field(8, ge=2, le=1000)
     ppo: PPOConfig = PPOConfig()

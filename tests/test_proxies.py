@@ -131,10 +131,11 @@ def test_zero_cost_proxies_are_stored_with_every_trial(tmp_path: Path) -> None:
     assert not [k for t in plain for k in t.metrics if k.startswith("zero_cost")]
 
 
-@pytest.mark.parametrize("strategy", ["random", "evolution"])
-def test_random_and_evolution_screen_a_pool_by_a_zero_cost_proxy(strategy: str) -> None:
+@pytest.mark.parametrize("strategy", ["random", "evolution", "ppo"])
+def test_strategies_screen_a_pool_by_a_zero_cost_proxy(strategy: str) -> None:
     """strategy.zero_cost_screen: each proposal is the one the proxy rates best among zero_cost_pool new
-    candidates, so the search proposes differently (and better by the proxy) than without it."""
+    candidates (for ppo: samples of its policy, until its surrogate screens, whose input the proxy joins), so
+    the search proposes differently (and better by the proxy) than without it."""
     from rlnas.evaluation.executors import TrainingEvaluatorFactory
     from rlnas.prepare import prepare
     from rlnas.strategies import StrategyContext, make_strategy
@@ -152,6 +153,9 @@ def test_random_and_evolution_screen_a_pool_by_a_zero_cost_proxy(strategy: str) 
             arch = search.ask()
             archs.append(arch)
             search.tell(arch, Evaluation(reward=0.1 * i))
+        if strategy == "ppo" and extra:
+            code = prepared.space.encode(archs[0])
+            assert search.screen.features(archs[0]).shape == (len(code) + 1,)  # type: ignore[attr-defined]
         return archs, evaluator
 
     plain, _ = proposals()
@@ -173,5 +177,6 @@ def test_a_zero_cost_screen_without_networks_is_refused() -> None:
     config = tiny_config("strategy.name=random", "strategy.zero_cost_screen=synflow")
     space = build_space(config.space, (1, 8, 8))
     ctx = StrategyContext(space, config, 0, None, RunLogger(None), SyntheticEvaluator(space))
-    with pytest.raises(ConfigError, match="needs the networks of the children"):
-        make_strategy("random", ctx)
+    for name in ("random", "ppo"):
+        with pytest.raises(ConfigError, match="needs the networks of the children"):
+            make_strategy(name, ctx)

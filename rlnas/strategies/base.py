@@ -73,6 +73,29 @@ class Strategy:
         """Release threads and files."""
 
 
+def zero_cost_scorer(ctx: StrategyContext) -> Callable[[Architecture], float] | None:
+    """``strategy.zero_cost_screen``'s proxy of an architecture, computed by the run's evaluator on its untrained
+    network (remembered per architecture; -inf where it cannot be computed), or None when screening is off."""
+    name = ctx.config.strategy.zero_cost_screen
+    if name is None:
+        return None
+    evaluator = ctx.evaluator
+    if not hasattr(evaluator, "zero_cost"):
+        raise ConfigError(
+            f"strategy.zero_cost_screen={name} needs the networks of the children, which this evaluation "
+            f"({type(evaluator).__name__}) does not build; leave strategy.zero_cost_screen at null"
+        )
+    known: dict[str, float] = {}
+
+    def score(arch: Architecture) -> float:
+        if arch.key not in known:
+            values = evaluator.zero_cost(arch, names=(name,))  # type: ignore[union-attr]
+            known[arch.key] = float(values.get(f"zero_cost_{name}", float("-inf")))
+        return known[arch.key]
+
+    return score
+
+
 class RandomSearch(Strategy):
     """Uniform random sampling from the space, never proposing the same architecture twice."""
 
@@ -82,13 +105,8 @@ class RandomSearch(Strategy):
     def __init__(self, ctx: StrategyContext) -> None:
         super().__init__(ctx)
         self.seen: set[str] = set()
-        self.screen = ctx.config.strategy.zero_cost_screen
         self.pool = ctx.config.strategy.zero_cost_pool
-        if self.screen is not None and not hasattr(ctx.evaluator, "zero_cost"):
-            raise ConfigError(
-                f"strategy.zero_cost_screen={self.screen} needs the networks of the children, which this evaluation "
-                f"({type(ctx.evaluator).__name__}) does not build; leave strategy.zero_cost_screen at null"
-            )
+        self.proxy = zero_cost_scorer(ctx)
 
     def warm_start(self, records: list[TrialRecord]) -> None:
         self.seen.update(r.key for r in records)
@@ -109,7 +127,7 @@ class RandomSearch(Strategy):
         """A new architecture from ``draw()``, marked as seen; with ``strategy.zero_cost_screen``, the one
         that proxy rates best among ``zero_cost_pool`` distinct new ones. ``exhausted`` is raised when
         ``tries`` (default ``max_tries``) draws bring nothing new."""
-        want = 1 if self.screen is None else self.pool
+        want = 1 if self.proxy is None else self.pool
         pool: dict[str, Architecture] = {}
         for _ in range(tries or self.max_tries):
             arch = draw()
@@ -120,11 +138,6 @@ class RandomSearch(Strategy):
         if not pool:
             raise exhausted(f"no new architecture in {self.max_tries} draws: the space is exhausted")
         candidates = list(pool.values())
-        pick = candidates[0] if len(candidates) == 1 else max(candidates, key=self._zero_cost)
+        pick = candidates[0] if self.proxy is None else max(candidates, key=self.proxy)
         self.seen.add(pick.key)
         return pick
-
-    def _zero_cost(self, arch: Architecture) -> float:
-        assert self.screen is not None
-        score = self.ctx.evaluator.zero_cost(arch, names=(self.screen,))  # type: ignore[union-attr]
-        return float(score.get(f"zero_cost_{self.screen}", float("-inf")))

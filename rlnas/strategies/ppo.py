@@ -36,7 +36,7 @@ from rlnas.errors import ConfigError
 from rlnas.evaluation.base import Evaluation
 from rlnas.space.core import Architecture, EvaluatedPrefixes
 from rlnas.store import TrialRecord
-from rlnas.strategies.base import Strategy, StrategyContext, WaitForResults
+from rlnas.strategies.base import Strategy, StrategyContext, WaitForResults, zero_cost_scorer
 from rlnas.strategies.policy import (
     DecisionPolicy,
     NoEvaluation,
@@ -134,7 +134,10 @@ class PPOStrategy(Strategy):
         )
         # screening (strategy.ppo.screen_samples > 1): unique evaluations so far, the surrogate fitted on
         # them at the end of each rollout, the actions still to take in this episode
-        self.screen = Screening(self.space, cfg, ctx.seed)
+        # strategy.zero_cost_screen: the proxy is a feature of the surrogate, and picks among zero_cost_pool
+        # policy samples until the surrogate screens
+        self.proxy = zero_cost_scorer(ctx)
+        self.screen = Screening(self.space, cfg, ctx.seed, self.proxy)
         self._plan: deque[int] = deque()
         self._plans = 0
         # elite mutations (strategy.ppo.elite_share > 0): proposed beside the policy, told to it as ranks (and
@@ -145,7 +148,7 @@ class PPOStrategy(Strategy):
         self._asked = 0
         self._elite_asked = 0
         self._elite_misses = 0  # elite picks in a row that did not beat it
-        if cfg.screen_samples > 1 or (cfg.elite_share > 0 and cfg.elite_to_policy):
+        if cfg.screen_samples > 1 or (cfg.elite_share > 0 and cfg.elite_to_policy) or self.proxy is not None:
             policy = self.model.policy
             assert isinstance(policy, DecisionPolicy)
             policy.planner = self._next_action
@@ -347,22 +350,31 @@ class PPOStrategy(Strategy):
     def _next_action(self, masks: np.ndarray | None) -> int | None:
         """The policy's planner: at the start of an episode, sample
         ``screen_samples`` architectures from the policy and keep the one the surrogate rates best (mean +
-        ``screen_ucb`` x spread, ``stall_ucb`` while the best stalls); then its actions, one per step. None:
-        let the policy sample (before the surrogate is ready)."""
+        ``screen_ucb`` x spread, ``stall_ucb`` while the best stalls); then its actions, one per step. Before
+        the surrogate is ready, with ``strategy.zero_cost_screen``: the best of ``zero_cost_pool`` samples by
+        that proxy. None: let the policy sample."""
         cfg = self.cfg
         if not self._plan:
-            if cfg.screen_samples == 1 or not self.screen.ready:
+            surrogate = cfg.screen_samples > 1 and self.screen.ready
+            if not surrogate and self.proxy is None:
                 return None
             rng = np.random.default_rng([self.ctx.seed, 0x5C4EE7, self._plans])
             self._plans += 1
+            count = cfg.screen_samples if surrogate else self.ctx.config.strategy.zero_cost_pool
             found = {
                 a.key: (a, acts)
-                for a, acts in sample_episodes(self.model.policy, self.space, rng, cfg.screen_samples, self.evaluated)
+                for a, acts in sample_episodes(self.model.policy, self.space, rng, count, self.evaluated)
             }
             if not found:
                 return None
             candidates = list(found.values())
-            self._plan.extend(candidates[self.screen.best_of([a for a, _ in candidates], self.screen.policy_ucb())][1])
+            archs = [a for a, _ in candidates]
+            if surrogate:
+                pick = self.screen.best_of(archs, self.screen.policy_ucb())
+            else:
+                assert self.proxy is not None
+                pick = max(range(len(archs)), key=lambda i: self.proxy(archs[i]))  # type: ignore[misc]
+            self._plan.extend(candidates[pick][1])
         action = self._plan.popleft()
         if masks is not None and not np.asarray(masks).reshape(-1)[action]:
             self._plan.clear()  # the masks changed under the plan: let the policy sample this episode

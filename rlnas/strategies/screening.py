@@ -9,6 +9,7 @@ ensemble MLP fitted on them (``rlnas.strategies.surrogate``), and the two uses o
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -18,8 +19,14 @@ from rlnas.strategies.surrogate import EnsembleSurrogate, quantiles
 
 
 class Screening:
-    def __init__(self, space: SearchSpace, cfg: Any, seed: int) -> None:
+    """``proxy`` (``strategy.zero_cost_screen``): a zero-cost proxy of the untrained network, one more input
+    feature of the surrogate (signed log scale)."""
+
+    def __init__(
+        self, space: SearchSpace, cfg: Any, seed: int, proxy: Callable[[Architecture], float] | None = None
+    ) -> None:
         self.space = space
+        self.proxy = proxy
         self.cfg = cfg  # strategy.ppo
         self.seed = seed
         self.history: list[tuple[Architecture, float]] = []  # the unique evaluations so far
@@ -58,17 +65,26 @@ class Screening:
         if self.surrogate is None or len(self.history) >= self.fitted_on + max(1, self.fitted_on // 16):
             self.fit()
         assert self.surrogate is not None
-        mean, spread = self.surrogate.predict(np.stack([self.space.encode(a) for a in candidates]))
+        mean, spread = self.surrogate.predict(np.stack([self.features(a) for a in candidates]))
         return int(np.argmax(mean + ucb * spread))
 
     def fit(self) -> None:
         cfg = self.cfg
         if self.surrogate is None:
             self.surrogate = EnsembleSurrogate(cfg.surrogate_hidden, cfg.surrogate_members, cfg.surrogate_steps)
-        x = np.stack([self.space.encode(a) for a, _ in self.history])
+        x = np.stack([self.features(a) for a, _ in self.history])
         y = quantiles(np.array([r for _, r in self.history], dtype=np.float64))  # robust to outliers (failures)
         self.surrogate.fit(x, y, seed=self.seed * 1_000_003 + len(self.history))
         self.fitted_on = len(self.history)
+
+    def features(self, arch: Architecture) -> np.ndarray:
+        """The surrogate's input: the architecture's encoding, and its zero-cost proxy if there is one."""
+        code = self.space.encode(arch)
+        if self.proxy is None:
+            return code
+        value = self.proxy(arch)
+        value = float(np.sign(value) * np.log1p(abs(value))) if math.isfinite(value) else 0.0
+        return np.append(code, np.float32(value))
 
     def elite_pick(self, seen: set[str], index: int) -> Architecture | None:
         """The surrogate's pick (``elite_ucb``) among ``screen_samples`` one-decision mutations, none in
