@@ -28,12 +28,20 @@ def data_overrides(path: Path | None) -> list[str]:
     return [f"dataset.name={kind}", f"dataset.path={json.dumps(str(path))}"]
 
 
+MAX_PROXY_ARCHS = 10_000  # rlnas proxies --archs: drawing more distinct ones can take longer than any training
+
+
 def _proxies(args: argparse.Namespace) -> int:
     from rlnas.config import load_config
     from rlnas.evaluation.ranking import proxy_ranking
 
     if args.archs < 3:
         raise UserError(f"--archs {args.archs}: a rank correlation needs at least 3 architectures")
+    if args.archs > MAX_PROXY_ARCHS:
+        raise UserError(
+            f"--archs {args.archs}: at most {MAX_PROXY_ARCHS:,} (each one is trained; 50-200 architectures give a "
+            "Kendall tau to about ±0.1)"
+        )
     _check_output_file("--json", None if args.json is None else str(args.json))
     config = load_config(args.config, data_overrides(args.data) + [*(args.set or [])])
 
@@ -77,6 +85,9 @@ def _cache(args: argparse.Namespace) -> int:
     if where.parent.exists() and not where.parent.is_dir():
         raise UserError(f"--cache-dir {where.parent} is a file; give the cache's folder")
     limit = cache.limit_bytes()
+    if not where.is_dir():
+        print(f"{where}: no cache there (the folder does not exist): nothing to {'clear' if args.clear else 'show'}")
+        return 0
     if args.clear:
         count, size = cache.clear(where)
         print(f"removed {count} cached folder(s), {size / 1e9:.2f} GB, from {where}")

@@ -180,3 +180,13 @@ def test_a_zero_cost_screen_without_networks_is_refused() -> None:
     for name in ("random", "ppo"):
         with pytest.raises(ConfigError, match="needs the networks of the children"):
             make_strategy(name, ctx)
+
+
+@pytest.mark.parametrize(("archs", "message"), [("2", "at least 3"), ("100000000", "at most 10,000")])
+def test_proxies_refuses_a_count_of_architectures_out_of_range(
+    capsys: pytest.CaptureFixture[str], archs: str, message: str
+) -> None:
+    from tests.conftest import cli
+
+    code, _, err = cli(capsys, "proxies", "--archs", archs)
+    assert code == 2 and f"--archs {archs}" in err and message in err

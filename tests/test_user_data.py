@@ -363,3 +363,5 @@ def test_the_image_cache_keeps_under_its_limit_least_recently_used_first(
     (tmp_path / "a_file").write_text("not a folder")
     code, _, err = cli(capsys, "cache", "--cache-dir", str(tmp_path / "a_file"))
     assert code == 2 and "is a file" in err
+    code, out, _ = cli(capsys, "cache", "--clear", "--cache-dir", str(tmp_path / "mistyped"))
+    assert code == 0 and "no cache there (the folder does not exist): nothing to clear" in out
