@@ -116,6 +116,15 @@ class TrainingConfig(_Section):
     # trial as metrics zero_cost_<name> (rlnas proxies measures how well each ranks a space)
     zero_cost: list[Literal["synflow", "naswot", "grad_norm", "snip", "params", "flops"]] = []
 
+    @model_validator(mode="after")
+    def _warmup_within_training(self) -> TrainingConfig:
+        if self.warmup_epochs >= self.epochs:
+            raise ValueError(
+                f"warmup_epochs={self.warmup_epochs:g} is not below epochs={self.epochs}: the learning rate would "
+                "never leave its warm-up; lower training.warmup_epochs"
+            )
+        return self
+
 
 class ObjectiveConfig(_Section):
     """reward = val_accuracy - lambda * complexity / max complexity of the space."""

@@ -39,6 +39,7 @@ def test_overrides_are_typed_yaml_values() -> None:
         ("training.epochs.max=3", r"training\.epochs: .*valid integer"),
         ("objective.max_flops=0", r"objective\.max_flops: .*greater than or equal to 1"),
         ("evaluation=oneshot objective.max_flops=1000000", r"max_flops=1000000 is not supported with evaluation="),
+        ("training.warmup_epochs=1e12", r"training: warmup_epochs=1e\+12 is not below epochs=5"),
     ],
 )
 def test_bad_values_fail_at_load_naming_the_key(override: str, message: str) -> None:
