@@ -3,7 +3,7 @@ recipe of ``configs/small_images.yaml``'s final training, and with one part remo
 validation split (never the test split), over a few seeds.
 
     python benchmarks/recipe_ablation.py --data-dir DIR [--dataset fashion_mnist] [--net two_conv] \
-        [--epochs 10] [--seeds 2] [--threads 1] [--out docs/recipe_ablation.json]
+        [--epochs 10] [--seeds 2] [--threads 1] [--jobs 2] [--out docs/recipe_ablation.json]
 
 Each row: the final validation accuracy, its mean over the seeds, and the mean paired difference from the
 whole recipe with its standard error (a positive difference: the part helps).
@@ -16,6 +16,7 @@ import json
 import os
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -62,16 +63,22 @@ def main() -> None:
     parser.add_argument("--net", default="two_conv")
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--seeds", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per training")
+    parser.add_argument("--jobs", type=int, default=2, help="trainings at a time")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
-    results: dict[str, list[float]] = {}
-    for name, (changes, augment, ema) in VARIANTS.items():
-        results[name] = [run(args, changes, augment, ema, seed) for seed in range(args.seeds)]
-        print(name, results[name], flush=True)
+    with ThreadPoolExecutor(args.jobs) as pool:  # each training is its own process
+        futures = {
+            (name, seed): pool.submit(run, args, changes, augment, ema, seed)
+            for name, (changes, augment, ema) in VARIANTS.items()
+            for seed in range(args.seeds)
+        }
+        results = {name: [futures[name, seed].result() for seed in range(args.seeds)] for name in VARIANTS}
     base = np.array(results["whole recipe"])
-    print(f"\n| recipe ({args.net}, {args.epochs} epochs, {args.dataset} validation) | accuracy per seed | mean | "
-          "whole recipe minus this (paired, ± s.e.) |")
+    print(
+        f"\n| recipe ({args.net}, {args.epochs} epochs, {args.dataset} validation) | accuracy per seed | mean | "
+        "whole recipe minus this (paired, ± s.e.) |"
+    )
     print("|---|---|---|---|")
     for name, values in results.items():
         v = np.array(values)
