@@ -73,6 +73,8 @@ def main() -> None:
             for name, (changes, augment, ema) in VARIANTS.items()
             for seed in range(args.seeds)
         }
+        for (name, seed), future in futures.items():  # each result as it comes, so a stopped run keeps them
+            print(f"{name}, seed {seed}: {future.result():.4f}", flush=True)
         results = {name: [futures[name, seed].result() for seed in range(args.seeds)] for name in VARIANTS}
     base = np.array(results["whole recipe"])
     print(
