@@ -31,7 +31,9 @@ def run_search(search: Any, args: argparse.Namespace) -> int:
 
     config = search.config
     run_dir = search.run_dir
-    done_before = sum(cost(t.metrics) for t in search.store.trials() if t.status != "INFEASIBLE")
+    done_before = sum(
+        cost(t.metrics, pruned=config.budget.pruned) for t in search.store.trials() if t.status != "INFEASIBLE"
+    )
     print(f"run directory: {run_dir}", file=sys.stderr)
     if config.logging.tensorboard:
         print(f"watch it live: tensorboard --logdir {run_dir / 'tensorboard'}", file=sys.stderr)

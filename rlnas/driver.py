@@ -109,11 +109,11 @@ def objective_name(config: RunConfig, score: str) -> str:
     return f"reward = val {'R²' if score == 'r2' else score}{penalty}"
 
 
-def cost(metrics: Mapping[str, float], fidelity: float | None = None) -> float:
+def cost(metrics: Mapping[str, float], fidelity: float | None = None, pruned: str = "share") -> float:
     """What a trained trial cost of the budget of evaluations: its fidelity (1: full training) times the share
-    of that training it did (below 1 for a PRUNED child)."""
+    of that training it did (below 1 for a PRUNED child, unless ``budget.pruned`` is ``whole``)."""
     planned = float(metrics.get("fidelity", 1.0)) if fidelity is None else fidelity
-    return planned * float(metrics.get("trained_fraction", 1.0))
+    return planned * (1.0 if pruned == "whole" else float(metrics.get("trained_fraction", 1.0)))
 
 
 @dataclass
@@ -316,7 +316,7 @@ class Search:
         cache: dict[str, TrialRecord] = {cache_key(t.key, t.metrics.get("fidelity", 1.0)): t for t in self.store}
         trained = [t for t in cache.values() if t.status != INFEASIBLE]  # infeasible ones cost no budget
         evaluations = len(trained)
-        spent = sum(cost(t.metrics) for t in trained)
+        spent = sum(cost(t.metrics, pruned=budget.pruned) for t in trained)
         running: dict[str, tuple[Job, list[Architecture], float]] = {}  # key -> (job, re-proposals, wall time)
         committed = 0.0  # budget of the evaluations running
         repeats = failures = proposals = 0
@@ -385,7 +385,7 @@ class Search:
                     else:
                         repeats = 0
                         evaluations += 1
-                        spent += cost(record.metrics, job.fidelity)
+                        spent += cost(record.metrics, job.fidelity, budget.pruned)
                     self.store.set_meta(SECONDS_META, repr(time.monotonic() - start))
                     self.logger.trial(record)
                     if self.mirror is not None:

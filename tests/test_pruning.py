@@ -146,6 +146,18 @@ def test_pruned_trials_reach_the_store_mirror_report_and_resume(tmp_path: Path, 
     assert 7 - 1e-9 <= sum(cost(t.metrics) for t in after) < 7 + workers
 
 
+def test_whole_pruned_children_buy_the_same_children_as_without_pruning(tmp_path: Path) -> None:
+    overrides = ["training.epochs=3", "pruning.rule=halving", "pruning.reduction_factor=2", "budget.evaluations=5"]
+    overrides += ["strategy.name=random", "export.enabled=false", "budget.pruned=whole"]
+    search = Search(tiny_config(*overrides), tmp_path / "run")
+    search.run()
+    trials = search.store.trials()
+    search.close()
+    assert len(trials) == 5 and any(t.status == PRUNED for t in trials), [t.status for t in trials]
+    assert sum(cost(t.metrics, pruned="whole") for t in trials) == 5
+    assert sum(cost(t.metrics) for t in trials) < 5
+
+
 @pytest.mark.parametrize(
     "overrides",
     [["evaluation=oneshot"], ["training.cv_folds=3"]],

@@ -185,10 +185,13 @@ class PruningConfig(_Section):
 
 class BudgetConfig(_Section):
     """The search stops after ``evaluations`` unique child evaluations (or ``minutes``). A child trained at a
-    lower fidelity (Hyperband) or stopped early by the pruner counts its share of a full training; children start
-    while some budget is left, so the last ones may take it past by less than one evaluation each."""
+    lower fidelity (Hyperband) counts its share of a full training; children start while some budget is left, so
+    the last ones may take it past by less than one evaluation each. ``pruned``: a child stopped early by the
+    pruner counts the ``share`` of its training it did (the budget buys more children in about the same time)
+    or as a ``whole`` evaluation (the same children as without pruning, in less time)."""
 
     evaluations: int = Field(60, ge=1)
+    pruned: Literal["share", "whole"] = "share"
     minutes: float | None = Field(None, gt=0.0)
     max_consecutive_failures: int = Field(10, ge=1)
 
