@@ -2,8 +2,11 @@
 same config, seed and budget, one run each, one after the other; then every pruned child is trained in full
 to see whether the pruner stopped one that would have been among the best.
 
-    python benchmarks/pruning_side_by_side.py [--config default] [--rule median] [--set KEY=VALUE ...] \
-        [--work DIR] [--out docs/pruning_digits.json]
+    python benchmarks/pruning_side_by_side.py [--config default] [--rule median] [--screen grad_norm] \
+        [--set KEY=VALUE ...] [--work DIR] [--out docs/pruning_digits.json]
+
+Both runs count a pruned child as one whole evaluation (``budget.pruned=whole``), so they get the same number
+of children; ``--screen`` also switches on zero-cost screening in the second run.
 
 Prints per run: the search's wall time, the whole command's, the children trained (and pruned), the budget
 spent, the best reward, the export's test accuracy; and how many pruned children, trained in full, would rank
@@ -76,16 +79,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default="default")
     parser.add_argument("--rule", default="median")
+    parser.add_argument("--screen", help="zero-cost proxy that screens the candidates of the second run")
     parser.add_argument("--set", action="append", default=[])
     parser.add_argument("--work", type=Path)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="rlnas-pruning-"))
     results: dict[str, Any] = {"config": args.config, "overrides": args.set, "rule": args.rule}
-    for name, extra in (("off", []), ("on", [f"pruning.rule={args.rule}"])):
+    results["screen"] = args.screen
+    on = [f"pruning.rule={args.rule}"] + ([f"strategy.zero_cost_screen={args.screen}"] if args.screen else [])
+    for name, extra in (("off", []), ("on", on)):
         run_dir = work / name
         shutil.rmtree(run_dir, ignore_errors=True)
-        results[name] = search(args.config, [*args.set, *extra], run_dir)
+        results[name] = search(args.config, [*args.set, "budget.pruned=whole", *extra], run_dir)
         print(name, results[name], flush=True)
     results["on"]["check"] = pruned_in_top(work / "on")
     print(json.dumps(results, indent=1))

@@ -79,7 +79,7 @@ def pareto_front(records: list[TrialRecord], metric: str) -> list[TrialRecord]:
         if r.status == COMPLETE
         and metric in r.metrics
         and (score := val_score(r.metrics)) is not None
-        and r.metrics.get("fidelity", 1.0) >= 1.0
+        and r.fidelity >= 1.0
     ]
     front = [
         r
@@ -313,7 +313,7 @@ class Search:
         budget = self.config.budget
         start = time.monotonic() - self._seconds_before()  # the clock goes on over interrupts and resumes
         multi_fidelity = bool(getattr(self.evaluator, "supports_fidelity", False))
-        cache: dict[str, TrialRecord] = {cache_key(t.key, t.metrics.get("fidelity", 1.0)): t for t in self.store}
+        cache: dict[str, TrialRecord] = {cache_key(t.key, t.fidelity): t for t in self.store}
         trained = [t for t in cache.values() if t.status != INFEASIBLE]  # infeasible ones cost no budget
         evaluations = len(trained)
         spent = sum(cost(t.metrics, pruned=budget.pruned) for t in trained)

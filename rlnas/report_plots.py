@@ -74,7 +74,7 @@ class Run:
         return f"{self.config.strategy.name}, seed {self.config.seed}"
 
     def best(self) -> TrialRecord | None:
-        done = [r for r in self.records if r.status == COMPLETE and r.metrics.get("fidelity", 1.0) >= 1.0]
+        done = [r for r in self.records if r.status == COMPLETE and r.fidelity >= 1.0]
         done = done or [r for r in self.records if r.status == COMPLETE]
         return max(done, key=lambda r: (r.reward, -r.number)) if done else None
 

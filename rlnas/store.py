@@ -67,6 +67,11 @@ class TrialRecord:
     duration_s: float
     curve: tuple[float, ...] = ()  # the validation score after each epoch
 
+    @property
+    def fidelity(self) -> float:
+        """The share of a full training this trial was planned at (below 1: a Hyperband rung)."""
+        return float(self.metrics.get("fidelity", 1.0))
+
     def evaluation(self, cached: bool = True) -> Evaluation:
         return Evaluation(self.reward, self.status, dict(self.metrics), self.error, cached=cached, curve=self.curve)
 
@@ -284,7 +289,7 @@ class TrialStore:
 
     def top_k(self, k: int = 1, by: str = "reward") -> list[TrialRecord]:
         done = [t for t in self if t.status == COMPLETE]
-        full = [t for t in done if t.metrics.get("fidelity", 1.0) >= 1.0]
+        full = [t for t in done if t.fidelity >= 1.0]
         done = full or done  # low-fidelity (Hyperband) results rank only when nothing was fully trained
         value = (lambda t: t.reward) if by == "reward" else (lambda t: float(t.metrics.get(by, float("-inf"))))
         return sorted(done, key=lambda t: (-value(t), t.number))[:k]

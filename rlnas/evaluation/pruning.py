@@ -112,4 +112,4 @@ class Pruner:
 
 
 def _same_training(record: TrialRecord, fidelity: float) -> bool:
-    return math.isclose(float(record.metrics.get("fidelity", 1.0)), fidelity, rel_tol=1e-9)
+    return math.isclose(record.fidelity, fidelity, rel_tol=1e-9)
