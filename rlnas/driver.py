@@ -25,6 +25,7 @@ from rlnas.evaluation.base import (
     FAILED,
     INFEASIBLE,
     Evaluator,
+    MultiFidelityEvaluator,
     cache_key,
     finite,
     score_metric,
@@ -312,7 +313,6 @@ class Search:
     def _run(self) -> SearchResult:
         budget = self.config.budget
         start = time.monotonic() - self._seconds_before()  # the clock goes on over interrupts and resumes
-        multi_fidelity = bool(getattr(self.evaluator, "supports_fidelity", False))
         cache: dict[str, TrialRecord] = {cache_key(t.key, t.fidelity): t for t in self.store}
         trained = [t for t in cache.values() if t.status != INFEASIBLE]  # infeasible ones cost no budget
         evaluations = len(trained)
@@ -355,7 +355,10 @@ class Search:
                     arch, fidelity = (
                         (proposal.arch, proposal.fidelity) if isinstance(proposal, Proposal) else (proposal, 1.0)
                     )
-                    fidelity = self.evaluator.effective_fidelity(fidelity) if multi_fidelity else 1.0  # type: ignore[attr-defined]
+                    evaluator = self.evaluator
+                    fidelity = (
+                        evaluator.effective_fidelity(fidelity) if isinstance(evaluator, MultiFidelityEvaluator) else 1.0
+                    )
                     key = cache_key(arch.key, fidelity)
                     if key in cache or key in running:
                         repeats += 1

@@ -98,10 +98,11 @@ def test_real_children_train_in_two_worker_processes(tmp_path: Path) -> None:
 class _Probe:
     """A worker's real evaluator that also says whether the worker's dataset lies in shared memory."""
 
-    supports_fidelity = True
-
     def __init__(self, inner: object, dataset: object) -> None:
         self.inner, self.dataset = inner, dataset
+
+    def effective_fidelity(self, fidelity: float) -> float:
+        return self.inner.effective_fidelity(fidelity)  # type: ignore[attr-defined,no-any-return]
 
     def evaluate(self, arch: Architecture, fidelity: float = 1.0) -> Evaluation:
         result = self.inner.evaluate(arch, fidelity)  # type: ignore[attr-defined]

@@ -6,7 +6,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -79,6 +79,17 @@ class Evaluator(Protocol):
     """Anything that scores an architecture: real training, a cache, a lookup table, a fake."""
 
     def evaluate(self, arch: Architecture) -> Evaluation: ...
+
+
+@runtime_checkable
+class MultiFidelityEvaluator(Protocol):
+    """An evaluator that can train at a share of its full training (Hyperband's rungs)."""
+
+    def evaluate(self, arch: Architecture, fidelity: float = 1.0) -> Evaluation: ...
+
+    def effective_fidelity(self, fidelity: float) -> float:
+        """The share actually trained for a requested one (e.g. a whole number of epochs)."""
+        ...
 
 
 class SyntheticEvaluator:

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Literal
 
 from rlnas.config import RunConfig
 from rlnas.errors import ConfigError
-from rlnas.evaluation.base import FAILED, Evaluation, Evaluator
+from rlnas.evaluation.base import FAILED, Evaluation, Evaluator, MultiFidelityEvaluator
 from rlnas.evaluation.pruning import NEVER, StopRule
 from rlnas.evaluation.train import EpochEnd, OnEpoch
 from rlnas.space.core import Architecture
@@ -55,8 +55,8 @@ def evaluate(
         evaluator.on_epoch = progress
     if hasattr(evaluator, "stop"):
         evaluator.stop = stop
-    if getattr(evaluator, "supports_fidelity", False):
-        return evaluator.evaluate(arch, fidelity)  # type: ignore[call-arg]
+    if isinstance(evaluator, MultiFidelityEvaluator):
+        return evaluator.evaluate(arch, fidelity)
     return evaluator.evaluate(arch)
 
 

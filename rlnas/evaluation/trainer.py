@@ -258,8 +258,6 @@ class TrainingEvaluator:
     ``fidelity`` (in (0, 1]) scales the training epochs, for multi-fidelity strategies (Hyperband).
     """
 
-    supports_fidelity = True
-
     def __init__(
         self,
         trainer: ChildTrainer,

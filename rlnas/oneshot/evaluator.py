@@ -45,8 +45,6 @@ SUPERNET_FILE = "supernet.pt"
 class OneShotEvaluator:
     """Scores architectures with the shared weights of a supernet it trains as the search goes."""
 
-    supports_fidelity = False
-
     def __init__(
         self,
         space: SearchSpace,
