@@ -24,7 +24,8 @@ import numpy as np
 from scipy.stats import kendalltau, spearmanr
 
 from rlnas.config import load_config
-from rlnas.evaluation.trainer import Objective, child_seed
+from rlnas.evaluation.objective import Objective
+from rlnas.evaluation.trainer import child_seed
 from rlnas.oneshot.evaluator import OneShotEvaluator
 from rlnas.prepare import prepare
 

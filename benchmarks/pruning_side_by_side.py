@@ -27,7 +27,8 @@ from typing import Any
 
 from rlnas.driver import cost
 from rlnas.evaluation.base import COMPLETE, PRUNED
-from rlnas.evaluation.trainer import Objective, TrainingEvaluator
+from rlnas.evaluation.objective import Objective
+from rlnas.evaluation.trainer import TrainingEvaluator
 from rlnas.prepare import prepare
 from rlnas.rundir import open_run
 

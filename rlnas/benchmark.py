@@ -68,7 +68,7 @@ def run_on_table(
     )
     table = _table(str(table_path))
     space = build_space(config.space, (3, 32, 32))
-    evaluator = TableEvaluator(space, table, lam=config.objective.lambda_, with_params=strategy == "pareto")
+    evaluator = TableEvaluator(space, table, config.objective, with_params=strategy == "pareto")
     start = time.perf_counter()
     search = Search(config, space=space, evaluator=evaluator, persist=False)
     proposals = search.run().proposals

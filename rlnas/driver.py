@@ -32,9 +32,9 @@ from rlnas.evaluation.base import (
     val_score,
 )
 from rlnas.evaluation.executors import EvaluatorFactory, Job, TrainingEvaluatorFactory, given, make_executor
+from rlnas.evaluation.objective import Objective
 from rlnas.evaluation.pruning import NEVER, Pruner, StopRule
 from rlnas.evaluation.train import EpochEnd
-from rlnas.evaluation.trainer import Objective
 from rlnas.formatting import to_json
 from rlnas.mirror import OPTUNA_FILE, OptunaMirror
 from rlnas.prepare import Prepared, prepare

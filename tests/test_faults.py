@@ -25,7 +25,8 @@ from rlnas.driver import Search
 from rlnas.errors import ConfigError, RunDirError
 from rlnas.evaluation import FAILED, SyntheticEvaluator
 from rlnas.evaluation.base import Evaluation
-from rlnas.evaluation.trainer import Objective, TrainingEvaluator
+from rlnas.evaluation.objective import Objective
+from rlnas.evaluation.trainer import TrainingEvaluator
 from rlnas.exporter import export_run
 from rlnas.prepare import prepare
 from rlnas.rundir import default_run_dir, open_run

@@ -6,7 +6,7 @@ import torch
 
 from rlnas.config import ObjectiveConfig
 from rlnas.errors import InvalidArchitecture
-from rlnas.evaluation.trainer import Objective
+from rlnas.evaluation.objective import Objective
 from rlnas.models import build_model
 from rlnas.models.complexity import count_flops, count_params, cpu_latency_ms, largest_architecture, meta_count
 from rlnas.space import Architecture, SearchSpace, SpaceSpec, build_space, builtin_space

@@ -14,7 +14,7 @@ from rlnas.data import Dataset
 from rlnas.driver import Search
 from rlnas.errors import ConfigError
 from rlnas.evaluation.base import COMPLETE, INFEASIBLE
-from rlnas.evaluation.trainer import Objective
+from rlnas.evaluation.objective import Objective
 from rlnas.models import nb201
 from rlnas.models.complexity import count_params
 from rlnas.models.families import build_model

@@ -14,8 +14,9 @@ from rlnas.config import PruningConfig, load_config
 from rlnas.driver import Search, cost
 from rlnas.errors import ConfigError
 from rlnas.evaluation.base import COMPLETE, PRUNED
+from rlnas.evaluation.objective import Objective
 from rlnas.evaluation.pruning import Pruner, StopRule
-from rlnas.evaluation.trainer import Objective, TrainingEvaluator
+from rlnas.evaluation.trainer import TrainingEvaluator
 from rlnas.prepare import prepare
 from rlnas.store import TrialStore
 from rlnas.strategies import NEEDS_SUPERNET, STRATEGIES

@@ -136,6 +136,25 @@ def test_table_search_never_sees_test_accuracy() -> None:
         assert evaluator.test_accuracy(arch) == test
 
 
+@needs_table
+def test_a_table_scores_with_the_searchs_objective() -> None:
+    from rlnas.config import ObjectiveConfig
+    from rlnas.errors import ConfigError
+    from rlnas.models.nb201 import count_nb201_params
+
+    table = BenchmarkTable(TABLE)
+    space = build_space(SpaceSpec(name="nb201", family="nb201"), (3, 32, 32))
+    evaluator = TableEvaluator(space, table, ObjectiveConfig.model_validate({"lambda": 0.1}))
+    largest = count_nb201_params(space.make({d.name: "nor_conv_3x3" for d in space.decisions}), 3, 10)
+    arch = space.sample(np.random.default_rng(1))
+    params = count_nb201_params(arch, 3, 10)
+    assert 0 < params < largest
+    evaluation = evaluator.evaluate(arch)
+    assert evaluation.reward == pytest.approx(table.rows[arch_string(arch)][0] / 100 - 0.1 * params / largest)
+    with pytest.raises(ConfigError, match="objective.complexity=flops"):
+        TableEvaluator(space, table, ObjectiveConfig.model_validate({"lambda": 0.1, "complexity": "flops"}))
+
+
 def test_table_format_errors_name_the_problem(tmp_path: Path) -> None:
     bad = tmp_path / "t.csv"
     bad.write_text("arch,valid\n|none~0|,1\n")

@@ -5,8 +5,9 @@ import pytest
 import torch
 
 from rlnas.errors import ChildFailure
+from rlnas.evaluation.objective import Objective
 from rlnas.evaluation.train import TrainSettings, augment_batch, random_shift, train_model
-from rlnas.evaluation.trainer import Objective, TrainingEvaluator
+from rlnas.evaluation.trainer import TrainingEvaluator
 from rlnas.prepare import prepare
 from tests.conftest import tiny_config
 

@@ -89,7 +89,8 @@ class TrainingEvaluatorFactory:
         return self.build(prepare(self.config, self.dataset).trainer)
 
     def build(self, trainer: ChildTrainer) -> Evaluator:
-        from rlnas.evaluation.trainer import Objective, TrainingEvaluator
+        from rlnas.evaluation.objective import Objective
+        from rlnas.evaluation.trainer import TrainingEvaluator
         from rlnas.rundir import CHILDREN_DIR
 
         config = self.config

@@ -12,8 +12,10 @@ import csv
 from pathlib import Path
 from typing import Any
 
-from rlnas.errors import DataError, InvalidArchitecture
+from rlnas.config import ObjectiveConfig
+from rlnas.errors import ConfigError, DataError, InvalidArchitecture
 from rlnas.evaluation.base import Evaluation
+from rlnas.evaluation.objective import Objective
 from rlnas.models.nb201 import EDGE_NAMES, arch_string, count_nb201_params, parse_arch_string
 from rlnas.space.core import Architecture, SearchSpace
 
@@ -56,18 +58,30 @@ class BenchmarkTable:
 
 
 class TableEvaluator:
-    """Evaluates NAS-Bench-201 cell architectures by table lookup; reward = validation accuracy (fraction)
-    minus ``lam`` * params / max params (params counted on the meta device when ``lam`` > 0)."""
+    """Evaluates NAS-Bench-201 cell architectures by table lookup. The reward is the search's
+    :class:`Objective`: validation accuracy (fraction) minus ``lambda`` x params / the largest cell's params
+    (params counted on the meta device when ``lambda`` > 0 or ``with_params``); no objective: the validation
+    accuracy alone (the NAS-Bench-201 protocol)."""
 
-    def __init__(self, space: SearchSpace, table: BenchmarkTable, lam: float = 0.0, with_params: bool = False) -> None:
+    def __init__(
+        self,
+        space: SearchSpace,
+        table: BenchmarkTable,
+        objective: ObjectiveConfig | None = None,
+        with_params: bool = False,
+    ) -> None:
         self.space = space
         self.table = table
-        self.lam = lam
-        self.with_params = with_params or lam > 0
+        self.objective: Objective | None = None
+        if objective is not None and objective.lambda_ > 0:
+            if objective.complexity != "params":
+                raise ConfigError(
+                    f"objective.complexity={objective.complexity}: a benchmark table knows only the parameter "
+                    "count of its cells; set objective.complexity=params (or objective.lambda=0)"
+                )
+            self.objective = Objective(objective, self._params(space.make(dict.fromkeys(EDGE_NAMES, "nor_conv_3x3"))))
+        self.with_params = with_params or self.objective is not None
         self.calls = 0
-        self._max_params = 0.0
-        if lam > 0:
-            self._max_params = float(self._params(space.make(dict.fromkeys(EDGE_NAMES, "nor_conv_3x3"))))
 
     def _params(self, arch: Architecture) -> int:
         return count_nb201_params(arch, INPUT_SHAPE[0], NUM_CLASSES)
@@ -83,11 +97,9 @@ class TableEvaluator:
         self.calls += 1
         valid = self._row(arch)[0] / 100.0
         metrics = {"val_accuracy": valid}
-        reward = valid
         if self.with_params:
             metrics["params"] = float(self._params(arch))
-        if self.lam > 0:
-            reward -= self.lam * metrics["params"] / self._max_params
+        reward = self.objective(metrics) if self.objective is not None else valid
         return Evaluation(reward=reward, metrics=metrics)
 
     def test_accuracy(self, arch: Architecture) -> float:

@@ -18,17 +18,15 @@ from rlnas.config import ObjectiveConfig, TrainingConfig
 from rlnas.data.core import Dataset, Split, fold_indices
 from rlnas.errors import ChildFailure, ConfigError, InvalidArchitecture
 from rlnas.evaluation import proxies
-from rlnas.evaluation.base import COMPLETE, FAILED, INFEASIBLE, PRUNED, Evaluation, cache_key, val_score
+from rlnas.evaluation.base import COMPLETE, FAILED, INFEASIBLE, PRUNED, Evaluation, cache_key
+from rlnas.evaluation.objective import Objective
 from rlnas.evaluation.pruning import NEVER, Pruned, StopRule
 from rlnas.evaluation.train import EpochEnd, OnEpoch, TrainSettings, resolve_device, scores, train_model
 from rlnas.models.checkpoint import model_info, network, save_model
-from rlnas.models.complexity import count_flops, count_params, cpu_latency_ms, largest_architecture, meta_count
-from rlnas.models.families import build_model
+from rlnas.models.complexity import count_flops, count_params, cpu_latency_ms, meta_count
 from rlnas.space.core import Architecture, SearchSpace
 
 log = logging.getLogger(__name__)
-
-_METRIC_OF = {"params": "params", "flops": "flops", "latency": "latency_ms"}
 
 
 def child_seed(run_seed: int, arch: Architecture) -> int:
@@ -76,35 +74,6 @@ class Recipe:
 
     erasing: float | None = None
     ema: float = 0.0
-
-
-class Objective:
-    """``reward = validation score - lambda * complexity / max complexity of the space``; the score is the
-    accuracy (classification) or R² (regression)."""
-
-    def __init__(self, config: ObjectiveConfig, max_complexity: float) -> None:
-        self.config = config
-        self.metric = _METRIC_OF[config.complexity]
-        self.max_complexity = max(float(max_complexity), 1e-12)
-
-    def __call__(self, metrics: dict[str, float]) -> float:
-        penalty = self.config.lambda_ * float(metrics[self.metric]) / self.max_complexity
-        score = val_score(metrics)
-        if score is None:
-            raise KeyError(f"no validation score in {sorted(metrics)}")
-        return score - penalty
-
-    @classmethod
-    def for_space(
-        cls, config: ObjectiveConfig, space: SearchSpace, input_shape: tuple[int, ...], num_outputs: int
-    ) -> Objective:
-        measure = "params" if config.complexity == "params" else "flops"
-        arch, count = largest_architecture(space, input_shape, num_outputs, measure)
-        if config.complexity == "latency":
-            model = build_model(arch, space.family, input_shape, num_outputs)
-            count = cpu_latency_ms(model, input_shape)  # type: ignore[assignment]
-        log.info("largest architecture of the space: %s = %s", config.complexity, count)
-        return cls(config, count)
 
 
 def _fold_epoch(on_epoch: OnEpoch, fold: int, folds: int, event: EpochEnd) -> None:

@@ -30,8 +30,9 @@ from rlnas.config import OneShotConfig, TrainingConfig
 from rlnas.data.core import Dataset, Split, as_float
 from rlnas.errors import ChildFailure, InvalidArchitecture
 from rlnas.evaluation.base import COMPLETE, FAILED, INFEASIBLE, Evaluation
+from rlnas.evaluation.objective import Objective
 from rlnas.evaluation.train import EpochEnd, OnEpoch, augment_batch, loss_function, make_optimizer, scores
-from rlnas.evaluation.trainer import Objective, settings_for
+from rlnas.evaluation.trainer import settings_for
 from rlnas.models.complexity import cpu_latency_ms, meta_count
 from rlnas.models.families import build_model
 from rlnas.oneshot.supernet import Supernet, supernet_class

@@ -1,0 +1,44 @@
+"""The search's objective: a child's validation score minus a complexity penalty."""
+
+from __future__ import annotations
+
+import logging
+
+from rlnas.config import ObjectiveConfig
+from rlnas.evaluation.base import val_score
+from rlnas.models.complexity import cpu_latency_ms, largest_architecture
+from rlnas.models.families import build_model
+from rlnas.space.core import SearchSpace
+
+log = logging.getLogger(__name__)
+
+_METRIC_OF = {"params": "params", "flops": "flops", "latency": "latency_ms"}
+
+
+class Objective:
+    """``reward = validation score - lambda * complexity / max complexity of the space``; the score is the
+    accuracy (classification) or R² (regression)."""
+
+    def __init__(self, config: ObjectiveConfig, max_complexity: float) -> None:
+        self.config = config
+        self.metric = _METRIC_OF[config.complexity]
+        self.max_complexity = max(float(max_complexity), 1e-12)
+
+    def __call__(self, metrics: dict[str, float]) -> float:
+        penalty = self.config.lambda_ * float(metrics[self.metric]) / self.max_complexity
+        score = val_score(metrics)
+        if score is None:
+            raise KeyError(f"no validation score in {sorted(metrics)}")
+        return score - penalty
+
+    @classmethod
+    def for_space(
+        cls, config: ObjectiveConfig, space: SearchSpace, input_shape: tuple[int, ...], num_outputs: int
+    ) -> Objective:
+        measure = "params" if config.complexity == "params" else "flops"
+        arch, count = largest_architecture(space, input_shape, num_outputs, measure)
+        if config.complexity == "latency":
+            model = build_model(arch, space.family, input_shape, num_outputs)
+            count = cpu_latency_ms(model, input_shape)  # type: ignore[assignment]
+        log.info("largest architecture of the space: %s = %s", config.complexity, count)
+        return cls(config, count)
