@@ -3,7 +3,7 @@ recipe of ``configs/small_images.yaml``'s final training, and with one part remo
 validation split (never the test split), over a few seeds.
 
     python benchmarks/recipe_ablation.py --data-dir DIR [--dataset fashion_mnist] [--net two_conv] \
-        [--epochs 10] [--seeds 2] [--threads 1] [--jobs 2] [--out docs/recipe_ablation.json]
+        [--epochs 10] [--seeds 2] [--first-seed 100] [--threads 1] [--jobs 2] [--out docs/recipe_ablation.json]
 
 Each row: the final validation accuracy, its mean over the seeds, and the mean paired difference from the
 whole recipe with its standard error (a positive difference: the part helps).
@@ -63,6 +63,7 @@ def main() -> None:
     parser.add_argument("--net", default="two_conv")
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--seeds", type=int, default=2)
+    parser.add_argument("--first-seed", type=int, default=100, help="held-out seeds: 100 on")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per training")
     parser.add_argument("--jobs", type=int, default=2, help="trainings at a time")
     parser.add_argument("--out", type=Path)
@@ -71,11 +72,12 @@ def main() -> None:
         futures = {
             (name, seed): pool.submit(run, args, changes, augment, ema, seed)
             for name, (changes, augment, ema) in VARIANTS.items()
-            for seed in range(args.seeds)
+            for seed in range(args.first_seed, args.first_seed + args.seeds)
         }
         for (name, seed), future in futures.items():  # each result as it comes, so a stopped run keeps them
             print(f"{name}, seed {seed}: {future.result():.4f}", flush=True)
-        results = {name: [futures[name, seed].result() for seed in range(args.seeds)] for name in VARIANTS}
+        seeds = range(args.first_seed, args.first_seed + args.seeds)
+        results = {name: [futures[name, seed].result() for seed in seeds] for name in VARIANTS}
     base = np.array(results["whole recipe"])
     print(
         f"\n| recipe ({args.net}, {args.epochs} epochs, {args.dataset} validation) | accuracy per seed | mean | "
