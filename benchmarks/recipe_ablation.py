@@ -3,7 +3,8 @@ recipe of ``configs/small_images.yaml``'s final training, and with one part remo
 validation split (never the test split), over a few seeds.
 
     python benchmarks/recipe_ablation.py --data-dir DIR [--dataset fashion_mnist] [--net two_conv] \
-        [--epochs 10] [--seeds 2] [--first-seed 100] [--threads 1] [--jobs 2] [--out docs/recipe_ablation.json]
+        [--epochs 10] [--seeds 2] [--first-seed 100] [--threads 1] [--jobs 2] \
+        [--variants 'whole recipe,no padded random crops'] [--out docs/recipe_ablation.json]
 
 Each row: the final validation accuracy, its mean over the seeds, and the mean paired difference from the
 whole recipe with its standard error (a positive difference: the part helps).
@@ -66,18 +67,24 @@ def main() -> None:
     parser.add_argument("--first-seed", type=int, default=100, help="held-out seeds: 100 on")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per training")
     parser.add_argument("--jobs", type=int, default=2, help="trainings at a time")
+    parser.add_argument("--variants", help=f"comma-separated subset of: {', '.join(VARIANTS)}")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
+    chosen = [v.strip() for v in args.variants.split(",")] if args.variants else list(VARIANTS)
+    unknown = sorted(set(chosen) - set(VARIANTS))
+    if unknown or "whole recipe" not in chosen:
+        parser.error(f"--variants: unknown {unknown} or no 'whole recipe'; choose from {', '.join(VARIANTS)}")
     with ThreadPoolExecutor(args.jobs) as pool:  # each training is its own process
         futures = {
             (name, seed): pool.submit(run, args, changes, augment, ema, seed)
             for name, (changes, augment, ema) in VARIANTS.items()
+            if name in chosen
             for seed in range(args.first_seed, args.first_seed + args.seeds)
         }
         for (name, seed), future in futures.items():  # each result as it comes, so a stopped run keeps them
             print(f"{name}, seed {seed}: {future.result():.4f}", flush=True)
         seeds = range(args.first_seed, args.first_seed + args.seeds)
-        results = {name: [futures[name, seed].result() for seed in seeds] for name in VARIANTS}
+        results = {name: [futures[name, seed].result() for seed in seeds] for name in chosen}
     base = np.array(results["whole recipe"])
     print(
         f"\n| recipe ({args.net}, {args.epochs} epochs, {args.dataset} validation) | accuracy per seed | mean | "
