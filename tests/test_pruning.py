@@ -75,7 +75,9 @@ def test_the_rules_stop_the_children_optunas_pruners_stop(rule: str) -> None:
             stopped += ours is not None
             end = ours or epochs
             status = PRUNED if ours else COMPLETE
-            records.append(SimpleNamespace(curve=tuple(curve[:end]), status=status, metrics={"fidelity": 1.0}))
+            records.append(
+                SimpleNamespace(curve=tuple(curve[:end]), status=status, metrics={"fidelity": 1.0}, fidelity=1.0)
+            )
     assert stopped > 20  # the comparison covers stops, not only children that finish
 
 
