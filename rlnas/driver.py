@@ -230,12 +230,14 @@ class Search:
         if self.pruner.enabled and not self.pruner.can_stop(config.training.epochs):
             log.warning(
                 "pruning.rule=%s never stops a child of training.epochs=%d: it compares children after epochs %s "
-                "and never at the last one; train children longer, or lower the pruning.* setting named",
+                "and never at the last one; train children longer, lower the pruning.* setting named, or score "
+                "them within an epoch (pruning.reports_per_epoch, now %d)",
                 config.pruning.rule,
                 config.training.epochs,
-                "warmup_epochs + 1 on (pruning.warmup_epochs)"
+                "warmup_epochs + 1 / reports_per_epoch on (pruning.warmup_epochs)"
                 if config.pruning.rule == "median"
                 else "min_epochs x reduction_factor**k (pruning.min_epochs)",
+                config.pruning.reports_per_epoch,
             )
         ctx = StrategyContext(space, config, config.seed, self.run_dir, self.logger, evaluator)
         self.strategy = make_strategy(config.strategy.name, ctx)

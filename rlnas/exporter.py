@@ -66,7 +66,7 @@ class _Epochs:
         progress = self.progress
 
         def on_epoch(event: EpochEnd) -> None:
-            self.done = start + event.epoch
+            self.done = start + round(event.epoch)  # final trainings report whole epochs
             progress(what, self.done, self.total)
 
         progress(what, start, self.total)

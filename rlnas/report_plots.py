@@ -163,23 +163,26 @@ def plot_pareto(run: Run, metric: str, path: Path) -> Path | None:
 
 
 def plot_curves(run: Run, path: Path, labelled: int = 5) -> Path | None:
-    """Each child's validation score after each of its epochs, the best ``labelled`` children by reward
-    drawn in colour with their trial numbers; None where no child has a curve of two epochs or more."""
+    """Each child's validation score after each of its epochs (or parts of one), the best ``labelled`` children
+    by reward drawn in colour with their trial numbers; None where no child has a curve of two scores or more."""
     curved = [r for r in run.records if len(r.curve) >= 2]
     if not curved:
         return None
     plt = _pyplot()
     best = {r.number for r in sorted(curved, key=lambda r: (-r.reward, r.number))[:labelled] if r.status == COMPLETE}
     fig, ax = plt.subplots(figsize=(8, 4.5))
+
+    def epochs(r: TrialRecord) -> np.ndarray:  # several scores per epoch where pruning.reports_per_epoch > 1
+        return np.arange(1, len(r.curve) + 1) * (r.metrics.get("epochs", len(r.curve)) / len(r.curve))
+
     for r in curved:
-        epochs = np.arange(1, len(r.curve) + 1)
         if r.number in best:
-            ax.plot(epochs, r.curve, "o-", lw=1.6, ms=3, label=f"#{r.number}", zorder=3)
+            ax.plot(epochs(r), r.curve, "o-", lw=1.6, ms=3, label=f"#{r.number}", zorder=3)
         else:
-            ax.plot(epochs, r.curve, "-", lw=0.8, color="0.6", alpha=0.5)
+            ax.plot(epochs(r), r.curve, "-", lw=0.8, color="0.6", alpha=0.5)
     stopped = [r for r in curved if r.status == PRUNED]
     if stopped:
-        ends = ([len(r.curve) for r in stopped], [r.curve[-1] for r in stopped])
+        ends = ([epochs(r)[-1] for r in stopped], [r.curve[-1] for r in stopped])
         ax.plot(*ends, "x", color="tab:red", ms=5, alpha=0.7, label="stopped by the pruner", zorder=2)
     values = np.concatenate([np.asarray(r.curve, dtype=float) for r in curved])
     low = np.percentile(values, 10)
@@ -187,7 +190,8 @@ def plot_curves(run: Run, path: Path, labelled: int = 5) -> Path | None:
     ax.set_ylim(low - 0.05 * (top - low + 1e-9), top + 0.05 * (top - low + 1e-9))
     ax.set_xlabel("epoch")
     ax.set_ylabel(f"{run.score_label} {'R²' if run.score == 'r2' else 'accuracy'}")
-    ax.xaxis.get_major_locator().set_params(integer=True)
+    if all(float(epochs(r)[0]).is_integer() for r in curved):
+        ax.xaxis.get_major_locator().set_params(integer=True)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right", title="best by reward", title_fontsize=8)  # and the pruned ends
     ax.set_title("grey: the other children; scores below the 10th percentile are cut off", fontsize=8)

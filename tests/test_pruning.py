@@ -16,6 +16,7 @@ from rlnas.errors import ConfigError
 from rlnas.evaluation.base import COMPLETE, PRUNED
 from rlnas.evaluation.objective import Objective
 from rlnas.evaluation.pruning import Pruner, StopRule
+from rlnas.evaluation.train import Reports
 from rlnas.evaluation.trainer import TrainingEvaluator
 from rlnas.prepare import prepare
 from rlnas.store import TrialStore
@@ -30,11 +31,13 @@ def _optuna_pruner(config: PruningConfig) -> optuna.pruners.BasePruner:
         return optuna.pruners.PercentilePruner(
             config.percentile,
             n_startup_trials=config.startup_trials,
-            n_warmup_steps=config.warmup_epochs + 1,
+            n_warmup_steps=round(config.warmup_epochs * config.reports_per_epoch) + 1,
             n_min_trials=config.min_trials,
         )
     return optuna.pruners.SuccessiveHalvingPruner(
-        min_resource=config.min_epochs, reduction_factor=config.reduction_factor, min_early_stopping_rate=0
+        min_resource=round(config.min_epochs * config.reports_per_epoch),
+        reduction_factor=config.reduction_factor,
+        min_early_stopping_rate=0,
     )
 
 
@@ -42,42 +45,46 @@ def _optuna_pruner(config: PruningConfig) -> optuna.pruners.BasePruner:
 def test_the_rules_stop_the_children_optunas_pruners_stop(rule: str) -> None:
     """Children run one after the other, each through Optuna's pruner and through rlnas's thresholds computed
     from the earlier children: both stop the same children after the same epochs (rlnas never stops a child
-    at its last epoch, so the last epoch is not asked)."""
+    at its last epoch, so the last epoch is not asked). With ``reports_per_epoch`` = R, Optuna's steps are the
+    reports: warm-up and first rung in epochs times R."""
     rng = np.random.default_rng(0)
     stopped = 0
-    for case in range(40):
-        epochs = int(rng.integers(2, 8))
+    for case in range(60):
+        per_epoch = int(rng.choice([1, 1, 2, 4]))
+        epochs = int(rng.integers(1, 8)) if per_epoch > 1 else int(rng.integers(2, 8))
         config = PruningConfig(
             rule=rule,  # type: ignore[arg-type]
-            warmup_epochs=int(rng.integers(0, 3)),
+            warmup_epochs=int(rng.integers(0, 3)) / per_epoch,
             startup_trials=int(rng.integers(1, 5)),
             percentile=float(rng.choice([25.0, 50.0, 75.0])),
             min_trials=int(rng.integers(1, 4)),
-            min_epochs=int(rng.integers(1, 3)),
+            min_epochs=int(rng.integers(1, 3)) / per_epoch,
             reduction_factor=int(rng.integers(2, 4)),
+            reports_per_epoch=per_epoch,
         )
+        reports = epochs * per_epoch
         pruner = Pruner(config)
         study = optuna.create_study(direction="maximize", pruner=_optuna_pruner(config))
         records: list[SimpleNamespace] = []
         for _ in range(12):
-            curve = [float(v) for v in np.cumsum(rng.normal(0.1, 0.1, epochs)).round(3)]
+            curve = [float(v) for v in np.cumsum(rng.normal(0.1, 0.1, reports)).round(3)]
             rule_now = pruner.rule(records, epochs)  # type: ignore[arg-type]
-            ours = next((e for e in range(1, epochs) if rule_now.check(curve[:e]) is not None), None)
+            assert rule_now.reports.per_epoch == per_epoch
+            ours = next((e for e in range(1, reports) if rule_now.check(curve[:e]) is not None), None)
             trial = study.ask()
             theirs = None
-            for e in range(1, epochs + 1):
+            for e in range(1, reports + 1):
                 trial.report(float(curve[e - 1]), e)
-                if e < epochs and trial.should_prune():
+                if e < reports and trial.should_prune():
                     theirs = e
                     break
             study.tell(trial, state=optuna.trial.TrialState.PRUNED if theirs else None, values=None if theirs else 1.0)
             assert ours == theirs, (case, config, [r.curve for r in records], curve)
             stopped += ours is not None
-            end = ours or epochs
+            end = ours or reports
             status = PRUNED if ours else COMPLETE
-            records.append(
-                SimpleNamespace(curve=tuple(curve[:end]), status=status, metrics={"fidelity": 1.0}, fidelity=1.0)
-            )
+            metrics = {"fidelity": 1.0, "epochs": end / per_epoch}
+            records.append(SimpleNamespace(curve=tuple(curve[:end]), status=status, metrics=metrics, fidelity=1.0))
     assert stopped > 20  # the comparison covers stops, not only children that finish
 
 
@@ -100,6 +107,76 @@ def test_a_child_below_the_threshold_stops_there_and_one_above_finishes(digits) 
     finished = evaluator.evaluate(arch)
     assert finished.status == COMPLETE and len(finished.curve) == 3
     assert finished.curve[:2] == pruned.curve  # the same seeded training up to the stop
+
+
+def test_a_child_scored_within_its_epoch_stops_there(digits) -> None:  # type: ignore[no-untyped-def]
+    """With 4 reports per epoch a child of one epoch is scored after each quarter and can stop at half."""
+    config = tiny_config("training.epochs=1")
+    prepared = prepare(config, digits)
+    objective = Objective.for_space(config.objective, prepared.space, digits.input_shape, digits.num_outputs)
+    evaluator = TrainingEvaluator(prepared.trainer, objective, seed=0)
+    arch = prepared.space.sample(np.random.default_rng(1))
+    evaluator.stop = StopRule((None, 1.01, None), reports=Reports(4))
+    pruned = evaluator.evaluate(arch)
+    assert pruned.status == PRUNED and len(pruned.curve) == 2
+    assert pruned.metrics["epochs"] == 0.5 and pruned.metrics["trained_fraction"] == 0.5
+    assert "pruned after epoch 0.5 of 1" in (pruned.error or "")
+    evaluator.stop = StopRule((None, 0.0, 0.0), reports=Reports(4))
+    finished = evaluator.evaluate(arch)
+    assert finished.status == COMPLETE and len(finished.curve) == 4
+    assert finished.curve[:2] == pruned.curve
+    assert finished.curve[-1] == finished.metrics["val_accuracy"]
+    evaluator.stop = StopRule()
+    assert evaluator.evaluate(arch).metrics["val_accuracy"] == finished.metrics["val_accuracy"]  # same training
+
+
+def test_every_child_reports_as_often_even_with_fewer_steps_than_reports(digits) -> None:  # type: ignore[no-untyped-def]
+    config = tiny_config("training.epochs=2", "training.batch_size=64", "training.data_fraction=0.01")
+    prepared = prepare(config, digits)
+    arch = prepared.space.sample(np.random.default_rng(1))
+    heard: list[float] = []
+    prepared.trainer.validate(arch, 0, on_epoch=lambda e: heard.append(e.epoch), reports=Reports(3))
+    assert heard == pytest.approx([1 / 3, 2 / 3, 1, 4 / 3, 5 / 3, 2])  # one step per epoch, three reports
+
+
+def test_scores_within_an_epoch_are_taken_on_a_fixed_subset_of_validation(digits) -> None:  # type: ignore[no-untyped-def]
+    config = tiny_config("training.epochs=1")
+    prepared = prepare(config, digits)
+    arch = prepared.space.sample(np.random.default_rng(1))
+    scores: list[float] = []
+    _, val = prepared.trainer.validate(arch, 0, on_epoch=lambda e: scores.append(e.score), reports=Reports(2, 8))
+    assert len(digits.val) > 100
+    assert (scores[0] * 8) == pytest.approx(round(scores[0] * 8))  # a share of the 8 examples
+    assert scores[1] == val["val_accuracy"]  # the epoch's end: on all of them
+    again: list[float] = []
+    prepared.trainer.validate(arch, 0, on_epoch=lambda e: again.append(e.score), reports=Reports(2, 8))
+    assert again == scores
+
+
+def test_one_epoch_children_are_pruned_with_reports_within_the_epoch(tmp_path: Path) -> None:
+    from rlnas.mirror import load_study
+    from rlnas.report import report
+
+    overrides = ["training.epochs=1", "pruning.rule=halving", "pruning.reduction_factor=2", "budget.evaluations=5"]
+    overrides += ["pruning.reports_per_epoch=4", "pruning.min_epochs=0.25", "strategy.name=random"]
+    run = tmp_path / "run"
+    search = Search(tiny_config(*overrides, "export.enabled=false"), run)
+    search.run()
+    trials = search.store.trials()
+    search.close()
+    pruned = [t for t in trials if t.status == PRUNED]
+    assert pruned, [t.status for t in trials]
+    assert all(len(t.curve) == 4 * t.metrics["epochs"] for t in trials if t.status in (PRUNED, COMPLETE))
+    assert all(t.metrics["trained_fraction"] in (0.25, 0.5) for t in pruned)
+    study = load_study(run)
+    assert study is not None
+    assert all(len(t.intermediate_values) == len(trials[t.number].curve) for t in study.trials)
+    assert (report([run], tmp_path / "report") / "curves.png").is_file()
+
+
+def test_pruning_epochs_must_fall_on_reports() -> None:
+    with pytest.raises(ConfigError, match="warmup_epochs=0.3 is not a multiple of 1 / reports_per_epoch"):
+        load_config(None, ["pruning.rule=median", "pruning.reports_per_epoch=4", "pruning.warmup_epochs=0.3"])
 
 
 @pytest.mark.parametrize("workers", [1, 2])

@@ -175,12 +175,26 @@ class PruningConfig(_Section):
     halving) or ``none``. A stopped child is a PRUNED trial and costs the budget its share of the training."""
 
     rule: Literal["none", "median", "halving"] = "none"
-    warmup_epochs: int = Field(1, ge=0)  # median: epochs every child trains before it can be stopped
+    warmup_epochs: float = Field(1.0, ge=0.0)  # median: epochs every child trains before it can be stopped
     startup_trials: int = Field(5, ge=1)  # median: complete children before any is stopped
     percentile: float = Field(50.0, gt=0.0, lt=100.0)  # median: stop below this percentile of the others
     min_trials: int = Field(1, ge=1)  # median: complete children with a score at an epoch to compare there
-    min_epochs: int = Field(1, ge=1)  # halving: the first rung (then x reduction_factor)
+    min_epochs: float = Field(1.0, gt=0.0)  # halving: the first rung (then x reduction_factor)
     reduction_factor: int = Field(3, ge=2, le=100)  # halving: the top 1 / reduction_factor go on at each rung
+    reports_per_epoch: int = Field(1, ge=1, le=100)  # validation scores per epoch: > 1 stops children within one
+    report_examples: int | None = Field(1000, ge=1)  # scores within an epoch: on this many validation examples
+
+    @model_validator(mode="after")
+    def _whole_reports(self) -> PruningConfig:
+        for name in ("warmup_epochs", "min_epochs"):
+            value = getattr(self, name) * self.reports_per_epoch
+            if abs(value - round(value)) > 1e-6:
+                raise ValueError(
+                    f"{name}={getattr(self, name):g} is not a multiple of 1 / reports_per_epoch "
+                    f"(reports_per_epoch={self.reports_per_epoch}): the pruner decides where a score is reported; "
+                    f"give a multiple of {1 / self.reports_per_epoch:g} or change reports_per_epoch"
+                )
+        return self
 
 
 class BudgetConfig(_Section):

@@ -13,6 +13,12 @@ The search process turns the finished curves into one threshold per epoch before
 (:meth:`Pruner.rule`) and sends them with the child, so the child decides at each epoch end, in
 whichever process or Ray actor trains it, without a round trip. Only children trained for the same number of
 epochs are compared (a Hyperband rung of 2 epochs has another learning-rate schedule than one of 6).
+
+With ``reports_per_epoch`` = R > 1 a child is scored R times per epoch, evenly over its steps, and the rules
+work on those scores as Optuna's work on the steps of a trial: ``warmup_epochs`` and ``min_epochs`` (multiples of
+1 / R) become ``warmup_epochs x R`` and ``min_epochs x R`` reports. So children of one epoch can be stopped too.
+The scores within an epoch are taken on a fixed subset of ``report_examples`` validation examples (a pass over
+all of them can cost a third of a small child's training), the epoch ends on all of them.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ import numpy as np
 
 from rlnas.config import PruningConfig
 from rlnas.evaluation.base import COMPLETE, PRUNED
-from rlnas.evaluation.train import EpochEnd
+from rlnas.evaluation.train import EPOCH_ENDS, EpochEnd, Reports
 
 if TYPE_CHECKING:
     from rlnas.store import TrialRecord
@@ -36,23 +42,25 @@ class Pruned(Exception):
     """Raised from a child's epoch report to stop its training: ``event`` is the epoch it stopped after."""
 
     def __init__(self, event: EpochEnd, threshold: float) -> None:
-        super().__init__(f"pruned after epoch {event.epoch} of {event.epochs}: {event.score} < {threshold:.4f}")
+        super().__init__(f"pruned after epoch {event.epoch:g} of {event.epochs}: {event.score} < {threshold:.4f}")
         self.event = event
         self.threshold = threshold
 
 
 @dataclass(frozen=True)
 class StopRule:
-    """What a child needs to decide, at each epoch end, whether it stops: a threshold per epoch (index
-    epoch - 1; None: no check there) for its best score so far (median rule) or its last one (halving)."""
+    """What a child needs to decide, at each report of its score (``reports``: how often), whether it stops: a
+    threshold per report (index report - 1; None: no check there) for its best score so far (median rule) or its
+    last one (halving)."""
 
     thresholds: tuple[float | None, ...] = ()
     best_so_far: bool = True
+    reports: Reports = EPOCH_ENDS
 
     def check(self, curve: Sequence[float]) -> float | None:
         """The threshold that stops a child whose validation scores so far are ``curve``, or None."""
-        epoch = len(curve)
-        if epoch == 0 or epoch > len(self.thresholds) or (threshold := self.thresholds[epoch - 1]) is None:
+        report = len(curve)
+        if report == 0 or report > len(self.thresholds) or (threshold := self.thresholds[report - 1]) is None:
             return None
         value = max(curve) if self.best_so_far else curve[-1]
         return threshold if value < threshold else None
@@ -71,37 +79,44 @@ class Pruner:
     def enabled(self) -> bool:
         return self.config.rule != "none"
 
+    def _reports(self, epochs: float) -> int:
+        return round(epochs * self.config.reports_per_epoch)
+
     def can_stop(self, epochs: int) -> bool:
-        """Whether a child of ``epochs`` epochs can be stopped at all (never at its last epoch)."""
-        first = self.config.warmup_epochs + 1 if self.config.rule == "median" else self.config.min_epochs
-        return self.enabled and first < epochs
+        """Whether a child of ``epochs`` epochs can be stopped at all (never at its last report)."""
+        c = self.config
+        first = self._reports(c.warmup_epochs) + 1 if c.rule == "median" else self._reports(c.min_epochs)
+        return self.enabled and first < self._reports(epochs)
 
     def rule(self, records: Iterable[TrialRecord], epochs: int, fidelity: float = 1.0) -> StopRule:
         """The stop rule of a child trained for ``epochs`` at ``fidelity``, from ``records`` of the same."""
-        if not self.enabled or epochs <= 1:
+        reports = self._reports(epochs)
+        if not self.enabled or reports <= 1:
             return NEVER
-        same = [r for r in records if r.curve and _same_training(r, fidelity)]
-        if self.config.rule == "median":
-            return StopRule(self._percentile([r.curve for r in same if r.status == COMPLETE], epochs))
-        return StopRule(self._halving([r.curve for r in same if r.status in (COMPLETE, PRUNED)], epochs), False)
+        c = self.config
+        how = Reports(c.reports_per_epoch, c.report_examples)
+        same = [r for r in records if r.curve and _same_training(r, fidelity, c.reports_per_epoch)]
+        if c.rule == "median":
+            return StopRule(self._percentile([r.curve for r in same if r.status == COMPLETE], reports), True, how)
+        return StopRule(self._halving([r.curve for r in same if r.status in (COMPLETE, PRUNED)], reports), False, how)
 
-    def _percentile(self, curves: list[tuple[float, ...]], epochs: int) -> tuple[float | None, ...]:
+    def _percentile(self, curves: list[tuple[float, ...]], reports: int) -> tuple[float | None, ...]:
         c = self.config
         if len(curves) < max(c.startup_trials, 1):
             return ()
-        out: list[float | None] = [None] * (epochs - 1)  # the last epoch finishes anyway: never stop there
-        for epoch in range(c.warmup_epochs + 1, epochs):
-            values = [curve[epoch - 1] for curve in curves if len(curve) >= epoch]
+        out: list[float | None] = [None] * (reports - 1)  # the last report finishes anyway: never stop there
+        for report in range(self._reports(c.warmup_epochs) + 1, reports):
+            values = [curve[report - 1] for curve in curves if len(curve) >= report]
             if len(values) >= c.min_trials:
                 # maximizing: Optuna takes the (100 - percentile)-th percentile of the others' scores
-                out[epoch - 1] = float(np.percentile(values, 100.0 - c.percentile))
+                out[report - 1] = float(np.percentile(values, 100.0 - c.percentile))
         return tuple(out)
 
-    def _halving(self, curves: list[tuple[float, ...]], epochs: int) -> tuple[float | None, ...]:
+    def _halving(self, curves: list[tuple[float, ...]], reports: int) -> tuple[float | None, ...]:
         c = self.config
-        out: list[float | None] = [None] * (epochs - 1)
-        rung = c.min_epochs
-        while rung < epochs:
+        out: list[float | None] = [None] * (reports - 1)
+        rung = self._reports(c.min_epochs)
+        while rung < reports:
             values = sorted((curve[rung - 1] for curve in curves if len(curve) >= rung), reverse=True)
             # Optuna ranks the child among the others and itself: it goes on if at most `keep - 1` are better
             keep = max(1, (len(values) + 1) // c.reduction_factor)
@@ -111,5 +126,8 @@ class Pruner:
         return tuple(out)
 
 
-def _same_training(record: TrialRecord, fidelity: float) -> bool:
-    return math.isclose(record.fidelity, fidelity, rel_tol=1e-9)
+def _same_training(record: TrialRecord, fidelity: float, per_epoch: int) -> bool:
+    """Whether ``record`` trained at ``fidelity`` and was scored ``per_epoch`` times per epoch (a run resumed with
+    another ``reports_per_epoch`` has curves of other lengths: they are not compared)."""
+    reports = round(record.metrics.get("epochs", 0.0) * per_epoch)
+    return math.isclose(record.fidelity, fidelity, rel_tol=1e-9) and len(record.curve) == reports

@@ -7,7 +7,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 from torch import nn
@@ -16,6 +16,19 @@ from rlnas.data.core import Split, as_float
 from rlnas.errors import ChildFailure
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Reports:
+    """How often a child's validation score is reported while it trains: ``per_epoch`` times per epoch, evenly
+    over its steps (the epoch's end always), those within an epoch on a fixed random subset of at most
+    ``examples`` validation examples (the same for every child; None: all of them), the epoch ends on all."""
+
+    per_epoch: int = 1
+    examples: int | None = None
+
+
+EPOCH_ENDS = Reports()  # scores at the epoch ends only
 
 
 @dataclass(frozen=True)
@@ -37,15 +50,17 @@ class TrainSettings:
     warmup_epochs: float = 0.0  # linear warm-up (cosine, constant); onecycle: its rising phase, if given
     precision: str = "auto"  # auto: bf16 autocast on CUDA and, for images of 16x16 or more, on CPUs with native bf16
     ema: float = 0.0  # > 0: the trained model ends with the exponential moving average of its weights
+    reports: Reports = EPOCH_ENDS  # validation scores within epochs (pruning can stop a child there)
 
 
 @dataclass(frozen=True)
 class EpochEnd:
-    """What a child reports after each epoch of its training: ``epoch`` of ``epochs`` done, the epoch's mean
-    training loss and, where the training is scored as it goes, the validation ``score`` (accuracy or R²) and
-    every validation score (``scores``)."""
+    """What a child reports after each epoch of its training (or each part of one, with
+    ``Reports.per_epoch`` > 1): ``epoch`` of ``epochs`` done (a fraction within an epoch), the mean
+    training loss of the epoch so far and, where the training is scored as it goes, the validation ``score``
+    (accuracy or R²) and every validation score (``scores``)."""
 
-    epoch: int
+    epoch: float
     epochs: int
     train_loss: float | None = None
     score: float | None = None
@@ -251,48 +266,65 @@ def train_model(
     layout = torch.channels_last if channels_last else torch.contiguous_format
     model.to(memory_format=layout)
     optimizer = make_optimizer(model, settings)
-    scheduler = make_schedule(optimizer, settings, math.ceil(len(y_all) / settings.batch_size))
+    steps = math.ceil(len(y_all) / settings.batch_size)
+    scheduler = make_schedule(optimizer, settings, steps)
     average = WeightAverage(model, settings.ema) if settings.ema > 0 else None
     loss_fn = loss_function(settings)
     start = time.perf_counter()
     loss_value = float("nan")
+    # the steps after which scores are reported: the epoch's end, and evenly before it with per_epoch > 1
+    # (every child reports as often, even one with fewer steps than reports: scored once, reported for each)
+    per_epoch = settings.reports.per_epoch
+    reports: dict[int, list[int]] = {}
+    for k in range(1, per_epoch + 1):
+        reports.setdefault(math.ceil(steps * k / per_epoch), []).append(k)
+    within = None if val is None else _subset(val, settings.reports.examples)
     for epoch in range(settings.epochs):
         order = torch.randperm(len(y_all), generator=generator).to(device)
-        # the loss stays on the device until the epoch ends: no host synchronisation per step on a GPU
+        # the loss stays on the device until a report: no host synchronisation per step on a GPU
         total, count = torch.zeros((), device=device), 0
-        for i in range(0, len(order), settings.batch_size):
+        for step, i in enumerate(range(0, len(order), settings.batch_size), start=1):
             idx = order[i : i + settings.batch_size]
-            if len(idx) < 2 and len(order) > 1:
-                continue  # a batch of one breaks BatchNorm
-            optimizer.zero_grad(set_to_none=True)
-            x = augment_batch(as_float(x_all[idx]), settings.augment, generator, settings.erasing)
-            with torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext():
-                loss = loss_fn(model(x.contiguous(memory_format=layout)).float(), y_all[idx])
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            if average is not None:
-                average.update(model)
-            total += loss.detach() * len(idx)
-            count += len(idx)
-            if settings.max_seconds is not None and time.perf_counter() - start > settings.max_seconds:
-                raise ChildFailure(f"training exceeded the per-child limit of {settings.max_seconds:.0f} s")
-        loss_value = float(total) / max(count, 1)
-        if not math.isfinite(loss_value):
-            raise ChildFailure(f"non-finite training loss ({loss_value}) in epoch {epoch + 1}")
-        log.debug("epoch %d/%d loss %.4f", epoch + 1, settings.epochs, loss_value)
-        if average is not None and epoch + 1 == settings.epochs:
-            average.apply(model)  # the last epoch is scored (and the model returned) with the averaged weights
-        if val is not None:
-            measured = scores(model, val, settings.task)
+            if len(idx) >= 2 or len(order) == 1:  # a batch of one breaks BatchNorm
+                optimizer.zero_grad(set_to_none=True)
+                x = augment_batch(as_float(x_all[idx]), settings.augment, generator, settings.erasing)
+                with torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext():
+                    loss = loss_fn(model(x.contiguous(memory_format=layout)).float(), y_all[idx])
+                loss.backward()
+                optimizer.step()
+                scheduler.step()
+                if average is not None:
+                    average.update(model)
+                total += loss.detach() * len(idx)
+                count += len(idx)
+                if settings.max_seconds is not None and time.perf_counter() - start > settings.max_seconds:
+                    raise ChildFailure(f"training exceeded the per-child limit of {settings.max_seconds:.0f} s")
+            if step not in reports:
+                continue
+            loss_value = float(total) / max(count, 1)
+            if not math.isfinite(loss_value):
+                raise ChildFailure(f"non-finite training loss ({loss_value}) in epoch {epoch + 1}")
+            log.debug("epoch %d/%d step %d loss %.4f", epoch + 1, settings.epochs, step, loss_value)
+            if average is not None and step == steps and epoch + 1 == settings.epochs:
+                average.apply(model)  # the last epoch is scored (and the model returned) with the averaged weights
+            measured = (
+                {} if val is None or within is None else scores(model, val if step == steps else within, settings.task)
+            )
             model.train()
-            event = EpochEnd(epoch + 1, settings.epochs, loss_value, measured[score_name], measured)
-        else:
-            event = EpochEnd(epoch + 1, settings.epochs, loss_value)
-        if on_epoch is not None:
-            on_epoch(event)
+            for k in reports[step]:
+                if on_epoch is not None:
+                    done = epoch + 1 if k == per_epoch else epoch + k / per_epoch
+                    on_epoch(EpochEnd(done, settings.epochs, loss_value, measured.get(score_name), measured))
     model.to(memory_format=torch.contiguous_format)
     return {"train_loss": loss_value, "train_seconds": time.perf_counter() - start}
+
+
+def _subset(split: Split, examples: int | None) -> Split:
+    """At most ``examples`` of ``split``, drawn at random with a fixed seed (the same for every child)."""
+    if examples is None or examples >= len(split):
+        return split
+    keep = torch.randperm(len(split), generator=torch.Generator().manual_seed(0))[:examples]
+    return replace(split, x=split.x[keep], y=split.y[keep])
 
 
 @torch.no_grad()

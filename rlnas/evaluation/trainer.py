@@ -21,7 +21,16 @@ from rlnas.evaluation import proxies
 from rlnas.evaluation.base import COMPLETE, FAILED, INFEASIBLE, PRUNED, Evaluation, cache_key
 from rlnas.evaluation.objective import Objective
 from rlnas.evaluation.pruning import NEVER, Pruned, StopRule
-from rlnas.evaluation.train import EpochEnd, OnEpoch, TrainSettings, resolve_device, scores, train_model
+from rlnas.evaluation.train import (
+    EPOCH_ENDS,
+    EpochEnd,
+    OnEpoch,
+    Reports,
+    TrainSettings,
+    resolve_device,
+    scores,
+    train_model,
+)
 from rlnas.models.checkpoint import model_info, network, save_model
 from rlnas.models.complexity import count_flops, count_params, cpu_latency_ms, meta_count
 from rlnas.space.core import Architecture, SearchSpace
@@ -113,7 +122,7 @@ class ChildTrainer:
         ``final`` is the export's recipe for a final training; ``on_epoch`` hears epochs scored on ``val``."""
         data = self._train_and_val() if on_train_and_val else self.dataset.train
         whole = whole or on_train_and_val
-        return self._fit(arch, seed, data, epochs, augment, on_epoch, whole=whole, val=val, final=final)
+        return self._fit(arch, seed, data, epochs, augment, on_epoch, whole, val, final=final)
 
     def validate(
         self,
@@ -122,10 +131,12 @@ class ChildTrainer:
         epochs: int | None = None,
         on_epoch: OnEpoch | None = None,
         whole: bool = False,
+        reports: Reports = EPOCH_ENDS,
     ) -> tuple[nn.Module, dict[str, float]]:
         """Train a child (on ``training.data_fraction`` of its data, or on all of it with ``whole``) and score it
         on validation: ``val_<score>`` (and the other validation scores) plus the training statistics.
-        ``on_epoch`` hears of every epoch with its validation scores (the last epoch's are the result).
+        ``on_epoch`` hears of every epoch (and as often within as ``reports`` asks) with its validation scores
+        (the last epoch's are the result).
         With ``training.cv_folds`` = k > 1, k children are trained on k-1 folds of
         train+validation each and scored on the fold left out; the metrics are the means over the folds
         (``val_<score>_std`` their spread, ``train_seconds`` their sum) and the model is the last fold's; their
@@ -140,7 +151,8 @@ class ChildTrainer:
                 if on_epoch is not None:
                     on_epoch(event)
 
-            model, stats = self._fit(arch, seed, self.dataset.train, epochs, None, heard, whole, self.dataset.val)
+            val = self.dataset.val
+            model, stats = self._fit(arch, seed, self.dataset.train, epochs, None, heard, whole, val, reports)
             measured = last[-1].scores if last else scores(model, self.dataset.val, task)
             return model, {**{f"val_{n}": v for n, v in measured.items()}, **stats}
         data = self._train_and_val()
@@ -183,9 +195,10 @@ class ChildTrainer:
         on_epoch: OnEpoch | None,
         whole: bool = False,
         val: Split | None = None,
+        reports: Reports = EPOCH_ENDS,
         final: Recipe | None = None,
     ) -> tuple[nn.Module, dict[str, float]]:
-        settings = settings_for(arch, self.training, self.dataset, epochs, augment, final)
+        settings = replace(settings_for(arch, self.training, self.dataset, epochs, augment, final), reports=reports)
         if whole:
             settings = replace(settings, data_fraction=1.0)
         devices = [torch.device(settings.device)] if settings.device.startswith("cuda") else []
@@ -271,7 +284,7 @@ class TrainingEvaluator:
                     error=f"{count} {name} > objective.max_{measure}={limit}; not trained",
                 )
         zero_cost = self.zero_cost(arch, seed)
-        curve: list[float] = []  # the validation score after each epoch
+        curve: list[float] = []  # the validation score after each epoch (and within: self.stop.reports)
 
         def heard(event: EpochEnd) -> None:
             if event.score is not None:
@@ -282,7 +295,7 @@ class TrainingEvaluator:
                 raise Pruned(event, threshold)
 
         try:
-            model, val = self.trainer.validate(arch, seed, epochs=epochs, on_epoch=heard)
+            model, val = self.trainer.validate(arch, seed, epochs, heard, reports=self.stop.reports)
             if not all(math.isfinite(v) for v in val.values()):
                 raise ChildFailure(f"non-finite validation score {val}")
             metrics = {
