@@ -21,7 +21,6 @@ from rlnas.config import RunConfig, load_config
 from rlnas.data import Dataset
 from rlnas.errors import CallbackError, ConfigError, full_disk_stops
 from rlnas.evaluation.base import (
-    COMPLETE,
     FAILED,
     INFEASIBLE,
     Evaluator,
@@ -40,7 +39,6 @@ from rlnas.mirror import OPTUNA_FILE, OptunaMirror
 from rlnas.prepare import Prepared, prepare
 from rlnas.rundir import (
     CONFIG_FILE,
-    DATASET_FILE,
     HPARAMS_DIR,
     RESUMABLE,
     STORE_FILE,
@@ -51,10 +49,11 @@ from rlnas.rundir import (
     create_run_dir,
     default_run_dir,
     open_run,
+    write_run_files,
 )
 from rlnas.space import SearchSpace
 from rlnas.space.core import Architecture
-from rlnas.store import TrialRecord, TrialStore
+from rlnas.store import TrialRecord, TrialStore, pareto_front
 from rlnas.strategies import Proposal, StrategyContext, StrategyExhausted, WaitForResults, make_strategy
 from rlnas.tracking import RunLogger
 
@@ -70,24 +69,6 @@ Progress = Callable[[float, int, "TrialRecord | None"], None]
 EpochCallback = Callable[[Architecture, EpochEnd], None]
 # the budget spent so far, counting the trained fraction of the children still running (progress bars)
 Activity = Callable[[float], None]
-
-
-def pareto_front(records: list[TrialRecord], metric: str) -> list[TrialRecord]:
-    """Completed trials not dominated in (validation score: higher, ``metric``: lower)."""
-    points = [
-        (r, score, float(r.metrics[metric]))
-        for r in records
-        if r.status == COMPLETE
-        and metric in r.metrics
-        and (score := val_score(r.metrics)) is not None
-        and r.fidelity >= 1.0
-    ]
-    front = [
-        r
-        for r, score, cost in points
-        if not any(s >= score and c <= cost and (s > score or c < cost) for _, s, c in points)
-    ]
-    return sorted(front, key=lambda r: r.metrics[metric])
 
 
 def trial_line(record: TrialRecord) -> str:
@@ -173,12 +154,8 @@ class Search:
     def _assemble(self, config: RunConfig, space: SearchSpace, evaluator: Evaluator | None, resume: bool) -> None:
         """The run's files, store, logger, evaluator, strategy and mirror (the run directory exists, locked)."""
         if self.run_dir is not None:
-            if not resume:
-                atomic.write_text(self.run_dir / "space.json", json.dumps(space.to_dict(), indent=1))
-                if self.prepared is not None:
-                    summary = self.prepared.dataset.summary()
-                    atomic.write_text(self.run_dir / DATASET_FILE, json.dumps(summary, indent=1))
-            atomic.write_text(self.run_dir / CONFIG_FILE, config.to_yaml())
+            dataset = None if self.prepared is None else self.prepared.dataset.summary()
+            write_run_files(self.run_dir, config, space.to_dict(), dataset, resume)
         self.store = TrialStore(":memory:" if self.run_dir is None else self.run_dir / STORE_FILE)
         if self.run_dir is not None and not resume:
             self.store.set_meta("config", config.to_yaml())  # what resume compares config.yaml with
@@ -197,72 +174,59 @@ class Search:
         self.logger.start(score)
         if evaluator is None:
             assert self.prepared is not None
-            p = self.prepared
-            objective = Objective.for_space(config.objective, p.space, p.dataset.input_shape, p.dataset.num_outputs)
-            self.store.set_meta("max_complexity", str(objective.max_complexity))
-            factory = TrainingEvaluatorFactory(config, objective.max_complexity, self.run_dir, p.dataset)
-            self.evaluator_factory: EvaluatorFactory = factory
-            if config.evaluation == "oneshot":
-                from rlnas.oneshot.evaluator import SUPERNET_FILE, OneShotEvaluator
-
-                checkpoint = None if self.run_dir is None else self.run_dir / SUPERNET_FILE
-                evaluator = OneShotEvaluator(
-                    p.space,
-                    p.dataset,
-                    config.training,
-                    config.oneshot,
-                    objective,
-                    config.seed,
-                    checkpoint,
-                    config.budget.evaluations,
-                )
-            else:
-                evaluator = factory.build(p.trainer)  # worker processes load the dataset themselves
+            evaluator, self.evaluator_factory = self._training_evaluator(self.prepared)
         else:
             self.evaluator_factory = given(evaluator)
         self.evaluator = evaluator
         self.pruner = Pruner(config.pruning)
-        if self.pruner.enabled and not hasattr(evaluator, "stop"):
-            raise ConfigError(
-                f"pruning.rule={config.pruning.rule} stops children during their training, but this search's "
-                f"evaluator ({type(evaluator).__name__}) does not train them epoch by epoch; set pruning.rule=none"
-            )
-        if self.pruner.enabled and not self.pruner.can_stop(config.training.epochs):
-            log.warning(
-                "pruning.rule=%s never stops a child of training.epochs=%d: it compares children after epochs %s "
-                "and never at the last one; train children longer, lower the pruning.* setting named, or score "
-                "them within an epoch (pruning.reports_per_epoch, now %d)",
-                config.pruning.rule,
-                config.training.epochs,
-                "warmup_epochs + 1 / reports_per_epoch on (pruning.warmup_epochs)"
-                if config.pruning.rule == "median"
-                else "min_epochs x reduction_factor**k (pruning.min_epochs)",
-                config.pruning.reports_per_epoch,
-            )
+        self.pruner.check(evaluator, config.training.epochs)
         ctx = StrategyContext(space, config, config.seed, self.run_dir, self.logger, evaluator)
         self.strategy = make_strategy(config.strategy.name, ctx)
         self.resumed = resume
-        self.mirror: OptunaMirror | None = None
-        if self.run_dir is not None and config.logging.optuna:
-            attrs = {"strategy": config.strategy.name, "space": space.name, "seed": config.seed}
-            try:
-                self.mirror = OptunaMirror(self.run_dir, space, attrs, objective_name(config, score))
-                self.mirror.sync(self.store.trials() if resume else [])
-            except Exception as err:  # noqa: BLE001 - an optional view: a damaged mirror never stops the search
-                log.warning(
-                    "the Optuna mirror %s cannot be opened (%s: %s); searching without it (the trial store is "
-                    "complete; delete the file to have it rebuilt on the next resume)",
-                    self.run_dir / OPTUNA_FILE,
-                    type(err).__name__,
-                    err,
-                )
-                self.mirror = None
+        self.mirror = self._open_mirror(objective_name(config, score)) if config.logging.optuna else None
         if resume:
             done = self.store.trials()
             self.strategy.warm_start(done)
             for record in done:
                 self.logger.trial(record, write=False)  # best-so-far curves continue where they were
             log.info("resuming %s with %d finished trials", self.run_dir, len(done))
+
+    def _training_evaluator(self, p: Prepared) -> tuple[Evaluator, EvaluatorFactory]:
+        """The evaluator that trains children (or scores them in a supernet) and the factory that makes one in
+        each worker process or Ray actor (which load the dataset themselves)."""
+        config = self.config
+        objective = Objective.for_space(config.objective, p.space, p.dataset.input_shape, p.dataset.num_outputs)
+        self.store.set_meta("max_complexity", str(objective.max_complexity))
+        factory = TrainingEvaluatorFactory(config, objective.max_complexity, self.run_dir, p.dataset)
+        if config.evaluation != "oneshot":
+            return factory.build(p.trainer), factory
+        from rlnas.oneshot.evaluator import SUPERNET_FILE, OneShotEvaluator
+
+        checkpoint = None if self.run_dir is None else self.run_dir / SUPERNET_FILE
+        budget = config.budget.evaluations
+        evaluator = OneShotEvaluator(
+            p.space, p.dataset, config.training, config.oneshot, objective, config.seed, checkpoint, budget
+        )
+        return evaluator, factory
+
+    def _open_mirror(self, objective: str) -> OptunaMirror | None:
+        """The Optuna mirror of the run's trials (none without a run directory, or when it cannot be opened)."""
+        if self.run_dir is None:
+            return None
+        attrs = {"strategy": self.config.strategy.name, "space": self.space.name, "seed": self.config.seed}
+        try:
+            mirror = OptunaMirror(self.run_dir, self.space, attrs, objective)
+            mirror.sync(self.store.trials() if self.resumed else [])
+            return mirror
+        except Exception as err:  # noqa: BLE001 - an optional view: a damaged mirror never stops the search
+            log.warning(
+                "the Optuna mirror %s cannot be opened (%s: %s); searching without it (the trial store is "
+                "complete; delete the file to have it rebuilt on the next resume)",
+                self.run_dir / OPTUNA_FILE,
+                type(err).__name__,
+                err,
+            )
+            return None
 
     def _abandon(self) -> None:
         for part in ("logger", "store"):

@@ -14,10 +14,9 @@ from typing import Any
 import numpy as np
 
 from rlnas.config import RunConfig
-from rlnas.driver import pareto_front
 from rlnas.evaluation.base import COMPLETE, PRUNED, val_score
 from rlnas.rundir import SUMMARY_FILE, open_run
-from rlnas.store import TrialRecord
+from rlnas.store import TrialRecord, pareto_front
 
 log = logging.getLogger(__name__)
 DPI = 110

@@ -4,6 +4,7 @@ written, opening an existing run, and the checks on a run stopped during its set
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import re
@@ -57,6 +58,18 @@ def default_run_dir(config: RunConfig) -> Path:
         except FileExistsError:
             continue
     raise RunDirError(f"no free run directory name next to {base}; pass {RUN_DIR_FLAG}")
+
+
+def write_run_files(
+    run_dir: Path, config: RunConfig, space: dict[str, Any], dataset: dict[str, Any] | None, resume: bool
+) -> None:
+    """A run's description: ``config.yaml`` (rewritten on resume, with the budget, export, logging and execution
+    changes), and for a new run ``space.json`` and the data's ``dataset.json`` (None: no dataset, e.g. a table)."""
+    if not resume:
+        atomic.write_text(run_dir / "space.json", json.dumps(space, indent=1))
+        if dataset is not None:
+            atomic.write_text(run_dir / DATASET_FILE, json.dumps(dataset, indent=1))
+    atomic.write_text(run_dir / CONFIG_FILE, config.to_yaml())
 
 
 LOCK_FILE = ".lock"

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from rlnas.errors import RunDirError
-from rlnas.evaluation.base import COMPLETE, Evaluation
+from rlnas.evaluation.base import COMPLETE, Evaluation, val_score
 from rlnas.space.core import Architecture
 
 # 1 numbered the rows from 1 (trial n was row n + 1); 2 numbers them as trials, from 0; 3 adds the curves
@@ -305,3 +305,21 @@ class TrialStore:
             writer.writeheader()
             writer.writerows(rows)
         return out
+
+
+def pareto_front(records: list[TrialRecord], metric: str) -> list[TrialRecord]:
+    """Completed trials not dominated in (validation score: higher, ``metric``: lower)."""
+    points = [
+        (r, score, float(r.metrics[metric]))
+        for r in records
+        if r.status == COMPLETE
+        and metric in r.metrics
+        and (score := val_score(r.metrics)) is not None
+        and r.fidelity >= 1.0
+    ]
+    front = [
+        r
+        for r, score, cost in points
+        if not any(s >= score and c <= cost and (s > score or c < cost) for _, s, c in points)
+    ]
+    return sorted(front, key=lambda r: r.metrics[metric])

@@ -247,6 +247,23 @@ def test_pruning_is_refused_where_children_report_no_validation_curve(overrides:
         load_config(None, ["pruning.rule=median", *overrides])
 
 
+def test_a_rule_that_can_never_stop_a_child_is_named_in_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    config = tiny_config("training.epochs=1", "pruning.rule=median", "pruning.warmup_epochs=0")
+    with caplog.at_level("WARNING", logger="rlnas.evaluation.pruning"):
+        Search(config, persist=False).close()
+    assert "never stops a child of training.epochs=1" in caplog.text
+    assert "pruning.reports_per_epoch, now 1" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="rlnas.evaluation.pruning"):
+        Search(
+            tiny_config(
+                "training.epochs=1", "pruning.rule=median", "pruning.warmup_epochs=0", "pruning.reports_per_epoch=2"
+            ),
+            persist=False,
+        ).close()
+    assert "never stops" not in caplog.text
+
+
 def test_pruning_is_refused_for_an_evaluator_without_epochs(toy_space) -> None:  # type: ignore[no-untyped-def]
     from rlnas.evaluation.base import SyntheticEvaluator
 

@@ -23,6 +23,7 @@ all of them can cost a third of a small child's training), the epoch ends on all
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -31,11 +32,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from rlnas.config import PruningConfig
+from rlnas.errors import ConfigError
 from rlnas.evaluation.base import COMPLETE, PRUNED
 from rlnas.evaluation.train import EPOCH_ENDS, EpochEnd, Reports
 
 if TYPE_CHECKING:
     from rlnas.store import TrialRecord
+
+log = logging.getLogger(__name__)
 
 
 class Pruned(Exception):
@@ -78,6 +82,30 @@ class Pruner:
     @property
     def enabled(self) -> bool:
         return self.config.rule != "none"
+
+    def check(self, evaluator: object, epochs: int) -> None:
+        """Refuse an evaluator that cannot stop a child (no ``stop`` rule per child); warn where children of
+        ``epochs`` epochs can never be stopped."""
+        c = self.config
+        if not self.enabled:
+            return
+        if not hasattr(evaluator, "stop"):
+            raise ConfigError(
+                f"pruning.rule={c.rule} stops children during their training, but this search's evaluator "
+                f"({type(evaluator).__name__}) does not train them epoch by epoch; set pruning.rule=none"
+            )
+        if not self.can_stop(epochs):
+            log.warning(
+                "pruning.rule=%s never stops a child of training.epochs=%d: it compares children after epochs %s "
+                "and never at the last one; train children longer, lower the pruning.* setting named, or score "
+                "them within an epoch (pruning.reports_per_epoch, now %d)",
+                c.rule,
+                epochs,
+                "warmup_epochs + 1 / reports_per_epoch on (pruning.warmup_epochs)"
+                if c.rule == "median"
+                else "min_epochs x reduction_factor**k (pruning.min_epochs)",
+                c.reports_per_epoch,
+            )
 
     def _reports(self, epochs: float) -> int:
         return round(epochs * self.config.reports_per_epoch)
