@@ -175,11 +175,11 @@ class PruningConfig(_Section):
     halving) or ``none``. A stopped child is a PRUNED trial and costs the budget its share of the training."""
 
     rule: Literal["none", "median", "halving"] = "none"
-    warmup_epochs: float = Field(1.0, ge=0.0)  # median: epochs every child trains before it can be stopped
+    warmup_epochs: float = Field(1.0, ge=0.0, le=1e6)  # median: epochs every child trains before it can be stopped
     startup_trials: int = Field(5, ge=1)  # median: complete children before any is stopped
     percentile: float = Field(50.0, gt=0.0, lt=100.0)  # median: stop below this percentile of the others
     min_trials: int = Field(1, ge=1)  # median: complete children with a score at an epoch to compare there
-    min_epochs: float = Field(1.0, gt=0.0)  # halving: the first rung (then x reduction_factor)
+    min_epochs: float = Field(1.0, gt=0.0, le=1e6)  # halving: the first rung (then x reduction_factor)
     reduction_factor: int = Field(3, ge=2, le=100)  # halving: the top 1 / reduction_factor go on at each rung
     reports_per_epoch: int = Field(1, ge=1, le=100)  # validation scores per epoch: > 1 stops children within one
     report_examples: int | None = Field(1000, ge=1)  # scores within an epoch: on this many validation examples
