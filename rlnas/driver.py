@@ -7,10 +7,9 @@ is spent, then hands the best architecture to the export.
 
 from __future__ import annotations
 
-import json
+import functools
 import logging
 import os
-import sqlite3
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -23,15 +22,22 @@ from rlnas.errors import CallbackError, ConfigError, full_disk_stops
 from rlnas.evaluation.base import (
     FAILED,
     INFEASIBLE,
+    Evaluation,
     Evaluator,
     MultiFidelityEvaluator,
     cache_key,
     finite,
-    score_metric,
     val_score,
 )
-from rlnas.evaluation.executors import EvaluatorFactory, Job, TrainingEvaluatorFactory, given, make_executor
-from rlnas.evaluation.objective import Objective
+from rlnas.evaluation.executors import (
+    EvaluatorFactory,
+    Executor,
+    Job,
+    TrainingEvaluatorFactory,
+    given,
+    make_executor,
+)
+from rlnas.evaluation.objective import METRIC_OF, Objective, objective_name
 from rlnas.evaluation.pruning import NEVER, Pruner, StopRule
 from rlnas.evaluation.train import EpochEnd
 from rlnas.formatting import to_json
@@ -41,6 +47,7 @@ from rlnas.rundir import (
     CONFIG_FILE,
     HPARAMS_DIR,
     RESUMABLE,
+    SECONDS_META,
     STORE_FILE,
     SUMMARY_FILE,
     TENSORBOARD_DIR,
@@ -49,17 +56,18 @@ from rlnas.rundir import (
     create_run_dir,
     default_run_dir,
     open_run,
+    save_seconds,
+    seconds_before,
     write_run_files,
 )
 from rlnas.space import SearchSpace
 from rlnas.space.core import Architecture
-from rlnas.store import TrialRecord, TrialStore, pareto_front
+from rlnas.store import TrialRecord, TrialStore, pareto_front, trial_line
 from rlnas.strategies import Proposal, StrategyContext, StrategyExhausted, WaitForResults, make_strategy
 from rlnas.tracking import RunLogger
 
 log = logging.getLogger(__name__)
 
-SECONDS_META = "search_seconds"  # the store's record of the search's wall time, over every session
 MAX_CONSECUTIVE_REPEATS = 1000  # a converged policy that proposes nothing new must not loop forever
 
 # after every finished child: the budget spent (children fully trained; a pruned or lower-fidelity one counts its
@@ -69,26 +77,6 @@ Progress = Callable[[float, int, "TrialRecord | None"], None]
 EpochCallback = Callable[[Architecture, EpochEnd], None]
 # the budget spent so far, counting the trained fraction of the children still running (progress bars)
 Activity = Callable[[float], None]
-
-
-def trial_line(record: TrialRecord) -> str:
-    """One finished trial for the log: its figures first, then its decisions."""
-    name = score_metric(record.metrics)
-    figures = [f"reward {record.reward:.4f}"]
-    if name is not None:
-        figures.append(f"{name.replace('val_', 'proxy val ').replace('_', ' ')} {record.metrics[name]:.4f}")
-    if "params" in record.metrics:
-        figures.append(f"{int(record.metrics['params']):,} params")
-    figures.append(f"{record.duration_s:.1f} s")
-    error = f" ({record.error.splitlines()[0][:200]})" if record.error else ""
-    return f"trial {record.number} {record.status}{error}: {', '.join(figures)} | {record.architecture.describe()}"
-
-
-def objective_name(config: RunConfig, score: str) -> str:
-    """What the reward measures, for charts: ``reward = val accuracy - 0.02 x params / max``."""
-    lam, what = config.objective.lambda_, config.objective.complexity
-    penalty = f" - {lam:g} x {what} / max" if lam else ""
-    return f"reward = val {'R²' if score == 'r2' else score}{penalty}"
 
 
 def cost(metrics: Mapping[str, float], fidelity: float | None = None, pruned: str = "share") -> float:
@@ -106,6 +94,29 @@ class SearchResult:
     stop_reason: str
     seconds: float
     proposals: int = 0  # asks answered, cached re-proposals included
+
+
+class _Loop:
+    """The state of one session of the search loop: the cache of finished trials (from the store on resume),
+    the evaluations running, the budget spent and committed, and the counters that stop a search."""
+
+    def __init__(self, start: float, store: TrialStore, pruned: str) -> None:
+        self.start = start  # the clock goes on over interrupts and resumes
+        self.cache: dict[str, TrialRecord] = {cache_key(t.key, t.fidelity): t for t in store}
+        trained = [t for t in self.cache.values() if t.status != INFEASIBLE]  # infeasible ones cost no budget
+        self.evaluations = len(trained)
+        self.spent = sum(cost(t.metrics, pruned=pruned) for t in trained)
+        self.running: dict[str, tuple[Job, list[Architecture], float]] = {}  # key -> (job, re-proposals, wall time)
+        self.committed = 0.0  # budget of the evaluations running
+        self.repeats = self.failures = self.proposals = 0
+        self.stop_reason: str | None = None
+
+    def repeated(self) -> None:
+        """A proposal that trained nothing (evaluated already, running or infeasible): a converged strategy that
+        proposes nothing new must not loop forever."""
+        self.repeats += 1
+        if self.repeats >= MAX_CONSECUTIVE_REPEATS and self.stop_reason is None:
+            self.stop_reason = f"{self.repeats} proposals in a row were evaluated already or infeasible"
 
 
 class Search:
@@ -183,7 +194,7 @@ class Search:
         ctx = StrategyContext(space, config, config.seed, self.run_dir, self.logger, evaluator)
         self.strategy = make_strategy(config.strategy.name, ctx)
         self.resumed = resume
-        self.mirror = self._open_mirror(objective_name(config, score)) if config.logging.optuna else None
+        self.mirror = self._open_mirror(objective_name(config.objective, score)) if config.logging.optuna else None
         if resume:
             done = self.store.trials()
             self.strategy.warm_start(done)
@@ -277,117 +288,110 @@ class Search:
             return self._run()
 
     def _run(self) -> SearchResult:
-        budget = self.config.budget
-        start = time.monotonic() - self._seconds_before()  # the clock goes on over interrupts and resumes
-        cache: dict[str, TrialRecord] = {cache_key(t.key, t.fidelity): t for t in self.store}
-        trained = [t for t in cache.values() if t.status != INFEASIBLE]  # infeasible ones cost no budget
-        evaluations = len(trained)
-        spent = sum(cost(t.metrics, pruned=budget.pruned) for t in trained)
-        running: dict[str, tuple[Job, list[Architecture], float]] = {}  # key -> (job, re-proposals, wall time)
-        committed = 0.0  # budget of the evaluations running
-        repeats = failures = proposals = 0
-        stop_reason: str | None = None
+        before = seconds_before(self.store, self.run_dir) if self.resumed else 0.0
+        loop = _Loop(time.monotonic() - before, self.store, self.config.budget.pruned)
         executor = make_executor(self.config, self.evaluator, self.evaluator_factory)
-
-        def heard(job: Job, event: EpochEnd) -> None:
-            if self.activity is not None:
-                self.activity(spent + sum(j.progress * j.fidelity for j, _, _ in running.values()))
-            if self.on_epoch is not None:
-                try:
-                    self.on_epoch(job.arch, event)
-                except Exception as err:
-                    # not a failure of the child: an error the in-process trainer must not take for one
-                    raise CallbackError(f"the on_epoch callback raised {type(err).__name__}: {err}") from err
-
-        executor.on_progress = heard
+        executor.on_progress = functools.partial(self._heard, loop)
         try:
             while True:
-                while stop_reason is None and len(running) < executor.capacity:
-                    if spent + committed >= budget.evaluations - 1e-9:
+                while loop.stop_reason is None and len(loop.running) < executor.capacity:
+                    if not self._submit_next(loop, executor):
                         break
-                    if budget.minutes is not None and time.monotonic() - start > budget.minutes * 60:
-                        stop_reason = f"time budget of {budget.minutes} minutes spent"
-                        break
-                    try:
-                        proposal = self.strategy.ask()
-                    except WaitForResults as err:
-                        if not running:
-                            raise RuntimeError(f"strategy {self.strategy.name} waits, but nothing is running") from err
-                        break
-                    except StrategyExhausted as err:
-                        stop_reason = f"strategy exhausted: {err}"
-                        break
-                    proposals += 1
-                    arch, fidelity = (
-                        (proposal.arch, proposal.fidelity) if isinstance(proposal, Proposal) else (proposal, 1.0)
-                    )
-                    evaluator = self.evaluator
-                    fidelity = (
-                        evaluator.effective_fidelity(fidelity) if isinstance(evaluator, MultiFidelityEvaluator) else 1.0
-                    )
-                    key = cache_key(arch.key, fidelity)
-                    if key in cache or key in running:
-                        repeats += 1
-                        if key in cache:
-                            self.strategy.tell(arch, cache[key].evaluation(cached=True))
-                        else:
-                            running[key][1].append(arch)  # told when the running evaluation finishes
-                        if repeats >= MAX_CONSECUTIVE_REPEATS:
-                            stop_reason = f"{repeats} proposals in a row were evaluated already or infeasible"
-                        continue
-                    job = Job(key, arch, fidelity, stop=self._stop_rule(cache.values(), fidelity))
-                    running[key] = (job, [], time.time())
-                    executor.submit(job)
-                    committed += fidelity
-                if not running:
+                if not loop.running:
                     break
                 for job, outcome in executor.wait():
-                    evaluation = finite(outcome, self.config.objective.failure_reward)
-                    _, waiting, started = running.pop(job.key)
-                    committed -= job.fidelity
-                    record = self.store.append(job.arch, evaluation, self.strategy.name, started)
-                    cache[job.key] = record
-                    if record.status == INFEASIBLE:
-                        repeats += 1  # nothing trained: guarded like a re-proposal
-                        if repeats >= MAX_CONSECUTIVE_REPEATS and stop_reason is None:
-                            stop_reason = f"{repeats} proposals in a row were evaluated already or infeasible"
-                    else:
-                        repeats = 0
-                        evaluations += 1
-                        spent += cost(record.metrics, job.fidelity, budget.pruned)
-                    self.store.set_meta(SECONDS_META, repr(time.monotonic() - start))
-                    self.logger.trial(record)
-                    if self.mirror is not None:
-                        self.mirror.add(record)
-                    self.strategy.tell(job.arch, evaluation)
-                    for arch in waiting:
-                        self.strategy.tell(arch, record.evaluation(cached=True))
-                    failures = failures + 1 if record.status == FAILED else 0
-                    log.info("%s", trial_line(record))
-                    if self.progress is not None:
-                        self.progress(spent, budget.evaluations, record)
-                    if failures >= budget.max_consecutive_failures and stop_reason is None:
-                        stop_reason = f"{failures} children failed in a row (last: {record.error})"
-                        log.error("stopping the search: %s", stop_reason)
+                    self._record(loop, job, outcome)
         finally:
-            self._save_seconds(time.monotonic() - start)
+            save_seconds(self.store, time.monotonic() - loop.start)
             executor.close()
             if hasattr(self.evaluator, "close"):
                 self.evaluator.close()  # a one-shot evaluator saves its supernet
             self.strategy.close()
             self.logger.flush()
         best = self.store.top_k(1)
-        seconds = time.monotonic() - start
+        reason = loop.stop_reason or "budget of evaluations spent"
+        seconds = time.monotonic() - loop.start
         result = SearchResult(
-            self.run_dir,
-            evaluations,
-            best[0] if best else None,
-            stop_reason or "budget of evaluations spent",
-            seconds,
-            proposals,
+            self.run_dir, loop.evaluations, best[0] if best else None, reason, seconds, loop.proposals
         )
         self._finish(result)
         return result
+
+    def _heard(self, loop: _Loop, job: Job, event: EpochEnd) -> None:
+        """An epoch of a running child: the progress bar, then the user's ``on_epoch``."""
+        if self.activity is not None:
+            self.activity(loop.spent + sum(j.progress * j.fidelity for j, _, _ in loop.running.values()))
+        if self.on_epoch is not None:
+            try:
+                self.on_epoch(job.arch, event)
+            except Exception as err:
+                # not a failure of the child: an error the in-process trainer must not take for one
+                raise CallbackError(f"the on_epoch callback raised {type(err).__name__}: {err}") from err
+
+    def _submit_next(self, loop: _Loop, executor: Executor) -> bool:
+        """Ask the strategy for one proposal and start its evaluation (or answer it from the cache); False when
+        no more should start now (budget or time spent, the strategy waits for results or is exhausted)."""
+        budget = self.config.budget
+        if loop.spent + loop.committed >= budget.evaluations - 1e-9:
+            return False
+        if budget.minutes is not None and time.monotonic() - loop.start > budget.minutes * 60:
+            loop.stop_reason = f"time budget of {budget.minutes} minutes spent"
+            return False
+        try:
+            proposal = self.strategy.ask()
+        except WaitForResults as err:
+            if not loop.running:
+                raise RuntimeError(f"strategy {self.strategy.name} waits, but nothing is running") from err
+            return False
+        except StrategyExhausted as err:
+            loop.stop_reason = f"strategy exhausted: {err}"
+            return False
+        loop.proposals += 1
+        arch, fidelity = (proposal.arch, proposal.fidelity) if isinstance(proposal, Proposal) else (proposal, 1.0)
+        evaluator = self.evaluator
+        fidelity = evaluator.effective_fidelity(fidelity) if isinstance(evaluator, MultiFidelityEvaluator) else 1.0
+        key = cache_key(arch.key, fidelity)
+        if key in loop.cache or key in loop.running:
+            if key in loop.cache:
+                self.strategy.tell(arch, loop.cache[key].evaluation(cached=True))
+            else:
+                loop.running[key][1].append(arch)  # told when the running evaluation finishes
+            loop.repeated()
+            return True
+        job = Job(key, arch, fidelity, stop=self._stop_rule(loop.cache.values(), fidelity))
+        loop.running[key] = (job, [], time.time())
+        executor.submit(job)
+        loop.committed += fidelity
+        return True
+
+    def _record(self, loop: _Loop, job: Job, outcome: Evaluation) -> None:
+        """A finished evaluation: stored, logged, mirrored and told to the strategy (and its re-proposals)."""
+        budget = self.config.budget
+        evaluation = finite(outcome, self.config.objective.failure_reward)
+        _, waiting, started = loop.running.pop(job.key)
+        loop.committed -= job.fidelity
+        record = self.store.append(job.arch, evaluation, self.strategy.name, started)
+        loop.cache[job.key] = record
+        if record.status == INFEASIBLE:
+            loop.repeated()  # nothing trained: guarded like a re-proposal
+        else:
+            loop.repeats = 0
+            loop.evaluations += 1
+            loop.spent += cost(record.metrics, job.fidelity, budget.pruned)
+        self.store.set_meta(SECONDS_META, repr(time.monotonic() - loop.start))
+        self.logger.trial(record)
+        if self.mirror is not None:
+            self.mirror.add(record)
+        self.strategy.tell(job.arch, evaluation)
+        for arch in waiting:
+            self.strategy.tell(arch, record.evaluation(cached=True))
+        loop.failures = loop.failures + 1 if record.status == FAILED else 0
+        log.info("%s", trial_line(record))
+        if self.progress is not None:
+            self.progress(loop.spent, budget.evaluations, record)
+        if loop.failures >= budget.max_consecutive_failures and loop.stop_reason is None:
+            loop.stop_reason = f"{loop.failures} children failed in a row (last: {record.error})"
+            log.error("stopping the search: %s", loop.stop_reason)
 
     def _stop_rule(self, records: Iterable[TrialRecord], fidelity: float) -> StopRule:
         """When the next child stops early (``pruning``), from the curves of the children finished so far."""
@@ -395,29 +399,6 @@ class Search:
             return NEVER
         epochs = max(1, round(fidelity * self.config.training.epochs))
         return self.pruner.rule(records, epochs, fidelity)
-
-    def _seconds_before(self) -> float:
-        """The search's wall time in the sessions before this one (stored as each trial finishes and when a
-        session stops; run.json for runs from before the store kept it)."""
-        if not self.resumed:
-            return 0.0
-        stored = self.store.get_meta(SECONDS_META)
-        if stored is None and self.run_dir is not None and (self.run_dir / SUMMARY_FILE).is_file():
-            try:
-                stored = str(json.loads((self.run_dir / SUMMARY_FILE).read_text()).get("search_seconds", 0.0))
-            except (ValueError, OSError):
-                stored = None
-        try:
-            return max(0.0, float(stored or 0.0))
-        except ValueError:
-            return 0.0
-
-    def _save_seconds(self, seconds: float) -> None:
-        """Best effort while stopping (an interrupt, a full disk): the last trial's time is stored already."""
-        try:
-            self.store.set_meta(SECONDS_META, repr(seconds))
-        except (OSError, sqlite3.Error):
-            log.warning("could not store the search's wall time", exc_info=True)
 
     def _finish(self, result: SearchResult) -> None:
         if self.run_dir is None:
@@ -433,7 +414,7 @@ class Search:
             "best_proxy_val_score": None if best is None else val_score(best.metrics),
             "pid": os.getpid(),
         }
-        metric = {"params": "params", "flops": "flops", "latency": "latency_ms"}[self.config.objective.complexity]
+        metric = METRIC_OF[self.config.objective.complexity]
         summary["pareto_front"] = [
             {"trial": r.number, "proxy_val_score": val_score(r.metrics), metric: r.metrics[metric]}
             for r in pareto_front(self.store.trials(), metric)

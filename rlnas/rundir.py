@@ -72,6 +72,32 @@ def write_run_files(
     atomic.write_text(run_dir / CONFIG_FILE, config.to_yaml())
 
 
+SECONDS_META = "search_seconds"  # the store's record of the search's wall time, over every session
+
+
+def seconds_before(store: TrialStore, run_dir: Path | None) -> float:
+    """A resumed search's wall time in the sessions before this one (stored as each trial finishes and when a
+    session stops; run.json for runs from before the store kept it)."""
+    stored = store.get_meta(SECONDS_META)
+    if stored is None and run_dir is not None and (run_dir / SUMMARY_FILE).is_file():
+        try:
+            stored = str(json.loads((run_dir / SUMMARY_FILE).read_text()).get("search_seconds", 0.0))
+        except (ValueError, OSError):
+            stored = None
+    try:
+        return max(0.0, float(stored or 0.0))
+    except ValueError:
+        return 0.0
+
+
+def save_seconds(store: TrialStore, seconds: float) -> None:
+    """Best effort while stopping (an interrupt, a full disk): the last trial's time is stored already."""
+    try:
+        store.set_meta(SECONDS_META, repr(seconds))
+    except (OSError, sqlite3.Error):
+        log.warning("could not store the search's wall time", exc_info=True)
+
+
 LOCK_FILE = ".lock"
 MARKER_FILE = ".rlnas-run"  # written first into every run directory rlnas creates: only such a folder is taken over
 

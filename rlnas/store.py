@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from rlnas.errors import RunDirError
-from rlnas.evaluation.base import COMPLETE, Evaluation, val_score
+from rlnas.evaluation.base import COMPLETE, Evaluation, score_metric, val_score
 from rlnas.space.core import Architecture
 
 # 1 numbered the rows from 1 (trial n was row n + 1); 2 numbers them as trials, from 0; 3 adds the curves
@@ -323,3 +323,16 @@ def pareto_front(records: list[TrialRecord], metric: str) -> list[TrialRecord]:
         if not any(s >= score and c <= cost and (s > score or c < cost) for _, s, c in points)
     ]
     return sorted(front, key=lambda r: r.metrics[metric])
+
+
+def trial_line(record: TrialRecord) -> str:
+    """One finished trial for the log: its figures first, then its decisions."""
+    name = score_metric(record.metrics)
+    figures = [f"reward {record.reward:.4f}"]
+    if name is not None:
+        figures.append(f"{name.replace('val_', 'proxy val ').replace('_', ' ')} {record.metrics[name]:.4f}")
+    if "params" in record.metrics:
+        figures.append(f"{int(record.metrics['params']):,} params")
+    figures.append(f"{record.duration_s:.1f} s")
+    error = f" ({record.error.splitlines()[0][:200]})" if record.error else ""
+    return f"trial {record.number} {record.status}{error}: {', '.join(figures)} | {record.architecture.describe()}"

@@ -12,7 +12,7 @@ from rlnas.space.core import SearchSpace
 
 log = logging.getLogger(__name__)
 
-_METRIC_OF = {"params": "params", "flops": "flops", "latency": "latency_ms"}
+METRIC_OF = {"params": "params", "flops": "flops", "latency": "latency_ms"}  # the metric of each complexity
 
 
 class Objective:
@@ -21,7 +21,7 @@ class Objective:
 
     def __init__(self, config: ObjectiveConfig, max_complexity: float) -> None:
         self.config = config
-        self.metric = _METRIC_OF[config.complexity]
+        self.metric = METRIC_OF[config.complexity]
         self.max_complexity = max(float(max_complexity), 1e-12)
 
     def __call__(self, metrics: dict[str, float]) -> float:
@@ -42,3 +42,10 @@ class Objective:
             count = cpu_latency_ms(model, input_shape)  # type: ignore[assignment]
         log.info("largest architecture of the space: %s = %s", config.complexity, count)
         return cls(config, count)
+
+
+def objective_name(config: ObjectiveConfig, score: str) -> str:
+    """What the reward measures, for charts: ``reward = val accuracy - 0.02 x params / max``."""
+    lam, what = config.lambda_, config.complexity
+    penalty = f" - {lam:g} x {what} / max" if lam else ""
+    return f"reward = val {'R²' if score == 'r2' else score}{penalty}"
