@@ -19,6 +19,7 @@ from rlnas.evaluation.pruning import Pruner, StopRule
 from rlnas.evaluation.train import Reports
 from rlnas.evaluation.trainer import TrainingEvaluator
 from rlnas.prepare import prepare
+from rlnas.space.core import Architecture
 from rlnas.store import TrialStore
 from rlnas.strategies import NEEDS_SUPERNET, STRATEGIES
 
@@ -88,12 +89,17 @@ def test_the_rules_stop_the_children_optunas_pruners_stop(rule: str) -> None:
     assert stopped > 20  # the comparison covers stops, not only children that finish
 
 
-def test_a_child_below_the_threshold_stops_there_and_one_above_finishes(digits) -> None:  # type: ignore[no-untyped-def]
-    config = tiny_config("training.epochs=3")
+def _child(digits, epochs: int) -> tuple[TrainingEvaluator, Objective, Architecture]:  # type: ignore[no-untyped-def]
+    """A training evaluator of the tiny digits search, its objective and one sampled child."""
+    config = tiny_config(f"training.epochs={epochs}")
     prepared = prepare(config, digits)
     objective = Objective.for_space(config.objective, prepared.space, digits.input_shape, digits.num_outputs)
     evaluator = TrainingEvaluator(prepared.trainer, objective, seed=0)
-    arch = prepared.space.sample(np.random.default_rng(1))
+    return evaluator, objective, prepared.space.sample(np.random.default_rng(1))
+
+
+def test_a_child_below_the_threshold_stops_there_and_one_above_finishes(digits) -> None:  # type: ignore[no-untyped-def]
+    evaluator, objective, arch = _child(digits, 3)
     evaluator.stop = StopRule((None, 1.01))  # after epoch 2, no child reaches an accuracy of 1.01
     pruned = evaluator.evaluate(arch)
     assert pruned.status == PRUNED
@@ -111,11 +117,7 @@ def test_a_child_below_the_threshold_stops_there_and_one_above_finishes(digits) 
 
 def test_a_child_scored_within_its_epoch_stops_there(digits) -> None:  # type: ignore[no-untyped-def]
     """With 4 reports per epoch a child of one epoch is scored after each quarter and can stop at half."""
-    config = tiny_config("training.epochs=1")
-    prepared = prepare(config, digits)
-    objective = Objective.for_space(config.objective, prepared.space, digits.input_shape, digits.num_outputs)
-    evaluator = TrainingEvaluator(prepared.trainer, objective, seed=0)
-    arch = prepared.space.sample(np.random.default_rng(1))
+    evaluator, _, arch = _child(digits, 1)
     evaluator.stop = StopRule((None, 1.01, None), reports=Reports(4))
     pruned = evaluator.evaluate(arch)
     assert pruned.status == PRUNED and len(pruned.curve) == 2
@@ -144,12 +146,12 @@ def test_scores_within_an_epoch_are_taken_on_a_fixed_subset_of_validation(digits
     prepared = prepare(config, digits)
     arch = prepared.space.sample(np.random.default_rng(1))
     scores: list[float] = []
-    _, val = prepared.trainer.validate(arch, 0, on_epoch=lambda e: scores.append(e.score), reports=Reports(2, 8))
+    _, val = prepared.trainer.validate(arch, 0, on_epoch=lambda e: scores.append(e.score or 0.0), reports=Reports(2, 8))
     assert len(digits.val) > 100
     assert (scores[0] * 8) == pytest.approx(round(scores[0] * 8))  # a share of the 8 examples
     assert scores[1] == val["val_accuracy"]  # the epoch's end: on all of them
     again: list[float] = []
-    prepared.trainer.validate(arch, 0, on_epoch=lambda e: again.append(e.score), reports=Reports(2, 8))
+    prepared.trainer.validate(arch, 0, on_epoch=lambda e: again.append(e.score or 0.0), reports=Reports(2, 8))
     assert again == scores
 
 
