@@ -4,7 +4,10 @@ validation split (never the test split), over a few seeds.
 
     python benchmarks/recipe_ablation.py --data-dir DIR [--dataset fashion_mnist] [--net two_conv] \
         [--epochs 10] [--seeds 2] [--first-seed 100] [--threads 1] [--jobs 2] \
-        [--variants 'whole recipe,no padded random crops'] [--out docs/recipe_ablation.json]
+        [--variants 'whole recipe,no padded random crops'] [--out docs/recipe_ablation.json] \
+        [--stages plain:32:1:pool,plain:128:2:pool,plain:256:2:pool]
+
+``--stages`` trains a searched convnet instead of ``--net`` (handmade.py's ``--stages``).
 
 Each row: the final validation accuracy, its mean over the seeds, and the mean paired difference from the
 whole recipe with its standard error (a positive difference: the part helps).
@@ -48,7 +51,8 @@ VARIANTS: dict[str, tuple[dict[str, str], str, str]] = {
 def run(args: argparse.Namespace, changes: dict[str, str], augment: str, ema: str, seed: int) -> float:
     recipe = {**RECIPE, **changes}
     command = [sys.executable, str(Path(__file__).with_name("handmade.py")), "--data-dir", args.data_dir]
-    command += ["--dataset", args.dataset, "--net", args.net, "--epochs", str(args.epochs), "--tune"]
+    net = ["--stages", args.stages] if args.stages else ["--net", args.net]
+    command += ["--dataset", args.dataset, *net, "--epochs", str(args.epochs), "--tune"]
     command += ["--seed", str(seed), "--augment", augment, "--ema", ema]
     for key, value in recipe.items():
         command += ["--set", f"{key}={value}"]
@@ -62,6 +66,7 @@ def main() -> None:
     parser.add_argument("--data-dir", required=True)
     parser.add_argument("--dataset", default="fashion_mnist")
     parser.add_argument("--net", default="two_conv")
+    parser.add_argument("--stages", help="a convnet instead of --net: block:width:blocks:downsample,...")
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--first-seed", type=int, default=100, help="held-out seeds: 100 on")
@@ -87,7 +92,7 @@ def main() -> None:
         results = {name: [futures[name, seed].result() for seed in seeds] for name in chosen}
     base = np.array(results["whole recipe"])
     print(
-        f"\n| recipe ({args.net}, {args.epochs} epochs, {args.dataset} validation) | accuracy per seed | mean | "
+        f"\n| recipe ({args.stages or args.net}, {args.epochs} epochs, {args.dataset} validation) | accuracy per seed | mean | "
         "whole recipe minus this (paired, ± s.e.) |"
     )
     print("|---|---|---|---|")
