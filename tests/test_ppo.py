@@ -12,6 +12,7 @@ from rlnas.evaluation import Evaluation, SyntheticEvaluator
 from rlnas.prepare import prepare
 from rlnas.space import Architecture, SearchSpace
 from rlnas.strategies import StrategyContext, WaitForResults, make_strategy
+from rlnas.strategies.rollout import actions_of
 from rlnas.tracking import RunLogger
 from tests.conftest import tiny_config
 
@@ -23,7 +24,7 @@ def _controller(space: SearchSpace, seed: int, *overrides: str):
 
 def _is_elite(controller, arch: Architecture) -> bool:
     """Whether ``arch``, just asked, is an elite pick (beside the policy's rollout or, with elite_to_policy, in it)."""
-    return arch.key in controller._own or arch.key in controller._through
+    return arch.key in controller.elite.beside or arch.key in controller.elite.through
 
 
 # a target whose decisions' best choices sit at different indices (0, 1, 2, 3)
@@ -137,7 +138,7 @@ def test_elite_mutations_are_evaluated_beside_the_policy_not_through_it(toy_spac
     elite = 0
     for _ in range(48):
         arch = controller.ask()
-        if arch.key in controller._own:
+        if arch.key in controller.elite.beside:
             elite += 1
             best = max(told, key=lambda item: item[1])[0].to_dict()
             mutated = arch.to_dict()
@@ -145,7 +146,7 @@ def test_elite_mutations_are_evaluated_beside_the_policy_not_through_it(toy_spac
         evaluation = evaluator.evaluate(arch)
         controller.tell(arch, evaluation)
         told.append((arch, evaluation.reward))
-    episodes = controller.episodes
+    episodes = controller.rollout.episodes
     controller.close()
     assert len({arch.key for arch, _ in told}) == 48
     # the elite picks catch up with half of all evaluations, then alternate with the policy's (a pick falls back
@@ -199,12 +200,12 @@ def _two_workers(space: SearchSpace, *overrides: str) -> tuple[int, int, int]:
             except WaitForResults:
                 waits += done >= 8
                 break
-            elite += arch.key in controller._own
+            elite += arch.key in controller.elite.beside
             running.append(arch)
         arch = running.pop(0)
         controller.tell(arch, evaluator.evaluate(arch))
         done += 1
-    episodes = controller.episodes
+    episodes = controller.rollout.episodes
     controller.close()
     return waits, elite, episodes
 
@@ -237,21 +238,21 @@ def test_elite_picks_train_the_policy_with_elite_to_policy(toy_space: SearchSpac
         elite = in_buffer = 0
         for _ in range(48):
             arch = controller.ask()
-            if arch.key in controller._through:
+            if arch.key in controller.elite.through:
                 elite += 1
                 best = max(told, key=lambda item: item[1])[0].to_dict()
                 mutated = arch.to_dict()
                 assert len([name for name in set(best) & set(mutated) if best[name] != mutated[name]]) == 1
-                buffer, actions = controller.model.rollout_buffer, controller._actions_of(arch)
+                buffer, actions = controller.rollout.model.rollout_buffer, actions_of(controller.space, arch)
                 if buffer.pos >= len(actions):  # else the episode began in the previous rollout
                     stored = buffer.actions[buffer.pos - len(actions) : buffer.pos, 0, 0].astype(int).tolist()
                     assert stored == actions  # the episode just stepped into the rollout is the pick's
                     in_buffer += 1
-            assert not controller._own  # one evaluation at a time: the rollout takes every pick
+            assert not controller.elite.beside  # one evaluation at a time: the rollout takes every pick
             evaluation = evaluator.evaluate(arch)
             controller.tell(arch, evaluation)
             told.append((arch, evaluation.reward))
-        episodes = controller.episodes
+        episodes = controller.rollout.episodes
         controller.close()
         assert len({arch.key for arch, _ in told}) == 48
         # the share, as beside the policy (test above); without screening the policy itself soon proposes most
@@ -364,9 +365,9 @@ def test_without_masks_only_the_policys_own_samples_may_repeat_an_architecture(t
     told: set[str] = set()
     for _ in range(60):
         plans = controller._plans
-        elite = controller._elite_asked
+        elite = controller.elite.picked
         arch = controller.ask()
-        if controller._plans > plans or controller._elite_asked > elite:  # screened or an elite pick
+        if controller._plans > plans or controller.elite.picked > elite:  # screened or an elite pick
             assert arch.key not in told, arch.key
             screened += 1
         told.add(arch.key)
