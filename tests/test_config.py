@@ -3,6 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
 from rlnas.config import load_config
 from rlnas.errors import ConfigError
@@ -65,3 +66,22 @@ def test_resolved_config_round_trips_through_yaml(tmp_path: Path) -> None:
     path = tmp_path / "config.yaml"
     path.write_text(cfg.to_yaml())
     assert load_config(path) == cfg
+
+
+def test_former_controller_settings_load_at_their_fixed_values_and_are_refused_otherwise(tmp_path: Path) -> None:
+    """strategy.ppo settings that did not earn their place are gone: a run's stored config.yaml, which names
+    them at their values of then, still loads (resume); any other value is refused, naming the fix."""
+    from rlnas.config.strategy import PPO_FIXED
+
+    data = yaml.safe_load(load_config(None).to_yaml())
+    data["strategy"]["ppo"].update(PPO_FIXED)
+    old = tmp_path / "config.yaml"
+    old.write_text(yaml.safe_dump(data))
+    assert load_config(old) == load_config(None)
+    assert load_config(None, ["strategy.ppo.gamma=1"]) == load_config(None)  # 1 == 1.0
+    with pytest.raises(
+        ConfigError, match=r"strategy\.ppo\.gamma is no longer a setting: it is fixed at 1\.0.*got 0\.9"
+    ):
+        load_config(None, ["strategy.ppo.gamma=0.9"])
+    with pytest.raises(ConfigError, match=r"strategy\.ppo\.elite_parents is no longer a setting.*remove it"):
+        load_config(None, ["strategy.ppo.elite_parents=3"])

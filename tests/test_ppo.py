@@ -128,7 +128,7 @@ def test_controller_is_checkpointed_into_the_run_dir(tmp_path: Path) -> None:
 
 
 def test_elite_mutations_are_evaluated_beside_the_policy_not_through_it(toy_space: SearchSpace) -> None:
-    """strategy.ppo.elite_share=0.5, elite_parents=1 (the defaults) without patience: once screening starts
+    """strategy.ppo.elite_share=0.5 (the default) without patience: once screening starts
     (8 results), half the evaluations are one-decision mutations of the best architecture so far, never a
     repeat; the PPO rollouts (the policy's episodes) hold only the policy's own samples, and an elite result
     told to PPO would be refused."""
@@ -163,9 +163,7 @@ def test_elite_mutations_pause_when_they_stop_beating_the_best(toy_space: Search
     for seed in range(4):
         evaluator = SyntheticEvaluator(toy_space, seed=100 + seed)
         patience = "strategy.ppo.elite_patience=2"
-        controller = _controller(
-            toy_space, seed, "strategy.ppo.elite_share=0.5", "strategy.ppo.elite_parents=1", patience
-        )
+        controller = _controller(toy_space, seed, "strategy.ppo.elite_share=0.5", patience)
         best, misses, elite = -np.inf, 0, 0
         for _ in range(40):
             arch = controller.ask()

@@ -2,28 +2,51 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from rlnas.config.base import Width, _Section
+
+# Former strategy.ppo settings, fixed at their natural values (the plain PPO update of SB3's defaults on
+# whole-episode returns; the elite's mutations start from the best architecture; the reward surrogate's
+# size): none earned its place (docs/benchmarks.md, "Does each controller setting earn its place?"). A
+# config that names one at its fixed value still loads (a stored run's config.yaml names them all).
+PPO_FIXED: dict[str, Any] = {
+    "minibatches": 1,  # one minibatch: the whole rollout
+    "gamma": 1.0,  # the only reward comes at the end of an episode
+    "gae_lambda": 1.0,  # advantages are the returns minus the value
+    "vf_coef": 0.5,  # SB3's default
+    "max_grad_norm": 0.5,  # SB3's default
+    "elite_parents": 1,
+    "surrogate_hidden": [64],
+    "surrogate_steps": 100,
+}
 
 
 class PPOConfig(_Section):
     """MaskablePPO settings. A rollout holds ``episodes_per_update`` x (longest episode) steps, so every
     update sees at least ``episodes_per_update`` whole architectures (an episode cut at the end of a rollout
-    is bootstrapped by the value function); gamma = 1 since the only reward comes at the end."""
+    is bootstrapped by the value function)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _former_settings(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        for key, fixed in PPO_FIXED.items():
+            if key in data and data[key] != fixed:
+                raise ValueError(
+                    f"strategy.ppo.{key} is no longer a setting: it is fixed at {fixed!r} (it did not earn its place, "
+                    f"docs/benchmarks.md); remove it from the config (got {data[key]!r})"
+                )
+        return {key: value for key, value in data.items() if key not in PPO_FIXED}
 
     learning_rate: float = Field(3e-3, gt=0.0)
     episodes_per_update: int = Field(8, ge=1, le=4096)
     n_epochs: int = Field(6, ge=1, le=1000)
-    minibatches: int = Field(1, ge=1, le=1024)
-    gamma: float = Field(1.0, gt=0.0, le=1.0)
-    gae_lambda: float = Field(1.0, ge=0.0, le=1.0)
     clip_range: float = Field(0.3, gt=0.0)
     ent_coef: float = Field(0.01, ge=0.0)
-    vf_coef: float = Field(0.5, ge=0.0)
-    max_grad_norm: float = Field(0.5, gt=0.0)
     net_arch: list[Width] = Field(default_factory=lambda: [64], max_length=8)
     # One output head per decision (true) or SB3's single head shared by every decision (false). The heads
     # learn each decision's choice on the synthetic probe, but the screening and elite settings below were
@@ -41,16 +64,13 @@ class PPOConfig(_Section):
     screen_ucb: float = Field(2.0, ge=0.0)
     screen_after: int = Field(8, ge=2)  # unique evaluations before the surrogate starts screening
     surrogate_members: int = Field(5, ge=1, le=64)
-    surrogate_hidden: list[Width] = Field(default_factory=lambda: [64], max_length=8)
-    surrogate_steps: int = Field(100, ge=1, le=100_000)
     # Elite mutations: this share of all evaluations goes to the surrogate's pick among screen_samples
-    # one-decision mutations of the elite_parents best architectures so far (from screen_after results on, the
+    # one-decision mutations of the best architecture so far (from screen_after results on, the
     # picks first catch up with the share, then alternate with the policy's samples). They are proposed
     # beside the policy: their rewards feed the surrogate, the reward ranks and the masks; with
     # elite_to_policy also a PPO update (the pick is an episode of the policy's rollout, as a screened sample
     # is, whenever the rollout is between episodes). 0 = every evaluation is a policy sample.
     elite_share: float = Field(0.5, ge=0.0, lt=1.0)
-    elite_parents: int = Field(1, ge=1)
     elite_patience: int = Field(2, ge=0)  # pause after this many picks in a row miss the best; 0 = never
     elite_ucb: float = Field(2.0, ge=0.0)  # the elite pick: surrogate mean + elite_ucb x spread
     elite_to_policy: bool = True  # PPO also learns from the elite picks (off: only their ranks count)

@@ -30,6 +30,7 @@ from stable_baselines3.common.utils import obs_as_tensor
 from stable_baselines3.common.vec_env import DummyVecEnv
 
 from rlnas import atomic
+from rlnas.config.strategy import PPO_FIXED
 from rlnas.evaluation.base import Evaluation
 from rlnas.space.core import Architecture, EvaluatedPrefixes, SearchSpace
 from rlnas.strategies.base import WaitForResults
@@ -117,14 +118,14 @@ class StepwisePPO:
             DummyVecEnv([lambda: env]),  # no Monitor: episode rewards arrive after the episode
             learning_rate=cfg.learning_rate,
             n_steps=n_steps,
-            batch_size=max(1, n_steps // cfg.minibatches),
+            batch_size=n_steps,  # one minibatch: the whole rollout
             n_epochs=cfg.n_epochs,
-            gamma=cfg.gamma,
-            gae_lambda=cfg.gae_lambda,
+            gamma=PPO_FIXED["gamma"],
+            gae_lambda=PPO_FIXED["gae_lambda"],
             clip_range=cfg.clip_range,
             ent_coef=cfg.ent_coef,
-            vf_coef=cfg.vf_coef,
-            max_grad_norm=cfg.max_grad_norm,
+            vf_coef=PPO_FIXED["vf_coef"],
+            max_grad_norm=PPO_FIXED["max_grad_norm"],
             policy_kwargs={"net_arch": list(cfg.net_arch), "positions": (len(space) + 1) * cfg.decision_heads},
             seed=seed,
             device="cpu",

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from rlnas.config.strategy import PPO_FIXED
 from rlnas.space.core import Architecture, SearchSpace
 from rlnas.strategies.surrogate import EnsembleSurrogate, quantiles
 
@@ -71,7 +72,9 @@ class Screening:
     def fit(self) -> None:
         cfg = self.cfg
         if self.surrogate is None:
-            self.surrogate = EnsembleSurrogate(cfg.surrogate_hidden, cfg.surrogate_members, cfg.surrogate_steps)
+            self.surrogate = EnsembleSurrogate(
+                PPO_FIXED["surrogate_hidden"], cfg.surrogate_members, PPO_FIXED["surrogate_steps"]
+            )
         x = np.stack([self.features(a) for a, _ in self.history])
         y = quantiles(np.array([r for _, r in self.history], dtype=np.float64))  # robust to outliers (failures)
         self.surrogate.fit(x, y, seed=self.seed * 1_000_003 + len(self.history))
@@ -88,18 +91,14 @@ class Screening:
 
     def elite_pick(self, seen: set[str], index: int) -> Architecture | None:
         """The surrogate's pick (``elite_ucb``) among ``screen_samples`` one-decision mutations, none in
-        ``seen``, of the ``elite_parents`` best architectures so far; ``index`` seeds the mutations."""
-        best: dict[str, tuple[float, Architecture]] = {}
-        for arch, reward in self.history:
-            if arch.key not in best or reward > best[arch.key][0]:
-                best[arch.key] = (reward, arch)
-        parents = [a for _, a in sorted(best.values(), key=lambda item: -item[0])[: self.cfg.elite_parents]]
+        ``seen``, of the best architecture so far; ``index`` seeds the mutations."""
+        parent = max(self.history, key=lambda item: item[1])[0]  # the first of the best
         rng = np.random.default_rng([self.seed, 0xE117E, index])
         candidates: dict[str, Architecture] = {}
-        for attempt in range(4 * self.cfg.screen_samples):
+        for _ in range(4 * self.cfg.screen_samples):
             if len(candidates) == self.cfg.screen_samples:
                 break
-            child = self.space.mutate(parents[attempt % len(parents)], rng)
+            child = self.space.mutate(parent, rng)
             if child.key not in seen:
                 candidates.setdefault(child.key, child)
         if not candidates:
