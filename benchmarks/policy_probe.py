@@ -61,7 +61,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--first-seed", type=int, default=0)
     parser.add_argument("--budgets", default="60,300")
-    parser.add_argument("--set", action="append", default=[], help="config overrides, e.g. strategy.ppo.n_epochs=4")
+    parser.add_argument("--set", action="append", default=[], help="overrides, e.g. strategy.ppo.learning_rate=0.01")
     parser.add_argument("--json", help="write the per-seed figures here")
     args = parser.parse_args()
     budgets = [int(b) for b in args.budgets.split(",")]

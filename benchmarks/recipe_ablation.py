@@ -92,8 +92,8 @@ def main() -> None:
         results = {name: [futures[name, seed].result() for seed in seeds] for name in chosen}
     base = np.array(results["whole recipe"])
     print(
-        f"\n| recipe ({args.stages or args.net}, {args.epochs} epochs, {args.dataset} validation) | accuracy per seed | mean | "
-        "whole recipe minus this (paired, ± s.e.) |"
+        f"\n| recipe ({args.stages or args.net}, {args.epochs} epochs, {args.dataset} validation) | accuracy per seed "
+        "| mean | whole recipe minus this (paired, ± s.e.) |"
     )
     print("|---|---|---|---|")
     for name, values in results.items():
