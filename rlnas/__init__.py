@@ -45,7 +45,7 @@ def __getattr__(name: str) -> Any:
 def load_model(path: Any, map_location: str = "cpu") -> Any:
     """Load an exported model (``RUN/export`` or its ``model.pt``) or a kept child (``RUN/children/<key>.pt``)
     as a ready ``nn.Module`` in eval mode."""
-    from rlnas.exporter import load_model as _load
+    from rlnas.exported import load_model as _load
 
     return _load(path, map_location=map_location)
 
@@ -60,7 +60,7 @@ def load_predictor(export: Any, invert: bool = False) -> Any:
 
 def load_trial(run_dir: Any, number: int, map_location: str = "cpu") -> Any:
     """Load the trained child of trial ``number`` of a run searched with ``logging.keep_children: true``."""
-    from rlnas.exporter import load_trial as _load
+    from rlnas.exported import load_trial as _load
 
     return _load(run_dir, number, map_location=map_location)
 

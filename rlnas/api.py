@@ -59,7 +59,7 @@ class RunResult:
     def model(self) -> nn.Module | None:
         if self.export_dir is None:
             return None
-        from rlnas.exporter import load_model
+        from rlnas.exported import load_model
 
         return load_model(self.export_dir)
 

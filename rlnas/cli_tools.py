@@ -102,7 +102,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     from rlnas.config import USER_DATASETS
     from rlnas.data import dataset_config, load_dataset
     from rlnas.evaluation.train import scores
-    from rlnas.exporter import load_export_info, load_model
+    from rlnas.exported import load_export_info, load_model
 
     info = load_export_info(args.export)
     settings = dict(info["dataset"])

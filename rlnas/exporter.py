@@ -1,4 +1,5 @@
-"""Final retraining of the best architecture, self-describing export, and loading it back.
+"""Final retraining of the best architecture and its self-describing export (:mod:`rlnas.exported` loads
+it back).
 
 ``RUN/export/`` holds:
 
@@ -31,17 +32,17 @@ from rlnas import atomic
 from rlnas.config import USER_DATASETS, RunConfig
 from rlnas.data import Dataset
 from rlnas.errors import ConfigError, RunDirError, full_disk_stops, is_disk_full
-from rlnas.evaluation.base import cache_key, val_score
+from rlnas.evaluation.base import val_score
 from rlnas.evaluation.executors import thread_policy
 from rlnas.evaluation.train import EpochEnd, OnEpoch, scores
 from rlnas.evaluation.trainer import Recipe, child_seed
 from rlnas.formatting import to_json
 from rlnas.modelcard import io_names, model_card
-from rlnas.models.checkpoint import load_model_file, model_info, save_model
+from rlnas.models.checkpoint import model_info, save_model
 from rlnas.models.complexity import count_flops, count_params, cpu_latency_ms
 from rlnas.models.families import Ensemble
 from rlnas.prepare import prepare
-from rlnas.rundir import CHILDREN_DIR, EXPORT_DIR, RunLock, open_run
+from rlnas.rundir import EXPORT_DIR, RunLock, open_run
 from rlnas.space.core import Architecture
 from rlnas.store import TrialRecord
 
@@ -368,71 +369,3 @@ def _write_pt2(model: nn.Module, input_shape: tuple[int, ...], out: Path, names:
 
 
 WRITERS = {"onnx": _write_onnx, "pt2": _write_pt2}
-
-
-def _model_file(path: str | Path) -> Path:
-    if not isinstance(path, (str, Path)):
-        raise RunDirError(f"{path!r} is not a path; pass RUN/export or its model.pt")
-    p = Path(path)
-    for folder in (p, p / EXPORT_DIR, p.parent):  # an export swap that a kill cut short is finished first
-        if folder.name == EXPORT_DIR and not (folder / "model.pt").exists():
-            with contextlib.suppress(OSError):
-                atomic.recover_dir(folder)
-    if p.is_dir():
-        p = p / "model.pt" if (p / "model.pt").exists() else p / EXPORT_DIR / "model.pt"
-    if not p.is_file():
-        raise RunDirError(f"no exported model at {path}; pass RUN/export or its model.pt (run `rlnas export RUN`)")
-    return p
-
-
-def load_export_info(path: str | Path) -> dict[str, Any]:
-    """The metadata of an export (architecture, shapes, normalization, dataset settings)."""
-    file = _model_file(path).parent / "architecture.json"
-    try:
-        info = json.loads(file.read_text())
-    except FileNotFoundError:
-        raise RunDirError(
-            f"{file} is missing: the export is incomplete; export the run again (`rlnas export RUN`)"
-        ) from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise RunDirError(f"{file} cannot be read ({err}); export the run again (`rlnas export RUN`)") from None
-    required = {"architecture": dict, "family": str, "input_shape": list}
-    optional = {"task": str, "class_names": list, "preprocessing": dict}  # older exports lack the task
-    wrong = [k for k, kind in required.items() if not isinstance(info, dict) or not isinstance(info.get(k), kind)]
-    wrong += [
-        k
-        for k, kind in optional.items()
-        if isinstance(info, dict) and info.get(k) is not None and not isinstance(info[k], kind)
-    ]
-    if wrong:
-        raise RunDirError(
-            f"{file} does not describe an rlnas export (missing or wrong: {', '.join(wrong)}); export the run "
-            "again (`rlnas export RUN`)"
-        )
-    return info
-
-
-def load_model(path: str | Path, map_location: str = "cpu") -> nn.Module:
-    """Rebuild an exported model (``RUN/export`` or its ``model.pt``) or a kept child
-    (``RUN/children/<key>.pt``) and load its weights (``weights_only=True``); an export's model file must be
-    the one its ``architecture.json`` describes."""
-    file = _model_file(path)
-    described = load_export_info(file) if (file.parent / "architecture.json").exists() else None
-    return load_model_file(file, map_location, described)
-
-
-def load_trial(run_dir: str | Path, number: int, map_location: str = "cpu") -> nn.Module:
-    """The trained network of trial ``number`` of a run searched with ``logging.keep_children: true``."""
-    run = Path(run_dir)
-    _, store = open_run(run)
-    with store:
-        record = next((t for t in store.trials() if t.number == number), None)
-    if record is None:
-        raise RunDirError(f"{run} has no trial {number}; `rlnas trials {run}` lists them")
-    file = run / CHILDREN_DIR / f"{cache_key(record.key, record.metrics.get('fidelity', 1.0))}.pt"
-    if not file.is_file():
-        raise RunDirError(
-            f"the weights of trial {number} were not kept ({file} is missing); search with "
-            "--set logging.keep_children=true to keep every child"
-        )
-    return load_model_file(file, map_location)

@@ -23,7 +23,7 @@ from rlnas.data.arrays import to_layout
 from rlnas.data.core import Split
 from rlnas.errors import DataError
 from rlnas.evaluation.train import outputs, scores
-from rlnas.exporter import load_export_info, load_model
+from rlnas.exported import load_export_info, load_model
 
 
 @dataclass(frozen=True)

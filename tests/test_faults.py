@@ -440,7 +440,7 @@ def test_a_kill_during_an_export_swap_leaves_a_whole_export(tmp_path: Path, mome
     """A kill while the new export is built leaves the old one; a kill between the swap's two renames leaves
     no ``export/`` for a moment, and the next reader (or the run's next lock) completes the swap. The run's
     next lock also removes the temporary files of killed writes."""
-    from rlnas.exporter import _model_file
+    from rlnas.exported import _model_file
     from rlnas.rundir import RunLock
 
     run = tmp_path / "run"
