@@ -5,9 +5,11 @@ validation split (never the test split), over a few seeds.
     python benchmarks/recipe_ablation.py --data-dir DIR [--dataset fashion_mnist] [--net two_conv] \
         [--epochs 10] [--seeds 2] [--first-seed 100] [--threads 1] [--jobs 2] \
         [--variants 'whole recipe,no padded random crops'] [--out docs/recipe_ablation.json] \
-        [--stages plain:32:1:pool,plain:128:2:pool,plain:256:2:pool]
+        [--stages plain:32:1:pool,plain:128:2:pool,plain:256:2:pool] [--reuse docs/recipe_ablation.json]
 
-``--stages`` trains a searched convnet instead of ``--net`` (handmade.py's ``--stages``).
+``--stages`` trains a searched convnet instead of ``--net`` (handmade.py's ``--stages``). ``--reuse`` takes the
+rows of an earlier run's ``--out`` file with the same net, data, epochs, seeds and threads instead of training
+them again (the trainings are deterministic: the whole recipe reproduces to the last digit).
 
 Each row: the final validation accuracy, its mean over the seeds, and the mean paired difference from the
 whole recipe with its standard error (a positive difference: the part helps).
@@ -61,6 +63,18 @@ def run(args: argparse.Namespace, changes: dict[str, str], augment: str, ema: st
     return float(json.loads(out)["val_curve"][-1])
 
 
+SAME = ("data_dir", "dataset", "net", "stages", "epochs", "seeds", "first_seed", "threads")
+
+
+def reused_rows(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict[str, list[float]]:
+    """The rows of an earlier run made with the same settings (anything else would not be comparable)."""
+    earlier = json.loads(args.reuse.read_text())
+    differ = [key for key in SAME if earlier["args"].get(key) != getattr(args, key)]
+    if differ:
+        parser.error(f"--reuse {args.reuse}: made with other {', '.join(differ)}; run without --reuse")
+    return dict(earlier["results"])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", required=True)
@@ -74,22 +88,27 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2, help="trainings at a time")
     parser.add_argument("--variants", help=f"comma-separated subset of: {', '.join(VARIANTS)}")
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--reuse", type=Path, help="an earlier --out file whose rows are not trained again")
     args = parser.parse_args()
     chosen = [v.strip() for v in args.variants.split(",")] if args.variants else list(VARIANTS)
     unknown = sorted(set(chosen) - set(VARIANTS))
     if unknown or "whole recipe" not in chosen:
         parser.error(f"--variants: unknown {unknown} or no 'whole recipe'; choose from {', '.join(VARIANTS)}")
+    reused = reused_rows(args, parser) if args.reuse else {}
+    seeds = range(args.first_seed, args.first_seed + args.seeds)
     with ThreadPoolExecutor(args.jobs) as pool:  # each training is its own process
         futures = {
             (name, seed): pool.submit(run, args, changes, augment, ema, seed)
             for name, (changes, augment, ema) in VARIANTS.items()
-            if name in chosen
-            for seed in range(args.first_seed, args.first_seed + args.seeds)
+            if name in chosen and name not in reused
+            for seed in seeds
         }
         for (name, seed), future in futures.items():  # each result as it comes, so a stopped run keeps them
             print(f"{name}, seed {seed}: {future.result():.4f}", flush=True)
-        seeds = range(args.first_seed, args.first_seed + args.seeds)
-        results = {name: [futures[name, seed].result() for seed in seeds] for name in chosen}
+        results = {
+            name: reused[name] if name in reused else [futures[name, seed].result() for seed in seeds]
+            for name in chosen
+        }
     base = np.array(results["whole recipe"])
     print(
         f"\n| recipe ({args.stages or args.net}, {args.epochs} epochs, {args.dataset} validation) | accuracy per seed "
