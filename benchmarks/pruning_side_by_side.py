@@ -25,10 +25,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from rlnas.driver import cost
 from rlnas.evaluation.base import COMPLETE, PRUNED
 from rlnas.evaluation.objective import Objective
 from rlnas.evaluation.trainer import TrainingEvaluator
+from rlnas.loop_state import cost
 from rlnas.prepare import prepare
 from rlnas.rundir import open_run
 

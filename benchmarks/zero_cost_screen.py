@@ -39,7 +39,7 @@ def best_reward(args: tuple[str, int, int, tuple[str, ...]]) -> tuple[float, flo
         ],
     )
     start = time.perf_counter()
-    search = Search(config, persist=False)
+    search = Search.in_memory(config)
     search.run()
     best = max(t.reward for t in search.store.trials())
     search.close()

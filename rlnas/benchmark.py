@@ -70,7 +70,7 @@ def run_on_table(
     space = build_space(config.space, (3, 32, 32))
     evaluator = TableEvaluator(space, table, config.objective, with_params=strategy == "pareto")
     start = time.perf_counter()
-    search = Search(config, space=space, evaluator=evaluator, persist=False)
+    search = Search.in_memory(config, space=space, evaluator=evaluator)
     proposals = search.run().proposals
     trials = search.store.trials()
     search.close()

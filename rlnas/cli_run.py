@@ -25,8 +25,8 @@ def run_search(search: Any, args: argparse.Namespace) -> int:
     from tqdm import tqdm
     from tqdm.contrib.logging import logging_redirect_tqdm
 
-    from rlnas.driver import cost
     from rlnas.formatting import architecture_text
+    from rlnas.loop_state import cost
     from rlnas.mirror import storage_url
 
     config = search.config

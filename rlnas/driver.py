@@ -11,11 +11,10 @@ import functools
 import logging
 import os
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from rlnas import atomic
 from rlnas.config import RunConfig, load_config
 from rlnas.data import Dataset
 from rlnas.errors import CallbackError, ConfigError, full_disk_stops
@@ -29,19 +28,12 @@ from rlnas.evaluation.base import (
     finite,
     val_score,
 )
-from rlnas.evaluation.executors import (
-    EvaluatorFactory,
-    Executor,
-    Job,
-    TrainingEvaluatorFactory,
-    given,
-    make_executor,
-)
+from rlnas.evaluation.executors import EvaluatorFactory, Executor, Job, TrainingEvaluatorFactory, given, make_executor
 from rlnas.evaluation.objective import METRIC_OF, Objective, objective_name
 from rlnas.evaluation.pruning import NEVER, Pruner, StopRule
 from rlnas.evaluation.train import EpochEnd
-from rlnas.formatting import to_json
-from rlnas.mirror import OPTUNA_FILE, OptunaMirror
+from rlnas.loop_state import LoopState, cost
+from rlnas.mirror import open_mirror
 from rlnas.prepare import Prepared, prepare
 from rlnas.rundir import (
     CONFIG_FILE,
@@ -49,7 +41,6 @@ from rlnas.rundir import (
     RESUMABLE,
     SECONDS_META,
     STORE_FILE,
-    SUMMARY_FILE,
     TENSORBOARD_DIR,
     RunLock,
     check_unchanged,
@@ -59,16 +50,15 @@ from rlnas.rundir import (
     save_seconds,
     seconds_before,
     write_run_files,
+    write_summary,
 )
 from rlnas.space import SearchSpace
 from rlnas.space.core import Architecture
-from rlnas.store import TrialRecord, TrialStore, pareto_front, trial_line
+from rlnas.store import TrialRecord, TrialStore, trial_line
 from rlnas.strategies import Proposal, StrategyContext, StrategyExhausted, WaitForResults, make_strategy
 from rlnas.tracking import RunLogger
 
 log = logging.getLogger(__name__)
-
-MAX_CONSECUTIVE_REPEATS = 1000  # a converged policy that proposes nothing new must not loop forever
 
 # after every finished child: the budget spent (children fully trained; a pruned or lower-fidelity one counts its
 # share), the budget, the child's record
@@ -77,13 +67,6 @@ Progress = Callable[[float, int, "TrialRecord | None"], None]
 EpochCallback = Callable[[Architecture, EpochEnd], None]
 # the budget spent so far, counting the trained fraction of the children still running (progress bars)
 Activity = Callable[[float], None]
-
-
-def cost(metrics: Mapping[str, float], fidelity: float | None = None, pruned: str = "share") -> float:
-    """What a trained trial cost of the budget of evaluations: its fidelity (1: full training) times the share
-    of that training it did (below 1 for a PRUNED child, unless ``budget.pruned`` is ``whole``)."""
-    planned = float(metrics.get("fidelity", 1.0)) if fidelity is None else fidelity
-    return planned * (1.0 if pruned == "whole" else float(metrics.get("trained_fraction", 1.0)))
 
 
 @dataclass
@@ -96,29 +79,6 @@ class SearchResult:
     proposals: int = 0  # asks answered, cached re-proposals included
 
 
-class _Loop:
-    """The state of one session of the search loop: the cache of finished trials (from the store on resume),
-    the evaluations running, the budget spent and committed, and the counters that stop a search."""
-
-    def __init__(self, start: float, store: TrialStore, pruned: str) -> None:
-        self.start = start  # the clock goes on over interrupts and resumes
-        self.cache: dict[str, TrialRecord] = {cache_key(t.key, t.fidelity): t for t in store}
-        trained = [t for t in self.cache.values() if t.status != INFEASIBLE]  # infeasible ones cost no budget
-        self.evaluations = len(trained)
-        self.spent = sum(cost(t.metrics, pruned=pruned) for t in trained)
-        self.running: dict[str, tuple[Job, list[Architecture], float]] = {}  # key -> (job, re-proposals, wall time)
-        self.committed = 0.0  # budget of the evaluations running
-        self.repeats = self.failures = self.proposals = 0
-        self.stop_reason: str | None = None
-
-    def repeated(self) -> None:
-        """A proposal that trained nothing (evaluated already, running or infeasible): a converged strategy that
-        proposes nothing new must not loop forever."""
-        self.repeats += 1
-        if self.repeats >= MAX_CONSECUTIVE_REPEATS and self.stop_reason is None:
-            self.stop_reason = f"{self.repeats} proposals in a row were evaluated already or infeasible"
-
-
 class Search:
     """One search run in one run directory."""
 
@@ -127,35 +87,62 @@ class Search:
         config: RunConfig,
         run_dir: str | Path | None = None,
         *,
+        data: Dataset | None = None,
+        progress: Progress | None = None,
+        on_epoch: EpochCallback | None = None,
         space: SearchSpace | None = None,
         evaluator: Evaluator | None = None,
-        progress: Progress | None = None,
-        persist: bool = True,
-        resume: bool = False,
-        data: Dataset | None = None,
-        on_epoch: EpochCallback | None = None,
     ) -> None:
-        """``data`` replaces the config's dataset (data handed over from Python); ``evaluator`` (with its
-        ``space``) replaces real training, e.g. a table or a fake; with ``persist=False`` nothing is
-        written (in-memory store, no TensorBoard): for benchmarks. ``progress`` hears of every finished
-        trial, ``on_epoch`` of every epoch of a child in training (whatever executor trains it); an exception
-        in either stops the search (finished trials stay stored)."""
+        """A new run in ``run_dir`` (default: a new folder under ``runs/``). ``data`` replaces the config's
+        dataset (data handed over from Python); ``evaluator`` (with its ``space``) replaces real training, e.g. a
+        table or a fake. ``progress`` hears of every finished trial, ``on_epoch`` of every epoch of a child in
+        training (whatever executor trains it); an exception in either stops the search (finished trials stay
+        stored). :meth:`resume` continues a run, :meth:`in_memory` searches without writing anything."""
+        self.progress, self.on_epoch = progress, on_epoch
+        self._open(
+            config, Path(run_dir) if run_dir is not None else default_run_dir(config), False, data, space, evaluator
+        )
+
+    @classmethod
+    def in_memory(
+        cls,
+        config: RunConfig,
+        *,
+        data: Dataset | None = None,
+        progress: Progress | None = None,
+        space: SearchSpace | None = None,
+        evaluator: Evaluator | None = None,
+    ) -> Search:
+        """A search that writes nothing (an in-memory store, no TensorBoard, no export): for benchmarks."""
+        search = cls.__new__(cls)
+        search.progress, search.on_epoch = progress, None
+        search._open(config, None, False, data, space, evaluator)
+        return search
+
+    def _open(
+        self,
+        config: RunConfig,
+        run_dir: Path | None,
+        resume: bool,
+        data: Dataset | None,
+        space: SearchSpace | None,
+        evaluator: Evaluator | None,
+    ) -> None:
+        """Every constructor's assembly: the prepared data and space, then the run directory (created, or
+        locked to resume; none in memory), then the run's parts."""
         self.config = config
         self.prepared: Prepared | None = None
         if evaluator is None:
-            self.prepared = prepare(config, data, Path(run_dir) if resume and run_dir is not None else None)
+            self.prepared = prepare(config, data, run_dir if resume else None)
             space = self.prepared.space
         elif space is None:
             raise ValueError("an evaluator needs the space it evaluates")
         self.space: SearchSpace = space
-        self.progress = progress
-        self.on_epoch = on_epoch
         self.activity: Activity | None = None
-        self.run_dir: Path | None = None
+        self.run_dir = run_dir
         self._lock: RunLock | None = None
-        if persist:
-            self.run_dir = Path(run_dir) if run_dir is not None else default_run_dir(config)
-            self._lock = RunLock(self.run_dir) if resume else create_run_dir(self.run_dir)
+        if run_dir is not None:
+            self._lock = RunLock(run_dir) if resume else create_run_dir(run_dir)
         try:
             self._assemble(config, space, evaluator, resume)
         except BaseException:
@@ -194,7 +181,11 @@ class Search:
         ctx = StrategyContext(space, config, config.seed, self.run_dir, self.logger, evaluator)
         self.strategy = make_strategy(config.strategy.name, ctx)
         self.resumed = resume
-        self.mirror = self._open_mirror(objective_name(config.objective, score)) if config.logging.optuna else None
+        self.mirror = None
+        if config.logging.optuna and self.run_dir is not None:
+            attrs = {"strategy": config.strategy.name, "space": space.name, "seed": config.seed}
+            objective = objective_name(config.objective, score)
+            self.mirror = open_mirror(self.run_dir, space, attrs, objective, self.store.trials() if resume else [])
         if resume:
             done = self.store.trials()
             self.strategy.warm_start(done)
@@ -219,25 +210,6 @@ class Search:
             p.space, p.dataset, config.training, config.oneshot, objective, config.seed, checkpoint, budget
         )
         return evaluator, factory
-
-    def _open_mirror(self, objective: str) -> OptunaMirror | None:
-        """The Optuna mirror of the run's trials (none without a run directory, or when it cannot be opened)."""
-        if self.run_dir is None:
-            return None
-        attrs = {"strategy": self.config.strategy.name, "space": self.space.name, "seed": self.config.seed}
-        try:
-            mirror = OptunaMirror(self.run_dir, self.space, attrs, objective)
-            mirror.sync(self.store.trials() if self.resumed else [])
-            return mirror
-        except Exception as err:  # noqa: BLE001 - an optional view: a damaged mirror never stops the search
-            log.warning(
-                "the Optuna mirror %s cannot be opened (%s: %s); searching without it (the trial store is "
-                "complete; delete the file to have it rebuilt on the next resume)",
-                self.run_dir / OPTUNA_FILE,
-                type(err).__name__,
-                err,
-            )
-            return None
 
     def _abandon(self) -> None:
         for part in ("logger", "store"):
@@ -275,7 +247,10 @@ class Search:
             )
         if overrides:
             config = load_config(path / CONFIG_FILE, overrides)
-        return cls(config, path, progress=progress, resume=True, data=data, on_epoch=on_epoch)
+        search = cls.__new__(cls)
+        search.progress, search.on_epoch = progress, on_epoch
+        search._open(config, path, True, data, None, None)
+        return search
 
     def run(self) -> SearchResult:
         """``ask`` while workers are free, evaluate (or answer from the cache), ``tell`` as children finish.
@@ -289,7 +264,7 @@ class Search:
 
     def _run(self) -> SearchResult:
         before = seconds_before(self.store, self.run_dir) if self.resumed else 0.0
-        loop = _Loop(time.monotonic() - before, self.store, self.config.budget.pruned)
+        loop = LoopState(time.monotonic() - before, self.store, self.config.budget.pruned)
         executor = make_executor(self.config, self.evaluator, self.evaluator_factory)
         executor.on_progress = functools.partial(self._heard, loop)
         try:
@@ -317,7 +292,7 @@ class Search:
         self._finish(result)
         return result
 
-    def _heard(self, loop: _Loop, job: Job, event: EpochEnd) -> None:
+    def _heard(self, loop: LoopState, job: Job, event: EpochEnd) -> None:
         """An epoch of a running child: the progress bar, then the user's ``on_epoch``."""
         if self.activity is not None:
             self.activity(loop.spent + sum(j.progress * j.fidelity for j, _, _ in loop.running.values()))
@@ -328,7 +303,7 @@ class Search:
                 # not a failure of the child: an error the in-process trainer must not take for one
                 raise CallbackError(f"the on_epoch callback raised {type(err).__name__}: {err}") from err
 
-    def _submit_next(self, loop: _Loop, executor: Executor) -> bool:
+    def _submit_next(self, loop: LoopState, executor: Executor) -> bool:
         """Ask the strategy for one proposal and start its evaluation (or answer it from the cache); False when
         no more should start now (budget or time spent, the strategy waits for results or is exhausted)."""
         budget = self.config.budget
@@ -364,7 +339,7 @@ class Search:
         loop.committed += fidelity
         return True
 
-    def _record(self, loop: _Loop, job: Job, outcome: Evaluation) -> None:
+    def _record(self, loop: LoopState, job: Job, outcome: Evaluation) -> None:
         """A finished evaluation: stored, logged, mirrored and told to the strategy (and its re-proposals)."""
         budget = self.config.budget
         evaluation = finite(outcome, self.config.objective.failure_reward)
@@ -414,12 +389,7 @@ class Search:
             "best_proxy_val_score": None if best is None else val_score(best.metrics),
             "pid": os.getpid(),
         }
-        metric = METRIC_OF[self.config.objective.complexity]
-        summary["pareto_front"] = [
-            {"trial": r.number, "proxy_val_score": val_score(r.metrics), metric: r.metrics[metric]}
-            for r in pareto_front(self.store.trials(), metric)
-        ]
-        atomic.write_text(self.run_dir / SUMMARY_FILE, to_json(summary))
+        write_summary(self.run_dir, summary, self.store.trials(), METRIC_OF[self.config.objective.complexity])
         self.logger.flush()
 
     def close(self) -> None:

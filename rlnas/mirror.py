@@ -133,3 +133,23 @@ def load_study(run_dir: str | Path) -> Any | None:
         return None
     optuna = _quiet_optuna()
     return optuna.load_study(study_name=None, storage=storage_url(run_dir))  # one study per run: its name may differ
+
+
+def open_mirror(
+    run_dir: Path, space: SearchSpace, attrs: dict[str, Any], objective: str, records: Iterable[TrialRecord]
+) -> OptunaMirror | None:
+    """The run's mirror, with ``records`` (a resumed run's trials) added; None when it cannot be opened: an
+    optional view, a damaged mirror never stops the search."""
+    try:
+        mirror = OptunaMirror(run_dir, space, attrs, objective)
+        mirror.sync(records)
+        return mirror
+    except Exception as err:  # noqa: BLE001
+        log.warning(
+            "the Optuna mirror %s cannot be opened (%s: %s); searching without it (the trial store is "
+            "complete; delete the file to have it rebuilt on the next resume)",
+            run_dir / OPTUNA_FILE,
+            type(err).__name__,
+            err,
+        )
+        return None

@@ -19,8 +19,10 @@ import yaml
 from rlnas import atomic
 from rlnas.config import USER_DATASETS, RunConfig, load_config
 from rlnas.errors import ConfigError, RunDirError
+from rlnas.evaluation.base import val_score
+from rlnas.formatting import to_json
 from rlnas.mirror import OPTUNA_FILE
-from rlnas.store import TrialStore
+from rlnas.store import TrialRecord, TrialStore, pareto_front
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +72,17 @@ def write_run_files(
         if dataset is not None:
             atomic.write_text(run_dir / DATASET_FILE, json.dumps(dataset, indent=1))
     atomic.write_text(run_dir / CONFIG_FILE, config.to_yaml())
+
+
+def write_summary(run_dir: Path, summary: dict[str, Any], trials: list[TrialRecord], metric: str) -> None:
+    """``run.json``: how the search ended (``summary``) and the Pareto front of validation score against the
+    complexity ``metric``."""
+    summary = dict(summary)
+    summary["pareto_front"] = [
+        {"trial": r.number, "proxy_val_score": val_score(r.metrics), metric: r.metrics[metric]}
+        for r in pareto_front(trials, metric)
+    ]
+    atomic.write_text(run_dir / SUMMARY_FILE, to_json(summary))
 
 
 SECONDS_META = "search_seconds"  # the store's record of the search's wall time, over every session

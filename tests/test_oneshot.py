@@ -197,7 +197,7 @@ def test_a_damaged_supernet_checkpoint_restarts_the_supernet_with_a_warning(
 def test_oneshot_config_mistakes_are_clear_errors(digits: Dataset, overrides: list[str], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         config = load_config(None, ["evaluation=oneshot", *overrides])
-        Search(config, persist=False, data=digits)
+        Search.in_memory(config, data=digits)
 
 
 def test_training_decisions_are_pinned_to_what_the_supernet_trains_with(digits: Dataset) -> None:
@@ -234,7 +234,7 @@ def test_darts_learns_architecture_logits_and_resumes_them(tmp_path: Path, digit
 
 def test_darts_gates_carry_the_gradient_of_each_choice_without_changing_the_output(digits: Dataset) -> None:
     config = tiny_config("evaluation=oneshot", "strategy.name=darts")
-    search = Search(config, persist=False, data=digits)
+    search = Search.in_memory(config, data=digits)
     strategy = search.strategy
     arch, gates = strategy.sample(1.0)  # type: ignore[attr-defined]
     assert gates and all(float(g.detach()) == pytest.approx(1.0) for g in gates.values())
@@ -255,7 +255,7 @@ def test_darts_without_a_supernet_is_a_config_error() -> None:
 
 def test_darts_samples_only_paths_within_max_params(digits: Dataset) -> None:
     config = tiny_config("evaluation=oneshot", "strategy.name=darts", "objective.max_params=3000")
-    search = Search(config, persist=False, data=digits)
+    search = Search.in_memory(config, data=digits)
     strategy, evaluator = search.strategy, search.evaluator
     sampled = [strategy.sample(10.0)[0] for _ in range(30)]  # type: ignore[attr-defined]
     assert all(evaluator.feasible(a) for a in sampled)  # type: ignore[attr-defined]
@@ -267,10 +267,10 @@ def test_darts_samples_only_paths_within_max_params(digits: Dataset) -> None:
 
 def test_darts_parameter_free_share_counts_cell_operations_only(digits: Dataset) -> None:
     rng = np.random.default_rng(0)
-    cnn = Search(tiny_config("evaluation=oneshot", "strategy.name=darts"), persist=False, data=digits)
+    cnn = Search.in_memory(tiny_config("evaluation=oneshot", "strategy.name=darts"), data=digits)
     assert cnn.strategy.parameter_free_share(cnn.space.sample(rng)) is None  # type: ignore[attr-defined]
     cnn.close()  # (a block's pooling "none" is no parameter-free operation)
-    cell = Search(tiny_config("evaluation=oneshot", "strategy.name=darts", "space=nb201"), persist=False, data=digits)
+    cell = Search.in_memory(tiny_config("evaluation=oneshot", "strategy.name=darts", "space=nb201"), data=digits)
     edges = {name: "skip_connect" if i < 2 else "nor_conv_3x3" for i, name in enumerate(nb201.EDGE_NAMES)}
     arch = cell.space.make({**cell.space.sample(rng).to_dict(), **edges})
     assert cell.strategy.parameter_free_share(arch) == pytest.approx(2 / 6)  # type: ignore[attr-defined]

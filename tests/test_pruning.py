@@ -11,13 +11,14 @@ import pytest
 from conftest import tiny_config
 
 from rlnas.config import PruningConfig, load_config
-from rlnas.driver import Search, cost
+from rlnas.driver import Search
 from rlnas.errors import ConfigError
 from rlnas.evaluation.base import COMPLETE, PRUNED
 from rlnas.evaluation.objective import Objective
 from rlnas.evaluation.pruning import Pruner, StopRule
 from rlnas.evaluation.train import Reports
 from rlnas.evaluation.trainer import TrainingEvaluator
+from rlnas.loop_state import cost
 from rlnas.prepare import prepare
 from rlnas.space.core import Architecture
 from rlnas.store import TrialStore
@@ -252,16 +253,15 @@ def test_pruning_is_refused_where_children_report_no_validation_curve(overrides:
 def test_a_rule_that_can_never_stop_a_child_is_named_in_a_warning(caplog: pytest.LogCaptureFixture) -> None:
     config = tiny_config("training.epochs=1", "pruning.rule=median", "pruning.warmup_epochs=0")
     with caplog.at_level("WARNING", logger="rlnas.evaluation.pruning"):
-        Search(config, persist=False).close()
+        Search.in_memory(config).close()
     assert "never stops a child of training.epochs=1" in caplog.text
     assert "pruning.reports_per_epoch, now 1" in caplog.text
     caplog.clear()
     with caplog.at_level("WARNING", logger="rlnas.evaluation.pruning"):
-        Search(
+        Search.in_memory(
             tiny_config(
                 "training.epochs=1", "pruning.rule=median", "pruning.warmup_epochs=0", "pruning.reports_per_epoch=2"
             ),
-            persist=False,
         ).close()
     assert "never stops" not in caplog.text
 
@@ -271,7 +271,7 @@ def test_pruning_is_refused_for_an_evaluator_without_epochs(toy_space) -> None: 
 
     config = tiny_config("pruning.rule=median")
     with pytest.raises(ConfigError, match="does not train them epoch by epoch"):
-        Search(config, space=toy_space, evaluator=SyntheticEvaluator(toy_space), persist=False)
+        Search.in_memory(config, space=toy_space, evaluator=SyntheticEvaluator(toy_space))
 
 
 @pytest.mark.parametrize("name", sorted(set(STRATEGIES) - NEEDS_SUPERNET))
@@ -286,7 +286,7 @@ def test_every_strategy_searches_on_with_pruned_children(name: str) -> None:
         "budget.evaluations=5",
         "export.enabled=false",
     )
-    search = Search(config, persist=False)
+    search = Search.in_memory(config)
     result = search.run()
     trials = search.store.trials()
     search.close()
@@ -297,9 +297,9 @@ def test_every_strategy_searches_on_with_pruned_children(name: str) -> None:
 
 def test_a_pruner_that_can_never_stop_a_child_is_named_in_a_warning(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level("WARNING", logger="rlnas.driver"):
-        Search(tiny_config("pruning.rule=median", "training.epochs=2"), persist=False).close()
+        Search.in_memory(tiny_config("pruning.rule=median", "training.epochs=2")).close()
     assert "never stops a child of training.epochs=2" in caplog.text and "pruning.warmup_epochs" in caplog.text
     caplog.clear()
     with caplog.at_level("WARNING", logger="rlnas.driver"):
-        Search(tiny_config("pruning.rule=halving", "training.epochs=2"), persist=False).close()
+        Search.in_memory(tiny_config("pruning.rule=halving", "training.epochs=2")).close()
     assert not caplog.text

@@ -42,7 +42,7 @@ def _found_optimum(strategy: str, seed: int, budget: int) -> bool:
     space = _space()
     evaluator = SyntheticEvaluator(space, seed=1000 + seed)
     config = load_config(None, [f"strategy.name={strategy}", f"budget.evaluations={budget}", f"seed={seed}", *CHEAP])
-    search = Search(config, space=space, evaluator=evaluator, persist=False)
+    search = Search.in_memory(config, space=space, evaluator=evaluator)
     result = search.run()
     search.close()
     return result.best is not None and result.best.architecture == evaluator.target
@@ -70,7 +70,7 @@ def test_strategy_runs_are_reproducible(strategy: str) -> None:
     def keys(seed: int) -> list[str]:
         space = _space()
         config = load_config(None, [f"strategy.name={strategy}", "budget.evaluations=15", f"seed={seed}"])
-        search = Search(config, space=space, evaluator=SyntheticEvaluator(space, seed=5), persist=False)
+        search = Search.in_memory(config, space=space, evaluator=SyntheticEvaluator(space, seed=5))
         search.run()
         out = [t.key for t in search.store.trials()]
         search.close()
@@ -213,7 +213,7 @@ def test_the_gp_sampler_models_every_decision_of_a_conditional_space(toy_space: 
 
     gp = ["strategy.name=bayesian", "strategy.bayesian.sampler=gp", "strategy.bayesian.n_startup=4"]
     config = load_config(None, [*gp, "budget.evaluations=14"])
-    search = Search(config, space=toy_space, evaluator=SyntheticEvaluator(toy_space), persist=False)
+    search = Search.in_memory(config, space=toy_space, evaluator=SyntheticEvaluator(toy_space))
     calls = []
     sampler = search.strategy.study.sampler
     original = sampler.sample_independent
@@ -226,7 +226,7 @@ def test_the_gp_sampler_models_every_decision_of_a_conditional_space(toy_space: 
     assert result.evaluations == 14 and calls and max(calls) < 4  # after the random start-up: the GP, always
     depths = {len([k for k, _ in r.architecture.items if k.startswith("layer")]) for r in records}
     assert len(depths) > 1  # conditional decisions were used and left out as the depth demands
-    again = Search(config, space=toy_space, evaluator=SyntheticEvaluator(toy_space), persist=False)
+    again = Search.in_memory(config, space=toy_space, evaluator=SyntheticEvaluator(toy_space))
     again.strategy.warm_start(records)
     assert len(again.strategy.study.trials) == 14 and again.strategy.ask() is not None
     again.close()
