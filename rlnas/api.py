@@ -23,10 +23,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import yaml
 from torch import nn
 
 from rlnas.config import RunConfig, load_config
+from rlnas.config.base import safe_load
 from rlnas.data.core import Dataset
 from rlnas.driver import EpochCallback, Progress, Search, SearchResult
 from rlnas.errors import ConfigError, RunDirError
@@ -121,7 +121,7 @@ def _sections(config: ConfigLike) -> dict[str, Any]:
         return dict(config)
     path = find_config(config, "config=")
     load_config(path, flags=PYTHON_FLAGS)  # a clear error for an invalid file
-    return dict(yaml.safe_load(path.read_text()) or {})
+    return dict(safe_load(path.read_text()) or {})
 
 
 def make_config(

@@ -7,6 +7,7 @@ one-paragraph message on stderr and exit code 2, without a traceback.
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import os
 import sys
@@ -328,6 +329,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"rlnas {args.command}: interrupted; finished trials are saved in the run directory", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except OSError as err:
+        if err.errno not in PATH_ERRORS:
+            raise
+        fix = PATH_ERRORS[err.errno]
+        print(f"rlnas {args.command}: error: {err.filename}: {err.strerror}; {fix}", file=sys.stderr)
+        return EXIT_USER_ERROR
+
+
+# a path the user gave that no file can have, wherever it is first touched: the path is the user's to fix
+PATH_ERRORS = {
+    errno.ENAMETOOLONG: "pass a path with shorter names (at most 255 bytes each)",
+    errno.ELOOP: "the path runs into a loop of symbolic links; pass another",
+}
 
 
 def _stdout_closed() -> bool:

@@ -266,6 +266,11 @@ def create_run_dir(path: Path) -> RunLock:
     """A new (or empty) run directory, locked; a folder left by a search killed during its set-up is
     taken over."""
     check_utf8(path)
+    try:
+        path.exists()
+    except OSError as err:  # a name too long for the file system, a loop of links
+        raise RunDirError(f"run directory {path} cannot be used ({err.strerror}); pass another to "
+            f"{RUN_DIR_FLAG}") from None
     if path.exists() and not path.is_dir():
         raise RunDirError(f"run directory {path} is a file, not a folder; pass a new or empty folder to {RUN_DIR_FLAG}")
     if path.exists() and any(path.iterdir()):

@@ -37,7 +37,7 @@ def _bad_values(annotation: typing.Any, metadata: list[typing.Any]) -> list[str]
     if kind is bool:
         return ["maybe", "[true]"]
     if kind in (int, float):
-        values = ["abc", "[1]", "{a: 1}"]
+        values = ["abc", "[1]", "{a: 1}", "true"]  # true would be taken for 1 without the check
         values += [".nan", ".inf", "-.inf"] if kind is float else ["1.5"]
         for bound in metadata:
             if isinstance(bound, at.Ge):
@@ -83,6 +83,7 @@ def test_a_bad_setting_is_refused_at_load_naming_the_setting(key: str, value: st
         (b"\xff\xfe not utf-8", "not valid YAML"),
         (b"- a list\n- of things\n", "must hold a mapping of sections"),
         (b"training: {epochs: [1, 2}", "not valid YAML"),
+        (b"seed: 1\ntraining: {epochs: 2}\nseed: 2\n", "the key 'seed' is given twice; keep one"),
         (None, "is a directory, not a file"),
         ("fifo", "is not a regular file"),
     ],
@@ -111,6 +112,12 @@ def test_an_unreadable_or_malformed_config_file_is_a_config_error(
         (["search", "--set", "dataset.split_seed=-1"], "dataset.split_seed"),
         (["search", "--set", f"strategy.ppo.net_arch=[{HUGE}]"], "strategy.ppo.net_arch.0"),
         (["search", "--set", f"dataset.image_size={HUGE}"], "sizes from 1 to 4096 pixels"),
+        (["search", "--set", "space.per_layer.kernel_size=[3, 99]"], "kernel_size [99] is larger than the 8x8 input"),
+        (["search", "--set", "training.epochs={a: 1, a: 2}"], "the key 'a' is given twice"),
+        (["search", "--run-dir", "x" * 300], "cannot be used (File name too long); pass another to --run-dir"),
+        (["resume", "x" * 300], "File name too long; pass a path with shorter names"),
+        (["report", "x" * 300], "File name too long; pass a path with shorter names"),
+        (["predict", "x" * 300, "a.png"], "File name too long; pass a path with shorter names"),
         (["benchmark", "--table", "t.csv", "--strategies", ","], "names no strategy"),
         (["benchmark", "--table", "t.csv", "--workers", "0"], "--workers 0: give at least 1 process"),
         (["benchmark", "--table", "t.csv", "--set", "space=digits"], "sets space itself; the table answers"),
@@ -123,7 +130,8 @@ def test_bad_command_lines_exit_2_with_the_value_and_write_nothing(
     from rlnas.cli import main
 
     monkeypatch.chdir(tmp_path)
-    code = main([*args[:1], *(["--run-dir", "run"] if args[0] == "search" else []), *args[1:]])
+    run_dir = ["--run-dir", "run"] if args[0] == "search" and "--run-dir" not in args else []
+    code = main([*args[:1], *run_dir, *args[1:]])
     err = capsys.readouterr().err
     assert code == 2 and message in err and "Traceback" not in err, err
     assert list(tmp_path.iterdir()) == []

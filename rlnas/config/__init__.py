@@ -23,6 +23,7 @@ from rlnas.config.base import (
     Augment,
     Width,
     _Section,
+    safe_load,
 )
 from rlnas.config.strategy import (
     BayesianConfig,
@@ -335,7 +336,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if not all(keys):
         raise ConfigError(f"override {text!r}: empty key in {path!r}")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError as err:
         raise ConfigError(f"override {text!r}: the value is not valid YAML ({err})") from None
     return keys, value
@@ -395,7 +396,7 @@ def load_config(
     if path is not None:
         p = find_config(path, flags[0])
         try:
-            data = yaml.safe_load(p.read_text()) or {}
+            data = safe_load(p.read_text()) or {}
         except (yaml.YAMLError, UnicodeDecodeError) as err:
             raise ConfigError(f"config file {p} is not valid YAML: {err}") from None
         except OSError as err:

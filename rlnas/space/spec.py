@@ -263,6 +263,7 @@ def build_space(spec: SpaceSpec, input_shape: Shape) -> SearchSpace:
     decisions += [Decision(role, choices, role=role) for role, choices in head.items()]
     decisions += [Decision(role, choices, role=role) for role, choices in training.items()]
     _check_pooling(spec, layers, input_shape)
+    _check_kernels(layers, input_shape)
     return SearchSpace(spec.name, spec.family, decisions, family.make_constraint(input_shape))
 
 
@@ -281,6 +282,20 @@ def _requirement(
     if len(allowed) == len(per_layer[other]):
         return None
     return Condition(layer_name(family, k, other), values=tuple(allowed))
+
+
+def _check_kernels(layers: Mapping[int, Mapping[str, tuple[Choice, ...]]], input_shape: Shape) -> None:
+    """A kernel wider than the input sees padding only beyond it, at a cost that grows with its square (a
+    kernel of 99 on 8x8 digits trains for minutes per child): refused where the space is built."""
+    if len(input_shape) != 3:
+        return
+    size = min(int(input_shape[1]), int(input_shape[2]))
+    wide = sorted({int(k) for own in layers.values() for k in own.get("kernel_size", ()) if int(k) > size})
+    if wide:
+        raise SpaceError(
+            f"space: kernel_size {wide} is larger than the {input_shape[1]}x{input_shape[2]} input; choose odd "
+            f"kernel sizes up to {size - (size + 1) % 2}"
+        )
 
 
 def _check_pooling(spec: SpaceSpec, layers: Mapping[int, Mapping[str, tuple[Choice, ...]]], input_shape: Shape) -> None:
