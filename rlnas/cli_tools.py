@@ -4,6 +4,7 @@ nb201-table (their handlers; the parser is in :mod:`rlnas.cli`). Only the CLI pr
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import shutil
@@ -61,7 +62,7 @@ def _proxies(args: argparse.Namespace) -> int:
         print(f"{name:<12}{tau:>8.3f}{result['proxy_seconds_per_architecture'][name]:>10.4f}")
     print(f"{'training':<12}{'':>8}{result['train_seconds_per_architecture']:>10.2f}")
     if args.json:
-        Path(args.json).write_text(to_json(result))
+        _write_output("--json", args.json, to_json(result))
     return 0
 
 
@@ -152,7 +153,6 @@ def _predict(args: argparse.Namespace) -> int:
     import csv
     import io
 
-    from rlnas import atomic
     from rlnas.predict import predict, predict_table
 
     _check_output_file("--out", None if args.out is None else str(args.out))
@@ -181,7 +181,7 @@ def _predict(args: argparse.Namespace) -> int:
     if args.out is None:
         print(text.getvalue(), end="")
         return 0
-    atomic.write_text(args.out, text.getvalue(), errors="surrogateescape")  # image names as their bytes
+    _write_output("--out", args.out, text.getvalue(), errors="surrogateescape")  # image names as their bytes
     print(f"{count} predictions written to {args.out}", file=sys.stderr)
     return 0
 
@@ -205,6 +205,8 @@ def _trials(args: argparse.Namespace) -> int:
         return 0
     score = next((name for row in rows if (name := score_metric(row)) is not None), "val_accuracy")
     columns = [score if c == "score" else c for c in (c.strip() for c in args.columns.split(",")) if c]
+    if not columns:
+        raise UserError(f"--columns {args.columns!r} names no column; give e.g. --columns number,reward,params")
     known = {"architecture", *(k for row in rows for k in row)}
     if args.columns == TRIAL_COLUMNS:
         columns = [c for c in columns if c in known]  # e.g. no latency in a one-shot search
@@ -245,6 +247,25 @@ def _check_output_file(flag: str, value: str | None) -> None:
         raise UserError(f"{flag} {value} is a folder; give a file name, e.g. {example}")
     if not path.parent.is_dir():
         raise UserError(f"{flag} {value}: the folder {path.parent} does not exist; create it or choose another path")
+    if path.is_symlink():  # written by replacing: the link itself (e.g. /dev/stdout) would be replaced
+        raise UserError(
+            f"{flag} {value} is a symbolic link (to {os.readlink(path)}); give the file it points to or a new file name"
+        )
+    if path.exists() and not path.is_file():  # a device would be replaced by a file
+        raise UserError(f"{flag} {value} is not a regular file (a device, pipe or link to one); give a file name")
+
+
+def _write_output(flag: str, path: str | Path, text: str, errors: str = "strict") -> None:
+    """An output file the user named, written whole (atomically) or refused with the reason."""
+    from rlnas import atomic
+    from rlnas.errors import DiskFullError
+
+    try:
+        atomic.write_text(Path(path), text, errors=errors)
+    except OSError as err:
+        if err.errno == errno.ENOSPC:
+            raise DiskFullError(f"no space left for {flag} {path}; free some space and run again") from None
+        raise UserError(f"{flag} {path} cannot be written ({err.strerror}); choose another path") from None
 
 
 def _benchmark(args: argparse.Namespace) -> int:
@@ -302,7 +323,7 @@ def _benchmark(args: argparse.Namespace) -> int:
     )
     print(f"n = {args.seeds} seeds per strategy and budget, from seed {args.first_seed}")
     if args.json:
-        Path(args.json).write_text(to_json(result["summary"]))
+        _write_output("--json", args.json, to_json(result["summary"]))
         print(f"JSON: {args.json}")
     if args.plot:
         print(f"plot: {plot_curves(result, args.plot)}")

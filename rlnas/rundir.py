@@ -269,8 +269,9 @@ def create_run_dir(path: Path) -> RunLock:
     try:
         path.exists()
     except OSError as err:  # a name too long for the file system, a loop of links
-        raise RunDirError(f"run directory {path} cannot be used ({err.strerror}); pass another to "
-            f"{RUN_DIR_FLAG}") from None
+        raise RunDirError(
+            f"run directory {path} cannot be used ({err.strerror}); pass another to {RUN_DIR_FLAG}"
+        ) from None
     if path.exists() and not path.is_dir():
         raise RunDirError(f"run directory {path} is a file, not a folder; pass a new or empty folder to {RUN_DIR_FLAG}")
     if path.exists() and any(path.iterdir()):

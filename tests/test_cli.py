@@ -338,6 +338,14 @@ def test_predict_classifies_image_files_like_the_test_split(run: Path, tmp_path:
     os.mkfifo(tmp_path / "pipe.png")  # would block a reader forever
     code, _, err = cli(capsys, "predict", str(run / "export"), str(tmp_path / "pipe.png"))
     assert code == 2 and "pipe.png is not a regular file" in err
+    # --out is written by replacing: a device or a link (/dev/stdout) would be replaced by a file
+    (tmp_path / "link.csv").symlink_to(tmp_path / "out" / "p.csv")
+    for out, message in (("/dev/null", "is not a regular file"), ("link.csv", "is a symbolic link")):
+        code, _, err = cli(capsys, "predict", str(run / "export"), *paths, "--out", out)
+        assert code == 2 and message in err, err
+    assert Path("/dev/null").is_char_device() and (tmp_path / "link.csv").is_symlink()
+    code, _, err = cli(capsys, "predict", str(run / "export"), *paths, "--out", "/proc/p.csv")  # even for root
+    assert code == 2 and "--out /proc/p.csv cannot be written" in err, err
 
 
 def test_report_has_a_summary_top_trials_optuna_plots_and_typed_tables(run: Path, tmp_path: Path, capsys) -> None:
@@ -416,6 +424,7 @@ def test_terminal_output_help_and_trials_table(
     assert chosen[0].split() == ["number", "reward", "params"] and len(chosen) == 6
     assert cli(capsys, "trials", str(run), "--columns", "nope")[0] == 2
     assert cli(capsys, "trials", str(run), "--top", "-1")[0] == 2
+    assert cli(capsys, "trials", str(run), "--columns", " , ")[0] == 2
     piped = subprocess.run(
         " ".join([*command(), "trials", str(run), "--json", "|", "head", "-1"]),
         shell=True,
