@@ -96,8 +96,13 @@ def _override_list(overrides: Overrides) -> list[str]:
     return [str(o) for o in overrides]
 
 
-def _check_arguments(data: Any = None, run_dir: Any = None, **numbers: Any) -> None:
+def _check_arguments(
+    data: Any = None, run_dir: Any = None, callbacks: Mapping[str, Any] | None = None, **numbers: Any
+) -> None:
     """The Python API's own errors for arguments of the wrong type, before anything is loaded or written."""
+    for name, value in (callbacks or {}).items():
+        if value is not None and not callable(value):
+            raise ConfigError(f"{name}={value!r} is not callable; pass a function (or None)")
     if data is not None and not isinstance(data, Dataset):
         hint = f"rlnas.search(config={data!r})" if isinstance(data, (str, Path)) else "rlnas.data.from_arrays(x, y)"
         raise ConfigError(
@@ -119,6 +124,10 @@ def _sections(config: ConfigLike) -> dict[str, Any]:
         return config.model_dump(mode="json", by_alias=True)
     if isinstance(config, Mapping):
         return dict(config)
+    if not isinstance(config, (str, Path)):
+        raise ConfigError(
+            f"config={config!r}: give a shipped config's name, a YAML file's path, a dict of sections or a RunConfig"
+        )
     path = find_config(config, "config=")
     load_config(path, flags=PYTHON_FLAGS)  # a clear error for an invalid file
     return dict(safe_load(path.read_text()) or {})
@@ -202,7 +211,9 @@ def search(
 ) -> RunResult:
     """Search ``data`` (a :class:`rlnas.data.Dataset`; default: the config's dataset) and, unless
     ``export=False`` or ``export.enabled`` is false, retrain and export the best architecture."""
-    _check_arguments(data, run_dir, budget=budget, minutes=minutes, seed=seed)
+    _check_arguments(
+        data, run_dir, {"callback": callback, "on_epoch": on_epoch}, budget=budget, minutes=minutes, seed=seed
+    )
     run_config = make_config(
         data, config, budget=budget, minutes=minutes, strategy=strategy, seed=seed, overrides=overrides
     )
@@ -223,7 +234,7 @@ def resume(
     """Continue a killed or interrupted search (or extend a finished one with a larger ``budget`` or
     ``minutes``, both counting what was spent before); ``data`` is required for runs made from arrays in
     memory and must be the same data."""
-    _check_arguments(data, budget=budget, minutes=minutes)
+    _check_arguments(data, None, {"callback": callback, "on_epoch": on_epoch}, budget=budget, minutes=minutes)
     _check_run_dir(run_dir)
     items = _override_list(overrides)
     items += [

@@ -154,10 +154,16 @@ def _python_calls(tmp_path: Path) -> list[tuple[str, typing.Callable[[], object]
         ("load_model(None)", lambda: rlnas.load_model(None), "None is not a path"),
         ("export epochs as text", lambda: rlnas.export(tmp_path, epochs="3"), "epochs='3'"),
         ("resume a number", lambda: rlnas.resume(7), "run_dir=7"),
+        ("callback not callable", lambda: rlnas.search(callback="x"), "callback='x' is not callable"),
+        ("on_epoch not callable", lambda: rlnas.resume(tmp_path, on_epoch=3), "on_epoch=3 is not callable"),
+        ("config a list", lambda: rlnas.search(config=[1, 2]), "config=[1, 2]: give a shipped config's name"),
+        ("labels as names", lambda: from_arrays(x, np.array(["a", "b"] * 10)), "np.unique(y, return_inverse=True)"),
+        ("class names repeated", lambda: from_arrays(x, y, class_names=["a", "a"]), "give each class its own"),
+        ("class names not text", lambda: from_arrays(x, y, class_names=[0, 1]), "give each class its own"),
     ]
 
 
-@pytest.mark.parametrize("case", range(9))
+@pytest.mark.parametrize("case", range(len(_python_calls(Path(".")))))
 def test_the_python_api_raises_its_own_errors_for_arguments_of_the_wrong_type(tmp_path: Path, case: int) -> None:
     from rlnas.errors import RlnasError
 

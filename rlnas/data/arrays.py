@@ -105,7 +105,11 @@ def dataset_from_arrays(
             num_classes = num_classes or int(y.max()) + 1
         else:
             if not np.issubdtype(y.dtype, np.number):
-                raise DataError(f"{where}: regression targets must be numbers, got {y.dtype}")
+                raise DataError(
+                    f"{where}: labels must be the class numbers 0..K-1 or, for regression, numbers; got {y.dtype}. "
+                    "For labels given as names: names, y = np.unique(y, return_inverse=True), then "
+                    "class_names=list(names)"
+                )
             y = y.astype(np.float32).reshape(len(y))
             check_finite(y, f"{where} targets")
         converted[split] = (x, y)
@@ -118,6 +122,8 @@ def dataset_from_arrays(
         names = tuple(class_names) if class_names is not None else tuple(str(i) for i in range(num_classes))
         if len(names) != num_classes:
             raise DataError(f"{source}: {len(names)} class names for {num_classes} classes; give one name per class")
+        if not all(isinstance(n, str) and n for n in names) or len(set(names)) < len(names):
+            raise DataError(f"{source}: class names {list(names)!r}; give each class its own non-empty text name")
         if num_classes < 2:
             raise DataError(f"{source}: the labels hold a single class; a classifier needs at least two")
     return make_dataset(
