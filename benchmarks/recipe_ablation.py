@@ -123,7 +123,7 @@ def main() -> None:
         shown = " / ".join(f"{100 * x:.2f}" for x in v)
         print(f"| {name} | {shown} | {100 * v.mean():.2f} % | {lead} |")
     if args.out is not None:
-        args.out.write_text(json.dumps({"args": vars(args) | {"out": str(args.out)}, "results": results}, indent=1))
+        args.out.write_text(json.dumps({"args": vars(args), "results": results}, indent=1, default=str))
 
 
 if __name__ == "__main__":

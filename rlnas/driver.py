@@ -143,8 +143,10 @@ class Search:
         self._lock: RunLock | None = None
         if run_dir is not None:
             self._lock = RunLock(run_dir) if resume else create_run_dir(run_dir)
+        again = f"`rlnas resume {run_dir}`" if resume else "the same command again (it starts the run afresh)"
         try:
-            self._assemble(config, space, evaluator, resume)
+            with full_disk_stops(run_dir, f"the run's set-up stopped: free some space, then run {again}"):
+                self._assemble(config, space, evaluator, resume)
         except BaseException:
             self._abandon()  # a run that cannot be opened must not stay locked until garbage collection
             raise

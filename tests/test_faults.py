@@ -530,6 +530,53 @@ def test_a_full_disk_at_each_write_site_is_one_line_and_keeps_the_work(
             assert len(store) == 3
 
 
+SETUP_FILES = ("space.json", "dataset.json", "config.yaml")  # written while the run directory is set up
+
+
+@pytest.mark.parametrize("site", [*SETUP_FILES, "ppo.zip", "run.json", "trial store"])
+def test_a_full_disk_at_each_write_site_of_a_search_is_one_line_and_loses_nothing(
+    tmp_path: Path, monkeypatch, capsys, site: str
+) -> None:
+    """ENOSPC at every file a search writes (every atomic write goes through ``atomic.open_atomic``: the run's
+    files at set-up, the controller checkpoint, the summary) and at the trial store: exit 1 with one line, no
+    temporary file left, and the run finishes with every trial, resumed (or, stopped during its set-up, started
+    again by the same command)."""
+    from tests.test_cli import TINY
+
+    run = tmp_path / "run"
+    args = ["-q", "search", *TINY, "--run-dir", str(run), "--budget", "2", "--no-export"]
+    args += ["--set", "logging.tensorboard=false"]
+    real_open, hit = atomic.open_atomic, []
+
+    @contextlib.contextmanager
+    def open_atomic(path, *a, **k):  # type: ignore[no-untyped-def]
+        if Path(path).name == site and not hit:
+            hit.append(path)
+            raise _enospc(path)
+        with real_open(path, *a, **k) as fh:
+            yield fh
+
+    def insert(*a, **k):  # type: ignore[no-untyped-def]
+        hit.append("store")
+        raise sqlite3.OperationalError("database or disk is full")
+
+    if site == "trial store":
+        monkeypatch.setattr(TrialStore, "_insert", insert)
+    else:
+        monkeypatch.setattr(atomic, "open_atomic", open_atomic)
+    code = main(args)
+    err = capsys.readouterr().err
+    assert hit and code == 1, err
+    errors = [line for line in err.splitlines() if "error" in line.lower()]
+    assert "Traceback" not in err and len(errors) == 1 and "error: no space left for" in errors[0], err
+    assert not [p.name for p in run.rglob("*") if p.name.endswith((".tmp", ".new", ".old"))]
+    monkeypatch.undo()
+    again = main(args) if site in SETUP_FILES else main(["-q", "resume", str(run), "--no-export"])
+    assert again == 0, capsys.readouterr().err
+    with open_run(run)[1] as store:
+        assert len(store) == 2
+
+
 def test_a_run_dir_named_with_url_characters_keeps_its_mirror_and_a_damaged_mirror_never_stops_a_resume(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

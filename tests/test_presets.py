@@ -45,7 +45,10 @@ def test_image_presets_search_and_export_on_small_synthetic_data(
     result = rlnas.search(data, config=preset, budget=3, run_dir=tmp_path / "run", overrides=tiny)
     config = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
     assert config["space"]["family"] == "convnet" and config["space"]["name"] == preset
-    assert config["export"]["ema"] > 0 and config["export"]["erasing"] > 0 and config["training"]["label_smoothing"] > 0
+    # the final training's recipe as the preset gives it (small_images: no erasing or EMA, which did not help)
+    ema_erasing = {"small_images": (0.0, None), "colour32": (0.999, 0.25)}[preset]
+    assert (config["export"]["ema"], config["export"]["erasing"]) == ema_erasing
+    assert config["training"]["label_smoothing"] > 0 and config["export"]["augment"] != "none"
     assert result.best is not None and result.best.architecture["num_stages"] >= 2
     assert result.metrics["test_accuracy"] > 0.5  # chance: 1/3 (90 test images: p < 0.001)
     raw = data.test.x.numpy().transpose(0, 2, 3, 1)  # NHWC pixels, as a user holds them
