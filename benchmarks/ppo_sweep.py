@@ -3,19 +3,23 @@
     python benchmarks/ppo_sweep.py --seeds 60 --first-seed 100 [--budgets 100,300] [--workers 2] \\
         --variants defaults,rank_exponent=3,net_arch=[64]+clip_range=0.3
 
-A variant is ``defaults`` or ``+``-joined ``strategy.ppo`` overrides (``key=value``). Each variant runs
+A variant is ``defaults`` or ``+``-joined ``strategy.ppo`` overrides (``key=value``; a key that starts with
+``strategy.`` is taken whole, e.g. ``strategy.zero_cost_screen=params``). Each variant runs
 once per seed with the largest budget; the smaller budgets are read from the same run's anytime curve
 (PPO's proposals depend only on the seed and the rewards so far, never on the budget, so this equals a
 separate run per budget). Prints mean ± standard error of the table test accuracy of the selected
 architecture, each later variant's lead over the first (mean difference ± standard error, paired by
 seed), and how many runs end (at the largest budget) on another architecture than the table's
-optimum (the one with the best validation accuracy): stuck in another basin. Tune on held-out seeds (e.g.
+optimum (the one with the best validation accuracy): stuck in another basin. ``--json F`` keeps every
+variant's curves; ``--against F`` compares with the first variant of such a file (same seeds) instead of
+running it again. Tune on held-out seeds (e.g.
 from 100) and confirm on others (0-99, the reported ones).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 from pathlib import Path
@@ -32,7 +36,7 @@ TABLE = ROOT.parent / "shared" / "benchmarks" / "nb201_cifar10.csv"
 def overrides(variant: str) -> list[str]:
     if variant == "defaults":
         return []
-    return [f"strategy.ppo.{item}" for item in variant.split("+")]
+    return [item if item.startswith("strategy.") else f"strategy.ppo.{item}" for item in variant.split("+")]
 
 
 def main() -> None:
@@ -43,6 +47,8 @@ def main() -> None:
     parser.add_argument("--budgets", default="100,300")
     parser.add_argument("--variants", default="defaults")
     parser.add_argument("--table", type=Path, default=TABLE)
+    parser.add_argument("--json", type=Path, help="write each variant's curves (seeds x budget) here")
+    parser.add_argument("--against", type=Path, help="a --json file whose first variant the others are compared with")
     args = parser.parse_args()
     budgets = [int(b) for b in args.budgets.split(",")]
     seeds = f"seeds {args.first_seed}-{args.first_seed + args.seeds - 1}"
@@ -50,11 +56,24 @@ def main() -> None:
     print(f"| settings ({seeds}) | {' | '.join(str(b) for b in budgets)} | runs off the optimum | s / run |")
     print("|---|" + "---|" * (len(budgets) + 2))
     first = None
+    kept: dict[str, object] = {"first_seed": args.first_seed, "seeds": args.seeds, "curves": {}}
+    if args.against is not None:
+        earlier = json.loads(args.against.read_text())
+        if (earlier["first_seed"], earlier["seeds"]) != (args.first_seed, args.seeds):
+            parser.error(f"--against {args.against} holds seeds from {earlier['first_seed']} ({earlier['seeds']})")
+        name, values = next(iter(earlier["curves"].items()))
+        first = np.array(values)
+        if first.shape[1] < max(budgets):
+            parser.error(f"--against {args.against}: its curves end at {first.shape[1]} evaluations")
+        print(f"| {name} (from {args.against}) | {' | '.join(f'{first[:, b - 1].mean():.3f}' for b in budgets)} | | |")
     for variant in re.split(r",(?![^\[]*\])", args.variants):  # commas inside [...] belong to a value
         result = compare(
             args.table, ["ppo"], [max(budgets)], args.seeds, args.workers, overrides(variant), None, args.first_seed
         )
         curves = np.array(result["curves"]["ppo"])
+        kept["curves"][variant] = curves.tolist()  # type: ignore[index]
+        if args.json is not None:
+            args.json.write_text(json.dumps(kept))
         first = curves if first is None else first
         cells = []
         for b in budgets:

@@ -190,3 +190,27 @@ def test_proxies_refuses_a_count_of_architectures_out_of_range(
 
     code, _, err = cli(capsys, "proxies", "--archs", archs)
     assert code == 2 and f"--archs {archs}" in err and message in err
+
+
+def test_the_surrogates_proxy_feature_is_standardized_over_the_results() -> None:
+    """The proxy joins the surrogate's input on a signed log scale, standardized over the results of each fit,
+    so a proxy in the millions (params, synflow) weighs like the one-hot encoding; a proxy that could not be
+    computed sits at the mean."""
+    from rlnas.strategies.screening import Screening
+    from tests.conftest import tiny_config
+
+    config = tiny_config()
+    space = build_space(config.space, (1, 8, 8))
+    rng = np.random.default_rng(0)
+    archs = list({a.key: a for a in (space.sample(rng) for _ in range(40))}.values())[:12]
+    values = {a.key: 10.0 ** (4 + i % 4) for i, a in enumerate(archs)}
+    values[archs[-1].key] = float("nan")
+    screen = Screening(space, config.strategy.ppo, 0, lambda a: values[a.key])
+    for i, arch in enumerate(archs):
+        screen.add(arch, 0.1 * i)
+    screen.fit()
+    column = np.array([screen.features(a)[-1] for a in archs[:-1]])
+    logs = np.log1p([values[a.key] for a in archs[:-1]])
+    assert np.allclose(column, (logs - logs.mean()) / logs.std(), atol=1e-5)
+    assert screen.features(archs[-1])[-1] == 0.0
+    assert len(screen.features(archs[0])) == len(space.encode(archs[0])) + 1

@@ -155,6 +155,33 @@ def test_a_table_scores_with_the_searchs_objective() -> None:
         TableEvaluator(space, table, ObjectiveConfig.model_validate({"lambda": 0.1, "complexity": "flops"}))
 
 
+@needs_table
+def test_a_table_gives_its_data_free_proxies_and_refuses_the_others() -> None:
+    """On a benchmark table, strategy.zero_cost_screen may use the proxies that need no data (params, flops):
+    the counts of the network the cell describes; a proxy that needs data is refused, naming the ones there."""
+    import torch
+
+    from rlnas.errors import ConfigError
+    from rlnas.models.complexity import count_flops, count_params
+    from rlnas.models.nb201 import build_nb201
+
+    space = build_space(SpaceSpec(name="nb201", family="nb201"), (3, 32, 32))
+    evaluator = TableEvaluator(space, BenchmarkTable(TABLE))
+    for seed in (1, 2):
+        arch = space.sample(np.random.default_rng(seed))
+        values = evaluator.zero_cost(arch, names=("params", "flops"))
+        with torch.device("cpu"):
+            model = build_nb201(arch, (3, 32, 32), 10)
+        assert values == {"zero_cost_params": count_params(model), "zero_cost_flops": count_flops(model, (3, 32, 32))}
+    with pytest.raises(ConfigError, match="synflow.*use one of params, flops"):
+        evaluator.zero_cost(arch, names=("synflow",))
+    plain = run_on_table("ppo", 3, TABLE, 12)
+    screened = run_on_table("ppo", 3, TABLE, 12, ["strategy.zero_cost_screen=params"])
+    assert screened.val_at != plain.val_at
+    with pytest.raises(ConfigError, match="zero_cost_screen=naswot.*use one of params, flops or null"):
+        run_on_table("random", 3, TABLE, 5, ["strategy.zero_cost_screen=naswot"])
+
+
 def test_table_format_errors_name_the_problem(tmp_path: Path) -> None:
     bad = tmp_path / "t.csv"
     bad.write_text("arch,valid\n|none~0|,1\n")

@@ -16,6 +16,7 @@ from rlnas.config import ObjectiveConfig
 from rlnas.errors import ConfigError, DataError, InvalidArchitecture
 from rlnas.evaluation.base import Evaluation
 from rlnas.evaluation.objective import Objective
+from rlnas.models.complexity import meta_count
 from rlnas.models.nb201 import EDGE_NAMES, arch_string, count_nb201_params, parse_arch_string
 from rlnas.space.core import Architecture, SearchSpace
 
@@ -92,6 +93,25 @@ class TableEvaluator:
             return self.table.rows[key]
         except KeyError:
             raise DataError(f"architecture {key} is not in the benchmark table {self.table.path}") from None
+
+    zero_cost_names = ("params", "flops")  # the proxies of a cell that need no data (a table has none)
+
+    def zero_cost(self, arch: Architecture, seed: int | None = None, names: tuple[str, ...] = ()) -> dict[str, float]:
+        """The data-free proxies ``names`` of ``arch``'s network (``zero_cost_names``), as the trained
+        evaluator's :meth:`zero_cost` names them; ``seed`` is not needed (counts are deterministic)."""
+        values = {}
+        for name in names:
+            if name not in self.zero_cost_names:
+                raise ConfigError(
+                    f"zero-cost proxy {name!r} needs training data, which a benchmark table does not have; "
+                    f"use one of {', '.join(self.zero_cost_names)}"
+                )
+            count = self._params(arch) if name == "params" else self._flops(arch)
+            values[f"zero_cost_{name}"] = float(count)
+        return values
+
+    def _flops(self, arch: Architecture) -> int:
+        return meta_count(self.space, arch, INPUT_SHAPE, NUM_CLASSES, measure="flops")
 
     def evaluate(self, arch: Architecture) -> Evaluation:
         self.calls += 1

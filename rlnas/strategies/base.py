@@ -85,6 +85,12 @@ def zero_cost_scorer(ctx: StrategyContext) -> Callable[[Architecture], float] | 
             f"strategy.zero_cost_screen={name} needs the networks of the children, which this evaluation "
             f"({type(evaluator).__name__}) does not build; leave strategy.zero_cost_screen at null"
         )
+    supported = getattr(evaluator, "zero_cost_names", None)
+    if supported is not None and name not in supported:
+        raise ConfigError(
+            f"strategy.zero_cost_screen={name}: this evaluation ({type(evaluator).__name__}) has no data for it; "
+            f"use one of {', '.join(supported)} or null"
+        )
     known: dict[str, float] = {}
 
     def score(arch: Architecture) -> float:

@@ -21,7 +21,7 @@ from rlnas.strategies.surrogate import EnsembleSurrogate, quantiles
 
 class Screening:
     """``proxy`` (``strategy.zero_cost_screen``): a zero-cost proxy of the untrained network, one more input
-    feature of the surrogate (signed log scale)."""
+    feature of the surrogate (signed log scale, standardized over the results at each fit)."""
 
     def __init__(
         self, space: SearchSpace, cfg: Any, seed: int, proxy: Callable[[Architecture], float] | None = None
@@ -35,6 +35,7 @@ class Screening:
         self.fitted_on = 0
         self.best = -math.inf  # the best reward told so far
         self.best_at = 0  # how many results were told when the best was
+        self.proxy_scale = (0.0, 1.0)  # mean and std of the proxy feature over the results of the last fit
 
     def add(self, arch: Architecture, reward: float) -> bool:
         """A result; whether it beats the best so far."""
@@ -75,6 +76,10 @@ class Screening:
             self.surrogate = EnsembleSurrogate(
                 PPO_FIXED["surrogate_hidden"], cfg.surrogate_members, PPO_FIXED["surrogate_steps"]
             )
+        if self.proxy is not None:
+            logs = np.array([v for a, _ in self.history if (v := self._proxy_log(a)) is not None])
+            spread = float(logs.std()) if len(logs) > 1 else 0.0
+            self.proxy_scale = (float(logs.mean()) if len(logs) else 0.0, spread if spread > 1e-8 else 1.0)
         x = np.stack([self.features(a) for a, _ in self.history])
         y = quantiles(np.array([r for _, r in self.history], dtype=np.float64))  # robust to outliers (failures)
         self.surrogate.fit(x, y, seed=self.seed * 1_000_003 + len(self.history))
@@ -85,9 +90,14 @@ class Screening:
         code = self.space.encode(arch)
         if self.proxy is None:
             return code
+        value = self._proxy_log(arch)
+        mean, std = self.proxy_scale
+        return np.append(code, np.float32(0.0 if value is None else (value - mean) / std))  # not finite: the mean
+
+    def _proxy_log(self, arch: Architecture) -> float | None:
+        assert self.proxy is not None
         value = self.proxy(arch)
-        value = float(np.sign(value) * np.log1p(abs(value))) if math.isfinite(value) else 0.0
-        return np.append(code, np.float32(value))
+        return float(np.sign(value) * np.log1p(abs(value))) if math.isfinite(value) else None
 
     def elite_pick(self, seen: set[str], index: int) -> Architecture | None:
         """The surrogate's pick (``elite_ucb``) among ``screen_samples`` one-decision mutations, none in
