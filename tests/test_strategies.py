@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import warnings
 from pathlib import Path
 
@@ -157,8 +158,8 @@ def test_a_table_scores_with_the_searchs_objective() -> None:
 
 @needs_table
 def test_a_table_gives_its_data_free_proxies_and_refuses_the_others() -> None:
-    """On a benchmark table, strategy.zero_cost_screen may use the proxies that need no data (params, flops):
-    the counts of the network the cell describes; a proxy that needs data is refused, naming the ones there."""
+    """On a benchmark table, strategy.zero_cost_screen may use the proxies that need no data (params, flops,
+    synflow) of the network the cell describes; a proxy that needs data is refused, naming the ones there."""
     import torch
 
     from rlnas.errors import ConfigError
@@ -173,12 +174,17 @@ def test_a_table_gives_its_data_free_proxies_and_refuses_the_others() -> None:
         with torch.device("cpu"):
             model = build_nb201(arch, (3, 32, 32), 10)
         assert values == {"zero_cost_params": count_params(model), "zero_cost_flops": count_flops(model, (3, 32, 32))}
-    with pytest.raises(ConfigError, match="synflow.*use one of params, flops"):
-        evaluator.zero_cost(arch, names=("synflow",))
+    synflow = evaluator.zero_cost(arch, names=("synflow",))["zero_cost_synflow"]
+    assert math.isfinite(synflow) and evaluator.zero_cost(arch, names=("synflow",))["zero_cost_synflow"] == synflow
+    assert TableEvaluator(space, BenchmarkTable(TABLE)).zero_cost(arch, names=("synflow",)) == {
+        "zero_cost_synflow": synflow
+    }  # fixed by the architecture: another evaluator computes the same
+    with pytest.raises(ConfigError, match="naswot.*use one of params, flops, synflow"):
+        evaluator.zero_cost(arch, names=("naswot",))
     plain = run_on_table("ppo", 3, TABLE, 12)
     screened = run_on_table("ppo", 3, TABLE, 12, ["strategy.zero_cost_screen=params"])
     assert screened.val_at != plain.val_at
-    with pytest.raises(ConfigError, match="zero_cost_screen=naswot.*use one of params, flops or null"):
+    with pytest.raises(ConfigError, match="zero_cost_screen=naswot.*use one of params, flops, synflow or null"):
         run_on_table("random", 3, TABLE, 5, ["strategy.zero_cost_screen=naswot"])
 
 

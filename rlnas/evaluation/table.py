@@ -9,15 +9,20 @@ reporting the architecture a search selected, and never enters an :class:`Evalua
 from __future__ import annotations
 
 import csv
+import functools
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from rlnas.config import ObjectiveConfig
 from rlnas.errors import ConfigError, DataError, InvalidArchitecture
+from rlnas.evaluation import proxies
 from rlnas.evaluation.base import Evaluation
 from rlnas.evaluation.objective import Objective
+from rlnas.evaluation.trainer import child_seed
 from rlnas.models.complexity import meta_count
-from rlnas.models.nb201 import EDGE_NAMES, arch_string, count_nb201_params, parse_arch_string
+from rlnas.models.nb201 import EDGE_NAMES, arch_string, build_nb201, count_nb201_params, parse_arch_string
 from rlnas.space.core import Architecture, SearchSpace
 
 REQUIRED_COLUMNS = ("arch", "valid_acc_12ep", "test_acc_200ep")
@@ -45,6 +50,7 @@ class BenchmarkTable:
                     raise DataError(f"benchmark table {self.path}, line {line}: {err}") from None
         if not self.rows:
             raise DataError(f"benchmark table {self.path} has no rows")
+        self.proxies: dict[tuple[str, str], float] = {}  # (proxy, arch) -> value: the runs on a table share them
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -94,11 +100,12 @@ class TableEvaluator:
         except KeyError:
             raise DataError(f"architecture {key} is not in the benchmark table {self.table.path}") from None
 
-    zero_cost_names = ("params", "flops")  # the proxies of a cell that need no data (a table has none)
+    zero_cost_names = ("params", "flops", "synflow")  # the proxies of a cell that need no data (a table has none)
 
     def zero_cost(self, arch: Architecture, seed: int | None = None, names: tuple[str, ...] = ()) -> dict[str, float]:
         """The data-free proxies ``names`` of ``arch``'s network (``zero_cost_names``), as the trained
-        evaluator's :meth:`zero_cost` names them; ``seed`` is not needed (counts are deterministic)."""
+        evaluator's :meth:`zero_cost` names them: the counts, and synflow (an input of ones) of the network
+        initialized under ``seed`` (default: one fixed by the architecture). Remembered by the table."""
         values = {}
         for name in names:
             if name not in self.zero_cost_names:
@@ -106,12 +113,21 @@ class TableEvaluator:
                     f"zero-cost proxy {name!r} needs training data, which a benchmark table does not have; "
                     f"use one of {', '.join(self.zero_cost_names)}"
                 )
-            count = self._params(arch) if name == "params" else self._flops(arch)
-            values[f"zero_cost_{name}"] = float(count)
+            key = (name if seed is None else f"{name}:{seed}", arch.key)
+            if key not in self.table.proxies:
+                self.table.proxies[key] = self._proxy(name, arch, seed)
+            values[f"zero_cost_{name}"] = self.table.proxies[key]
         return values
 
-    def _flops(self, arch: Architecture) -> int:
-        return meta_count(self.space, arch, INPUT_SHAPE, NUM_CLASSES, measure="flops")
+    def _proxy(self, name: str, arch: Architecture, seed: int | None) -> float:
+        if name == "params":
+            return float(self._params(arch))
+        if name == "flops":
+            return float(meta_count(self.space, arch, INPUT_SHAPE, NUM_CLASSES, measure="flops"))
+        shapes = (torch.zeros(1, *INPUT_SHAPE), torch.zeros(1, dtype=torch.long))  # synflow reads the shape only
+        build = functools.partial(build_nb201, arch, INPUT_SHAPE, NUM_CLASSES)
+        seed = child_seed(0, arch) if seed is None else seed
+        return proxies.compute(build, shapes, INPUT_SHAPE, seed, (name,))[0][name]
 
     def evaluate(self, arch: Architecture) -> Evaluation:
         self.calls += 1
