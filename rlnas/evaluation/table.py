@@ -50,7 +50,7 @@ class BenchmarkTable:
                     raise DataError(f"benchmark table {self.path}, line {line}: {err}") from None
         if not self.rows:
             raise DataError(f"benchmark table {self.path} has no rows")
-        self.proxies: dict[tuple[str, str], float] = {}  # (proxy, arch) -> value: the runs on a table share them
+        self.proxies: dict[tuple[str, int | None, str], float] = {}  # (proxy, seed, arch): shared by the runs
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -113,7 +113,7 @@ class TableEvaluator:
                     f"zero-cost proxy {name!r} needs training data, which a benchmark table does not have; "
                     f"use one of {', '.join(self.zero_cost_names)}"
                 )
-            key = (name if seed is None else f"{name}:{seed}", arch.key)
+            key = (name, seed, arch.key)
             if key not in self.table.proxies:
                 self.table.proxies[key] = self._proxy(name, arch, seed)
             values[f"zero_cost_{name}"] = self.table.proxies[key]
