@@ -209,7 +209,8 @@ def _export(
 @dataclass(frozen=True)
 class ExportPlan:
     """What an export will train: epochs of re-scoring (on the training split) and of final trainings (on
-    train+validation), and a guess of the seconds they take at the pace of the search's best child."""
+    train+validation), and a guess of the seconds they take at the pace of the children they retrain (the
+    search's trainings of the candidates and of the ensemble's members, scaled to the data)."""
 
     rescore_epochs: int
     final_epochs: int
@@ -242,12 +243,22 @@ def export_plan(run_dir: str | Path, epochs: int | None = None) -> ExportPlan:
     rescore_epochs = candidates * rescore if candidates > 1 else 0
     members = max(1, min(len(top), ex.ensemble_top))
     seconds = None
-    if top and float(top[0].metrics.get("epochs", 0)) > 0 and "train_seconds" in top[0].metrics:
-        best = top[0].metrics  # its search epochs were on data_fraction of the training split (per fold)
-        per_epoch = float(best["train_seconds"]) / float(best["epochs"]) / training.data_fraction / training.cv_folds
-        val = config.dataset.val_fraction
-        seconds = per_epoch * (rescore_epochs + members * ex.repeats * epochs / (1 - val))
+    rescore_pace, final_pace = _pace(top[: max(candidates, 1)], training), _pace(top[:members], training)
+    if rescore_pace is not None and final_pace is not None:
+        final = members * ex.repeats * epochs / (1 - config.dataset.val_fraction)  # on train+validation
+        seconds = rescore_pace * rescore_epochs + final_pace * final
     return ExportPlan(rescore_epochs, members * ex.repeats * epochs, members * ex.repeats, members, seconds)
+
+
+def _pace(records: list[TrialRecord], training: Any) -> float | None:
+    """Seconds per epoch on the whole training split, the mean of ``records``' search-time trainings (which
+    were on ``data_fraction`` of it, per fold); None if none has a timed training."""
+    paces = [
+        float(r.metrics["train_seconds"]) / float(r.metrics["epochs"]) / training.data_fraction / training.cv_folds
+        for r in records
+        if float(r.metrics.get("epochs", 0)) > 0 and "train_seconds" in r.metrics
+    ]
+    return sum(paces) / len(paces) if paces else None
 
 
 def _rescore(prepared: Any, store_path: Path, k: int, counter: _Epochs) -> tuple[TrialRecord, list[dict[str, Any]]]:

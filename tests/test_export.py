@@ -114,11 +114,15 @@ def test_export_rescores_the_top_k_and_repeats_the_final_training(
     )
     search = Search(config, tmp_path / "run")
     search.run()
-    top2 = [t.number for t in search.store.top_k(2)]
+    top = search.store.top_k(2)
+    top2 = [t.number for t in top]
     search.close()
     plan = export_plan(tmp_path / "run")
     assert (plan.rescore_epochs, plan.final_epochs, plan.final_trainings) == (2 * 2 * 2, 3 * 2, 3)
-    assert plan.seconds is not None and plan.seconds > 0
+    # at the pace of the children it retrains: the 2 candidates' search-time trainings (on half the split)
+    first, second = (float(t.metrics["train_seconds"]) / float(t.metrics["epochs"]) / 0.5 for t in top)
+    final = 3 * 2 / (1 - config.dataset.val_fraction)  # 3 trainings of 2 epochs on train+validation
+    assert plan.seconds == pytest.approx((first + second) / 2 * (2 * 2 * 2) + first * final)
     import rlnas.evaluation.trainer as trainer
 
     fractions: list[tuple[float, float, float, float]] = []
