@@ -337,6 +337,7 @@ def test_the_image_cache_keeps_under_its_limit_least_recently_used_first(
     write_folder(tmp_path / "other", x[::2], y[::2])
     from_folder(tmp_path / "other", cache_dir=str(where))
     (second,) = [p for p in cache.entries(where / "folders") if p != first]  # within the default 10 GB
+    os.utime(second, (2, 2))  # used after the first, but not in the same tick of the file system's clock as the hit
     monkeypatch.setenv(cache.LIMIT_VARIABLE, str(1.5 * one / 1e9))
     from_folder(root, cache_dir=str(where))  # a hit: now the most recently used
     write_folder(tmp_path / "third", x[::4], y[::4])

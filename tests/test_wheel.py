@@ -3,7 +3,9 @@ and the shipped configs, and runs a search in each evaluation mode, the report, 
 
 from __future__ import annotations
 
+import fcntl
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -17,16 +19,28 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The wheel, installed into a folder of its own (the test's environment provides its dependencies)."""
-    root = tmp_path_factory.mktemp("wheel")
+def site(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Path:
+    """The wheel, installed into a folder of its own (the test's environment provides its dependencies). Built
+    once for all xdist workers: two builds at a time in the clone's build/ folder collide."""
+    shared = tmp_path_factory.getbasetemp()
+    shared = shared if worker_id == "master" else shared.parent
+    root = shared / "wheel"
+    with (shared / "wheel.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if not (root / "installed").exists():
+            shutil.rmtree(root, ignore_errors=True)  # what a failed build left
+            _build_and_install(root)
+            (root / "installed").touch()
+    return root / "site"
+
+
+def _build_and_install(root: Path) -> None:
     pip = [sys.executable, "-m", "pip", "-q", "--disable-pip-version-check"]
     built = subprocess.run([*pip, "wheel", str(REPO), "--no-deps", "-w", str(root / "dist")], capture_output=True)
     assert built.returncode == 0, built.stderr.decode()[-2000:]
     (wheel,) = (root / "dist").glob("rlnas-*.whl")
     installed = subprocess.run([*pip, "install", "--no-deps", "--target", str(root / "site"), str(wheel)])
     assert installed.returncode == 0
-    return root / "site"
 
 
 def installed(site: Path, *args: str, cwd: Path, code: str | None = None) -> subprocess.CompletedProcess[str]:
