@@ -3,10 +3,11 @@ same config, seed and budget, one run each, one after the other; then every prun
 to see whether the pruner stopped one that would have been among the best.
 
     python benchmarks/pruning_side_by_side.py [--config default] [--rule median] [--screen grad_norm] \
-        [--set KEY=VALUE ...] [--work DIR] [--out docs/pruning_digits.json]
+        [--set KEY=VALUE ...] [--work DIR] [--out docs/pruning_digits.json] [--runs off,on]
 
 Both runs count a pruned child as one whole evaluation (``budget.pruned=whole``), so they get the same number
-of children; ``--screen`` also switches on zero-cost screening in the second run.
+of children; ``--screen`` also switches on zero-cost screening in the second run. ``--runs on`` runs the
+second alone (to try pruner settings against an off run made before with the same config and seed).
 
 Prints per run: the search's wall time, the whole command's, the children trained (and pruned), the budget
 spent, the best reward, the export's test accuracy; and how many pruned children, trained in full, would rank
@@ -84,17 +85,25 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[])
     parser.add_argument("--work", type=Path)
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--runs", default="off,on", help="which of the two runs to make (default both)")
     args = parser.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="rlnas-pruning-"))
     results: dict[str, Any] = {"config": args.config, "overrides": args.set, "rule": args.rule}
     results["screen"] = args.screen
     on = [f"pruning.rule={args.rule}"] + ([f"strategy.zero_cost_screen={args.screen}"] if args.screen else [])
+    runs = args.runs.split(",")
+    unknown = sorted(set(runs) - {"off", "on"})
+    if unknown:
+        parser.error(f"--runs {args.runs!r}: unknown run(s) {unknown}; use off, on or off,on")
     for name, extra in (("off", []), ("on", on)):
+        if name not in runs:
+            continue
         run_dir = work / name
         shutil.rmtree(run_dir, ignore_errors=True)
         results[name] = search(args.config, [*args.set, "budget.pruned=whole", *extra], run_dir)
         print(name, results[name], flush=True)
-    results["on"]["check"] = pruned_in_top(work / "on")
+    if "on" in runs:
+        results["on"]["check"] = pruned_in_top(work / "on")
     print(json.dumps(results, indent=1))
     if args.out is not None:
         args.out.write_text(json.dumps(results, indent=1))
