@@ -33,15 +33,15 @@ from rlnas.config import USER_DATASETS, RunConfig
 from rlnas.data import Dataset
 from rlnas.errors import ConfigError, RunDirError, full_disk_stops, is_disk_full
 from rlnas.evaluation.base import val_score
-from rlnas.evaluation.executors import thread_policy
-from rlnas.evaluation.train import EpochEnd, OnEpoch, scores
-from rlnas.evaluation.trainer import Recipe, child_seed
+from rlnas.evaluation.train import scores
+from rlnas.evaluation.trainer import child_seed
 from rlnas.formatting import to_json
 from rlnas.modelcard import io_names, model_card
 from rlnas.models.checkpoint import model_info, save_model
 from rlnas.models.complexity import count_flops, count_params, cpu_latency_ms
 from rlnas.models.families import Ensemble
 from rlnas.prepare import prepare
+from rlnas.retrain import MAX_FAILURES, Epochs, Exporting
 from rlnas.rundir import EXPORT_DIR, RunLock, open_run
 from rlnas.space.core import Architecture
 from rlnas.store import TrialRecord
@@ -50,28 +50,6 @@ log = logging.getLogger(__name__)
 
 
 ExportProgress = Callable[[str, int, int], None]  # (what is training, epochs done, epochs in all)
-
-
-class _Epochs:
-    """Counts the epochs of every training an export runs, for ``ExportProgress``."""
-
-    def __init__(self, progress: ExportProgress | None, total: int) -> None:
-        self.progress = progress
-        self.total = total
-        self.done = 0
-
-    def training(self, what: str) -> OnEpoch | None:
-        if self.progress is None:
-            return None
-        start = self.done
-        progress = self.progress
-
-        def on_epoch(event: EpochEnd) -> None:
-            self.done = start + round(event.epoch)  # final trainings report whole epochs
-            progress(what, self.done, self.total)
-
-        progress(what, start, self.total)
-        return on_epoch
 
 
 def export_run(
@@ -120,50 +98,36 @@ def _export(
     ex = config.export
     plan = export_plan(run, epochs)
     members = plan.members
-    counter = _Epochs(progress, plan.rescore_epochs + plan.final_epochs)
-    record, rescored = _rescore(prepared, store_path=run, k=config.export.rescore_top_k, counter=counter)
-    records = [record]
-    if members > 1:  # the winner, then the search's next best architectures
-        with open_run(run)[1] as store:
-            records += [r for r in store.top_k(members) if r.number != record.number][: members - 1]
+    exporting = Exporting.of(prepared, Epochs(progress, plan.rescore_epochs + plan.final_epochs), str(run))
+    with open_run(run)[1] as store:
+        ranked = store.top_k(max(ex.rescore_top_k, members) + MAX_FAILURES)  # failures are replaced
+    if not ranked:
+        raise RunDirError(f"{run} has no successful trial to export; run or resume the search first")
+    winner, rescored = exporting.rescore(ranked[: max(1, ex.rescore_top_k)])
+    queue = [winner] + [r for r in ranked if r.number != winner.number]  # then the search's next best
+    trained = exporting.final(queue, members, epochs)
+    record = trained[0].record
+    records = list({t.record.number: t.record for t in trained}.values())
     arch = prepared.space.validate(record.architecture)
     seed = child_seed(config.seed, arch)
     score = dataset.score_name
-    repeats = []
-    for member in records:
-        member_arch = prepared.space.validate(member.architecture)
-        member_seed = child_seed(config.seed, member_arch)
-        for r in range(ex.repeats):
-            what = f"final training {r + 1}/{ex.repeats} of trial {member.number}"
-            log.info("%s for %d epochs on train+validation", what, epochs)
-            with thread_policy(config.execution.threads_per_worker):
-                trained, stats = prepared.trainer.train(
-                    member_arch,
-                    member_seed + r,
-                    epochs=epochs,
-                    on_train_and_val=True,
-                    augment=ex.augment,
-                    on_epoch=counter.training(what),
-                    final=Recipe(ex.erasing, ex.ema),
-                )
-            trained = trained.to("cpu").eval()
-            repeats.append((scores(trained, dataset.test, dataset.task), member_seed + r, trained, stats, member))
-    values = np.array([item[0][score] for item in repeats])
-    ensemble = len(records) > 1 or (ex.ensemble and len(repeats) > 1)
+    values = np.array([t.test[score] for t in trained])
+    ensemble = len(records) > 1 or (ex.ensemble and len(trained) > 1)
     model: nn.Module
     if ensemble:
-        model = Ensemble([item[2] for item in repeats], dataset.task == "classification").eval()
+        model = Ensemble([t.model for t in trained], dataset.task == "classification").eval()
         test = scores(model, dataset.test, dataset.task)
-        stats = {name: float(np.mean([item[3][name] for item in repeats])) for name in repeats[0][3]}
+        stats = {name: float(np.mean([t.stats[name] for t in trained])) for name in trained[0].stats}
     else:
-        test, seed, model, stats, _ = max(repeats, key=lambda item: item[0][score])
+        best = max(trained, key=lambda t: t.test[score])
+        test, seed, model, stats = best.test, best.seed, best.model, best.stats
     exported = (
         f"the ensemble (average) of the final trainings of trials {', '.join(str(r.number) for r in records)}"
         if len(records) > 1
-        else f"the ensemble (average) of the {len(repeats)} repeats"
+        else f"the ensemble (average) of the {len(trained)} repeats"
         if ensemble
         else "the best of the repeats on the test split (optimistic; the mean is unbiased)"
-        if len(repeats) > 1
+        if len(trained) > 1
         else "the only training"
     )
     metrics = {
@@ -173,13 +137,13 @@ def _export(
         f"test_{score}_mean": float(values.mean()),
         f"test_{score}_std": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
         f"test_{score}_repeats": [
-            {"trial": item[4].number, "seed": item[1], **{f"test_{k}": v for k, v in item[0].items()}}
-            for item in repeats
+            {"trial": t.record.number, "seed": t.seed, **{f"test_{k}": v for k, v in t.test.items()}} for t in trained
         ],
         "exported_repeat": exported,
-        "ensemble": len(repeats) if ensemble else 1,
+        "ensemble": len(trained) if ensemble else 1,
         "ensemble_trials": [r.number for r in records],
         "rescored": rescored,
+        "failed_trainings": exporting.failures.items,
         f"val_{score}": float(val_score(record.metrics) or float("nan")),
         f"val_{score}_kind": "supernet estimate: the sub-network with the supernet's shared weights (one-shot search)"
         if config.evaluation == "oneshot"
@@ -200,7 +164,7 @@ def _export(
         "dataset": dataset.name,
         "data_fingerprint": dataset.fingerprint(),
     }
-    member_archs = [prepared.space.validate(item[4].architecture) for item in repeats] if ensemble else None
+    member_archs = [prepared.space.validate(t.record.architecture) for t in trained] if ensemble else None
     write_export(run / EXPORT_DIR, model, arch, prepared.space.family, dataset, config, metrics, member_archs)
     log.info("exported to %s: test %s %.4f", run / EXPORT_DIR, score, metrics[f"test_{score}"])
     return metrics
@@ -259,53 +223,6 @@ def _pace(records: list[TrialRecord], training: Any) -> float | None:
         if float(r.metrics.get("epochs", 0)) > 0 and "train_seconds" in r.metrics
     ]
     return sum(paces) / len(paces) if paces else None
-
-
-def _rescore(prepared: Any, store_path: Path, k: int, counter: _Epochs) -> tuple[TrialRecord, list[dict[str, Any]]]:
-    """The best trial by proxy reward, or with k > 1 the best of the top k re-trained at a higher fidelity
-    (``export.rescore_epochs`` on the training split, ``export.rescore_repeats`` seeds each, scored on
-    validation, or cross-validated like the search; the best mean wins)."""
-    _, store = open_run(store_path)
-    with store:
-        top = store.top_k(k)
-    if not top:
-        raise RunDirError(f"{store_path} has no successful trial to export; run or resume the search first")
-    if k == 1 or len(top) == 1:
-        return top[0], []
-    config = prepared.config
-    epochs = config.export.rescore_epochs or 2 * config.training.epochs
-    score = prepared.dataset.score_name
-    rows = []
-    for record in top:
-        arch = prepared.space.validate(record.architecture)
-        seed = child_seed(config.seed, arch)
-        values: list[float] = []
-        for r in range(config.export.rescore_repeats):
-            on_epoch = counter.training(
-                f"re-scoring trial {record.number} (seed {r + 1}/{config.export.rescore_repeats})"
-            )
-            with thread_policy(config.execution.threads_per_worker):
-                _, val = prepared.trainer.validate(arch, seed + r, epochs=epochs, on_epoch=on_epoch, whole=True)
-            values.append(val[f"val_{score}"])
-        rows.append(
-            {
-                "trial": record.number,
-                f"proxy_val_{score}": val_score(record.metrics),
-                f"rescored_val_{score}": float(np.mean(values)),
-                f"rescored_val_{score}_values": values,
-                "rescore_epochs": epochs,
-            }
-        )
-        log.info(
-            "re-scored trial %d: val %s %.4f (mean of %d) at %d epochs",
-            record.number,
-            score,
-            rows[-1][f"rescored_val_{score}"],
-            len(values),
-            epochs,
-        )
-    best = max(range(len(top)), key=lambda i: (rows[i][f"rescored_val_{score}"], -i))
-    return top[best], rows
 
 
 def write_export(

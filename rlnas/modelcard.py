@@ -69,6 +69,14 @@ def model_card(arch: Architecture, metrics: dict[str, Any], info: dict[str, Any]
     if members > 1:
         of = f" of {len(archs)} architectures" if len(archs) > 1 else ""
         final = f"final: the average of {members} networks{of}, each trained {metrics['epochs']} epochs on train+val"
+    failed = metrics.get("failed_trainings") or []
+    left_out = (
+        "\n\nLeft out after a failed training: "
+        + "; ".join(f"trial {f['trial']} ({f['stage']}: {_text(f['error'])})" for f in failed)
+        + "."
+        if failed
+        else ""
+    )
     return f"""# rlnas model: {info["family"]} on {metrics["dataset"]} ({info["task"]})
 
 | metric | value |
@@ -79,7 +87,7 @@ def model_card(arch: Architecture, metrics: dict[str, Any], info: dict[str, Any]
 | FLOPs per example | {metrics["flops"]} |
 | CPU latency per example (batch 1, 1 thread) | {metrics["latency_ms"]:.3f} ms |
 
-Input: {inputs}. Output: {output}.
+Input: {inputs}. Output: {output}.{left_out}
 
 Data: {_text(json.dumps(info["dataset"]))}, fingerprint {info["data_fingerprint"]}.
 
