@@ -97,7 +97,7 @@ def run_search(search: Any, args: argparse.Namespace) -> int:
         search.close()
     print(f"search finished: {result.evaluations} children evaluated in {result.seconds:.0f} s ({result.stop_reason})")
     if result.best is None:
-        print("no child trained successfully; nothing to export")
+        print(f"no child trained successfully; nothing to export. {_failures(run_dir)}", file=sys.stderr)
         return 1
     best = result.best
     from rlnas.evaluation.base import score_metric
@@ -155,6 +155,19 @@ class _SearchStatus:
 
 def _indent(text: str) -> str:
     return "\n".join("  " + line for line in text.splitlines())
+
+
+def _failures(run_dir: Path) -> str:
+    """The commonest errors of a run's failed children, and where to see them all."""
+    from collections import Counter
+
+    from rlnas.rundir import open_run
+
+    _, store = open_run(run_dir, read_only=True)
+    with store:
+        errors = Counter(t.error or "no error recorded" for t in store.trials() if t.status == "FAILED")
+    common = "; ".join(f"{n} x {error}" for error, n in errors.most_common(3))
+    return f"Failed children: {common} (all of them: rlnas trials {shlex.quote(str(run_dir))})"
 
 
 def _export_with_bar(run_dir: Path, data: Any, args: argparse.Namespace, epochs: int | None = None) -> dict[str, Any]:

@@ -504,3 +504,14 @@ def test_ctrl_c_while_the_command_imports_its_modules_is_one_line(monkeypatch, c
     monkeypatch.setattr(builtins, "__import__", interrupted)
     assert launch.main() == EXIT_INTERRUPTED == launch.EXIT_INTERRUPTED
     assert capsys.readouterr().err == "rlnas: interrupted while starting; nothing was done\n"
+
+
+def test_a_search_whose_children_all_fail_says_why_and_exits_1(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    limit = ["--set", "training.max_minutes_per_child=0.00001", "--set", "strategy.name=random"]  # 0.6 ms
+    code, out, err = cli(capsys, "-q", "search", *TINY, *limit, "--budget", "3", "--run-dir", "r")
+    assert code == 1 and "3 children evaluated" in out
+    assert "nothing to export. Failed children: 3 x ChildFailure: training exceeded the per-child limit" in err
+    assert "rlnas trials r" in err

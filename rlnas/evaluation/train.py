@@ -298,7 +298,7 @@ def train_model(
                 total += loss.detach() * len(idx)
                 count += len(idx)
                 if settings.max_seconds is not None and time.perf_counter() - start > settings.max_seconds:
-                    raise ChildFailure(f"training exceeded the per-child limit of {settings.max_seconds:.0f} s")
+                    raise ChildFailure(f"training exceeded the per-child limit of {settings.max_seconds:.3g} s")
             if step not in reports:
                 continue
             loss_value = float(total) / max(count, 1)
