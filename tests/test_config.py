@@ -85,3 +85,16 @@ def test_former_controller_settings_load_at_their_fixed_values_and_are_refused_o
         load_config(None, ["strategy.ppo.gamma=0.9"])
     with pytest.raises(ConfigError, match=r"strategy\.ppo\.elite_parents is no longer a setting.*remove it"):
         load_config(None, ["strategy.ppo.elite_parents=3"])
+
+
+def test_loading_a_config_and_building_its_space_does_not_import_torch() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from rlnas.config import load_config; from rlnas.space import build_space; "
+        "c = load_config('small_images', []); s = build_space(c.space, (1, 28, 28)); "
+        "print(len(s.decisions), 'torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert int(out[0]) > 10 and out[1] == "False"

@@ -137,3 +137,14 @@ def test_expansion_is_a_decision_only_of_inverted_residual_stages() -> None:
     assert not any(d.role == "expansion" for d in plain.decisions)  # no inverted blocks: no expansion decision
     only = build_space(SpaceSpec(**{**spec, "per_layer": {**spec["per_layer"], "block": ["inverted"]}}), (1, 28, 28))
     assert only["stage1.expansion"].condition is None  # every stage-1 block is inverted
+
+
+def test_every_declared_family_and_value_has_its_module() -> None:
+    from rlnas.models.families import BUILDERS
+    from rlnas.models.ops import ACTIVATIONS, POOLING
+    from rlnas.space import families
+
+    assert set(BUILDERS) == set(families.FAMILIES)
+    assert set(ACTIVATIONS) == set(families.ACTIVATIONS) and set(POOLING) == set(families.POOLING)
+    for name in families.ACTIVATIONS:  # each declared name builds a module
+        assert isinstance(ACTIVATIONS[name](), torch.nn.Module)

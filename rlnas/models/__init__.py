@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from rlnas.models.families import FAMILIES, Normalize, build_model, with_normalization
+from rlnas.models.families import BUILDERS, Normalize, build_model, with_normalization
 
-__all__ = ["FAMILIES", "Normalize", "build_model", "with_normalization"]
+__all__ = ["BUILDERS", "Normalize", "build_model", "with_normalization"]

@@ -23,11 +23,10 @@ import torch
 from torch import nn
 
 from rlnas.errors import InvalidArchitecture
-from rlnas.models.ops import HalvingLimit, activation, image_shape
+from rlnas.models.ops import activation
 from rlnas.space.core import Architecture
+from rlnas.space.families import BLOCKS, image_shape
 
-BLOCKS = ("plain", "residual", "inverted", "separable")
-DOWNSAMPLE = ("stride", "pool", "none")
 SE_REDUCTION = 4  # squeeze-and-excite: hidden units = channels / 4 (at least 8)
 
 
@@ -136,9 +135,3 @@ def build_convnet(arch: Architecture, input_shape: tuple[int, ...], num_classes:
         nn.Linear(width_in, num_classes),
     ]
     return nn.Sequential(*layers)
-
-
-def convnet_constraint(input_shape: tuple[int, ...]) -> HalvingLimit:
-    """Mask downsampling that would shrink the feature map below 2x2."""
-    _, height, width = image_shape(input_shape, "convnet")
-    return HalvingLimit(min(height, width), "downsample")

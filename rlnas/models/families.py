@@ -1,88 +1,22 @@
-"""Model families: how a family's decisions are declared and how an architecture becomes a network.
-
-A family names the decisions a space of that family may declare (with defaults for optional ones), an
-optional constraint that masks impossible choices, and a pure ``build`` function.
+"""Model families as networks: a pure builder for each family that :mod:`rlnas.space.families` declares
+(its decisions, values and constraints), input normalization, and the ensemble of several trainings.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Callable
 
 import torch
 from torch import nn
 
 from rlnas.errors import InvalidArchitecture
 from rlnas.models import blocks, nb201
-from rlnas.models.ops import ACTIVATIONS, OPTIMIZERS, POOLING, HalvingLimit, activation, image_shape
-from rlnas.space.core import Architecture, Choice, Constraint
+from rlnas.models.ops import POOLING, activation
+from rlnas.space.core import Architecture
+from rlnas.space.families import Shape, image_shape
 
-Shape = tuple[int, ...]
 Builder = Callable[[Architecture, Shape, int], nn.Module]
-
-# Decisions every family may declare under ``training``; absent ones come from the training config.
-TRAINING_DECISIONS: dict[str, tuple[Choice, ...] | None] = {
-    "learning_rate": None,
-    "batch_size": None,
-    "optimizer": None,
-    "weight_decay": None,
-}
-
-
-def _is_int(v: Choice) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_number(v: Choice) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
-# role -> (check, what is expected): every choice of that role must pass the check.
-VALUE_CHECKS: dict[str, tuple[Callable[[Choice], bool], str]] = {
-    "filters": (lambda v: _is_int(v) and v >= 1, "positive integers"),
-    "kernel_size": (lambda v: _is_int(v) and v >= 1 and v % 2 == 1, "odd positive integers"),
-    "units": (lambda v: _is_int(v) and v >= 1, "positive integers"),
-    "hidden_units": (lambda v: _is_int(v) and v >= 1, "positive integers"),
-    "batch_norm": (lambda v: isinstance(v, bool), "true/false"),
-    "dropout": (lambda v: _is_number(v) and 0.0 <= v < 1.0, "numbers in [0, 1)"),
-    "learning_rate": (lambda v: _is_number(v) and v > 0, "positive numbers"),
-    "weight_decay": (lambda v: _is_number(v) and v >= 0, "non-negative numbers"),
-    "batch_size": (lambda v: _is_int(v) and v >= 1, "positive integers"),
-    "width": (lambda v: _is_int(v) and v >= 1, "positive integers"),
-    "blocks": (lambda v: _is_int(v) and 1 <= v <= 16, "integers from 1 to 16"),
-    "expansion": (lambda v: _is_int(v) and 1 <= v <= 16, "integers from 1 to 16"),
-    "se": (lambda v: isinstance(v, bool), "true/false"),
-}
-ALLOWED_VALUES: dict[str, tuple[str, ...]] = {
-    "activation": tuple(ACTIVATIONS),
-    "pooling": tuple(POOLING),
-    "optimizer": OPTIMIZERS,
-    "operation": nb201.OPERATIONS,
-    "block": blocks.BLOCKS,
-    "downsample": blocks.DOWNSAMPLE,
-}
-
-
-@dataclass(frozen=True)
-class Family:
-    """How spaces of one model family are declared and built.
-
-    ``per_layer``/``head`` map a decision role to its default choices (None: the space must declare it);
-    ``requires`` makes a per-layer role active only for some values of another, earlier one of the same layer
-    (``{"expansion": ("block", ("inverted",))}``).
-    """
-
-    name: str
-    depth_name: str
-    layer_prefix: str
-    per_layer: Mapping[str, tuple[Choice, ...] | None]
-    head: Mapping[str, tuple[Choice, ...] | None]
-    build: Builder
-    make_constraint: Callable[[Shape], Constraint | None] = field(default=lambda shape: None)
-    cell: Mapping[str, tuple[Choice, ...]] = field(default_factory=dict)  # cell decision -> default choices
-    requires: Mapping[str, tuple[str, tuple[Choice, ...]]] = field(default_factory=dict)
 
 
 def _pool(name: str) -> nn.Module:
@@ -90,10 +24,6 @@ def _pool(name: str) -> nn.Module:
         return POOLING[name]()
     except KeyError:
         raise InvalidArchitecture(f"unknown pooling {name!r}; allowed: {sorted(POOLING)}") from None
-
-
-def layer_name(family: Family, k: int, role: str) -> str:
-    return f"{family.layer_prefix}{k}.{role}"
 
 
 def build_cnn(arch: Architecture, input_shape: Shape, num_classes: int) -> nn.Module:
@@ -124,12 +54,6 @@ def build_cnn(arch: Architecture, input_shape: Shape, num_classes: int) -> nn.Mo
     return nn.Sequential(*layers)
 
 
-def cnn_constraint(input_shape: Shape) -> Constraint:
-    """Mask pooling choices that would shrink the feature map below 2x2."""
-    _, height, width = image_shape(input_shape, "cnn")
-    return HalvingLimit(min(height, width), "pooling")
-
-
 def build_mlp(arch: Architecture, input_shape: Shape, num_classes: int) -> nn.Module:
     """``Flatten -> [Linear -> act -> Dropout] x depth -> Linear``."""
     features = 1
@@ -148,67 +72,20 @@ def build_mlp(arch: Architecture, input_shape: Shape, num_classes: int) -> nn.Mo
     return nn.Sequential(*layers)
 
 
-FAMILIES: dict[str, Family] = {
-    "cnn": Family(
-        name="cnn",
-        depth_name="num_blocks",
-        layer_prefix="block",
-        per_layer={
-            "filters": None,
-            "kernel_size": None,
-            "activation": ("relu",),
-            "batch_norm": (True,),
-            "pooling": ("max",),
-        },
-        head={"hidden_units": None, "head_activation": ("relu",), "dropout": (0.0,)},
-        build=build_cnn,
-        make_constraint=cnn_constraint,
-    ),
-    "convnet": Family(
-        name="convnet",
-        depth_name="num_stages",
-        layer_prefix="stage",
-        per_layer={
-            "block": ("residual",),
-            "width": None,
-            "blocks": (1,),
-            "kernel_size": (3,),
-            "expansion": (4,),
-            "se": (False,),
-            "activation": ("relu",),
-            "downsample": ("stride",),
-        },
-        head={"dropout": (0.0,)},
-        build=blocks.build_convnet,
-        make_constraint=blocks.convnet_constraint,
-        requires={"expansion": ("block", ("inverted",))},
-    ),
-    "mlp": Family(
-        name="mlp",
-        depth_name="num_layers",
-        layer_prefix="layer",
-        per_layer={"units": None, "activation": ("relu",)},
-        head={"dropout": (0.0,)},
-        build=build_mlp,
-    ),
-    "nb201": Family(
-        name="nb201",
-        depth_name="",
-        layer_prefix="",
-        per_layer={},
-        head={},
-        build=nb201.build_nb201,
-        cell={name: nb201.OPERATIONS for name in nb201.EDGE_NAMES},
-    ),
-}
+BUILDERS: dict[str, Builder] = {
+    "cnn": build_cnn,
+    "convnet": blocks.build_convnet,
+    "mlp": build_mlp,
+    "nb201": nb201.build_nb201,
+}  # one for each family of rlnas.space.families.FAMILIES
 
 
 def build_model(arch: Architecture, family: str, input_shape: Shape, num_classes: int) -> nn.Module:
     """Build the PyTorch network of ``arch`` (pure: same inputs, same module structure)."""
     try:
-        builder = FAMILIES[family].build
+        builder = BUILDERS[family]
     except KeyError:
-        raise InvalidArchitecture(f"unknown model family {family!r}; known: {sorted(FAMILIES)}") from None
+        raise InvalidArchitecture(f"unknown model family {family!r}; known: {sorted(BUILDERS)}") from None
     try:
         return builder(arch, tuple(input_shape), int(num_classes))
     except KeyError as err:
@@ -285,8 +162,3 @@ class Ensemble(nn.Module):
         if self.classification:
             return torch.logsumexp(torch.log_softmax(outs, dim=-1), dim=0) - math.log(len(self.members))
         return outs.mean(dim=0)
-
-
-def describe_family(family: str) -> dict[str, Any]:
-    fam = FAMILIES[family]
-    return {"per_layer": dict(fam.per_layer), "head": dict(fam.head), "training": dict(TRAINING_DECISIONS)}

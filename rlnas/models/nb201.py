@@ -13,10 +13,9 @@ from torch import nn
 
 from rlnas.errors import InvalidArchitecture
 from rlnas.space.core import Architecture
-
-EDGES: tuple[tuple[int, int], ...] = ((1, 0), (2, 0), (2, 1), (3, 0), (3, 1), (3, 2))
-EDGE_NAMES: tuple[str, ...] = tuple(f"edge_{j}_{i}" for j, i in EDGES)
-OPERATIONS: tuple[str, ...] = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
+from rlnas.space.families import NB201_EDGE_NAMES as EDGE_NAMES
+from rlnas.space.families import NB201_EDGES as EDGES
+from rlnas.space.families import NB201_OPERATIONS as OPERATIONS
 
 
 def arch_string(arch: Architecture) -> str:

@@ -28,9 +28,10 @@ from torch import nn
 
 from rlnas.errors import ConfigError, InvalidArchitecture
 from rlnas.models import nb201
-from rlnas.models.families import FAMILIES, TRAINING_DECISIONS, Normalize, TargetScale, build_model
+from rlnas.models.families import Normalize, TargetScale, build_model
 from rlnas.models.ops import ACTIVATIONS, POOLING
 from rlnas.space.core import Architecture, SearchSpace
+from rlnas.space.families import FAMILIES, TRAINING_DECISIONS
 
 Shape = tuple[int, ...]
 

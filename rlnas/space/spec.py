@@ -25,9 +25,17 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from rlnas.errors import SpaceError
-from rlnas.models import nb201
-from rlnas.models.families import ALLOWED_VALUES, FAMILIES, TRAINING_DECISIONS, VALUE_CHECKS, Family, Shape, layer_name
 from rlnas.space.core import Choice, Condition, Decision, SearchSpace
+from rlnas.space.families import (
+    ALLOWED_VALUES,
+    FAMILIES,
+    NB201_OPERATIONS,
+    TRAINING_DECISIONS,
+    VALUE_CHECKS,
+    Family,
+    Shape,
+    layer_name,
+)
 
 ChoiceList = list[bool | int | float | str]
 MAX_DEPTH = 64  # layers or blocks: the controller's observation and every table grow with the depth
@@ -132,7 +140,7 @@ BUILTIN_SPACES: dict[str, dict[str, Any]] = {
         "head": {"dropout": [0.0, 0.2]},
         "training": {"learning_rate": [0.001, 0.003, 0.01]},
     },
-    "nb201": {"name": "nb201", "family": "nb201", "cell": {"operations": list(nb201.OPERATIONS)}},
+    "nb201": {"name": "nb201", "family": "nb201", "cell": {"operations": list(NB201_OPERATIONS)}},
     "mlp": {
         "name": "mlp",
         "family": "mlp",
