@@ -64,7 +64,6 @@ class PPOConfig(_Section):
     screen_ucb: float = Field(2.0, ge=0.0)
     screen_after: int = Field(8, ge=2)  # unique evaluations before the surrogate starts screening
     surrogate_members: int = Field(5, ge=1, le=64)
-    surrogate: Literal["ensemble", "gp"] = "ensemble"  # the MLP ensemble, or a Gaussian process on the encoding
     # Elite mutations: this share of all evaluations goes to the surrogate's pick among screen_samples
     # one-decision mutations of the best architecture so far (from screen_after results on, the
     # picks first catch up with the share, then alternate with the policy's samples). They are proposed

@@ -16,7 +16,7 @@ import numpy as np
 
 from rlnas.config.strategy import PPO_FIXED
 from rlnas.space.core import Architecture, SearchSpace
-from rlnas.strategies.surrogate import EnsembleSurrogate, GPSurrogate, quantiles
+from rlnas.strategies.surrogate import EnsembleSurrogate, quantiles
 
 
 class Screening:
@@ -31,7 +31,7 @@ class Screening:
         self.cfg = cfg  # strategy.ppo
         self.seed = seed
         self.history: list[tuple[Architecture, float]] = []  # the unique evaluations so far
-        self.surrogate: EnsembleSurrogate | GPSurrogate | None = None
+        self.surrogate: EnsembleSurrogate | None = None
         self.fitted_on = 0
         self.best = -math.inf  # the best reward told so far
         self.best_at = 0  # how many results were told when the best was
@@ -73,12 +73,8 @@ class Screening:
     def fit(self) -> None:
         cfg = self.cfg
         if self.surrogate is None:
-            self.surrogate = (
-                GPSurrogate()
-                if cfg.surrogate == "gp"
-                else EnsembleSurrogate(
-                    PPO_FIXED["surrogate_hidden"], cfg.surrogate_members, PPO_FIXED["surrogate_steps"]
-                )
+            self.surrogate = EnsembleSurrogate(
+                PPO_FIXED["surrogate_hidden"], cfg.surrogate_members, PPO_FIXED["surrogate_steps"]
             )
         if self.proxy is not None:
             logs = np.array([v for a, _ in self.history if (v := self._proxy_log(a)) is not None])

@@ -1,5 +1,4 @@
-"""Learned surrogates of the reward on the architecture encoding: an ensemble of small MLPs, or a Gaussian
-process (``GPSurrogate``).
+"""A learned surrogate of the reward: an ensemble of small MLPs on the architecture encoding.
 
 Used by the ``predictor`` strategy (which evaluates the candidate it predicts best) and by the PPO
 controller's screening (``strategy.ppo.screen_samples``: the policy samples several architectures per
@@ -10,9 +9,6 @@ Everything is seeded; the global torch RNG is not touched.
 """
 
 from __future__ import annotations
-
-import warnings
-from typing import Any
 
 import numpy as np
 import torch
@@ -104,36 +100,3 @@ class EnsembleSurrogate:
         mean, std = self._scale
         values = out.numpy() * std + mean
         return values.mean(axis=0), values.std(axis=0)
-
-
-class GPSurrogate:
-    """A Gaussian process on the encoding (scikit-learn): a squared-exponential kernel, whose length scale and
-    amplitude are fitted by maximum likelihood together with a noise term; ``predict`` returns the posterior
-    mean and standard deviation in the units of ``y``. On a one-hot encoding the kernel is a decaying function
-    of how many decisions two architectures share. Deterministic: the likelihood is optimized from one
-    fixed starting point."""
-
-    def __init__(self) -> None:
-        self._model: Any = None
-
-    @property
-    def fitted(self) -> bool:
-        return self._model is not None
-
-    def fit(self, x: np.ndarray, y: np.ndarray, seed: int) -> None:
-        from sklearn.exceptions import ConvergenceWarning
-        from sklearn.gaussian_process import GaussianProcessRegressor
-        from sklearn.gaussian_process.kernels import RBF, ConstantKernel, WhiteKernel
-
-        kernel = ConstantKernel(1.0, (1e-3, 1e3)) * RBF(2.0, (1e-2, 1e3)) + WhiteKernel(0.1, (1e-6, 1.0))
-        model = GaussianProcessRegressor(kernel, normalize_y=True, random_state=seed)
-        with warnings.catch_warnings():  # a bound reached by the likelihood's optimizer is not an error here
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            model.fit(np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64))
-        self._model = model
-
-    def predict(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        if self._model is None:
-            raise RuntimeError("the surrogate is not fitted yet")
-        mean, std = self._model.predict(np.asarray(x, dtype=np.float64), return_std=True)
-        return mean, std
