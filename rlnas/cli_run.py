@@ -195,6 +195,18 @@ def _export_with_bar(run_dir: Path, data: Any, args: argparse.Namespace, epochs:
             return export_run(
                 run_dir, epochs=epochs, data_dir=getattr(args, "data_dir", None), data=data, progress=progress
             )
+    except KeyboardInterrupt:
+        from rlnas.rundir import FINALS_DIR
+
+        bar.close()
+        kept = len(list((Path(run_dir) / FINALS_DIR).glob("*.pt")))
+        print(
+            f"\nexport interrupted: every trial is saved, and {kept} finished final training(s) in "
+            f"{Path(run_dir) / FINALS_DIR}; continue with: rlnas export {shlex.quote(str(run_dir))}"
+            + ("" if epochs is None else f" --epochs {epochs}"),
+            file=sys.stderr,
+        )
+        raise SystemExit(EXIT_INTERRUPTED) from None
     finally:
         bar.close()
 

@@ -42,7 +42,7 @@ from rlnas.models.complexity import count_flops, count_params, cpu_latency_ms
 from rlnas.models.families import Ensemble
 from rlnas.prepare import prepare
 from rlnas.retrain import MAX_FAILURES, Epochs, Exporting
-from rlnas.rundir import EXPORT_DIR, RunLock, open_run
+from rlnas.rundir import EXPORT_DIR, FINALS_DIR, RunLock, open_run
 from rlnas.space.core import Architecture
 from rlnas.store import TrialRecord
 
@@ -98,7 +98,8 @@ def _export(
     ex = config.export
     plan = export_plan(run, epochs)
     members = plan.members
-    exporting = Exporting.of(prepared, Epochs(progress, plan.rescore_epochs + plan.final_epochs), str(run))
+    counter = Epochs(progress, plan.rescore_epochs + plan.final_epochs)
+    exporting = Exporting.of(prepared, counter, run, kept=run / FINALS_DIR)
     with open_run(run)[1] as store:
         ranked = store.top_k(max(ex.rescore_top_k, members) + MAX_FAILURES)  # failures are replaced
     if not ranked:
@@ -144,6 +145,7 @@ def _export(
         "ensemble_trials": [r.number for r in records],
         "rescored": rescored,
         "failed_trainings": exporting.failures.items,
+        "kept_trainings": exporting.kept.reused,  # final trainings loaded from an earlier, unfinished export
         f"val_{score}": float(val_score(record.metrics) or float("nan")),
         f"val_{score}_kind": "supernet estimate: the sub-network with the supernet's shared weights (one-shot search)"
         if config.evaluation == "oneshot"
@@ -166,6 +168,7 @@ def _export(
     }
     member_archs = [prepared.space.validate(t.record.architecture) for t in trained] if ensemble else None
     write_export(run / EXPORT_DIR, model, arch, prepared.space.family, dataset, config, metrics, member_archs)
+    exporting.kept.clear()
     log.info("exported to %s: test %s %.4f", run / EXPORT_DIR, score, metrics[f"test_{score}"])
     return metrics
 

@@ -8,15 +8,24 @@ search: a candidate that fails its re-scoring is not chosen, and an architecture
 is replaced by the search's next best. Each failure is logged and listed in ``metrics.json``
 (``failed_trainings``). After ``MAX_FAILURES`` failures the export stops with :class:`ExportFailure`; the
 search's trials and any earlier export are kept.
+
+Each finished final training is kept in ``RUN/export-trainings/`` (:class:`KeptTrainings`) until the export
+is written, so an export that is killed, interrupted or stopped by failures loses none of them: the next
+``rlnas export RUN`` with the same settings loads them instead of training again.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import shutil
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from torch import nn
 
 from rlnas.errors import ChildFailure, FaultError
@@ -24,6 +33,8 @@ from rlnas.evaluation.base import val_score
 from rlnas.evaluation.executors import thread_policy
 from rlnas.evaluation.train import EpochEnd, OnEpoch, scores
 from rlnas.evaluation.trainer import ChildTrainer, Recipe, child_seed
+from rlnas.models.checkpoint import model_info, network, save_model
+from rlnas.space.core import Architecture
 from rlnas.store import TrialRecord
 
 log = logging.getLogger(__name__)
@@ -58,6 +69,13 @@ class Epochs:
         progress(what, start, self.total)
         return on_epoch
 
+    def skip(self, what: str, epochs: int) -> None:
+        """``epochs`` done without training them (a kept training)."""
+        self.done += epochs
+        self.total = max(self.total, self.done)
+        if self.progress is not None:
+            self.progress(what, self.done, self.total)
+
 
 @dataclass
 class Failures:
@@ -81,6 +99,59 @@ class Failures:
         )
 
 
+Kept = tuple[nn.Module, dict[str, float], dict[str, float]]  # a kept training's model, test scores, statistics
+
+
+class KeptTrainings:
+    """The finished final trainings of an export not written yet, one file each in ``folder`` (None: none
+    kept), named by a hash of everything the training depends on: the architecture, seed and epochs, the
+    run's training settings, the export's recipe and the data's fingerprint. A file that cannot be read back
+    is trained again."""
+
+    def __init__(self, folder: Path | None, trainer: ChildTrainer, config: Any) -> None:
+        self.folder = folder
+        self.trainer = trainer
+        self.reused = 0  # trainings loaded instead of trained
+        ex = config.export
+        self.base = {
+            "training": trainer.training.model_dump(mode="json", exclude={"max_minutes_per_child"}),
+            "recipe": [ex.augment, ex.erasing, ex.ema],
+            "data": trainer.dataset.fingerprint(),
+        }
+
+    def _file(self, arch: Architecture, seed: int, epochs: int) -> Path:
+        assert self.folder is not None
+        what = json.dumps({**self.base, "architecture": arch.key, "seed": seed, "epochs": epochs}, sort_keys=True)
+        return self.folder / f"{hashlib.sha256(what.encode()).hexdigest()[:20]}.pt"
+
+    def load(self, arch: Architecture, seed: int, epochs: int) -> Kept | None:
+        """The model, test scores and training statistics of a kept training, or None."""
+        if self.folder is None or not (file := self._file(arch, seed, epochs)).is_file():
+            return None
+        try:
+            data = torch.load(file, map_location="cpu", weights_only=True)
+            model = network(data)
+            model.load_state_dict(data["state_dict"])
+            kept = model.eval(), dict(data["test"]), dict(data["stats"])
+        except Exception as err:  # noqa: BLE001 - a damaged file costs its training again, nothing more
+            log.warning("could not read the kept final training %s (%s); training it again", file, err)
+            return None
+        self.reused += 1
+        return kept
+
+    def save(self, arch: Architecture, seed: int, epochs: int, trained: Trained) -> None:
+        if self.folder is None:
+            return
+        self.folder.mkdir(exist_ok=True)
+        info = model_info(arch, self.trainer.space.family, self.trainer.dataset)
+        save_model(self._file(arch, seed, epochs), trained.model, info, test=trained.test, stats=trained.stats)
+
+    def clear(self) -> None:
+        """Forget them (the export that used them is written)."""
+        if self.folder is not None:
+            shutil.rmtree(self.folder, ignore_errors=True)
+
+
 @dataclass
 class Exporting:
     """The trainer and settings an export trains with."""
@@ -89,13 +160,17 @@ class Exporting:
     config: Any  # the run's RunConfig
     counter: Epochs
     failures: Failures
+    kept: KeptTrainings
 
     @classmethod
-    def of(cls, prepared: Any, counter: Epochs, run: str) -> Exporting:
-        """From a prepared run: its trainer without the children's time limit."""
+    def of(cls, prepared: Any, counter: Epochs, run: Path, kept: Path | None) -> Exporting:
+        """From a prepared run: its trainer without the children's time limit; finished final trainings kept
+        in ``kept``."""
         t = prepared.trainer
         training = t.training.model_copy(update={"max_minutes_per_child": None})
-        return cls(ChildTrainer(t.space, t.dataset, training, t.seed), prepared.config, counter, Failures(run))
+        trainer = ChildTrainer(t.space, t.dataset, training, t.seed)
+        config = prepared.config
+        return cls(trainer, config, counter, Failures(str(run)), KeptTrainings(kept, trainer, config))
 
     def rescore(self, top: list[TrialRecord]) -> tuple[TrialRecord, list[dict[str, Any]]]:
         """The best of ``top`` (the search's best by proxy reward) re-trained at a higher fidelity
@@ -162,6 +237,13 @@ class Exporting:
             runs = []
             for r in range(ex.repeats):
                 what = f"final training {r + 1}/{ex.repeats} of trial {member.number}"
+                kept = self.kept.load(arch, seed + r, epochs)
+                if kept is not None:
+                    log.info("%s: kept from an earlier, unfinished export", what)
+                    model, test, stats = kept
+                    runs.append(Trained(test, seed + r, model, stats, member))
+                    self.counter.skip(what, epochs)
+                    continue
                 log.info("%s for %d epochs on train+validation", what, epochs)
                 try:
                     with thread_policy(self.config.execution.threads_per_worker):
@@ -180,6 +262,7 @@ class Exporting:
                 model = model.to("cpu").eval()
                 dataset = self.trainer.dataset
                 runs.append(Trained(scores(model, dataset.test, dataset.task), seed + r, model, stats, member))
+                self.kept.save(arch, seed + r, epochs, runs[-1])
             if runs:
                 trained += runs
                 done += 1

@@ -35,6 +35,7 @@ TENSORBOARD_DIR = "tensorboard"
 HPARAMS_DIR = "hparams"  # one TensorBoard run per child (HParams sessions)
 CHILDREN_DIR = "children"  # RUN/children/<cache key>.pt with logging.keep_children
 EXPORT_DIR = "export"  # RUN/export: the final model, swapped in whole (atomic.replace_dir)
+FINALS_DIR = "export-trainings"  # the finished final trainings of an export not written yet: a new export reuses them
 
 
 def default_run_dir(config: RunConfig) -> Path:
@@ -145,7 +146,7 @@ class RunLock:
         self._fh.write(str(os.getpid()))
         self._fh.flush()
         with contextlib.suppress(OSError):  # what killed writers left: the lock says none of them is running
-            for folder in (run_dir, run_dir / CHILDREN_DIR):
+            for folder in (run_dir, run_dir / CHILDREN_DIR, run_dir / FINALS_DIR):
                 atomic.remove_stale_files(folder)
             atomic.recover_dir(run_dir / EXPORT_DIR)
 

@@ -113,3 +113,102 @@ def test_an_export_that_keeps_failing_stops_with_the_fix_and_keeps_the_previous_
     assert json.loads((run / "export" / "metrics.json").read_text())["test_accuracy"] == first["test_accuracy"]
     with open_run(run)[1] as store:
         assert len(store.trials()) == 6
+
+
+def test_an_interrupted_export_keeps_its_finished_final_trainings_and_the_next_one_reuses_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An ensemble export killed (here: Ctrl-C) during its second member's training keeps the first one's
+    training in RUN/export-trainings; the next export loads it instead of training it again, exports the same
+    model as an uninterrupted export, and clears the folder once the export is written."""
+    import torch
+
+    from rlnas.rundir import FINALS_DIR
+
+    ranked = _searched(tmp_path, "export.ensemble_top=2")
+    run = tmp_path / "run"
+    attempts: list[int] = []
+    original = ChildTrainer.train
+    with open_run(run)[1] as store:
+        keys = {t.architecture.key: t.number for t in store.trials()}
+
+    def interrupted(self: ChildTrainer, arch: Architecture, *args, **kwargs):  # type: ignore[no-untyped-def]
+        attempts.append(keys[arch.key])
+        if len(attempts) == 2:
+            raise KeyboardInterrupt
+        return original(self, arch, *args, **kwargs)
+
+    monkeypatch.setattr(ChildTrainer, "train", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        export_run(run)
+    assert attempts == ranked[:2] and len(list((run / FINALS_DIR).glob("*.pt"))) == 1
+    assert not (run / "export").exists()
+
+    attempts.clear()
+    metrics = export_run(run)
+    assert attempts == [ranked[1]]  # only the second member trains now
+    assert metrics["kept_trainings"] == 1 and metrics["ensemble_trials"] == ranked[:2]
+    assert not (run / FINALS_DIR).exists()  # cleared once the export is written
+    resumed = torch.load(run / "export" / "model.pt", weights_only=True)["state_dict"]
+
+    monkeypatch.setattr(ChildTrainer, "train", original)
+    again = export_run(run)  # nothing kept now: both members trained afresh
+    assert again["kept_trainings"] == 0 and again["test_accuracy"] == metrics["test_accuracy"]
+    fresh = torch.load(run / "export" / "model.pt", weights_only=True)["state_dict"]
+    assert fresh.keys() == resumed.keys() and all(torch.equal(fresh[k], resumed[k]) for k in fresh)
+
+
+def test_a_kept_training_of_other_settings_or_a_damaged_one_is_trained_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from rlnas.retrain import KeptTrainings
+    from rlnas.rundir import FINALS_DIR
+
+    _searched(tmp_path)
+    run = tmp_path / "run"
+    save = KeptTrainings.save
+
+    def interrupt_after_saving(self: KeptTrainings, *args, **kwargs):  # type: ignore[no-untyped-def]
+        save(self, *args, **kwargs)
+        raise KeyboardInterrupt
+
+    def kept_for_3_epochs() -> Path:
+        with monkeypatch.context() as patch:
+            patch.setattr(KeptTrainings, "save", interrupt_after_saving)
+            with pytest.raises(KeyboardInterrupt):
+                export_run(run, epochs=3)
+        (kept,) = (run / FINALS_DIR).glob("*.pt")
+        return kept
+
+    kept_for_3_epochs()
+    attempts = _failing(monkeypatch, run, set())  # records the trainings, fails none
+    assert export_run(run, epochs=2)["kept_trainings"] == 0 and len(attempts) == 1  # 3 epochs are not 2
+    assert not (run / FINALS_DIR).exists()
+    monkeypatch.undo()
+    kept_for_3_epochs().write_bytes(b"damaged")
+    attempts = _failing(monkeypatch, run, set())
+    assert export_run(run, epochs=3)["kept_trainings"] == 0 and len(attempts) == 1
+    assert "could not read the kept final training" in caplog.text
+
+
+def test_ctrl_c_during_an_export_says_what_is_kept_and_how_to_continue(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from rlnas.retrain import KeptTrainings
+
+    _searched(tmp_path, "export.ensemble_top=2")
+    run = tmp_path / "run"
+    save = KeptTrainings.save
+
+    def interrupt_after_saving(self: KeptTrainings, *args, **kwargs):  # type: ignore[no-untyped-def]
+        save(self, *args, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(KeptTrainings, "save", interrupt_after_saving)
+    code, _, err = cli(capsys, "export", str(run), "--epochs", "2")
+    assert code == 130
+    assert "export interrupted: every trial is saved, and 1 finished final training(s)" in err
+    assert f"continue with: rlnas export {run} --epochs 2" in err
+    monkeypatch.undo()
+    code, out, _ = cli(capsys, "export", str(run), "--epochs", "2")
+    assert code == 0 and json.loads((run / "export" / "metrics.json").read_text())["kept_trainings"] == 1
