@@ -138,7 +138,13 @@ def _export(
         f"test_{score}_mean": float(values.mean()),
         f"test_{score}_std": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
         f"test_{score}_repeats": [
-            {"trial": t.record.number, "seed": t.seed, **{f"test_{k}": v for k, v in t.test.items()}} for t in trained
+            {
+                "trial": t.record.number,
+                "seed": t.seed,
+                **{f"test_{k}": v for k, v in t.test.items()},
+                "train_seconds": t.stats["train_seconds"],
+            }
+            for t in trained
         ],
         "exported_repeat": exported,
         "ensemble": len(trained) if ensemble else 1,

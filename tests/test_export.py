@@ -214,6 +214,9 @@ def test_an_ensemble_of_the_top_architectures_averages_their_final_trainings(tmp
         metrics["ensemble"] == 3
         and [r["trial"] for r in metrics["test_accuracy_repeats"]] == metrics["ensemble_trials"]
     )
+    # each member's training time; final_train_seconds is their mean
+    seconds = [r["train_seconds"] for r in metrics["test_accuracy_repeats"]]
+    assert all(s > 0 for s in seconds) and metrics["final_train_seconds"] == pytest.approx(np.mean(seconds))
     info = json.loads((tmp_path / "run" / "export" / "architecture.json").read_text())
     assert [m["decisions"] for m in info["members"]] == [t.architecture.to_dict() for t in top]
     loaded = rlnas.load_model(tmp_path / "run")
