@@ -41,7 +41,7 @@ def main() -> None:
     parser.add_argument("--standalone-from", type=Path, help="reuse the standalone accuracies of an earlier JSON")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    config = load_config(args.config, ["evaluation=oneshot", *args.set])
+    config = load_config(args.config, ["evaluation=oneshot", "pruning.rule=none", *args.set])
     p = prepare(config)
     objective = Objective.for_space(config.objective, p.space, p.dataset.input_shape, p.dataset.num_outputs)
     evaluator = OneShotEvaluator(p.space, p.dataset, config.training, config.oneshot, objective, args.supernet_seed)

@@ -11,6 +11,10 @@ set -euo pipefail
 out=${1:-/tmp/oneshotruns}
 data=${2:-$(cd "$(dirname "$0")/../.." && pwd)/shared/datasets}
 mkdir -p "$out"
+# configs/mnist.yaml as docs/benchmarks.md's tables were measured (before 2026-12-06): 1-epoch children, no
+# pruner (one-shot search cannot prune), parameters charged
+as_measured=(--set training.epochs=1 --set pruning.rule=none --set objective.complexity=params
+    --set budget.pruned=share)
 # the same 40 evaluations; half an epoch of supernet warm-up, 2 steps per evaluation, 1000 validation examples
 oneshot=(--evaluation oneshot --set oneshot.warmup_epochs=0.5 --set oneshot.steps_per_evaluation=2
     --set oneshot.score_examples=1000 --set oneshot.calibration_batches=2)
@@ -24,7 +28,7 @@ for name in ${3:-ppo oneshot-ppo spos darts random}; do
         *) echo "unknown run $name" >&2; exit 2 ;;
     esac
     start=$(date +%s.%N)
-    rlnas -q search --config configs/mnist.yaml --set dataset.data_dir="$data" "${flags[@]}" \
+    rlnas -q search --config configs/mnist.yaml --set dataset.data_dir="$data" "${as_measured[@]}" "${flags[@]}" \
         ${4:-} --run-dir "$out/$name" > "$out/$name.out" 2> "$out/$name.err"
     end=$(date +%s.%N)
     echo "$name wall $(echo "$end - $start" | bc) s" >> "$out/walls.txt"

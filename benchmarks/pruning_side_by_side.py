@@ -5,8 +5,9 @@ to see whether the pruner stopped one that would have been among the best.
     python benchmarks/pruning_side_by_side.py [--config default] [--rule median] [--screen grad_norm] \
         [--set KEY=VALUE ...] [--work DIR] [--out docs/pruning_digits.json] [--runs off,on]
 
-Both runs count a pruned child as one whole evaluation (``budget.pruned=whole``), so they get the same number
-of children; ``--screen`` also switches on zero-cost screening in the second run. ``--runs on`` runs the
+The first run switches the pruner off (``pruning.rule=none``, also where the config has it on), the second
+sets ``--rule``. Both runs count a pruned child as one whole evaluation (``budget.pruned=whole``), so they get
+the same number of children; ``--screen`` also switches on zero-cost screening in the second run. ``--runs on`` runs the
 second alone (to try pruner settings against an off run made before with the same config and seed).
 
 Prints per run: the search's wall time, the whole command's, the children trained (and pruned), the budget
@@ -95,7 +96,7 @@ def main() -> None:
     unknown = sorted(set(runs) - {"off", "on"})
     if unknown:
         parser.error(f"--runs {args.runs!r}: unknown run(s) {unknown}; use off, on or off,on")
-    for name, extra in (("off", []), ("on", on)):
+    for name, extra in (("off", ["pruning.rule=none"]), ("on", on)):
         if name not in runs:
             continue
         run_dir = work / name
