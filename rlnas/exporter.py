@@ -39,7 +39,7 @@ from rlnas.formatting import to_json
 from rlnas.modelcard import io_names, model_card
 from rlnas.models.checkpoint import model_info, save_model
 from rlnas.models.complexity import count_flops, count_params, cpu_latency_ms
-from rlnas.models.families import Ensemble
+from rlnas.models.families import Ensemble, ViewAverage
 from rlnas.prepare import prepare
 from rlnas.retrain import MAX_FAILURES, Epochs, Exporting
 from rlnas.rundir import EXPORT_DIR, FINALS_DIR, RunLock, open_run
@@ -122,6 +122,10 @@ def _export(
     else:
         best = max(trained, key=lambda t: t.test[score])
         test, seed, model, stats = best.test, best.seed, best.model, best.stats
+    untransformed = test
+    if ex.tta != "none":
+        model = ViewAverage(model, dataset.task == "classification", ex.tta).eval()
+        test = scores(model, dataset.test, dataset.task)
     exported = (
         f"the ensemble (average) of the final trainings of trials {', '.join(str(r.number) for r in records)}"
         if len(records) > 1
@@ -147,6 +151,8 @@ def _export(
             for t in trained
         ],
         "exported_repeat": exported,
+        "tta": ex.tta,
+        **({f"test_{score}_without_tta": untransformed[score]} if ex.tta != "none" else {}),
         "ensemble": len(trained) if ensemble else 1,
         "ensemble_trials": [r.number for r in records],
         "rescored": rescored,
@@ -262,8 +268,11 @@ def _write_files(
 ) -> None:
     model = model.to("cpu").eval()
     info = model_info(arch, family, dataset)
-    if isinstance(model, Ensemble):
-        info["ensemble"] = len(model.members)
+    inner = model.model if isinstance(model, ViewAverage) else model
+    if isinstance(model, ViewAverage):
+        info["tta"] = model.kind
+    if isinstance(inner, Ensemble):
+        info["ensemble"] = len(inner.members)
         if members is not None and any(m.key != arch.key for m in members):
             info["members"] = [json.loads(m.to_json()) for m in members]
     (out / "architecture.json").write_text(json.dumps(info, indent=1))

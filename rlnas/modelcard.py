@@ -45,11 +45,9 @@ def model_card(arch: Architecture, metrics: dict[str, Any], info: dict[str, Any]
     else:
         names = info["class_names"]
         shown = ", ".join(map(_text, names[:20])) + (" ..." if len(names) > 20 else "")
-        kind = (
-            "log-probabilities (the log of the members' mean probabilities)"
-            if info.get("ensemble", 1) > 1
-            else "logits"
-        )
+        ensemble, tta = info.get("ensemble", 1) > 1, info.get("tta", "none") != "none"
+        whose = "the members' and views'" if ensemble and tta else "the views'" if tta else "the members'"
+        kind = f"log-probabilities (the log of {whose} mean probabilities)" if ensemble or tta else "logits"
         output = f"{info['num_classes']} {kind}, one per class in this order: {shown} (softmax for probabilities)"
     if info.get("preprocessing"):
         columns = ", ".join(_text(c["name"]) for c in info["preprocessing"]["columns"])
@@ -69,6 +67,11 @@ def model_card(arch: Architecture, metrics: dict[str, Any], info: dict[str, Any]
     if members > 1:
         of = f" of {len(archs)} architectures" if len(archs) > 1 else ""
         final = f"final: the average of {members} networks{of}, each trained {metrics['epochs']} epochs on train+val"
+    if info.get("tta", "none") != "none":
+        final += (
+            "; predictions averaged over the image and its 1-pixel shifts (test-time augmentation, without it "
+            f"{metrics[f'test_{score}_without_tta']:.4f})"
+        )
     failed = metrics.get("failed_trainings") or []
     left_out = (
         "\n\nLeft out after a failed training: "

@@ -64,6 +64,11 @@ def prepare(config: RunConfig, data: Dataset | None = None, run_dir: Path | None
     augment = {config.training.augment, config.export.augment or "none"} - {"none"}
     if augment and not dataset.is_image:
         raise ConfigError(f"augmentation {sorted(augment)} works on images only; set training.augment=none for a table")
+    if config.export.tta != "none" and not dataset.is_image:
+        raise ConfigError(
+            f"export.tta={config.export.tta} averages predictions over shifted images, and this dataset is a "
+            "table; set export.tta=none"
+        )
     space = build_space(config.space, dataset.input_shape)
     if config.evaluation == "oneshot":
         from rlnas.oneshot.supernet import oneshot_space

@@ -11,9 +11,11 @@ import torch
 
 import rlnas
 from rlnas.driver import Search
-from rlnas.errors import RunDirError
+from rlnas.errors import ConfigError, RunDirError
 from rlnas.evaluation.train import accuracy
 from rlnas.exporter import export_plan, export_run, write_export
+from rlnas.models.complexity import count_flops
+from rlnas.models.families import ViewAverage
 from rlnas.prepare import prepare
 from rlnas.report import report
 from rlnas.rundir import open_run
@@ -265,3 +267,50 @@ def test_every_convnet_block_exports_to_onnx_and_pt2(tmp_path: Path) -> None:
         )
     got = onnxruntime.InferenceSession(str(tmp_path / "model.onnx")).run(None, {"image": x.numpy()})[0]
     np.testing.assert_allclose(got, expected.numpy(), rtol=1e-4, atol=1e-4)
+
+
+def test_view_average_shifts_each_image_by_one_pixel_with_zeros_filled_in() -> None:
+    x = torch.zeros(2, 1, 3, 3)
+    x[0, 0, 1, 1] = 1.0  # a centre pixel: the four shifts put it on the four neighbours
+    x[1, 0, 0, 0] = 1.0  # a corner pixel: shifted up or left it leaves the image (no wrap-around)
+    averaged = ViewAverage(torch.nn.Flatten(), classification=False)(x).reshape(2, 3, 3)
+    centre = torch.tensor([[0.0, 0.2, 0.0], [0.2, 0.2, 0.2], [0.0, 0.2, 0.0]])
+    corner = torch.tensor([[0.2, 0.2, 0.0], [0.2, 0.0, 0.0], [0.0, 0.0, 0.0]])
+    torch.testing.assert_close(averaged, torch.stack([centre, corner]))
+
+
+def test_an_export_with_test_time_shifts_scores_loads_and_exports_the_averaged_views(tmp_path: Path) -> None:
+    config, metrics = _search_and_export(
+        tmp_path, "budget.evaluations=2", "export.tta=shift", "export.formats=[onnx,pt2]"
+    )
+    dataset = prepare(config).dataset
+    loaded = rlnas.load_model(tmp_path / "run")
+    assert isinstance(loaded, ViewAverage) and not isinstance(loaded.model, ViewAverage)
+    assert metrics["tta"] == "shift" and accuracy(loaded, dataset.test) == pytest.approx(metrics["test_accuracy"])
+    plain = accuracy(loaded.model, dataset.test)  # the trained network alone: the repeat's own score
+    assert plain == pytest.approx(metrics["test_accuracy_without_tta"])
+    assert plain == pytest.approx(metrics["test_accuracy_repeats"][0]["test_accuracy"])
+    assert metrics["flops"] == 5 * count_flops(loaded.model, dataset.input_shape)  # five views per image
+    x = dataset.test.x[:16].float()
+    with torch.no_grad():
+        edges = torch.ones_like(x[:1])
+        edges[..., 0, :] = edges[..., -1, :] = edges[..., :, 0] = edges[..., :, -1] = 0
+        blank = x * edges  # blank borders: there a roll by one pixel is a shift with zeros filled in
+        views = [blank, *(torch.roll(blank, s, d) for s, d in ((-1, 2), (1, 2), (-1, 3), (1, 3)))]
+        mean_probability = torch.stack([torch.softmax(loaded.model(v), dim=1) for v in views]).mean(0)
+        torch.testing.assert_close(torch.softmax(loaded(blank), dim=1), mean_probability)
+        export = tmp_path / "run" / "export"
+        (onnx_out,) = onnxruntime.InferenceSession(str(export / "model.onnx")).run(None, {"image": x.numpy()})
+        np.testing.assert_allclose(onnx_out, loaded(x).numpy(), atol=1e-5)
+        torch.testing.assert_close(torch.export.load(str(export / "model.pt2")).module()(x), loaded(x))
+    card = (tmp_path / "run" / "export" / "README.md").read_text()
+    assert "1-pixel shifts" in card and "views' mean probabilities" in card
+
+
+def test_test_time_shifts_are_refused_for_a_table() -> None:
+    x = np.random.default_rng(0).normal(size=(200, 5)).astype(np.float32)
+    with pytest.raises(ConfigError, match=r"export.tta=shift .*table; set export.tta=none"):
+        prepare(
+            tiny_config("space=mlp", "export.tta=shift", "training.augment=none"),
+            rlnas.data.from_arrays(x, (x[:, 0] > 0).astype(int)),
+        )

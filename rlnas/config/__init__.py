@@ -229,6 +229,9 @@ class ExportConfig(_Section):
     augment: Augment | None = None  # data augmentation of the final training; None: training's
     erasing: float | None = Field(None, ge=0.0, le=1.0)  # random erasing of the final training; None: training's
     ema: float = Field(0.0, ge=0.0, lt=1.0)  # > 0: export the exponential moving average of the weights (decay)
+    # test-time augmentation of the exported model (images): shift averages its prediction over the image and
+    # its 1-pixel shifts up, down, left and right (5 forward passes per image); the test split is scored with it
+    tta: Literal["none", "shift"] = "none"
     formats: list[ExportFormat] = Field(default_factory=lambda: list(EXPORT_FORMATS))
 
 

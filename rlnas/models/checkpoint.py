@@ -17,7 +17,7 @@ from torch import nn
 from rlnas import atomic
 from rlnas.data.core import Dataset
 from rlnas.errors import RlnasError, RunDirError
-from rlnas.models.families import Ensemble, assemble
+from rlnas.models.families import Ensemble, ViewAverage, assemble
 from rlnas.space.core import Architecture
 
 FORMAT = "rlnas-model-1"
@@ -51,7 +51,8 @@ def model_info(arch: Architecture, family: str, dataset: Dataset) -> dict[str, A
 def network(info: dict[str, Any]) -> nn.Module:
     """The (untrained) network described by ``info`` (:func:`model_info`; older files lack the task), an
     :class:`Ensemble` of ``info["ensemble"]`` members when that is above 1: copies of the architecture, or
-    the architectures listed in ``info["members"]``."""
+    the architectures listed in ``info["members"]``; inside a :class:`ViewAverage` where ``info["tta"]``
+    names test-time views."""
     regression = info.get("task") == "regression"
 
     def one(architecture: dict[str, Any]) -> nn.Module:
@@ -66,12 +67,12 @@ def network(info: dict[str, Any]) -> nn.Module:
         )
 
     count = int(info.get("ensemble", 1))
-    if count == 1:
-        return one(info["architecture"])
     archs = info.get("members") or [info["architecture"]] * count
     if len(archs) != count:
         raise ValueError(f"{count} ensemble members but {len(archs)} member architectures")
-    return Ensemble([one(a) for a in archs], classification=not regression)
+    model = one(archs[0]) if count == 1 else Ensemble([one(a) for a in archs], classification=not regression)
+    tta = info.get("tta", "none")
+    return model if tta == "none" else ViewAverage(model, classification=not regression, kind=tta)
 
 
 def save_model(path: Path, model: nn.Module, info: dict[str, Any], **extra: Any) -> None:
@@ -88,7 +89,17 @@ def _reason(err: BaseException) -> str:
 
 
 # What must agree between a model file and the description beside it (an export's architecture.json).
-DESCRIBED = ("architecture", "family", "input_shape", "task", "class_names", "preprocessing", "ensemble", "members")
+DESCRIBED = (
+    "architecture",
+    "family",
+    "input_shape",
+    "task",
+    "class_names",
+    "preprocessing",
+    "ensemble",
+    "members",
+    "tta",
+)
 
 
 def load_model_file(file: Path, map_location: str = "cpu", described: dict[str, Any] | None = None) -> nn.Module:

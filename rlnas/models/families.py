@@ -148,9 +148,16 @@ def assemble(
     return with_normalization(model, mean, std, len(input_shape), target)
 
 
+def average(outs: torch.Tensor, classification: bool) -> torch.Tensor:
+    """The mean over the first dimension of several predictions: of class probabilities (returned as their
+    logarithm, so that argmax and softmax read as for a single network's logits) or of regression outputs."""
+    if classification:
+        return torch.logsumexp(torch.log_softmax(outs, dim=-1), dim=0) - math.log(outs.shape[0])
+    return outs.mean(dim=0)
+
+
 class Ensemble(nn.Module):
-    """Several trainings of one network, averaged: class probabilities (returned as their logarithm, so
-    that argmax and softmax read as for a single network's logits) or regression outputs."""
+    """Several trainings of one network, averaged (:func:`average`)."""
 
     def __init__(self, members: list[nn.Module], classification: bool) -> None:
         super().__init__()
@@ -158,7 +165,27 @@ class Ensemble(nn.Module):
         self.classification = classification
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        outs = torch.stack([member(x) for member in self.members])
-        if self.classification:
-            return torch.logsumexp(torch.log_softmax(outs, dim=-1), dim=0) - math.log(len(self.members))
-        return outs.mean(dim=0)
+        return average(torch.stack([member(x) for member in self.members]), self.classification)
+
+
+# test-time augmentation (``export.tta``): the offsets (rows, columns) of the views a prediction averages
+TTA_VIEWS = {"shift": ((0, 0), (-1, 0), (1, 0), (0, -1), (0, 1))}
+
+
+class ViewAverage(nn.Module):
+    """A network's prediction averaged (:func:`average`) over views of each image (N, C, H, W): ``shift``, the
+    image and its copies moved by one pixel up, down, left and right, zeros filled in (as the training's
+    shifts and padded crops fill them). No weights of its own; one forward pass of the network on all views."""
+
+    def __init__(self, model: nn.Module, classification: bool, kind: str = "shift") -> None:
+        super().__init__()
+        self.model = model
+        self.classification = classification
+        self.kind = kind
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2], x.shape[-1]
+        padded = nn.functional.pad(x, (1, 1, 1, 1))
+        views = [padded[..., 1 - dy : 1 - dy + h, 1 - dx : 1 - dx + w] for dy, dx in TTA_VIEWS[self.kind]]
+        outs = self.model(torch.cat(views))
+        return average(outs.reshape(len(views), x.shape[0], *outs.shape[1:]), self.classification)
