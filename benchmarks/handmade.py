@@ -5,7 +5,9 @@ train+validation for ``--epochs``, scored once on the test split. The baseline a
         [--set training.erasing=0.25 ...] [--ema 0.999] [--augment shift] [--out result.json] [--tune]
 
 ``--tune``: train on the training split only and report the validation accuracy after every epoch, never
-the test split (for choosing a recipe on held-out data).
+the test split (for choosing a recipe on held-out data); at the end also with test-time views averaged:
+``shift`` (``export.tta``: the image and its 1-pixel shifts, zeros filled in) and, for comparison, a
+horizontal flip (which rlnas does not ship: it changes what a digit is).
 
 Nets: ``two_conv`` (cnn family: two 3x3 conv blocks of 32 and 64 filters with BN and max pooling, a 128-unit
 hidden layer, dropout 0.25) and ``resnet_small`` (convnet family: three residual stages of 32, 64 and 128
@@ -27,6 +29,7 @@ from rlnas.config import load_config
 from rlnas.evaluation.train import scores
 from rlnas.evaluation.trainer import Recipe
 from rlnas.models.complexity import count_flops, count_params
+from rlnas.models.families import Ensemble, ViewAverage
 from rlnas.prepare import prepare
 
 STAGE = {"blocks": 1, "kernel_size": 3, "se": False, "activation": "relu", "downsample": "stride"}
@@ -61,6 +64,17 @@ NETS = {
         },
     ),
 }
+
+
+class Flipped(torch.nn.Module):
+    """A network that sees each image mirrored left to right."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(torch.flip(x, dims=[-1]))
 
 
 def convnet(stages: str) -> tuple[list[str], dict[str, object]]:
@@ -124,6 +138,15 @@ def main() -> None:
     }
     if args.tune:
         result["val_curve"] = curve
+        model = model.eval()
+        views = {
+            "none": model,
+            "shift": ViewAverage(model, True, "shift"),
+            "flip": Ensemble([model, Flipped(model)], True),
+        }
+        result["val_accuracy_with_views"] = {
+            name: scores(m, prepared.dataset.val, "classification")["accuracy"] for name, m in views.items()
+        }
     else:
         result.update(
             {f"test_{k}": v for k, v in scores(model.eval(), prepared.dataset.test, prepared.dataset.task).items()}
