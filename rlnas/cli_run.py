@@ -95,7 +95,11 @@ def run_search(search: Any, args: argparse.Namespace) -> int:
             signal.signal(signum, handler)
         bar.close()
         search.close()
-    print(f"search finished: {result.evaluations} children evaluated in {result.seconds:.0f} s ({result.stop_reason})")
+    pruned = f" ({result.pruned} stopped early by the pruner)" if result.pruned else ""
+    print(
+        f"search finished: {result.evaluations} children evaluated{pruned} in {result.seconds:.0f} s "
+        f"({result.stop_reason})"
+    )
     if result.best is None:
         print(f"no child trained successfully; nothing to export. {_failures(run_dir)}", file=sys.stderr)
         return 1

@@ -21,6 +21,7 @@ from rlnas.errors import CallbackError, ConfigError, full_disk_stops
 from rlnas.evaluation.base import (
     FAILED,
     INFEASIBLE,
+    PRUNED,
     Evaluation,
     Evaluator,
     MultiFidelityEvaluator,
@@ -77,6 +78,7 @@ class SearchResult:
     stop_reason: str
     seconds: float
     proposals: int = 0  # asks answered, cached re-proposals included
+    pruned: int = 0  # children stopped early by the pruner, over all the run's sessions
 
 
 class Search:
@@ -288,8 +290,9 @@ class Search:
         best = self.store.top_k(1)
         reason = loop.stop_reason or "budget of evaluations spent"
         seconds = time.monotonic() - loop.start
+        pruned = sum(t.status == PRUNED for t in self.store.trials()) if self.config.pruning.rule != "none" else 0
         result = SearchResult(
-            self.run_dir, loop.evaluations, best[0] if best else None, reason, seconds, loop.proposals
+            self.run_dir, loop.evaluations, best[0] if best else None, reason, seconds, loop.proposals, pruned
         )
         self._finish(result)
         return result

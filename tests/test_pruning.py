@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import numpy as np
 import optuna
 import pytest
-from conftest import tiny_config
+from conftest import cli, tiny_config
 
 from rlnas.config import PruningConfig, load_config
 from rlnas.driver import Search
@@ -303,3 +303,18 @@ def test_a_pruner_that_can_never_stop_a_child_is_named_in_a_warning(caplog: pyte
     with caplog.at_level("WARNING", logger="rlnas.driver"):
         Search.in_memory(tiny_config("pruning.rule=halving", "training.epochs=2")).close()
     assert not caplog.text
+
+
+def test_the_cli_says_how_many_children_the_pruner_stopped(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    settings = ["space.depth=[1,2]", "space.per_layer.filters=[8,16]", "space.head.hidden_units=[16,32]"]
+    settings += ["training.epochs=3", "pruning.rule=halving", "pruning.reduction_factor=2", "strategy.name=random"]
+    settings += ["export.enabled=false", "logging.tensorboard=false"]
+    argv = [arg for setting in settings for arg in ("--set", setting)]
+    code, out, _ = cli(capsys, "-q", "search", *argv, "--budget", "5", "--run-dir", "r")
+    store = TrialStore(tmp_path / "r" / "trials.sqlite", read_only=True)
+    pruned = sum(t.status == PRUNED for t in store.trials())
+    store.close()
+    assert code == 0 and pruned > 0 and f"children evaluated ({pruned} stopped early by the pruner) in" in out
