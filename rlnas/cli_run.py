@@ -204,8 +204,10 @@ def _export_with_bar(run_dir: Path, data: Any, args: argparse.Namespace, epochs:
 
         bar.close()
         kept = len(list((Path(run_dir) / FINALS_DIR).glob("*.pt")))
+        unfinished = len(list((Path(run_dir) / FINALS_DIR).glob("*.unfinished")))
+        partly = f" and {unfinished} unfinished one(s) saved at an epoch end" if unfinished else ""
         print(
-            f"\nexport interrupted: every trial is saved, and {kept} finished final training(s) in "
+            f"\nexport interrupted: every trial is saved, and {kept} finished final training(s){partly} in "
             f"{Path(run_dir) / FINALS_DIR}; continue with: rlnas export {shlex.quote(str(run_dir))}"
             + ("" if epochs is None else f" --epochs {epochs}"),
             file=sys.stderr,

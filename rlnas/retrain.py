@@ -11,7 +11,9 @@ search's trials and any earlier export are kept.
 
 Each finished final training is kept in ``RUN/export-trainings/`` (:class:`KeptTrainings`) until the export
 is written, so an export that is killed, interrupted or stopped by failures loses none of them: the next
-``rlnas export RUN`` with the same settings loads them instead of training again.
+``rlnas export RUN`` with the same settings loads them instead of training again. A final training saves its
+state there as it goes, too (at epoch ends, at most once a minute), and the next export continues an
+unfinished one from its last saved epoch.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from torch import nn
 from rlnas.errors import ChildFailure, FaultError
 from rlnas.evaluation.base import val_score
 from rlnas.evaluation.executors import thread_policy
+from rlnas.evaluation.resume import Checkpoint
 from rlnas.evaluation.train import EpochEnd, OnEpoch, scores
 from rlnas.evaluation.trainer import ChildTrainer, Recipe, child_seed
 from rlnas.models.checkpoint import model_info, network, save_model
@@ -138,6 +141,12 @@ class KeptTrainings:
             return None
         self.reused += 1
         return kept
+
+    def unfinished(self, arch: Architecture, seed: int, epochs: int) -> Checkpoint | None:
+        """Where that training saves its state as it goes, so a stopped export resumes it mid-training."""
+        if self.folder is None:
+            return None
+        return Checkpoint(self._file(arch, seed, epochs).with_suffix(".unfinished"))
 
     def save(self, arch: Architecture, seed: int, epochs: int, trained: Trained) -> None:
         if self.folder is None:
@@ -255,6 +264,7 @@ class Exporting:
                             augment=ex.augment,
                             on_epoch=self.counter.training(what),
                             final=Recipe(ex.erasing, ex.ema),
+                            checkpoint=self.kept.unfinished(arch, seed + r, epochs),
                         )
                 except ChildFailure as err:
                     self.failures.add("final training", member, seed + r, err)

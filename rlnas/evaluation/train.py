@@ -14,6 +14,7 @@ from torch import nn
 
 from rlnas.data.core import Split, as_float
 from rlnas.errors import ChildFailure
+from rlnas.evaluation.resume import Checkpoint, TrainingState
 
 log = logging.getLogger(__name__)
 
@@ -243,9 +244,12 @@ def train_model(
     on_epoch: OnEpoch | None = None,
     val: Split | None = None,
     score_name: str = "accuracy",
+    checkpoint: Checkpoint | None = None,
 ) -> dict[str, float]:
     """Train ``model`` in place (mini-batch, shuffled by a generator seeded with ``seed``); ``on_epoch`` hears
     of every epoch (:class:`EpochEnd`), scored on ``val`` (its ``score_name`` as the score) where given.
+    With ``checkpoint``, the training continues from the state saved there, saves its state at epoch ends and
+    removes it when it ends.
 
     Raises ChildFailure on a non-finite loss or when ``settings.max_seconds`` is exceeded.
     """
@@ -270,7 +274,9 @@ def train_model(
     scheduler = make_schedule(optimizer, settings, steps)
     average = WeightAverage(model, settings.ema) if settings.ema > 0 else None
     loss_fn = loss_function(settings)
-    start = time.perf_counter()
+    state = TrainingState(model, optimizer, scheduler, generator, average)
+    first, earlier = (0, 0.0) if checkpoint is None else checkpoint.restore(state)
+    start = time.perf_counter() - earlier
     loss_value = float("nan")
     # the steps after which scores are reported: the epoch's end, and evenly before it with per_epoch > 1
     # (every child reports as often, even one with fewer steps than reports: scored once, reported for each)
@@ -279,7 +285,7 @@ def train_model(
     for k in range(1, per_epoch + 1):
         reports.setdefault(math.ceil(steps * k / per_epoch), []).append(k)
     within = None if val is None else _subset(val, settings.reports.examples)
-    for epoch in range(settings.epochs):
+    for epoch in range(first, settings.epochs):
         order = torch.randperm(len(y_all), generator=generator).to(device)
         # the loss stays on the device until a report: no host synchronisation per step on a GPU
         total, count = torch.zeros((), device=device), 0
@@ -315,6 +321,10 @@ def train_model(
                 if on_epoch is not None:
                     done = epoch + 1 if k == per_epoch else epoch + k / per_epoch
                     on_epoch(EpochEnd(done, settings.epochs, loss_value, measured.get(score_name), measured))
+        if checkpoint is not None and epoch + 1 < settings.epochs:
+            checkpoint.save(epoch + 1, time.perf_counter() - start, state)
+    if checkpoint is not None:
+        checkpoint.remove()
     model.to(memory_format=torch.contiguous_format)
     return {"train_loss": loss_value, "train_seconds": time.perf_counter() - start}
 

@@ -21,6 +21,7 @@ from rlnas.evaluation import proxies
 from rlnas.evaluation.base import COMPLETE, FAILED, INFEASIBLE, PRUNED, Evaluation, cache_key
 from rlnas.evaluation.objective import Objective
 from rlnas.evaluation.pruning import NEVER, Pruned, StopRule
+from rlnas.evaluation.resume import Checkpoint
 from rlnas.evaluation.train import (
     EPOCH_ENDS,
     EpochEnd,
@@ -116,13 +117,15 @@ class ChildTrainer:
         whole: bool = False,
         final: Recipe | None = None,
         val: Split | None = None,
+        checkpoint: Checkpoint | None = None,
     ) -> tuple[nn.Module, dict[str, float]]:
         """Build and train a child with an isolated, seeded torch RNG; returns the trained model. On
         train+validation, or with ``whole``, it trains on all of its data, whatever ``training.data_fraction``;
-        ``final`` is the export's recipe for a final training; ``on_epoch`` hears epochs scored on ``val``."""
+        ``final`` is the export's recipe for a final training; ``on_epoch`` hears epochs scored on ``val``;
+        ``checkpoint`` makes the training resumable (:mod:`rlnas.evaluation.resume`)."""
         data = self._train_and_val() if on_train_and_val else self.dataset.train
         whole = whole or on_train_and_val
-        return self._fit(arch, seed, data, epochs, augment, on_epoch, whole, val, final=final)
+        return self._fit(arch, seed, data, epochs, augment, on_epoch, whole, val, final=final, checkpoint=checkpoint)
 
     def validate(
         self,
@@ -197,6 +200,7 @@ class ChildTrainer:
         val: Split | None = None,
         reports: Reports = EPOCH_ENDS,
         final: Recipe | None = None,
+        checkpoint: Checkpoint | None = None,
     ) -> tuple[nn.Module, dict[str, float]]:
         settings = replace(settings_for(arch, self.training, self.dataset, epochs, augment, final), reports=reports)
         if whole:
@@ -205,7 +209,7 @@ class ChildTrainer:
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(seed)
             model = self.build(arch)
-            stats = train_model(model, data, settings, seed, on_epoch, val, self.dataset.score_name)
+            stats = train_model(model, data, settings, seed, on_epoch, val, self.dataset.score_name, checkpoint)
         return model, stats
 
 
