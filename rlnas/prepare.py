@@ -11,7 +11,8 @@ from pathlib import Path
 from rlnas.config import RunConfig
 from rlnas.data import Dataset, load_dataset
 from rlnas.errors import ConfigError, DataError, RunDirError
-from rlnas.evaluation.trainer import ChildTrainer, check_limits
+from rlnas.evaluation.objective import check_limits
+from rlnas.evaluation.trainer import ChildTrainer
 from rlnas.rundir import DATASET_FILE
 from rlnas.space import SearchSpace, build_space
 

@@ -14,9 +14,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from rlnas.config import ObjectiveConfig, TrainingConfig
+from rlnas.config import TrainingConfig
 from rlnas.data.core import Dataset, Split, fold_indices
-from rlnas.errors import ChildFailure, ConfigError, InvalidArchitecture
+from rlnas.errors import ChildFailure, InvalidArchitecture
 from rlnas.evaluation import proxies
 from rlnas.evaluation.base import COMPLETE, FAILED, INFEASIBLE, PRUNED, Evaluation, cache_key
 from rlnas.evaluation.objective import Objective
@@ -211,31 +211,6 @@ class ChildTrainer:
             model = self.build(arch)
             stats = train_model(model, data, settings, seed, on_epoch, val, self.dataset.score_name, checkpoint)
         return model, stats
-
-
-LIMIT_SAMPLES = 64  # random architectures that must not all break the hard limits
-
-
-def check_limits(space: SearchSpace, dataset: Dataset, objective: ObjectiveConfig, seed: int) -> None:
-    """Refuse hard limits (``objective.max_params`` / ``max_flops``) that none of ``LIMIT_SAMPLES`` random
-    architectures of the space meets: the search would propose nothing it may train."""
-    limits = {m: v for m, v in (("params", objective.max_params), ("flops", objective.max_flops)) if v is not None}
-    if not limits:
-        return
-    rng = np.random.default_rng(seed)
-    smallest = dict.fromkeys(limits, math.inf)
-    for _ in range(LIMIT_SAMPLES):
-        arch = space.sample(rng)
-        counts = {m: meta_count(space, arch, dataset.input_shape, dataset.num_outputs, m) for m in limits}
-        if all(counts[m] <= limit for m, limit in limits.items()):
-            return
-        smallest = {m: min(smallest[m], counts[m]) for m in limits}
-    found = " and ".join(f"objective.max_{m}={v} (the smallest has {smallest[m]:.0f})" for m, v in limits.items())
-    raise ConfigError(
-        f"none of {LIMIT_SAMPLES} random architectures of space {space.name!r} on inputs of shape "
-        f"{dataset.input_shape} meets {found}: the search would find nothing it may train; raise the limit or "
-        "offer smaller choices in the space"
-    )
 
 
 class TrainingEvaluator:
