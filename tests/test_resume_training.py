@@ -87,6 +87,22 @@ def test_a_checkpoint_of_another_training_or_a_damaged_one_starts_over(
     assert not path.exists()
 
 
+def test_a_full_disk_does_not_stop_the_training(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import errno
+
+    from rlnas import atomic
+
+    def full(*args: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    uninterrupted, _ = _train(None)
+    monkeypatch.setattr(atomic, "write_bytes", full)
+    trained, _ = _train(Checkpoint(tmp_path / "state.unfinished", every_seconds=0))
+    assert _same(trained, uninterrupted) and "No space left on device" in caplog.text
+
+
 def test_a_stopped_export_continues_its_unfinished_final_training(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

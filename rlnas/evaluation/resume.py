@@ -87,8 +87,11 @@ class Checkpoint:
             data.update(average=state.average.average, average_steps=state.average.steps)
         buffer = io.BytesIO()
         torch.save(data, buffer)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        atomic.write_bytes(self.path, buffer.getbuffer())
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            atomic.write_bytes(self.path, buffer.getbuffer())
+        except OSError as err:  # a full disk: the training goes on, only a stop would cost more of it
+            log.warning("could not save the training's state to %s (%s); it goes on without", self.path, err)
         self._saved_at = now
 
     def remove(self) -> None:
