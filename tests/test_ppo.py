@@ -67,6 +67,39 @@ def test_the_policy_learns_each_decisions_own_choice(toy_space: SearchSpace) -> 
         assert np.mean(rewards[:20]) < 0.7  # it did not start out knowing the answer
 
 
+def _learned(space: SearchSpace, seed: int, evaluations: int, *overrides: str) -> int:
+    """Decisions along TARGET's episode whose most probable choice is the target's, after ``evaluations`` of
+    the plain policy with per-decision heads (and ``overrides``), told the share of decisions equal to TARGET."""
+    target = space.make(TARGET)
+    evaluator = SyntheticEvaluator(space, target=target)
+    plain = ("strategy.ppo.screen_samples=1", "strategy.ppo.elite_share=0", "strategy.ppo.decision_heads=true")
+    controller = _controller(space, seed, *plain, *overrides)
+    for _ in range(evaluations):
+        arch = controller.ask()
+        controller.tell(arch, evaluator.evaluate(arch))
+    table = controller.path_probabilities(target)
+    controller.close()
+    return sum(max(choices, key=choices.__getitem__) == str(target[name]) for name, choices in table.items())
+
+
+def test_imagined_updates_let_the_policy_learn_from_fewer_evaluations(toy_space: SearchSpace) -> None:
+    """With imagined updates (each PPO update followed by one on 64 policy samples the surrogate rewards), the
+    policy has learned more of the target's 9 decisions after 40 evaluations, seeds 0-3 (measured: 8, 9, 8, 7
+    against 6, 9, 5, 6 without); no imagined episode is evaluated or masked as evaluated."""
+    without = [_learned(toy_space, seed, 40) for seed in range(4)]
+    imagined = [_learned(toy_space, seed, 40, "strategy.ppo.imagined_episodes=64") for seed in range(4)]
+    assert sum(imagined) >= 30 and sum(without) <= 27, (imagined, without)
+    controller = _controller(toy_space, 0, "strategy.ppo.imagined_episodes=64", "strategy.ppo.episodes_per_update=2")
+    evaluator = SyntheticEvaluator(toy_space, target=toy_space.make(TARGET))
+    asked = []
+    for _ in range(24):
+        asked.append(controller.ask())
+        controller.tell(asked[-1], evaluator.evaluate(asked[-1]))
+    assert controller.rollout.updates >= 8  # imagined updates ran after most of them (from 8 results on)
+    assert controller.evaluated.keys == {arch.key for arch in asked}  # the imagined ones are not among them
+    controller.close()
+
+
 def _best_so_far(space: SearchSpace, seed: int, evaluations: int, *overrides: str) -> np.ndarray:
     evaluator = SyntheticEvaluator(space, seed=100 + seed)
     controller = _controller(space, seed, *overrides)

@@ -79,6 +79,9 @@ class PPOConfig(_Section):
     # not guided); None = screen_ucb throughout.
     stall_ucb: float | None = Field(4.0, ge=0.0)
     stall_ratio: float = Field(0.5, gt=0.0)
+    # Imagined updates (Dyna): after each PPO update, one more on this many episodes sampled from the policy
+    # and rewarded with the rank the surrogate predicts for them (from screen_after results on); 0 = off.
+    imagined_episodes: int = Field(0, ge=0, le=4096)
 
 
 class EvolutionConfig(_Section):

@@ -28,6 +28,7 @@ from rlnas.space.core import Architecture, EvaluatedPrefixes
 from rlnas.store import TrialRecord
 from rlnas.strategies.base import Strategy, StrategyContext, WaitForResults, zero_cost_scorer
 from rlnas.strategies.elite import ElitePicks
+from rlnas.strategies.imagination import imagined_update
 from rlnas.strategies.policy import marginals, sample_episodes, walk
 from rlnas.strategies.rollout import StepwisePPO, actions_of
 from rlnas.strategies.screening import Screening
@@ -71,7 +72,11 @@ class PPOStrategy(Strategy):
         self.rollout.log_to(ctx.logger.logdir, lambda numbers: ctx.logger.scalars(numbers, self.trials_told))
 
     def after_update(self, updates: int) -> None:
-        """After each PPO update: the policy logged (TensorBoard's choice probabilities) and saved."""
+        """After each PPO update: an imagined update (``imagined_episodes``), then the policy logged
+        (TensorBoard's choice probabilities) and saved."""
+        if self.cfg.imagined_episodes:
+            rng = np.random.default_rng([self.ctx.seed, 0x1DEA, updates])
+            imagined_update(self.rollout.policy, self.space, self.screen, self.cfg, rng)
         if self.ctx.logger.enabled:
             arch, log10_p, _ = self._policy_mode()
             rng = np.random.default_rng([self.ctx.seed, updates])

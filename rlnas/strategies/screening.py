@@ -62,13 +62,17 @@ class Screening:
         return self.cfg.screen_ucb if stall is None or not self.stalled() else stall
 
     def best_of(self, candidates: list[Architecture], ucb: float) -> int:
-        """The index of the candidate the surrogate rates best (mean + ucb x spread); the surrogate
-        is refit first when due: after every new result at first, then after every ~6 % more."""
+        """The index of the candidate the surrogate rates best (mean + ucb x spread)."""
+        mean, spread = self.predict(candidates)
+        return int(np.argmax(mean + ucb * spread))
+
+    def predict(self, candidates: list[Architecture]) -> tuple[np.ndarray, np.ndarray]:
+        """The surrogate's mean and spread for each candidate (in rank quantiles of the rewards told), refit
+        first when due: after every new result at first, then after every ~6 % more."""
         if self.surrogate is None or len(self.history) >= self.fitted_on + max(1, self.fitted_on // 16):
             self.fit()
         assert self.surrogate is not None
-        mean, spread = self.surrogate.predict(np.stack([self.features(a) for a in candidates]))
-        return int(np.argmax(mean + ucb * spread))
+        return self.surrogate.predict(np.stack([self.features(a) for a in candidates]))
 
     def fit(self) -> None:
         cfg = self.cfg
