@@ -82,6 +82,9 @@ class PPOConfig(_Section):
     # Imagined updates (Dyna): after each PPO update, one more on this many episodes sampled from the policy
     # and rewarded with the rank the surrogate predicts for them (from screen_after results on); 0 = off.
     imagined_episodes: int = Field(0, ge=0, le=4096)
+    # Imitation of the best (priority-queue training): after each PPO update, n_epochs steps of maximum
+    # likelihood on the best imitate_top share of the results so far (at least two); 0 = off.
+    imitate_top: float = Field(0.0, ge=0.0, le=1.0)
 
 
 class EvolutionConfig(_Section):

@@ -1,6 +1,11 @@
-"""Imagined updates (Dyna): after each PPO update on real results, the policy also learns from episodes it
-samples that the reward surrogate scores, so it learns from the results so far between evaluations instead of
-waiting for its next rollout (see :mod:`rlnas.strategies.ppo`, ``strategy.ppo.imagined_episodes``).
+"""Two extra updates of the policy after each PPO update on real results, so that it learns more from the
+results so far between evaluations (see :mod:`rlnas.strategies.ppo`):
+
+* imitation of the best (``strategy.ppo.imitate_top``, priority-queue training): maximum likelihood on the
+  best few architectures evaluated so far, so the policy's samples concentrate around them as TPE's do
+  around its good set, while the masks keep them off what was evaluated;
+* imagined updates (Dyna, ``strategy.ppo.imagined_episodes``): episodes the policy samples, rewarded by the
+  reward surrogate.
 
 The imagined episodes are sampled from the policy without the masks of its real episodes (they teach the
 policy what is good, evaluated or not; the masks of its real samples keep those off what was evaluated),
@@ -13,6 +18,7 @@ them, and it stops short of the target on the synthetic probe (docs/benchmarks.m
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -23,6 +29,7 @@ from sb3_contrib.common.maskable.policies import MaskableActorCriticPolicy
 from rlnas.config.strategy import PPO_FIXED
 from rlnas.space.core import SearchSpace
 from rlnas.strategies.policy import NoEvaluation, sample_episodes
+from rlnas.strategies.rollout import actions_of
 from rlnas.strategies.screening import Screening
 
 
@@ -84,3 +91,32 @@ def imagined_update(
         policy.optimizer.step()
     policy.set_training_mode(False)
     return float(quantile.mean())
+
+
+def imitation_update(
+    policy: MaskableActorCriticPolicy, space: SearchSpace, history: list[tuple[Any, float]], cfg: Any
+) -> float | None:
+    """Priority-queue training (Abolafia et al. 2018, "Neural program synthesis with priority queue
+    training"): ``n_epochs`` steps of maximum likelihood, with the policy's optimizer, on the best
+    ``imitate_top`` share of the architectures evaluated so far (at least two), under the space's own masks
+    only. Returns the mean log-probability of their episodes before the steps (None: nothing to learn from)."""
+    if cfg.imitate_top <= 0 or len(history) < 2:
+        return None
+    count = max(2, math.ceil(cfg.imitate_top * len(history)))
+    top = sorted(history, key=lambda item: -item[1])[:count]
+    obs, masks, actions, _ = _steps(space, [actions_of(space, arch) for arch, _ in top])
+    obs_t = torch.as_tensor(obs, dtype=torch.float32)
+    actions_t = torch.as_tensor(actions)
+    masks_t = torch.as_tensor(masks)
+    policy.set_training_mode(True)
+    before = None
+    for _ in range(cfg.n_epochs):
+        _, log_prob, _ = policy.evaluate_actions(obs_t, actions_t, action_masks=masks_t)
+        loss = -log_prob.mean()
+        before = float(log_prob.detach().sum()) / count if before is None else before
+        policy.optimizer.zero_grad()
+        loss.backward()  # type: ignore[no-untyped-call]
+        torch.nn.utils.clip_grad_norm_(policy.parameters(), PPO_FIXED["max_grad_norm"])
+        policy.optimizer.step()
+    policy.set_training_mode(False)
+    return before

@@ -28,7 +28,7 @@ from rlnas.space.core import Architecture, EvaluatedPrefixes
 from rlnas.store import TrialRecord
 from rlnas.strategies.base import Strategy, StrategyContext, WaitForResults, zero_cost_scorer
 from rlnas.strategies.elite import ElitePicks
-from rlnas.strategies.imagination import imagined_update
+from rlnas.strategies.imagination import imagined_update, imitation_update
 from rlnas.strategies.policy import marginals, sample_episodes, walk
 from rlnas.strategies.rollout import StepwisePPO, actions_of
 from rlnas.strategies.screening import Screening
@@ -77,6 +77,8 @@ class PPOStrategy(Strategy):
         if self.cfg.imagined_episodes:
             rng = np.random.default_rng([self.ctx.seed, 0x1DEA, updates])
             imagined_update(self.rollout.policy, self.space, self.screen, self.cfg, rng)
+        if self.cfg.imitate_top and not self.screen.stalled():  # a stalled search explores instead
+            imitation_update(self.rollout.policy, self.space, self.screen.history, self.cfg)
         if self.ctx.logger.enabled:
             arch, log10_p, _ = self._policy_mode()
             rng = np.random.default_rng([self.ctx.seed, updates])
