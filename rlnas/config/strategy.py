@@ -83,7 +83,9 @@ class PPOConfig(_Section):
     # and rewarded with the rank the surrogate predicts for them (from screen_after results on); 0 = off.
     imagined_episodes: int = Field(0, ge=0, le=4096)
     # Imitation of the best (priority-queue training): after each PPO update, n_epochs steps of maximum
-    # likelihood on the best imitate_top share of the results so far (at least two); 0 = off.
+    # likelihood on the best imitate_top share of the results so far (at least two), paused while the search
+    # stalls (stall_ratio); 0 = off. 0.02 lifts the policy alone (screen_samples=1, elite_share=0) to TPE's
+    # level on NAS-Bench-201; with screening and elite picks it does not help (docs/benchmarks.md).
     imitate_top: float = Field(0.0, ge=0.0, le=1.0)
 
 
