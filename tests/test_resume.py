@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import random
 import signal
 import sqlite3
@@ -28,7 +29,8 @@ def _trials(run: Path) -> list[tuple[int, str, str]]:
 
 def _start(run: Path, budget: int, *extra: str) -> subprocess.Popen[str]:
     args = [*command(), "-q", "search", *TINY, "--run-dir", str(run), "--budget", str(budget), "--no-export", *extra]
-    return subprocess.Popen(args, cwd=run.parent, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    env = {**os.environ, "PYTHONFAULTHANDLER": "1"}  # a search that hangs can be made to show where
+    return subprocess.Popen(args, cwd=run.parent, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 
 
 def _wait_for_trials(run: Path, count: int, proc: subprocess.Popen[str]) -> None:
@@ -82,8 +84,13 @@ def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path: Path) -> None:
     proc = _start(run, budget=50)
     _wait_for_trials(run, 2, proc)
     proc.send_signal(signal.SIGINT)
-    _, stderr = proc.communicate(timeout=120)
-    assert proc.returncode == 130, stderr
+    try:
+        _, stderr = proc.communicate(timeout=300)
+    except subprocess.TimeoutExpired:  # hung: faulthandler (PYTHONFAULTHANDLER) prints every thread's stack
+        proc.send_signal(signal.SIGABRT)
+        _, stderr = proc.communicate()
+        raise AssertionError(f"the search did not stop within 300 s of Ctrl-C:\n{stderr}") from None
+    assert proc.returncode == 130, stderr  # 0 with "search finished": the Ctrl-C was lost
     assert f"rlnas resume {run}" in stderr and "Traceback" not in stderr and "controller is checkpointed" in stderr
     assert len(_trials(run)) >= 2 and (run / "controller" / "ppo.zip").is_file()
 
