@@ -5,8 +5,9 @@ every k, beside member k's own.
 
 RUN is a run whose export is an ensemble (``export.ensemble_top`` > 1 or ``export.ensemble: true``). The
 members keep the export's order (the re-scoring's winner first, then the search's next best), and the average
-is the export's own (:class:`rlnas.models.families.Ensemble`: the mean class probability). This
-reads the test split, as the export did; it reports, it chooses nothing.
+is the export's own (:class:`rlnas.models.families.Ensemble`: the mean class probability). An export with
+test-time views (``export.tta``) is scored as it predicts: each member averaged over the views, and the
+members without them beside. This reads the test split, as the export did; it reports, it chooses nothing.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import torch
 
 from rlnas.evaluation.train import outputs
 from rlnas.exported import load_model
-from rlnas.models.families import Ensemble
+from rlnas.models.families import Ensemble, ViewAverage
 from rlnas.prepare import prepare
 from rlnas.rundir import EXPORT_DIR, open_run
 
@@ -33,18 +34,21 @@ def member_scores(run: Path, data_dir: str | None = None) -> list[dict[str, floa
         config = config.model_copy(update={"dataset": config.dataset.model_copy(update={"data_dir": data_dir})})
     dataset = prepare(config, run_dir=run).dataset
     model = load_model(run / EXPORT_DIR)
+    views = model.kind if isinstance(model, ViewAverage) else None
+    model = model.model if isinstance(model, ViewAverage) else model
     if not isinstance(model, Ensemble) or not model.classification:
         raise SystemExit(f"{run / EXPORT_DIR} is not an ensemble of classifiers")
     test = dataset.test
-    rows = []
-    total = torch.zeros(0)
-    with torch.inference_mode():
-        for k, member in enumerate(model.members, start=1):
-            probs = torch.softmax(outputs(member, test.x).float(), dim=-1)
-            total = probs if k == 1 else total + probs
-            alone = float((probs.argmax(dim=1) == test.y).float().mean())
-            together = float((total.argmax(dim=1) == test.y).float().mean())
-            rows.append({"members": k, "accuracy": together, "member_alone": alone})
+    rows: list[dict[str, float]] = [{"members": k} for k in range(1, len(model.members) + 1)]
+    for suffix, kind in [("", views), ("_without_views", None)] if views else [("", None)]:
+        total = torch.zeros(0)
+        with torch.inference_mode():
+            for row, member in zip(rows, model.members, strict=True):
+                net = member if kind is None else ViewAverage(member, classification=True, kind=kind).eval()
+                probs = torch.softmax(outputs(net, test.x).float(), dim=-1)
+                total = probs if row["members"] == 1 else total + probs
+                row["member_alone" + suffix] = float((probs.argmax(dim=1) == test.y).float().mean())
+                row["accuracy" + suffix] = float((total.argmax(dim=1) == test.y).float().mean())
     return rows
 
 
@@ -57,7 +61,8 @@ def main() -> None:
     rows = member_scores(args.run, args.data_dir)
     for row in rows:
         k = row["members"]
-        print(f"{k} member(s): {row['accuracy']:.4f} (member {k} alone {row['member_alone']:.4f})")
+        plain = f"; without the views {row['accuracy_without_views']:.4f}" if "accuracy_without_views" in row else ""
+        print(f"{k} member(s): {row['accuracy']:.4f} (member {k} alone {row['member_alone']:.4f}){plain}")
     if args.json is not None:
         args.json.write_text(json.dumps(rows, indent=1))
 
