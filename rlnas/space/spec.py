@@ -158,7 +158,7 @@ def builtin_space(name: str) -> dict[str, Any]:
     except KeyError:
         raise SpaceError(
             f"unknown built-in space {name!r}; choose one of {sorted(BUILTIN_SPACES)} or declare the space "
-            "as a mapping (see README, 'Writing a search space')"
+            "as a mapping (see docs/configs.md, 'Writing a search space')"
         ) from None
 
 
