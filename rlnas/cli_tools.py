@@ -131,11 +131,20 @@ def _evaluate(args: argparse.Namespace) -> int:
             "evaluate on data with the same class names (folder names, labels) the model was trained on"
         )
     result = scores(load_model(args.export), dataset.split(args.split), dataset.task)
+    # the final training fits train+validation: on the search's own data only the test split is held out
+    held_out = args.split == "test" or args.dataset not in (None, info["dataset"]["name"]) or args.data_dir is not None
     if args.json:
         examples = len(dataset.split(args.split))
-        print(to_json({**result, "dataset": dataset.name, "split": args.split, "examples": examples}, indent=None))
+        summary = {**result, "dataset": dataset.name, "split": args.split, "examples": examples, "held_out": held_out}
+        print(to_json(summary, indent=None))
     else:
         print(f"{dataset.name} {args.split} " + ", ".join(f"{k} {v:.4f}" for k, v in result.items()))
+    if not held_out:
+        print(
+            f"note: the exported model was trained on the {args.split} split too (its final training fits "
+            "train+validation), so this score is not held out; --split test is",
+            file=sys.stderr,
+        )
     return 0
 
 

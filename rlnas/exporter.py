@@ -87,8 +87,7 @@ def _export(
     data: Dataset | None,
     progress: ExportProgress | None,
 ) -> dict[str, Any]:
-    if epochs is not None and epochs < 1:
-        raise ConfigError(f"epochs={epochs}: the final training needs at least 1 epoch")
+    _check_epochs(epochs)
     if data_dir is not None:
         key = "path" if config.dataset.name in USER_DATASETS else "data_dir"
         config = config.model_copy(update={"dataset": config.dataset.model_copy(update={key: data_dir})})
@@ -209,8 +208,14 @@ def _duration(seconds: float) -> str:
     return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
 
 
+def _check_epochs(epochs: int | None) -> None:
+    if epochs is not None and epochs < 1:
+        raise ConfigError(f"epochs={epochs}: the final training needs at least 1 epoch; pass --epochs 1 or more")
+
+
 def export_plan(run_dir: str | Path, epochs: int | None = None) -> ExportPlan:
     """What ``export_run(run_dir, epochs)`` will train, from the run's config and trials (nothing trained)."""
+    _check_epochs(epochs)
     run = Path(run_dir)
     config, store = open_run(run, read_only=True)
     with store:

@@ -91,6 +91,15 @@ def test_evaluate_reproduces_the_exported_test_accuracy(run: Path) -> None:
     assert {"test_accuracy", "val_accuracy", "params", "flops"} <= set(metrics)
 
 
+def test_evaluate_says_when_the_split_was_in_the_export_s_training(run: Path, capsys) -> None:
+    for split, held_out in (("val", False), ("train", False), ("test", True)):
+        code, out, err = cli(capsys, "evaluate", str(run / "export"), "--split", split, "--json")
+        assert code == 0 and json.loads(out)["held_out"] is held_out
+        assert (f"trained on the {split} split too" in err) is not held_out
+    code, out, err = cli(capsys, "evaluate", str(run / "export"), "--split", "val")  # the line a person reads
+    assert out.startswith("digits val accuracy") and "not held out; --split test is" in err
+
+
 def test_tensorboard_holds_the_search_policy_and_ppo_tags_on_the_trial_axis(run: Path) -> None:
     acc = EventAccumulator(str(run / "tensorboard"), size_guidance={"scalars": 0, "tensors": 0})
     acc.Reload()

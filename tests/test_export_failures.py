@@ -212,3 +212,14 @@ def test_ctrl_c_during_an_export_says_what_is_kept_and_how_to_continue(
     monkeypatch.undo()
     code, out, _ = cli(capsys, "export", str(run), "--epochs", "2")
     assert code == 0 and json.loads((run / "export" / "metrics.json").read_text())["kept_trainings"] == 1
+
+
+def test_an_export_of_zero_epochs_is_refused_before_it_announces_anything(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _searched(tmp_path)
+    code, _, err = cli(capsys, "export", str(tmp_path / "run"), "--epochs", "0")
+    assert code == 2
+    assert "epochs=0: the final training needs at least 1 epoch; pass --epochs 1 or more" in err
+    assert "final training(s) of" not in err  # no plan announced for a training that cannot run
+    assert not (tmp_path / "run" / "export").exists()
