@@ -15,6 +15,22 @@ def test_default_yaml_is_the_builtin_default() -> None:
     assert load_config(ROOT / "configs" / "default.yaml") == load_config(None)
 
 
+def test_default_yaml_shows_every_key() -> None:
+    """Its header promises every key with its default (the same check for each section and setting)."""
+    shown = yaml.safe_load((ROOT / "configs" / "default.yaml").read_text())
+    missing: list[str] = []
+
+    def walk(full: dict, yaml_part: object, path: str) -> None:
+        for key, value in full.items():
+            if not isinstance(yaml_part, dict) or key not in yaml_part:
+                missing.append(path + key)
+            elif isinstance(value, dict) and value and not isinstance(yaml_part[key], str):  # space: cnn names one
+                walk(value, yaml_part[key], f"{path}{key}.")
+
+    walk(load_config(None).model_dump(mode="json", by_alias=True), shown, "")
+    assert missing == []
+
+
 @pytest.mark.parametrize("path", sorted((ROOT / "configs").glob("*.yaml")), ids=lambda p: p.name)
 def test_shipped_configs_are_valid(path: Path) -> None:
     load_config(path)

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from sb3_contrib import MaskablePPO
 
 from rlnas.config import load_config
@@ -12,7 +13,7 @@ from rlnas.evaluation import Evaluation, SyntheticEvaluator
 from rlnas.prepare import prepare
 from rlnas.space import Architecture, SearchSpace
 from rlnas.strategies import StrategyContext, WaitForResults, make_strategy
-from rlnas.strategies.policy import walk
+from rlnas.strategies.policy import head_groups, walk
 from rlnas.strategies.rollout import actions_of
 from rlnas.tracking import RunLogger
 from tests.conftest import tiny_config
@@ -42,13 +43,16 @@ TARGET = {
 }
 
 
-def test_the_policy_learns_each_decisions_own_choice(toy_space: SearchSpace) -> None:
-    """The policy with per-decision heads alone (no screening, no elite mutations), told the share of decisions
-    equal to a target's: after 100 evaluations its most probable choice is the target's on at least 8 of the 9
-    decisions along the target's episode, in each of seeds 0-3 (measured: 9, 9, 8, 8). One output head shared
-    by all decisions (SB3's default, decision_heads=false) learns an index habit and fails this (7, 5, 7, 7)."""
+@pytest.mark.parametrize("heads", ["each", "kind"])
+def test_the_policy_learns_each_decisions_own_choice(toy_space: SearchSpace, heads: str) -> None:
+    """The policy with a head per decision, or per kind of decision (the default: the three layers' ``units``
+    share one, whose best choices the target puts at three different indices), alone (no screening, no elite
+    mutations), told the share of decisions equal to a target's: after 100 evaluations its most probable choice
+    is the target's on at least 8 of the 9 decisions along the target's episode, in each of seeds 0-3
+    (measured: 9, 9, 8, 8 with ``each``, 9, 8, 8, 9 with ``kind``). One output head shared by all decisions
+    (SB3's, ``decision_heads=shared``) learns an index habit and fails this (7, 5, 7, 7)."""
     target = toy_space.make(TARGET)
-    plain = ("strategy.ppo.screen_samples=1", "strategy.ppo.elite_share=0", "strategy.ppo.decision_heads=true")
+    plain = ("strategy.ppo.screen_samples=1", "strategy.ppo.elite_share=0", f"strategy.ppo.decision_heads={heads}")
     for seed in range(4):
         evaluator = SyntheticEvaluator(toy_space, target=target)
         controller = _controller(toy_space, seed, *plain)
@@ -66,6 +70,42 @@ def test_the_policy_learns_each_decisions_own_choice(toy_space: SearchSpace) -> 
         ]
         assert len(learned) >= 8, (seed, table)
         assert np.mean(rewards[:20]) < 0.7  # it did not start out knowing the answer
+
+
+def test_decision_heads_group_the_decisions_of_one_kind(toy_space: SearchSpace) -> None:
+    names = [d.name for d in toy_space.decisions] + ["(end)"]
+    kind = dict(zip(names, head_groups(toy_space, "kind"), strict=True))
+    assert kind["layer1.units"] == kind["layer2.units"] == kind["layer3.units"]
+    assert kind["layer1.activation"] == kind["layer3.activation"] != kind["layer1.units"]
+    # the same number of choices is not the same kind: dropout, the learning rate and the activations differ
+    assert len({kind["dropout"], kind["learning_rate"], kind["layer1.activation"], kind["num_layers"]}) == 4
+    assert len(set(kind.values())) == 6  # depth, units, activation, dropout, learning rate, the end
+    assert head_groups(toy_space, "each") == tuple(range(len(names)))
+    assert head_groups(toy_space, "shared") == ()
+    cell = prepare(load_config(None, ["space=nb201", "dataset.name=digits"])).space
+    assert head_groups(cell, "kind") == ()  # one kind (every edge's operation): SB3's single head, as shared
+
+
+@pytest.mark.parametrize(("given", "heads"), [(True, "each"), (False, "shared"), ("kind", "kind")])
+def test_decision_heads_of_earlier_configs_still_load(given: object, heads: str) -> None:
+    assert load_config(None, [f"strategy.ppo.decision_heads={str(given).lower()}"]).strategy.ppo.decision_heads == heads
+
+
+def test_a_checkpoint_with_a_head_per_position_loads(tmp_path: Path, toy_space: SearchSpace) -> None:
+    """A controller saved before heads by kind (its policy built with ``positions=N``) is restored with a head
+    per decision, its weights unchanged."""
+    controller = _controller(toy_space, 0, "strategy.ppo.decision_heads=each")
+    policy = controller.rollout.policy
+    model = controller.rollout.model
+    model.policy_kwargs = {k: v for k, v in model.policy_kwargs.items() if k != "heads"} | {
+        "positions": len(policy.heads)
+    }
+    model.save(tmp_path / "old.zip")
+    restored = MaskablePPO.load(tmp_path / "old.zip", device="cpu")
+    assert restored.policy.heads == policy.heads
+    for (name, a), b in zip(policy.state_dict().items(), restored.policy.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+    controller.close()
 
 
 def _learned(space: SearchSpace, seed: int, evaluations: int, *overrides: str) -> int:

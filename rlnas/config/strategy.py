@@ -40,6 +40,8 @@ class PPOConfig(_Section):
                     f"strategy.ppo.{key} is no longer a setting: it is fixed at {fixed!r} (it did not earn its place, "
                     f"docs/benchmarks.md); remove it from the config (got {data[key]!r})"
                 )
+        if isinstance(data.get("decision_heads"), bool):  # before 'kind': true was 'each', false 'shared'
+            data = {**data, "decision_heads": "each" if data["decision_heads"] else "shared"}
         return {key: value for key, value in data.items() if key not in PPO_FIXED}
 
     learning_rate: float = Field(3e-3, gt=0.0)
@@ -48,11 +50,11 @@ class PPOConfig(_Section):
     clip_range: float = Field(0.3, gt=0.0)
     ent_coef: float = Field(0.01, ge=0.0)
     net_arch: list[Width] = Field(default_factory=lambda: [64], max_length=8)
-    # One output head per decision (true) or SB3's single head shared by every decision (false). The heads
-    # learn each decision's choice on the synthetic probe, but the screening and elite settings below were
-    # tuned with the shared head, and with the heads they lose 0.05-0.09 on NAS-Bench-201 from 50 evaluations
-    # on (docs/benchmarks.md, "Does the policy learn choices?"): off until they are re-tuned together.
-    decision_heads: bool = False
+    # The policy's output heads: one per kind of decision (its role and choices: every block's filters share
+    # one, every cell edge's operation another; a space of one kind has SB3's single head), one per decision
+    # (each), or SB3's single head for every decision (shared), which learns an action-index habit across kinds
+    # (docs/benchmarks.md, "Does the policy learn choices?"). true / false: each / shared.
+    decision_heads: Literal["shared", "kind", "each"] = "kind"
     reward_normalization: Literal["rank", "standardize", "none"] = "rank"
     rank_exponent: float = Field(3.0, gt=0.0)
     mask_evaluated: bool = True  # mask choices whose every completion was already evaluated

@@ -1,10 +1,11 @@
 """The PPO controller's policy network and reward shaping (see :mod:`rlnas.strategies.ppo`).
 
 The policy is sb3-contrib's ``MaskableActorCriticPolicy`` over the architecture-search env's observations
-(the one-hot choices so far and the position of the decision at hand), with one output head per decision: a
-decision's choice distribution is its own, conditioned on the choices before it through the shared trunk.
-With a single shared head (SB3's default), every decision's logits share one bias and the policy learns an
-action-index habit before it learns choices (docs/benchmarks.md, "Does the policy learn choices?").
+(the one-hot choices so far and the position of the decision at hand), with an output head per kind of
+decision (``strategy.ppo.decision_heads``, :func:`head_groups`): a decision's choice distribution is
+conditioned on the choices before it through the shared trunk, and no choice index is shared across kinds.
+With a single shared head (SB3's default), every decision's logits share one output layer and the policy
+learns an action-index habit before it learns choices (docs/benchmarks.md, "Does the policy learn choices?").
 """
 
 from __future__ import annotations
@@ -27,51 +28,73 @@ from rlnas.threads import torch_threads
 
 class DecisionExtractor(MlpExtractor):
     """SB3's MLP trunk, except that the actor's latent is the outer product of the trunk's features (and a
-    constant 1) with the one-hot position of the decision at hand (the observation's last ``positions``
-    entries). The action net, one linear layer over that latent, then holds a weight matrix and a bias per
-    decision: every decision has its own output head over the shared trunk, which sees the choices so far."""
+    constant 1) with the one-hot head of the decision at hand (``heads[position]``; the position is the
+    observation's last ``len(heads)`` entries). The action net, one linear layer over that latent, then holds a
+    weight matrix and a bias per head: every head has its own output layer over the shared trunk, which sees
+    the choices so far."""
+
+    routing: torch.Tensor
 
     def __init__(
         self,
         feature_dim: int,
         net_arch: list[int] | dict[str, list[int]],
         activation_fn: type[nn.Module],
-        positions: int,
+        heads: tuple[int, ...],
     ) -> None:
         super().__init__(feature_dim, net_arch, activation_fn, device="cpu")
-        self.positions = positions
-        self.latent_dim_pi = (self.latent_dim_pi + 1) * positions
+        self.positions = len(heads)
+        routing = torch.zeros(len(heads), max(heads) + 1)
+        routing[torch.arange(len(heads)), torch.as_tensor(heads)] = 1.0
+        self.register_buffer("routing", routing, persistent=False)  # position -> its head, one-hot
+        self.latent_dim_pi = (self.latent_dim_pi + 1) * routing.shape[1]
 
     def forward_actor(self, features: torch.Tensor) -> torch.Tensor:
         hidden = self.policy_net(features)
         hidden = torch.cat([hidden, torch.ones_like(hidden[:, :1])], dim=1)
-        position = features[:, -self.positions :]
-        return (position.unsqueeze(2) * hidden.unsqueeze(1)).flatten(1)
+        head = features[:, -self.positions :] @ self.routing
+        return (head.unsqueeze(2) * hidden.unsqueeze(1)).flatten(1)
 
     def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.forward_actor(features), self.forward_critic(features)
 
 
+def head_groups(space: SearchSpace, heads: str) -> tuple[int, ...]:
+    """The output head of each position of the env (its decisions, then the end), for ``strategy.ppo.decision_heads``:
+    ``each`` decision its own; ``kind``: one per kind of decision (its role and its choices: every block's
+    ``filters`` share one, every cell edge's ``operation`` another), so no choice index is shared across kinds;
+    ``shared``, or a space of a single kind: none, SB3's one head for every decision."""
+    if heads == "each":
+        return tuple(range(len(space) + 1))
+    kinds: dict[tuple[str, tuple[Any, ...]], int] = {}
+    grouped = [kinds.setdefault((d.role or d.name, tuple(map(repr, d.choices))), len(kinds)) for d in space.decisions]
+    if heads == "shared" or len(kinds) == 1:
+        return ()
+    return (*grouped, len(kinds))  # the end of an episode takes no action: a head of its own
+
+
 class DecisionPolicy(MaskableActorCriticPolicy):
-    """MaskablePPO's policy with per-decision output heads (:class:`DecisionExtractor`; ``positions=0``: SB3's
-    single head shared by every decision), except that a
+    """MaskablePPO's policy with output heads per decision or kind of decision (:class:`DecisionExtractor`;
+    ``heads=()``: SB3's single head shared by every decision), except that a
     ``planner`` may choose the action of a step (the next action of an architecture picked by screening). The
     rollout then stores that action with its log-probability and value under the current policy, exactly as
     if the policy had sampled it."""
 
     planner: Any = None
 
-    def __init__(self, *args: Any, positions: int, **kwargs: Any) -> None:
-        self.positions = positions  # set before the parent's __init__ builds the networks
+    def __init__(self, *args: Any, heads: tuple[int, ...] = (), positions: int = 0, **kwargs: Any) -> None:
+        # set before the parent's __init__ builds the networks; ``positions`` N (checkpoints saved before
+        # ``heads``): a head for each of N positions
+        self.heads = tuple(heads) or tuple(range(positions))
         super().__init__(*args, **kwargs)
 
     def _build_mlp_extractor(self) -> None:
-        if not self.positions:
+        if not self.heads:
             return super()._build_mlp_extractor()
-        self.mlp_extractor = DecisionExtractor(self.features_dim, self.net_arch, self.activation_fn, self.positions)
+        self.mlp_extractor = DecisionExtractor(self.features_dim, self.net_arch, self.activation_fn, self.heads)
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
-        return {**super()._get_constructor_parameters(), "positions": self.positions}
+        return {**super()._get_constructor_parameters(), "heads": self.heads}
 
     def forward(
         self, obs: torch.Tensor, deterministic: bool = False, action_masks: np.ndarray | None = None

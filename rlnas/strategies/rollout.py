@@ -34,7 +34,7 @@ from rlnas.config.strategy import PPO_FIXED
 from rlnas.evaluation.base import Evaluation
 from rlnas.space.core import Architecture, EvaluatedPrefixes, SearchSpace
 from rlnas.strategies.base import WaitForResults
-from rlnas.strategies.policy import DecisionPolicy, NoEvaluation, RewardShaper
+from rlnas.strategies.policy import DecisionPolicy, NoEvaluation, RewardShaper, head_groups
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +126,7 @@ class StepwisePPO:
             ent_coef=cfg.ent_coef,
             vf_coef=PPO_FIXED["vf_coef"],
             max_grad_norm=PPO_FIXED["max_grad_norm"],
-            policy_kwargs={"net_arch": list(cfg.net_arch), "positions": (len(space) + 1) * cfg.decision_heads},
+            policy_kwargs={"net_arch": list(cfg.net_arch), "heads": head_groups(space, cfg.decision_heads)},
             seed=seed,
             device="cpu",
             verbose=0,
